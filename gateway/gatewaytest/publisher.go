@@ -1,0 +1,585 @@
+package gatewaytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v2"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v3"
+)
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// VideoFile is an Annex B H.264 file (see ReadH264File); "" = no video.
+	VideoFile string
+	// AudioFile is an Ogg Opus file (see ReadOpusFile); "" = no audio.
+	AudioFile string
+	// FPS is the video frame rate; 0 means 30.
+	FPS int
+	// SeparateParameterSets sends SPS and PPS as single-NAL-unit packets of
+	// their own, like OBS; otherwise they go together in a STAP-A, like
+	// browsers.
+	SeparateParameterSets bool
+	// MTU is the largest RTP packet (header + payload) in bytes; 0 means
+	// 1200.
+	MTU int
+	// Loop restarts the material from its beginning when it ends; without
+	// it, sending ends with the material.
+	Loop bool
+	// VideoProfile is the H.264 profile-level-id offered; "" means 42e01f.
+	VideoProfile string
+	// OfferCodec, if set, replaces H.264 in the offer by another video codec
+	// name (e.g. "VP8"), for negative tests. The payloads sent stay H.264.
+	OfferCodec string
+	// NearWrap starts the RTP timestamps about one second before they wrap
+	// at 2^32 instead of at random values.
+	NearWrap bool
+}
+
+// SentFrame records one video frame the Publisher sent.
+type SentFrame struct {
+	Seq          int           // order sent, from 0
+	Source       int           // frame index in the file
+	RTPTimestamp uint32        // RTP timestamp (90 kHz)
+	PTS          time.Duration // relative to the first sent frame
+	IDR          bool          // an IDR access unit
+	Digest       uint64        // SliceDigest of the frame
+	LastPacketAt time.Time     // wall clock when its last RTP packet was written
+}
+
+// SentAudio records one Opus packet the Publisher sent.
+type SentAudio struct {
+	Seq          int           // order sent, from 0
+	RTPTimestamp uint32        // RTP timestamp (48 kHz)
+	PTS          time.Duration // relative to the first sent packet
+	At           time.Time     // wall clock when it was written
+}
+
+// Publisher is a real pion/webrtc publisher that sends test material over
+// real UDP on the loopback interface, like a browser or OBS publishing over
+// WHIP: H.264 (packetization-mode 1) and Opus, RTCP feedback read and
+// counted, NACKs answered with retransmissions, PLI/FIR answered by jumping
+// to the next IDR of the material.
+type Publisher struct {
+	cfg    PublisherConfig
+	frames []Frame
+	audio  []OpusPacket
+
+	pc          *webrtc.PeerConnection
+	videoTrack  *webrtc.TrackLocalStaticRTP
+	audioTrack  *webrtc.TrackLocalStaticRTP
+	connected   chan struct{}
+	gone        chan struct{} // failed or closed
+	connOnce    sync.Once
+	goneOnce    sync.Once
+	closeCtx    context.Context
+	closeCancel context.CancelFunc
+	rtcpWG      sync.WaitGroup
+	sendWG      sync.WaitGroup
+	started     atomic.Bool
+	pliPending  atomic.Bool
+
+	mu        sync.Mutex
+	sent      []SentFrame
+	sentAudio []SentAudio
+	plis      int
+	nacks     int
+	rembs     []uint64
+}
+
+// NewPublisher reads the material and creates the PeerConnection with only
+// the configured codecs, pion's default interceptors (NACK responder, RTCP
+// reports, TWCC) and ICE restricted to UDP over IPv4 on 127.0.0.1.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if cfg.FPS <= 0 {
+		cfg.FPS = 30
+	}
+	if cfg.MTU <= 0 {
+		cfg.MTU = 1200
+	}
+	if cfg.MTU < 100 {
+		return nil, fmt.Errorf("gatewaytest: MTU %d too small", cfg.MTU)
+	}
+	if cfg.VideoProfile == "" {
+		cfg.VideoProfile = "42e01f"
+	}
+	if cfg.VideoFile == "" && cfg.AudioFile == "" {
+		return nil, errors.New("gatewaytest: publisher needs a video or an audio file")
+	}
+	p := &Publisher{cfg: cfg, connected: make(chan struct{}), gone: make(chan struct{})}
+	var err error
+	if cfg.VideoFile != "" {
+		if p.frames, err = ReadH264File(cfg.VideoFile); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AudioFile != "" {
+		if p.audio, err = ReadOpusFile(cfg.AudioFile); err != nil {
+			return nil, err
+		}
+	}
+
+	me := &webrtc.MediaEngine{}
+	var videoCap, audioCap webrtc.RTPCodecCapability
+	if cfg.VideoFile != "" {
+		videoCap = webrtc.RTPCodecCapability{
+			MimeType:  webrtc.MimeTypeH264,
+			ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" +
+				cfg.VideoProfile,
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}},
+		}
+		pt := webrtc.PayloadType(102)
+		if cfg.OfferCodec != "" && !strings.EqualFold(cfg.OfferCodec, "H264") {
+			videoCap = webrtc.RTPCodecCapability{
+				MimeType:     "video/" + cfg.OfferCodec,
+				ClockRate:    90000,
+				RTCPFeedback: videoCap.RTCPFeedback,
+			}
+			pt = 96
+		}
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: videoCap, PayloadType: pt},
+			webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AudioFile != "" {
+		audioCap = webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1",
+		}
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: audioCap, PayloadType: 111},
+			webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, err
+		}
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	p.pc, err = webrtc.NewAPI(
+		webrtc.WithMediaEngine(me),
+		webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(LoopbackSettingEngine()),
+	).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	p.closeCtx, p.closeCancel = context.WithCancel(context.Background())
+	p.pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			p.connOnce.Do(func() { close(p.connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			p.goneOnce.Do(func() { close(p.gone) })
+		}
+	})
+
+	addTrack := func(c webrtc.RTPCodecCapability, id string) (*webrtc.TrackLocalStaticRTP, error) {
+		tr, err := webrtc.NewTrackLocalStaticRTP(c, id, "castbridge-test")
+		if err != nil {
+			return nil, err
+		}
+		t, err := p.pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		p.rtcpWG.Add(1)
+		go p.readRTCP(t.Sender())
+		return tr, nil
+	}
+	if cfg.VideoFile != "" {
+		if p.videoTrack, err = addTrack(videoCap, "video"); err != nil {
+			_ = p.Close()
+			return nil, err
+		}
+	}
+	if cfg.AudioFile != "" {
+		if p.audioTrack, err = addTrack(audioCap, "audio"); err != nil {
+			_ = p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// LoopbackSettingEngine returns a pion SettingEngine that keeps ICE on
+// UDP over IPv4 on 127.0.0.1 (loopback candidates included, mDNS off). It
+// is what the Publisher uses; tests can use it for their own peers.
+func LoopbackSettingEngine() webrtc.SettingEngine {
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// Prefer the candidates the answer names (possibly a LossyRelay) over
+	// peer-reflexive ones learnt from the remote's own checks, so that a
+	// relay stays on the path.
+	se.SetPrflxAcceptanceMinWait(2 * time.Second)
+	return se
+}
+
+// PeerConnection returns the underlying PeerConnection.
+func (p *Publisher) PeerConnection() *webrtc.PeerConnection { return p.pc }
+
+// Frames returns the video material as read from VideoFile.
+func (p *Publisher) Frames() []Frame { return p.frames }
+
+// Offer creates the SDP offer and returns it complete, after ICE gathering
+// (no trickle).
+func (p *Publisher) Offer(ctx context.Context) (string, error) {
+	offer, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		return "", err
+	}
+	gathered := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(offer); err != nil {
+		return "", err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return p.pc.LocalDescription().SDP, nil
+}
+
+// SetAnswer applies the remote SDP answer.
+func (p *Publisher) SetAnswer(sdp string) error {
+	return p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+}
+
+// Connected returns a channel closed once the PeerConnection is connected
+// (ICE and DTLS).
+func (p *Publisher) Connected() <-chan struct{} { return p.connected }
+
+// Start sends the material in real time once the PeerConnection is
+// connected: a video frame every 1/FPS s with RTP timestamp
+// base+n*90000/FPS (n = frames sent so far, whatever part of the file they
+// come from), an Opus packet every 20 ms (its own duration) at 48 kHz. The
+// bases are random (or near the wrap, see NearWrap). Sending ends with ctx,
+// with Close, when the connection fails, or when the material ends (without
+// Loop). Start must be called at most once.
+func (p *Publisher) Start(ctx context.Context) {
+	if !p.started.CompareAndSwap(false, true) {
+		panic("gatewaytest: Publisher.Start called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.closeCtx, cancel)
+	n := 0
+	if p.videoTrack != nil {
+		n++
+	}
+	if p.audioTrack != nil {
+		n++
+	}
+	var left atomic.Int32
+	left.Store(int32(n))
+	done := func() {
+		if left.Add(-1) == 0 {
+			stop()
+			cancel()
+		}
+		p.sendWG.Done()
+	}
+	p.sendWG.Add(n)
+	go func() {
+		select {
+		case <-p.connected:
+		case <-p.gone:
+			cancel()
+		case <-ctx.Done():
+		}
+		t0 := time.Now()
+		if p.videoTrack != nil {
+			go func() { defer done(); p.sendVideo(ctx, t0) }()
+		}
+		if p.audioTrack != nil {
+			go func() { defer done(); p.sendAudio(ctx, t0) }()
+		}
+	}()
+}
+
+// Wait blocks until sending has finished (see Start). It returns at once if
+// Start was not called.
+func (p *Publisher) Wait() { p.sendWG.Wait() }
+
+// Sent returns the video frames sent so far, in order.
+func (p *Publisher) Sent() []SentFrame {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]SentFrame(nil), p.sent...)
+}
+
+// SentAudio returns the Opus packets sent so far, in order.
+func (p *Publisher) SentAudio() []SentAudio {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]SentAudio(nil), p.sentAudio...)
+}
+
+// PLIs returns how many PLI and FIR requests the publisher received.
+func (p *Publisher) PLIs() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.plis
+}
+
+// NACKs returns how many RTCP NACK packets the publisher received (pion's
+// NACK responder retransmits the packets they name).
+func (p *Publisher) NACKs() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nacks
+}
+
+// REMBs returns the bitrates (bit/s) of the REMB packets received, in
+// order.
+func (p *Publisher) REMBs() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]uint64(nil), p.rembs...)
+}
+
+// Close stops sending, closes the PeerConnection and waits for the
+// publisher's goroutines to end.
+func (p *Publisher) Close() error {
+	p.closeCancel()
+	err := p.pc.Close()
+	p.sendWG.Wait()
+	p.rtcpWG.Wait()
+	return err
+}
+
+func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
+	defer p.rtcpWG.Done()
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		for _, pkt := range pkts {
+			switch pkt := pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				p.plis++
+				if s.Track() != nil && s.Track().Kind() == webrtc.RTPCodecTypeVideo {
+					p.pliPending.Store(true)
+				}
+			case *rtcp.TransportLayerNack:
+				p.nacks++
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				p.rembs = append(p.rembs, uint64(pkt.Bitrate))
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *Publisher) timestampBase(clock uint32) uint32 {
+	if p.cfg.NearWrap {
+		return -clock // one second before the wrap
+	}
+	return rand.Uint32()
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
+	fps := p.cfg.FPS
+	base := p.timestampBase(90000)
+	seq := uint16(rand.Uint32())
+	pos := 0
+	for n := 0; ; n++ {
+		pts := time.Duration(n) * time.Second / time.Duration(fps)
+		if !sleepUntil(ctx, t0.Add(pts)) {
+			return
+		}
+		if pos >= len(p.frames) {
+			if !p.cfg.Loop {
+				return
+			}
+			pos = 0
+		}
+		if p.pliPending.Swap(false) && !p.frames[pos].IDR {
+			pos = p.nextIDR(pos)
+		}
+		f := p.frames[pos]
+		ts := base + uint32(int64(n)*90000/int64(fps))
+		payloads := packetizeH264(f.NALUs, p.cfg.MTU-12, p.cfg.SeparateParameterSets)
+		for i, pl := range payloads {
+			pkt := &rtp.Packet{
+				Header: rtp.Header{
+					Version:        2,
+					Marker:         i == len(payloads)-1,
+					SequenceNumber: seq,
+					Timestamp:      ts,
+				},
+				Payload: pl,
+			}
+			seq++
+			if err := p.videoTrack.WriteRTP(pkt); err != nil && ctx.Err() != nil {
+				return
+			}
+		}
+		now := time.Now()
+		p.mu.Lock()
+		p.sent = append(p.sent, SentFrame{
+			Seq: n, Source: pos, RTPTimestamp: ts, PTS: pts, IDR: f.IDR,
+			Digest: SliceDigest(f.NALUs), LastPacketAt: now,
+		})
+		p.mu.Unlock()
+		pos++
+	}
+}
+
+// nextIDR returns the index of the first IDR at or after pos, wrapping
+// around to the start of the material.
+func (p *Publisher) nextIDR(pos int) int {
+	for i := 0; i < len(p.frames); i++ {
+		j := (pos + i) % len(p.frames)
+		if p.frames[j].IDR {
+			return j
+		}
+	}
+	return pos
+}
+
+func (p *Publisher) sendAudio(ctx context.Context, t0 time.Time) {
+	base := p.timestampBase(48000)
+	seq := uint16(rand.Uint32())
+	var elapsed time.Duration
+	pos := 0
+	for n := 0; ; n++ {
+		if !sleepUntil(ctx, t0.Add(elapsed)) {
+			return
+		}
+		if pos >= len(p.audio) {
+			if !p.cfg.Loop {
+				return
+			}
+			pos = 0
+		}
+		a := p.audio[pos]
+		ts := base + uint32(int64(elapsed)*48000/int64(time.Second))
+		pkt := &rtp.Packet{
+			Header:  rtp.Header{Version: 2, Marker: n == 0, SequenceNumber: seq, Timestamp: ts},
+			Payload: a.Data,
+		}
+		seq++
+		if err := p.audioTrack.WriteRTP(pkt); err != nil && ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		p.sentAudio = append(p.sentAudio, SentAudio{Seq: n, RTPTimestamp: ts, PTS: elapsed, At: time.Now()})
+		p.mu.Unlock()
+		elapsed += a.Duration
+		pos++
+	}
+}
+
+// packetizeH264 turns the NAL units of one access unit into RTP payloads
+// (RFC 6184, packetization-mode 1): single NAL unit packets, FU-A for NAL
+// units larger than maxPayload, and SPS+PPS together in one STAP-A unless
+// separate is set. AUDs and filler data are not sent, as browsers do.
+func packetizeH264(nalus [][]byte, maxPayload int, separate bool) [][]byte {
+	var out [][]byte
+	var stap [][]byte
+	flushStap := func() {
+		switch len(stap) {
+		case 0:
+		case 1:
+			out = append(out, stap[0])
+		default:
+			var nri byte
+			size := 1
+			for _, n := range stap {
+				if n[0]&0x60 > nri {
+					nri = n[0] & 0x60
+				}
+				size += 2 + len(n)
+			}
+			b := make([]byte, 0, size)
+			b = append(b, nri|24)
+			for _, n := range stap {
+				b = append(b, byte(len(n)>>8), byte(len(n)))
+				b = append(b, n...)
+			}
+			out = append(out, b)
+		}
+		stap = nil
+	}
+	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
+		typ := n[0] & 0x1f
+		if typ == 9 || typ == 12 {
+			continue
+		}
+		if !separate && (typ == 7 || typ == 8) {
+			size := 1
+			for _, s := range stap {
+				size += 2 + len(s)
+			}
+			if size+2+len(n) > maxPayload {
+				flushStap()
+			}
+			if 1+2+len(n) <= maxPayload {
+				stap = append(stap, n)
+				continue
+			}
+		}
+		flushStap()
+		if len(n) <= maxPayload {
+			out = append(out, n)
+			continue
+		}
+		// FU-A
+		indicator := n[0]&0xe0 | 28
+		data := n[1:]
+		for first := true; len(data) > 0; first = false {
+			l := maxPayload - 2
+			if l > len(data) {
+				l = len(data)
+			}
+			hdr := typ
+			if first {
+				hdr |= 0x80
+			}
+			if l == len(data) {
+				hdr |= 0x40
+			}
+			b := make([]byte, 0, 2+l)
+			b = append(b, indicator, hdr)
+			b = append(b, data[:l]...)
+			out = append(out, b)
+			data = data[l:]
+		}
+	}
+	flushStap()
+	return out
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs the programs the tests need that Go does not bring: ffmpeg and
+# ffprobe (Debian package ffmpeg), nginx with the RTMP module
+# (nginx, libnginx-mod-rtmp). Idempotent: does nothing when all are present.
+# Uses apt-get (Debian/Ubuntu); sudo only when not root.
+set -euo pipefail
+
+# package -> check (a command in PATH, or a file, that the package provides)
+declare -A checks=(
+	[ffmpeg]="cmd:ffprobe"
+	[nginx]="cmd:nginx"
+	[libnginx-mod-rtmp]="file:/usr/lib/nginx/modules/ngx_rtmp_module.so"
+	# [chromium]="cmd:chromium"   # for the browser tests, when they land
+)
+
+present() {
+	local check=${checks[$1]}
+	case $check in
+	cmd:*) PATH="$PATH:/usr/sbin:/sbin" command -v "${check#cmd:}" >/dev/null 2>&1 ;;
+	file:*) [ -e "${check#file:}" ] ;;
+	*) dpkg -s "$1" >/dev/null 2>&1 ;;
+	esac
+}
+
+missing=()
+for pkg in ffmpeg nginx libnginx-mod-rtmp; do
+	present "$pkg" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: ffmpeg, nginx, libnginx-mod-rtmp present"
+	exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps: missing ${missing[*]} and no apt-get to install them" >&2
+	exit 1
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+	sudo=(sudo)
+fi
+
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's nginx package starts its own daemon on port 80; the tests run
+# their own instances, so stop the one the install just started.
+if [[ " ${missing[*]} " == *" nginx "* ]]; then
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+		"${sudo[@]}" systemctl stop nginx || true
+	elif command -v service >/dev/null 2>&1; then
+		"${sudo[@]}" service nginx stop >/dev/null 2>&1 || true
+	fi
+fi
+echo "deps: installed ${missing[*]}"

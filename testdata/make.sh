@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates the committed test media. Needs ffmpeg with libx264 and libopus
+# (Debian's ffmpeg package). The outputs are committed, so tests and CI never
+# run this; rerun it only when the material has to change.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# video.h264: Annex B H.264, constrained baseline level 3.1, 1280x720, 30 fps,
+# 150 frames (5 s), IDRs at frames 0 and 135 only (4.5 s apart, longer than
+# the 4 s an RTMP ingest tolerates, so the gateway has to ask for keyframes),
+# every frame in 4 slices, ~1 Mbit/s, no B-frames, SPS/PPS repeated before
+# every IDR, no AUDs.
+ffmpeg -hide_banner -loglevel error -y \
+	-f lavfi -i testsrc2=size=1280x720:rate=30 \
+	-frames:v 150 -an \
+	-c:v libx264 -profile:v baseline -level:v 3.1 -pix_fmt yuv420p \
+	-preset medium -bf 0 -threads 1 \
+	-b:v 1M -maxrate 1.2M -bufsize 1M \
+	-x264-params keyint=135:min-keyint=135:scenecut=0:slices=4:repeat-headers=1:aud=0 \
+	-bsf:v h264_mp4toannexb \
+	-fflags +bitexact -flags:v +bitexact \
+	-f h264 video.h264
+
+# audio.ogg: Opus, 48 kHz stereo (440 Hz left, 660 Hz right), 20 ms frames,
+# 5 s, 64 kbit/s.
+ffmpeg -hide_banner -loglevel error -y \
+	-f lavfi -i 'aevalsrc=0.3*sin(2*PI*440*t)|0.3*sin(2*PI*660*t):s=48000:d=5' \
+	-c:a libopus -b:a 64k -frame_duration 20 -application audio \
+	-fflags +bitexact -flags:a +bitexact \
+	-f ogg audio.ogg
