@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
@@ -44,6 +45,10 @@ type PublisherConfig struct {
 	// NearWrap starts the RTP timestamps about one second before they wrap
 	// at 2^32 instead of at random values.
 	NearWrap bool
+	// NoSenderReports sends no RTCP Sender Reports at all, like OBS at the
+	// start of a WHIP session, so the gateway has to fall back to arrival
+	// times. NACK and TWCC still work.
+	NoSenderReports bool
 }
 
 // SentFrame records one video frame the Publisher sent.
@@ -99,7 +104,7 @@ type Publisher struct {
 
 // NewPublisher reads the material and creates the PeerConnection with only
 // the configured codecs, pion's default interceptors (NACK responder, RTCP
-// reports, TWCC) and ICE restricted to UDP over IPv4 on 127.0.0.1.
+// sender and receiver reports, TWCC) and ICE restricted to UDP over IPv4 on 127.0.0.1.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.FPS <= 0 {
 		cfg.FPS = 30
@@ -164,7 +169,20 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		}
 	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	if cfg.NoSenderReports {
+		// webrtc.RegisterDefaultInterceptors without the SR generator
+		if err := webrtc.ConfigureNack(me, ir); err != nil {
+			return nil, err
+		}
+		rr, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(rr)
+		if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+			return nil, err
+		}
+	} else if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
 		return nil, err
 	}
 	p.pc, err = webrtc.NewAPI(

@@ -61,6 +61,9 @@ func TestPublisherToPionReceiver(t *testing.T) {
 	pub.Wait()
 	time.Sleep(300 * time.Millisecond) // last packets in flight
 
+	if rx.senderReports() == 0 {
+		t.Error("no RTCP sender report received")
+	}
 	if pub.PLIs() != 1 {
 		t.Errorf("PLIs() = %d, want 1", pub.PLIs())
 	}
@@ -119,7 +122,7 @@ func TestPublisherToPionReceiver(t *testing.T) {
 	}
 }
 
-func TestPublisherSeparateParameterSetsAndNearWrap(t *testing.T) {
+func TestPublisherOBSLike(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub, rx := connectPublisher(t, ctx, PublisherConfig{
@@ -128,7 +131,10 @@ func TestPublisherSeparateParameterSetsAndNearWrap(t *testing.T) {
 		NearWrap:              true,
 		MTU:                   600,
 		Loop:                  true,
+		NoSenderReports:       true,
 	}, nil)
+	// the time budget counts from the connection (DTLS may retransmit once)
+	waitConnected(t, ctx, pub)
 	runCtx, stop := context.WithTimeout(ctx, 2*time.Second)
 	defer stop()
 	pub.Start(runCtx)
@@ -152,6 +158,9 @@ func TestPublisherSeparateParameterSetsAndNearWrap(t *testing.T) {
 		if d, ok := complete[f.RTPTimestamp]; !ok || d != f.Digest {
 			t.Errorf("frame %d not received intact", f.Seq)
 		}
+	}
+	if n := rx.senderReports(); n != 0 {
+		t.Errorf("%d sender reports received with NoSenderReports", n)
 	}
 }
 
@@ -180,5 +189,14 @@ func TestPublisherOfferCodec(t *testing.T) {
 	}
 	if !containsFold(offer, "127.0.0.1") {
 		t.Error("offer has no loopback candidate")
+	}
+}
+
+func waitConnected(t *testing.T, ctx context.Context, pub *Publisher) {
+	t.Helper()
+	select {
+	case <-pub.Connected():
+	case <-ctx.Done():
+		t.Fatal("publisher did not connect")
 	}
 }

@@ -72,6 +72,7 @@ type testReceiver struct {
 	video      map[uint32][]*rtp.Packet // by RTP timestamp
 	videoSSRC  webrtc.SSRC
 	audio      int
+	srs        int
 	gotVideo   chan struct{}
 	onceVideo  sync.Once
 	readersWG  sync.WaitGroup
@@ -109,8 +110,16 @@ func newTestReceiver(t *testing.T) *testReceiver {
 		go func() {
 			defer r.readersWG.Done()
 			for {
-				if _, _, err := recv.ReadRTCP(); err != nil {
+				pkts, _, err := recv.ReadRTCP()
+				if err != nil {
 					return
+				}
+				for _, p := range pkts {
+					if _, ok := p.(*rtcp.SenderReport); ok {
+						r.mu.Lock()
+						r.srs++
+						r.mu.Unlock()
+					}
 				}
 			}
 		}()
@@ -165,6 +174,12 @@ func (r *testReceiver) sendRTCP(t *testing.T, pkts ...rtcp.Packet) {
 	if err := r.pc.WriteRTCP(pkts); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (r *testReceiver) senderReports() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.srs
 }
 
 func (r *testReceiver) ssrc() uint32 {

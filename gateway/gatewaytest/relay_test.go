@@ -58,6 +58,8 @@ func TestLossyRelayWithPion(t *testing.T) {
 		t.Cleanup(func() { relay.Close() })
 		return relay.RewriteAnswer(answer)
 	})
+	// the time budget counts from the connection (DTLS may retransmit once)
+	waitConnected(t, ctx, pub)
 	runCtx, stop := context.WithTimeout(ctx, 4*time.Second)
 	defer stop()
 	pub.Start(runCtx)
