@@ -1,0 +1,444 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// oaOperation is the part of an OpenAPI operation the tests look at.
+type oaOperation struct {
+	OperationID string                     `json:"operationId"`
+	Parameters  []json.RawMessage          `json:"parameters"`
+	Security    *[]map[string][]string     `json:"security"`
+	Responses   map[string]json.RawMessage `json:"responses"`
+}
+
+type oaParameter struct {
+	Ref    string `json:"$ref"`
+	Name   string `json:"name"`
+	In     string `json:"in"`
+	Schema struct {
+		Type    string   `json:"type"`
+		Minimum *float64 `json:"minimum"`
+	} `json:"schema"`
+}
+
+type oaResponse struct {
+	Ref     string                     `json:"$ref"`
+	Content map[string]json.RawMessage `json:"content"`
+}
+
+type oaDoc struct {
+	OpenAPI    string                                `json:"openapi"`
+	Paths      map[string]map[string]json.RawMessage `json:"paths"`
+	Components struct {
+		Schemas         map[string]json.RawMessage `json:"schemas"`
+		Parameters      map[string]oaParameter     `json:"parameters"`
+		Responses       map[string]oaResponse      `json:"responses"`
+		SecuritySchemes map[string]struct {
+			Type   string `json:"type"`
+			Scheme string `json:"scheme"`
+		} `json:"securitySchemes"`
+	} `json:"components"`
+}
+
+var oaMethods = map[string]bool{"get": true, "put": true, "post": true, "delete": true, "options": true, "head": true, "patch": true, "trace": true}
+
+func loadOpenAPI(t *testing.T) (oaDoc, any) {
+	t.Helper()
+	raw, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc oaDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("openapi.json does not parse: %v", err)
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		t.Fatal(err)
+	}
+	return doc, tree
+}
+
+// operations returns the path's operations by lower-case method.
+func operations(t *testing.T, item map[string]json.RawMessage) map[string]oaOperation {
+	t.Helper()
+	ops := map[string]oaOperation{}
+	for k, v := range item {
+		if !oaMethods[k] {
+			continue
+		}
+		var op oaOperation
+		if err := json.Unmarshal(v, &op); err != nil {
+			t.Fatalf("operation %s: %v", k, err)
+		}
+		ops[k] = op
+	}
+	return ops
+}
+
+var pathParam = regexp.MustCompile(`\{[^}]*\}`)
+
+// normPath makes templated paths comparable: OpenAPI treats /whip/{key} and
+// /whip/{id} as the same path.
+func normPath(p string) string { return pathParam.ReplaceAllString(p, "{}") }
+
+func (d oaDoc) op(t *testing.T, method, path string) (oaOperation, bool) {
+	t.Helper()
+	for p, item := range d.Paths {
+		if normPath(p) != normPath(path) {
+			continue
+		}
+		op, ok := operations(t, item)[strings.ToLower(method)]
+		return op, ok
+	}
+	return oaOperation{}, false
+}
+
+func TestOpenAPIVersionAndServed(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi = %q, want 3.x", doc.OpenAPI)
+	}
+	rec := httptest.NewRecorder()
+	serveOpenAPI(rec, httptest.NewRequest(http.MethodGet, "/openapi.json", nil))
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	raw, _ := os.ReadFile("openapi.json")
+	if rec.Body.String() != string(raw) {
+		t.Error("the served document is not openapi.json")
+	}
+}
+
+func TestOpenAPIOperationsHaveResponses(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	if len(doc.Paths) == 0 {
+		t.Fatal("no paths")
+	}
+	ids := map[string]string{}
+	for p, item := range doc.Paths {
+		ops := operations(t, item)
+		if len(ops) == 0 {
+			t.Errorf("%s has no operations", p)
+		}
+		var pathLevel []json.RawMessage
+		if raw, ok := item["parameters"]; ok {
+			if err := json.Unmarshal(raw, &pathLevel); err != nil {
+				t.Fatalf("%s parameters: %v", p, err)
+			}
+		}
+		for m, op := range ops {
+			if len(op.Responses) == 0 {
+				t.Errorf("%s %s has no responses", strings.ToUpper(m), p)
+			}
+			for code := range op.Responses {
+				if n, err := strconv.Atoi(code); code != "default" && (err != nil || n < 100 || n > 599) {
+					t.Errorf("%s %s: response key %q is not a status", strings.ToUpper(m), p, code)
+				}
+			}
+			if op.OperationID == "" {
+				t.Errorf("%s %s has no operationId", strings.ToUpper(m), p)
+			} else if prev, dup := ids[op.OperationID]; dup {
+				t.Errorf("operationId %s is used by %s and %s %s", op.OperationID, prev, strings.ToUpper(m), p)
+			}
+			ids[op.OperationID] = strings.ToUpper(m) + " " + p
+			// Every template segment is declared as a path parameter.
+			declared := map[string]bool{}
+			for _, raw := range append(append([]json.RawMessage{}, pathLevel...), op.Parameters...) {
+				var prm oaParameter
+				if err := json.Unmarshal(raw, &prm); err != nil {
+					t.Fatal(err)
+				}
+				if prm.Ref != "" {
+					prm = doc.Components.Parameters[strings.TrimPrefix(prm.Ref, "#/components/parameters/")]
+				}
+				if prm.In == "path" {
+					declared[prm.Name] = true
+				}
+			}
+			for _, seg := range pathParam.FindAllString(p, -1) {
+				if name := strings.Trim(seg, "{}"); !declared[name] {
+					t.Errorf("%s %s does not declare path parameter %s", strings.ToUpper(m), p, name)
+				}
+			}
+		}
+	}
+}
+
+// walk calls f on every object in the JSON tree, with its JSON pointer.
+func walk(v any, ptr string, f func(ptr string, obj map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		f(ptr, v)
+		for k, c := range v {
+			walk(c, ptr+"/"+strings.NewReplacer("~", "~0", "/", "~1").Replace(k), f)
+		}
+	case []any:
+		for i, c := range v {
+			walk(c, ptr+"/"+strconv.Itoa(i), f)
+		}
+	}
+}
+
+func resolve(tree any, ref string) (any, bool) {
+	if !strings.HasPrefix(ref, "#/") {
+		return nil, false
+	}
+	cur := tree
+	for _, tok := range strings.Split(ref[2:], "/") {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[tok]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func TestOpenAPIRefsResolve(t *testing.T) {
+	_, tree := loadOpenAPI(t)
+	n := 0
+	walk(tree, "", func(ptr string, obj map[string]any) {
+		ref, ok := obj["$ref"].(string)
+		if !ok {
+			return
+		}
+		n++
+		if !strings.HasPrefix(ref, "#/components/") {
+			t.Errorf("%s: $ref %q does not point into components", ptr, ref)
+			return
+		}
+		if _, ok := resolve(tree, ref); !ok {
+			t.Errorf("%s: $ref %q does not resolve", ptr, ref)
+		}
+	})
+	if n == 0 {
+		t.Error("no $ref at all: the schemas should be components")
+	}
+}
+
+// apiCodes are the error codes API.md names, plus INTERNAL for a 500.
+var apiCodes = []string{
+	"INVALID_REQUEST", "INVALID_SDP", "UNSUPPORTED_CODEC", "NOT_FOUND", "NOT_CONNECTED",
+	"ALREADY_BROADCASTING", "NOT_BROADCASTING", "INVALID_OUTPUT", "INGEST_UNREACHABLE",
+	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "LIMIT_EXCEEDED", "INTERNAL",
+}
+
+func TestOpenAPIErrorCodes(t *testing.T) {
+	doc, tree := loadOpenAPI(t)
+	var ec struct {
+		Enum []string `json:"enum"`
+	}
+	if err := json.Unmarshal(doc.Components.Schemas["ErrorCode"], &ec); err != nil {
+		t.Fatalf("components.schemas.ErrorCode: %v", err)
+	}
+	enum := map[string]bool{}
+	for _, c := range ec.Enum {
+		enum[c] = true
+	}
+	for _, c := range apiCodes {
+		if !enum[c] {
+			t.Errorf("ErrorCode enum lacks %s", c)
+		}
+	}
+	// Every error example uses a code of the enum.
+	walk(tree, "", func(ptr string, obj map[string]any) {
+		e, ok := obj["error"].(map[string]any)
+		if !ok {
+			return
+		}
+		if code, ok := e["code"].(string); ok && !enum[code] {
+			t.Errorf("%s: example code %s is not in the ErrorCode enum", ptr, code)
+		}
+	})
+}
+
+// apiRoutes are the operations API.md defines.
+var apiRoutes = []struct{ method, path string }{
+	{"POST", "/v1/streams"},
+	{"GET", "/v1/streams"},
+	{"GET", "/v1/streams/{id}"},
+	{"PATCH", "/v1/streams/{id}"},
+	{"DELETE", "/v1/streams/{id}"},
+	{"POST", "/v1/streams/{id}/broadcast"},
+	{"GET", "/v1/streams/{id}/broadcast"},
+	{"DELETE", "/v1/streams/{id}/broadcast"},
+	{"POST", "/v1/streams/{id}/broadcast/targets"},
+	{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}"},
+	{"POST", "/v1/streams/{id}/metadata"},
+	{"GET", "/v1/streams/{id}/stats"},
+	{"GET", "/v1/streams/{id}/events"},
+	{"POST", "/whip"},
+	{"OPTIONS", "/whip"},
+	{"POST", "/whip/{key}"},
+	{"DELETE", "/whip/{id}"},
+	{"PATCH", "/whip/{id}"},
+	{"OPTIONS", "/whip/{id}"},
+	{"GET", "/healthz"},
+	{"GET", "/readyz"},
+	{"GET", "/metrics"},
+	{"GET", "/openapi.json"},
+	{"GET", "/"},
+	{"GET", "/sdk/castbridge.js"},
+}
+
+func TestOpenAPICoversAPI(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	want := map[string]bool{}
+	for _, r := range apiRoutes {
+		want[r.method+" "+normPath(r.path)] = true
+		if _, ok := doc.op(t, r.method, r.path); !ok {
+			t.Errorf("%s %s is missing", r.method, r.path)
+		}
+	}
+	// And nothing API.md does not define.
+	var extra []string
+	for p, item := range doc.Paths {
+		for m := range operations(t, item) {
+			if k := strings.ToUpper(m) + " " + normPath(p); !want[k] {
+				extra = append(extra, strings.ToUpper(m)+" "+p)
+			}
+		}
+	}
+	sort.Strings(extra)
+	if len(extra) > 0 {
+		t.Errorf("operations API.md does not define: %v", extra)
+	}
+}
+
+// TestOpenAPIStatuses checks the statuses API.md gives each endpoint.
+func TestOpenAPIStatuses(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	cases := []struct {
+		method, path string
+		statuses     []string
+	}{
+		{"POST", "/v1/streams", []string{"201", "400", "401", "422", "503"}},
+		{"GET", "/v1/streams", []string{"200", "401"}},
+		{"GET", "/v1/streams/{id}", []string{"200", "401", "404"}},
+		{"PATCH", "/v1/streams/{id}", []string{"200", "400", "401", "404"}},
+		{"DELETE", "/v1/streams/{id}", []string{"204", "401", "404"}},
+		{"POST", "/v1/streams/{id}/broadcast", []string{"201", "400", "401", "404", "409", "502"}},
+		{"GET", "/v1/streams/{id}/broadcast", []string{"200", "401", "404"}},
+		{"DELETE", "/v1/streams/{id}/broadcast", []string{"200", "401", "404"}},
+		{"POST", "/v1/streams/{id}/broadcast/targets", []string{"201", "400", "401", "404"}},
+		{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}", []string{"204", "401", "404"}},
+		{"POST", "/v1/streams/{id}/metadata", []string{"202", "400", "401", "404", "409"}},
+		{"GET", "/v1/streams/{id}/stats", []string{"200", "401", "404"}},
+		{"GET", "/v1/streams/{id}/events", []string{"200", "401", "404"}},
+		{"POST", "/whip", []string{"201", "400", "401", "415", "422", "503"}},
+		{"POST", "/whip/{key}", []string{"201", "401", "415"}},
+		{"DELETE", "/whip/{id}", []string{"200", "404"}},
+		{"PATCH", "/whip/{id}", []string{"405"}},
+		{"GET", "/readyz", []string{"200", "503"}},
+	}
+	for _, c := range cases {
+		op, ok := doc.op(t, c.method, c.path)
+		if !ok {
+			continue // reported by TestOpenAPICoversAPI
+		}
+		for _, s := range c.statuses {
+			if _, ok := op.Responses[s]; !ok {
+				t.Errorf("%s %s does not document %s", c.method, c.path, s)
+			}
+		}
+	}
+
+	// Media types: WHIP speaks SDP, events are SSE, metrics are text.
+	media := []struct {
+		method, path, status, typ string
+	}{
+		{"POST", "/whip", "201", "application/sdp"},
+		{"GET", "/v1/streams/{id}/events", "200", "text/event-stream"},
+		{"GET", "/metrics", "200", "text/plain"},
+		{"GET", "/", "200", "text/html"},
+		{"GET", "/openapi.json", "200", "application/json"},
+		{"GET", "/v1/streams/{id}/stats", "200", "application/json"},
+	}
+	for _, c := range media {
+		op, ok := doc.op(t, c.method, c.path)
+		if !ok {
+			continue
+		}
+		var r oaResponse
+		_ = json.Unmarshal(op.Responses[c.status], &r)
+		found := false
+		for mt := range r.Content {
+			found = found || strings.HasPrefix(mt, c.typ)
+		}
+		if !found {
+			t.Errorf("%s %s %s is not %s", c.method, c.path, c.status, c.typ)
+		}
+	}
+
+	// The events' stats interval has its minimum of 250 ms.
+	if op, ok := doc.op(t, "GET", "/v1/streams/{id}/events"); ok {
+		found := false
+		for _, raw := range op.Parameters {
+			var prm oaParameter
+			_ = json.Unmarshal(raw, &prm)
+			if prm.Name == "stats" && prm.In == "query" {
+				found = true
+				if prm.Schema.Minimum == nil || *prm.Schema.Minimum != 250 {
+					t.Error("the stats query parameter's minimum is not 250")
+				}
+			}
+		}
+		if !found {
+			t.Error("events has no stats query parameter")
+		}
+	}
+}
+
+// TestOpenAPISecurity checks the optional bearer scheme: on /v1 and WHIP
+// (except OPTIONS), never on the service endpoints.
+func TestOpenAPISecurity(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	var scheme string
+	for name, s := range doc.Components.SecuritySchemes {
+		if s.Type == "http" && strings.EqualFold(s.Scheme, "bearer") {
+			scheme = name
+		}
+	}
+	if scheme == "" {
+		t.Fatal("no http bearer security scheme")
+	}
+	for p, item := range doc.Paths {
+		for m, op := range operations(t, item) {
+			guarded := strings.HasPrefix(p, "/v1/") || (strings.HasPrefix(p, "/whip") && m != "options")
+			var bearer, anonymous bool
+			if op.Security != nil {
+				for _, req := range *op.Security {
+					if len(req) == 0 {
+						anonymous = true
+					}
+					if _, ok := req[scheme]; ok {
+						bearer = true
+					}
+				}
+			}
+			switch {
+			case guarded && (!bearer || !anonymous):
+				t.Errorf("%s %s: security should be [{%s: []}, {}] (the key is optional: only with --api-key)", strings.ToUpper(m), p, scheme)
+			case guarded && strings.HasPrefix(p, "/v1/"):
+				if _, ok := op.Responses["401"]; !ok {
+					t.Errorf("%s %s does not document 401", strings.ToUpper(m), p)
+				}
+			case !guarded && bearer:
+				t.Errorf("%s %s needs no authorization", strings.ToUpper(m), p)
+			}
+		}
+	}
+}
