@@ -1,0 +1,447 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/yutopp/go-amf0"
+	rtmp "github.com/yutopp/go-rtmp"
+	"github.com/yutopp/go-rtmp/message"
+
+	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/rtmppush/chunk"
+)
+
+// handshakeSize is C0+C1+C2, which pass to go-rtmp untouched.
+const handshakeSize = 1 + 1536 + 1536
+
+const handshakeTimeout = 10 * time.Second
+
+// tapConn sits between the client's socket and go-rtmp. All its methods run
+// on go-rtmp's connection goroutine except Conn.Close during shutdown.
+type tapConn struct {
+	net.Conn
+	s       *Server
+	tracked bool
+
+	hsLeft int
+	rbuf   []byte
+	cr     *chunk.Reader
+	out    bytes.Buffer // chunks for go-rtmp
+	ow     *bufio.Writer
+	cw     *chunk.Writer
+
+	rtmpConn *rtmp.Conn
+	connect  map[string]any
+	pubs     map[uint32]*publication // by message stream id
+	closed   bool
+}
+
+type publication struct {
+	name     string
+	reject   *Reject
+	rec      *recorder
+	finished bool
+}
+
+func newTapConn(s *Server, nc net.Conn) *tapConn {
+	c := &tapConn{
+		Conn:   nc,
+		s:      s,
+		hsLeft: handshakeSize,
+		rbuf:   make([]byte, 32*1024),
+		cr:     chunk.NewReader(),
+		pubs:   make(map[uint32]*publication),
+	}
+	c.ow = bufio.NewWriter(&c.out)
+	c.cw = chunk.NewWriter(c.ow)
+	_ = nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	return c
+}
+
+// Read gives go-rtmp the handshake verbatim, then only the control and
+// command messages of the client's stream.
+func (c *tapConn) Read(p []byte) (int, error) {
+	if c.hsLeft > 0 {
+		n, err := c.Conn.Read(p[:min(len(p), c.hsLeft)])
+		c.hsLeft -= n
+		if c.hsLeft == 0 {
+			_ = c.Conn.SetReadDeadline(time.Time{})
+		}
+		return n, err
+	}
+	for c.out.Len() == 0 {
+		n, err := c.Conn.Read(c.rbuf)
+		if n > 0 {
+			if ferr := c.cr.Feed(c.rbuf[:n], c.onMessage); ferr != nil {
+				c.s.log.Warn("rtmp ingest: dropping connection", "remote", c.RemoteAddr().String(), "err", ferr)
+				return 0, ferr
+			}
+			if ferr := c.ow.Flush(); ferr != nil {
+				return 0, ferr
+			}
+		}
+		if err != nil {
+			if c.out.Len() > 0 {
+				break
+			}
+			return 0, err
+		}
+	}
+	return c.out.Read(p)
+}
+
+// Close is called by go-rtmp once the connection is done.
+func (c *tapConn) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	for _, pub := range c.pubs {
+		c.finish(pub, "disconnect")
+	}
+	err := c.Conn.Close()
+	c.s.untrack(c)
+	return err
+}
+
+func (c *tapConn) onMessage(m *chunk.Message) error {
+	switch m.TypeID {
+	case chunk.TypeSetChunkSize, chunk.TypeAbort:
+		return nil // applied by our reader; go-rtmp gets re-chunked data
+	case flv.TagAudio, flv.TagVideo, flv.TagScript:
+		c.media(m)
+		return nil
+	case 15: // AMF3 data: not supported, drop
+		return nil
+	case 20:
+		c.command(m)
+	}
+	return c.cw.WriteMessage(m.ChunkStreamID, m.TypeID, m.StreamID, m.Timestamp, m.Payload)
+}
+
+func (c *tapConn) command(m *chunk.Message) {
+	name, args, err := decodeCommand(m.Payload)
+	if err != nil {
+		c.s.log.Debug("rtmp ingest: undecodable command", "err", err)
+		return
+	}
+	stream := ""
+	switch name {
+	case "connect":
+		if len(args) > 0 {
+			c.connect, _ = normalize(args[0]).(map[string]any)
+		}
+	case "publish":
+		stream = c.publish(m.StreamID, args)
+	case "FCUnpublish":
+		if len(args) > 1 {
+			stream, _ = args[1].(string)
+			for _, pub := range c.pubs {
+				if pub.name == stream && pub.reject == nil {
+					c.finish(pub, name)
+				}
+			}
+		}
+	case "deleteStream", "closeStream":
+		id := m.StreamID
+		if len(args) > 1 {
+			if f, ok := args[1].(float64); ok {
+				id = uint32(f)
+			}
+		}
+		if pub := c.pubs[id]; pub != nil {
+			stream = pub.name
+			c.finish(pub, name)
+			delete(c.pubs, id)
+		}
+	case "releaseStream", "FCPublish":
+		if len(args) > 1 {
+			stream, _ = args[1].(string)
+		}
+	}
+	if c.s.cfg.OnCommand != nil {
+		c.s.cfg.OnCommand(stream, name)
+	}
+}
+
+// publish decides on a publish request before go-rtmp sees it, so that media
+// following it in the same read is already routed correctly.
+func (c *tapConn) publish(msid uint32, args []any) string {
+	name := ""
+	if len(args) > 1 {
+		name, _ = args[1].(string)
+	}
+	if old := c.pubs[msid]; old != nil {
+		c.finish(old, "republish")
+	}
+	pub := &publication{name: name}
+	c.pubs[msid] = pub
+	app, _ := c.connect["app"].(string)
+	tcURL, _ := c.connect["tcUrl"].(string)
+	info := PublishInfo{App: app, Name: name, TCURL: tcURL, Connect: c.connect}
+	switch {
+	case name == "":
+		pub.reject = &Reject{Code: "NetStream.Publish.BadName", Description: "empty stream name"}
+	case !c.s.claim(name):
+		pub.reject = &Reject{Code: "NetStream.Publish.BadName", Description: "stream is already being published"}
+	case c.s.cfg.OnPublish != nil:
+		if err := c.s.cfg.OnPublish(info); err != nil {
+			c.s.release(name)
+			var rj *Reject
+			if !errors.As(err, &rj) {
+				rj = &Reject{Code: "NetStream.Publish.Failed", Description: "publish refused"}
+			}
+			pub.reject = rj
+		}
+	}
+	if pub.reject != nil {
+		c.s.log.Info("rtmp ingest: publish rejected", "app", app, "code", pub.reject.Code)
+		return name
+	}
+	if c.s.cfg.Dir != "" {
+		rec, err := newRecorder(c.s.cfg.Dir, name)
+		if err != nil {
+			c.s.log.Error("rtmp ingest: cannot record", "err", err)
+		} else {
+			pub.rec = rec
+		}
+	}
+	c.s.log.Info("rtmp ingest: publish started", "app", app)
+	return name
+}
+
+func (c *tapConn) finish(pub *publication, reason string) {
+	if pub.finished {
+		return
+	}
+	pub.finished = true
+	if pub.reject != nil {
+		return
+	}
+	c.s.release(pub.name)
+	if pub.rec != nil {
+		if err := pub.rec.close(); err != nil {
+			c.s.log.Error("rtmp ingest: closing recording", "err", err)
+		}
+		pub.rec = nil
+	}
+	c.s.log.Info("rtmp ingest: publish ended", "reason", reason)
+}
+
+func (c *tapConn) media(m *chunk.Message) {
+	pub := c.pubs[m.StreamID]
+	if pub == nil || pub.reject != nil || pub.finished {
+		return
+	}
+	msg := Message{Type: m.TypeID, Timestamp: m.Timestamp}
+	recBody := m.Payload
+	if m.TypeID == flv.TagScript {
+		var values []any
+		var err error
+		msg.Handler, values, err = decodeData(m.Payload)
+		if err != nil {
+			c.s.log.Debug("rtmp ingest: undecodable data message", "err", err)
+			recBody = nil
+		}
+		if msg.Handler == "@setDataFrame" {
+			// FMS stores the frame without the wrapper; so does the recording.
+			msg.SetDataFrame = true
+			recBody = recBody[min(len(recBody), 3+len("@setDataFrame")):]
+			msg.Handler = ""
+			if len(values) > 0 {
+				msg.Handler, _ = values[0].(string)
+				values = values[1:]
+			}
+		} else if msg.Handler == "@clearDataFrame" {
+			recBody = nil
+		}
+		switch len(values) {
+		case 0:
+		case 1:
+			msg.Values = values[0]
+		default:
+			msg.Values = values
+		}
+	}
+	if pub.rec != nil && recBody != nil {
+		if err := pub.rec.w.WriteTag(m.TypeID, m.Timestamp, recBody); err != nil {
+			c.s.log.Error("rtmp ingest: recording failed", "err", err)
+			_ = pub.rec.close()
+			pub.rec = nil
+		}
+	}
+	if c.s.cfg.OnMessage != nil {
+		msg.Body = bytes.Clone(m.Payload)
+		c.s.cfg.OnMessage(pub.name, msg)
+	}
+}
+
+func decodeCommand(payload []byte) (string, []any, error) {
+	var msg message.Message
+	if err := message.NewDecoder(bytes.NewReader(payload)).Decode(message.TypeIDCommandMessageAMF0, &msg); err != nil {
+		return "", nil, err
+	}
+	cmd := msg.(*message.CommandMessage)
+	args, err := decodeValues(amf0.NewDecoder(cmd.Body))
+	return cmd.CommandName, args, err
+}
+
+func decodeData(payload []byte) (string, []any, error) {
+	vals, err := decodeValues(amf0.NewDecoder(bytes.NewReader(payload)))
+	if len(vals) == 0 {
+		if err == nil {
+			err = errors.New("empty data message")
+		}
+		return "", nil, err
+	}
+	handler, _ := vals[0].(string)
+	return handler, vals[1:], err
+}
+
+func decodeValues(dec *amf0.Decoder) ([]any, error) {
+	var out []any
+	for {
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, err
+		}
+		out = append(out, normalize(v))
+	}
+}
+
+// normalize turns go-amf0's ECMAArray into map[string]any, recursively.
+func normalize(v any) any {
+	switch v := v.(type) {
+	case amf0.ECMAArray:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = normalize(x)
+		}
+		return m
+	case map[string]any:
+		for k, x := range v {
+			v[k] = normalize(x)
+		}
+		return v
+	case []any:
+		for i, x := range v {
+			v[i] = normalize(x)
+		}
+		return v
+	}
+	return v
+}
+
+// handler is go-rtmp's view of a connection. Publish decisions were already
+// taken by the tap; the handler only voices them.
+type handler struct {
+	rtmp.DefaultHandler
+	c *tapConn
+}
+
+func (h *handler) OnServe(conn *rtmp.Conn) { h.c.rtmpConn = conn }
+
+func (h *handler) OnPublish(ctx *rtmp.StreamContext, _ uint32, _ *message.NetStreamPublish) error {
+	pub := h.c.pubs[ctx.StreamID]
+	if pub == nil {
+		return errors.New("publish not seen by tap")
+	}
+	if pub.reject == nil {
+		return nil
+	}
+	// go-rtmp answers refusals with NetStream.Publish.Failed; send the
+	// specific code first so that the client reports the real reason.
+	if err := h.sendStatus(ctx.StreamID, "error", pub.reject.Code, pub.reject.Description); err != nil {
+		return err
+	}
+	return pub.reject
+}
+
+func (h *handler) sendStatus(msid uint32, level, code, desc string) error {
+	var body bytes.Buffer
+	enc := amf0.NewEncoder(&body)
+	if err := enc.Encode(nil); err != nil {
+		return err
+	}
+	if err := enc.Encode(map[string]any{"level": level, "code": code, "description": desc}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return h.c.rtmpConn.Write(ctx, 5, 0, &rtmp.ChunkMessage{
+		StreamID: msid,
+		Message: &message.CommandMessage{
+			CommandName: "onStatus",
+			Encoding:    message.EncodingTypeAMF0,
+			Body:        &body,
+		},
+	})
+}
+
+// recorder writes one publish to an FLV file.
+type recorder struct {
+	f  *os.File
+	bw *bufio.Writer
+	w  *flv.Writer
+}
+
+func newRecorder(dir, name string) (*recorder, error) {
+	path := filepath.Join(dir, sanitize(name)+".flv")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create recording: %w", err)
+	}
+	bw := bufio.NewWriterSize(f, 64*1024)
+	w, err := flv.NewWriter(bw, true, true)
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("create recording: %w", err)
+	}
+	return &recorder{f: f, bw: bw, w: w}, nil
+}
+
+func (r *recorder) close() error {
+	err := r.bw.Flush()
+	if cerr := r.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// sanitize makes a stream name safe as a file name: the query goes, anything
+// but letters, digits, '-', '_' and '.' becomes '_', and names that would be
+// hidden or relative ('.', '..') get a prefix.
+func sanitize(name string) string {
+	if q := strings.IndexByte(name, '?'); q >= 0 {
+		name = name[:q]
+	}
+	b := []byte(name)
+	for i, ch := range b {
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9', ch == '-', ch == '_', ch == '.':
+		default:
+			b[i] = '_'
+		}
+	}
+	name = string(b)
+	if name == "" || name[0] == '.' {
+		name = "stream_" + name
+	}
+	if len(name) > 200 {
+		name = name[:200]
+	}
+	return name
+}
