@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BroadcastState is a broadcast's state as the API reports it.
+type BroadcastState string
+
+// Broadcast states.
+const (
+	BroadcastStarting BroadcastState = "starting"
+	BroadcastLive     BroadcastState = "live"
+	BroadcastStopping BroadcastState = "stopping"
+	BroadcastStopped  BroadcastState = "stopped"
+)
+
+// Broadcast pushes one stream to its targets.
+type Broadcast struct {
+	s         *Stream
+	startedAt time.Time
+	// live is the copy-on-write list of targets taking frames, read on every
+	// frame without a lock.
+	live atomic.Pointer[[]*Target]
+
+	mu      sync.Mutex
+	state   BroadcastState
+	targets []*Target
+}
+
+func newBroadcast(s *Stream) *Broadcast {
+	return &Broadcast{s: s, startedAt: time.Now().UTC(), state: BroadcastStarting}
+}
+
+// start validates every target, then connects to all of them at once. It
+// fails, leaving nothing running, when no target could be started.
+func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
+	if err := ValidateTargets(specs); err != nil {
+		return err
+	}
+	targets := make([]*Target, len(specs))
+	for i := range specs {
+		ep, _ := specs[i].validate()
+		targets[i] = newTarget(b, specs[i], ep)
+	}
+
+	// The publish handshakes outlive a client that hangs up mid-request.
+	dialCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.s.m.cfg.PublishTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.connect(dialCtx)
+		}()
+	}
+	wg.Wait()
+
+	var started []*Target
+	var firstErr *Error
+	for _, t := range targets {
+		if t.State() == TargetFailed {
+			if firstErr == nil {
+				firstErr = t.lastError()
+			}
+			continue
+		}
+		started = append(started, t)
+	}
+	if len(started) == 0 {
+		msgs := make([]string, len(targets))
+		for i, t := range targets {
+			msgs[i] = t.lastError().Message
+		}
+		b.mu.Lock()
+		b.targets, b.state = targets, BroadcastStopped
+		b.mu.Unlock()
+		return &Error{Code: firstErr.Code, Message: strings.Join(msgs, "; ")}
+	}
+
+	b.mu.Lock()
+	if b.state != BroadcastStarting {
+		// Stopped (the stream closed) while the ingests were dialed.
+		b.mu.Unlock()
+		for _, t := range started {
+			_ = t.publisher().Close()
+			t.setState(TargetStopped)
+		}
+		return errorf(CodeNotFound, "stream %s closed while the broadcast was starting", b.s.id)
+	}
+	b.targets = targets
+	b.state = BroadcastLive
+	b.live.Store(&started)
+	b.mu.Unlock()
+	for _, t := range started {
+		t.startWriter()
+	}
+	if v := b.s.video; v != nil {
+		v.sink.Store(b)
+		v.requestKeyframe("broadcast started")
+		v.armKeyframes()
+	}
+	b.s.log.Info("broadcast started", "targets", len(targets), "live", len(started))
+	return nil
+}
+
+// ValidateTargets checks every target of a broadcast without contacting any.
+func ValidateTargets(specs []TargetSpec) error {
+	if len(specs) == 0 {
+		return errorf(CodeInvalidRequest, "a broadcast needs at least one target")
+	}
+	for i := range specs {
+		if _, err := specs[i].validate(); err != nil {
+			var e *Error
+			if len(specs) > 1 && errors.As(err, &e) {
+				e.Message = fmt.Sprintf("target %d: %s", i, e.Message)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// deliver hands a frame to every live target's queue. It never blocks.
+func (b *Broadcast) deliver(f *frame) {
+	lp := b.live.Load()
+	if lp == nil {
+		return
+	}
+	for _, t := range *lp {
+		t.enqueue(f)
+	}
+}
+
+func (b *Broadcast) active() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state == BroadcastStarting || b.state == BroadcastLive
+}
+
+// stop ends every target cleanly and waits for their writers.
+func (b *Broadcast) stop(ctx context.Context) {
+	b.mu.Lock()
+	if b.state == BroadcastStopping || b.state == BroadcastStopped {
+		b.mu.Unlock()
+		return
+	}
+	b.state = BroadcastStopping
+	targets := b.targets
+	b.mu.Unlock()
+
+	if v := b.s.video; v != nil {
+		v.sink.CompareAndSwap(b, nil)
+		v.disarmKeyframes()
+	}
+	b.live.Store(nil)
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.stop(ctx)
+		}()
+	}
+	wg.Wait()
+
+	b.mu.Lock()
+	b.state = BroadcastStopped
+	b.mu.Unlock()
+	b.s.log.Info("broadcast stopped")
+}
+
+// Info returns the API view of the broadcast.
+func (b *Broadcast) Info() BroadcastInfo {
+	b.mu.Lock()
+	bi := BroadcastInfo{State: b.state, StartedAt: b.startedAt, Targets: make([]TargetInfo, len(b.targets))}
+	targets := b.targets
+	b.mu.Unlock()
+	for i, t := range targets {
+		bi.Targets[i] = t.Info()
+	}
+	return bi
+}
+
+// Targets returns the broadcast's targets.
+func (b *Broadcast) Targets() []*Target {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]*Target(nil), b.targets...)
+}

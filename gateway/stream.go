@@ -1,0 +1,327 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v3"
+)
+
+// StreamState is a publisher session's state as the API reports it.
+type StreamState string
+
+// Stream states.
+const (
+	StateConnecting StreamState = "connecting" // offer answered, ICE/DTLS not up or no media yet
+	StateConnected  StreamState = "connected"  // media arriving
+	StateLive       StreamState = "live"       // a broadcast runs
+	StateClosed     StreamState = "closed"
+)
+
+// Stream is one publisher's WebRTC session (a "preview" in RtcUser terms).
+type Stream struct {
+	id        string
+	name      string
+	createdAt time.Time
+	m         *Manager
+	log       *slog.Logger
+	pc        *webrtc.PeerConnection
+	answer    string
+	rtcp      *rtcpCounters
+
+	ctx    context.Context // ends when the stream closes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // goroutines reading from pion
+	once   sync.Once
+	closed chan struct{}
+
+	mediaSeen  atomic.Bool
+	audioBytes atomic.Uint64
+	audioRate  rateMeter
+	iceUp      atomic.Bool
+	video      *videoPipeline // nil for audio-only offers; set before tracks start
+
+	mu         sync.Mutex
+	audioInfo  *AudioInfo
+	audioMuted bool
+	videoMuted bool
+	broadcast  *Broadcast
+	closing    bool
+}
+
+func newStream(ctx context.Context, m *Manager, id, name, offer string, media offerMedia) (*Stream, error) {
+	counters := &rtcpCounters{}
+	api, err := newAPI(m.se, counters)
+	if err != nil {
+		return nil, &Error{Code: CodeInternal, Message: "cannot set up WebRTC", Err: err}
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, &Error{Code: CodeInternal, Message: "cannot create a peer connection", Err: err}
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Stream{
+		id:        id,
+		name:      name,
+		createdAt: time.Now().UTC(),
+		m:         m,
+		log:       m.log.With("stream", id),
+		pc:        pc,
+		rtcp:      counters,
+		ctx:       sctx,
+		cancel:    cancel,
+		closed:    make(chan struct{}),
+	}
+	if media.video {
+		s.video = newVideoPipeline(s)
+	}
+	pc.OnTrack(s.onTrack)
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		s.log.Debug("ice state", "state", st.String())
+		switch st {
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			s.iceUp.Store(true)
+		case webrtc.ICEConnectionStateFailed, webrtc.ICEConnectionStateClosed:
+			s.iceUp.Store(false)
+			// The publisher is gone; end the session from outside pion's callback.
+			m.closeAsync(s)
+		default:
+			s.iceUp.Store(false)
+		}
+	})
+
+	fail := func(err error) (*Stream, error) {
+		cancel()
+		_ = pc.Close()
+		return nil, err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fail(&Error{Code: CodeInvalidSDP, Message: "the SDP offer was refused: " + err.Error(), Err: err})
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail(&Error{Code: CodeUnsupportedCodec, Message: "no answer can be made to this offer: " + err.Error(), Err: err})
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fail(&Error{Code: CodeInternal, Message: "cannot apply the answer", Err: err})
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return fail(&Error{Code: CodeInternal, Message: "ICE gathering did not finish", Err: ctx.Err()})
+	}
+	s.answer = pc.LocalDescription().SDP
+	s.log.Info("stream created", "video", media.video, "audio", media.audio)
+	return s, nil
+}
+
+// ID is the stream's API id.
+func (s *Stream) ID() string { return s.id }
+
+// Answer is the gateway's SDP answer, with its ICE candidates.
+func (s *Stream) Answer() string { return s.answer }
+
+// Done is closed when the stream has closed.
+func (s *Stream) Done() <-chan struct{} { return s.closed }
+
+func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	s.log.Info("track", "kind", track.Kind().String(), "codec", track.Codec().MimeType, "ssrc", uint32(track.SSRC()))
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.drainRTCP(recv)
+	}()
+	switch {
+	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil &&
+		strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264):
+		go func() {
+			defer s.wg.Done()
+			s.video.run(track)
+		}()
+	case track.Kind() == webrtc.RTPCodecTypeAudio:
+		s.mu.Lock()
+		s.audioInfo = &AudioInfo{Codec: "opus", SampleRate: int(track.Codec().ClockRate), Channels: int(max(track.Codec().Channels, 1))}
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.drainRTP(track, &s.audioBytes)
+		}()
+	default:
+		go func() {
+			defer s.wg.Done()
+			s.drainRTP(track, nil)
+		}()
+	}
+}
+
+// drainRTCP reads the receiver's RTCP (Sender Reports among it) so pion's
+// interceptors run and its buffers never fill.
+func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver) {
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := recv.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// drainRTP consumes a track the gateway does not forward (yet), keeping the
+// media-arrival state up to date.
+func (s *Stream) drainRTP(track *webrtc.TrackRemote, bytesIn *atomic.Uint64) {
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		s.mediaSeen.Store(true)
+		if bytesIn != nil {
+			bytesIn.Add(uint64(n))
+		}
+	}
+}
+
+// requestKeyframe asks the publisher for an IDR.
+func (s *Stream) requestKeyframe(ssrc uint32) {
+	if err := s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Debug("pli not sent", "err", err)
+	}
+}
+
+// RequestKeyframe asks the publisher for a keyframe now (rate-limited).
+func (s *Stream) RequestKeyframe(reason string) {
+	if s.video != nil {
+		s.video.requestKeyframe(reason)
+	}
+}
+
+// State is the stream's current state.
+func (s *Stream) State() StreamState {
+	select {
+	case <-s.closed:
+		return StateClosed
+	default:
+	}
+	s.mu.Lock()
+	b := s.broadcast
+	s.mu.Unlock()
+	if b != nil && b.active() {
+		return StateLive
+	}
+	if s.mediaSeen.Load() && s.iceUp.Load() {
+		return StateConnected
+	}
+	return StateConnecting
+}
+
+// StartBroadcast starts pushing the stream to the given targets and returns
+// once every target has answered its publish (or timed out).
+func (s *Stream) StartBroadcast(ctx context.Context, specs []TargetSpec) (*Broadcast, error) {
+	if err := ValidateTargets(specs); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, errorf(CodeNotFound, "stream %s is closing", s.id)
+	}
+	if s.broadcast != nil && s.broadcast.active() {
+		s.mu.Unlock()
+		return nil, errorf(CodeAlreadyBroadcasting, "stream %s is already broadcasting: stop it first (DELETE /v1/streams/%s/broadcast)", s.id, s.id)
+	}
+	b := newBroadcast(s)
+	s.broadcast = b
+	s.mu.Unlock()
+
+	// A broadcast that failed to start stays visible, stopped, in the
+	// stream's view with each target's error.
+	if err := b.start(ctx, specs); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// StartBroadcastWhenReady starts the broadcast in the background, as
+// POST /v1/streams with a "broadcast" asks; the targets wait for the first
+// keyframe. Failures show in the broadcast's targets and the stream's log.
+func (s *Stream) StartBroadcastWhenReady(specs []TargetSpec) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if _, err := s.StartBroadcast(s.ctx, specs); err != nil {
+			s.log.Warn("broadcast did not start", "err", AsError(err).Message)
+		}
+	}()
+}
+
+// Broadcast returns the running broadcast.
+func (s *Stream) Broadcast() (*Broadcast, error) {
+	s.mu.Lock()
+	b := s.broadcast
+	s.mu.Unlock()
+	if b == nil || !b.active() {
+		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", s.id)
+	}
+	return b, nil
+}
+
+// StopBroadcast ends the running broadcast cleanly: every ingest is told
+// FCUnpublish/deleteStream and closed.
+func (s *Stream) StopBroadcast(ctx context.Context) (*Broadcast, error) {
+	s.mu.Lock()
+	b := s.broadcast
+	s.mu.Unlock()
+	if b == nil || !b.active() {
+		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", s.id)
+	}
+	b.stop(ctx)
+	return b, nil
+}
+
+// SetMuted changes the mute flags; nil leaves a flag as it is.
+func (s *Stream) SetMuted(audio, video *bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if audio != nil {
+		s.audioMuted = *audio
+	}
+	if video != nil {
+		s.videoMuted = *video
+	}
+}
+
+// Close stops the broadcast cleanly, closes the peer connection and waits for
+// every goroutine of the stream. Safe to call more than once.
+func (s *Stream) Close(ctx context.Context) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		b := s.broadcast
+		s.mu.Unlock()
+		if b != nil {
+			b.stop(ctx)
+		}
+		if err := s.pc.Close(); err != nil {
+			s.log.Debug("peer connection close", "err", err)
+		}
+		s.cancel()
+		s.wg.Wait()
+		if s.video != nil {
+			s.video.close()
+		}
+		close(s.closed)
+		s.m.forget(s)
+		s.log.Info("stream closed")
+	})
+	<-s.closed
+}
+
+func (s *Stream) String() string { return fmt.Sprintf("stream %s", s.id) }
