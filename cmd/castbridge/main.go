@@ -1,0 +1,185 @@
+// Command castbridge runs the WebRTC-to-RTMP gateway: the HTTP API and WHIP
+// endpoint, the shared ICE port, and (by default) an in-process RTMP ingest
+// that records what is published to it, so it works with no outside server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/transmux/ingest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "castbridge:", err)
+		os.Exit(1)
+	}
+}
+
+// options are castbridge's settings, from flags or CASTBRIDGE_* variables.
+type options struct {
+	httpAddr         string
+	iceUDPPort       int
+	iceIPs           string
+	localIngest      string
+	recordingsDir    string
+	keyframeInterval time.Duration
+	apiKey           string
+	logLevel         string
+	shutdownTimeout  time.Duration
+}
+
+// parseOptions reads flags; a flag not given on the command line takes its
+// CASTBRIDGE_<NAME> environment variable when that is set.
+func parseOptions(args []string, getenv func(string) string, out io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("castbridge", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP API listen address")
+	fs.IntVar(&o.iceUDPPort, "ice-udp-port", 8189, "the one UDP port ICE serves every session on")
+	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPs advertised as ICE host candidates (default: the host's interface addresses)")
+	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
+	fs.StringVar(&o.recordingsDir, "recordings-dir", "./recordings", "where the built-in ingest writes <name>.flv")
+	fs.DurationVar(&o.keyframeInterval, "keyframe-interval", 2*time.Second, "longest gap between keyframes sent to ingests; the publisher is asked (PLI) for more")
+	fs.StringVar(&o.apiKey, "api-key", "", "when set, /v1 and WHIP calls need Authorization: Bearer <key>")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for broadcasts to stop cleanly")
+	fs.Usage = func() {
+		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "CASTBRIDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !given[f.Name] && err == nil {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("%s: %w", env, serr)
+			}
+		}
+	})
+	return o, err
+}
+
+func parseIPs(s string) ([]net.IP, error) {
+	var ips []net.IP
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		ip := net.ParseIP(part)
+		if ip == nil || ip.To4() == nil {
+			return nil, fmt.Errorf("--ice-ips: %q is not an IPv4 address", part)
+		}
+		ips = append(ips, ip.To4())
+	}
+	return ips, nil
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// run serves until ctx ends, then shuts down cleanly: new publishers are
+// refused, every broadcast is stopped (FCUnpublish/deleteStream), then exit.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	o, err := parseOptions(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	ips, err := parseIPs(o.iceIPs)
+	if err != nil {
+		return err
+	}
+
+	var ing *ingest.Server
+	ingestDone := make(chan error, 1)
+	if o.localIngest != "" {
+		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
+			return fmt.Errorf("recordings dir: %w", err)
+		}
+		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest")})
+		if err != nil {
+			return fmt.Errorf("local ingest: %w", err)
+		}
+		go func() { ingestDone <- ing.Serve(ctx) }()
+		log.Info("local RTMP ingest", "url", "rtmp://"+ing.Addr().String()+"/live/<name>", "recordings", o.recordingsDir)
+	} else {
+		ingestDone <- nil
+	}
+
+	m, err := gateway.NewManager(gateway.Config{ICEUDPPort: o.iceUDPPort, ICEIPs: ips, KeyframeInterval: o.keyframeInterval, Logger: log})
+	if err != nil {
+		if ing != nil {
+			_ = ing.Close()
+		}
+		return err
+	}
+	api := httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log.With("component", "http")})
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		_ = m.Shutdown(context.Background())
+		if ing != nil {
+			_ = ing.Close()
+		}
+		return fmt.Errorf("http listen %s: %w", o.httpAddr, err)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "api_key", o.apiKey != "")
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
+	if ing != nil {
+		errs = append(errs, ing.Close())
+	}
+	if ierr := <-ingestDone; ierr != nil && !errors.Is(ierr, context.Canceled) {
+		errs = append(errs, ierr)
+	}
+	if err := errors.Join(errs...); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+// Package httpapi serves castbridge's HTTP API (API.md): the /v1 REST
+// resources, WHIP, health and the OpenAPI document, on a chi router.
+package httpapi
+
+import (
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/castbridge/castbridge/gateway"
+)
+
+// maxBody bounds JSON and SDP request bodies.
+const maxBody = 1 << 20
+
+// Config configures the API.
+type Config struct {
+	Manager *gateway.Manager
+	// APIKey, when set, is required as a bearer token on every /v1 call.
+	APIKey string
+	Logger *slog.Logger
+}
+
+// API is castbridge's HTTP API.
+type API struct {
+	m      *gateway.Manager
+	apiKey string
+	log    *slog.Logger
+	router chi.Router
+}
+
+// New builds the API's router.
+func New(cfg Config) *API {
+	a := &API{m: cfg.Manager, apiKey: cfg.APIKey, log: cfg.Logger}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	r := chi.NewRouter()
+	r.Use(a.recoverer, a.accessLog, cors)
+
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	r.Get("/openapi.json", serveOpenAPI)
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(a.requireKey)
+		r.Post("/streams", a.createStream)
+		r.Get("/streams", a.listStreams)
+		r.Route("/streams/{id}", func(r chi.Router) {
+			r.Get("/", a.getStream)
+			r.Patch("/", a.patchStream)
+			r.Delete("/", a.deleteStream)
+			r.Post("/broadcast", a.startBroadcast)
+			r.Get("/broadcast", a.getBroadcast)
+			r.Delete("/broadcast", a.stopBroadcast)
+			r.Get("/stats", a.getStats)
+		})
+	})
+
+	r.Options("/whip", whipOptions)
+	r.Options("/whip/{key}", whipOptions)
+	r.Post("/whip", a.whipPublish)
+	r.Post("/whip/{key}", a.whipPublish)
+	r.Delete("/whip/{key}", a.whipDelete)
+	r.Patch("/whip/{key}", a.whipPatch)
+
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		a.writeErrorCode(w, r, gateway.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: gateway.ErrorInfo{
+			Code: gateway.CodeInvalidRequest, Message: r.Method + " is not allowed on " + r.URL.Path}})
+	})
+	a.router = r
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// bearer returns the request's bearer token, or "".
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (a *API) keyOK(r *http.Request) bool {
+	if a.apiKey == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare([]byte(bearer(r)), []byte(a.apiKey)) == 1
+}
+
+func (a *API) requireKey(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodOptions && !a.keyOK(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
+			a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs an API key: send Authorization: Bearer <key>")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a handler panic into a 500 for that request alone.
+func (a *API) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				a.writeErrorCode(w, r, gateway.CodeInternal, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// accessLog logs method, path (ids only, never tokens) and status.
+func (a *API) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		path := r.URL.Path
+		if strings.HasPrefix(path, "/whip/") && r.Method == http.MethodPost {
+			path = "/whip/****" // the path may be a relay's stream key
+		}
+		a.log.Debug("http", "method", r.Method, "path", path, "status", rec.status, "dur", time.Since(start))
+	})
+}
+
+// cors lets browser apps on other origins call the API and WHIP.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", "*")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+			h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Patch, Accept-Post")
+			h.Set("Access-Control-Max-Age", "600")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !a.m.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

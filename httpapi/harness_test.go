@@ -1,0 +1,289 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/transmux/ingest"
+)
+
+// harness runs a real gateway (ICE on loopback UDP), its HTTP API and an
+// in-process go-rtmp ingest that records everything it is sent.
+type harness struct {
+	t      *testing.T
+	m      *gateway.Manager
+	srv    *httptest.Server
+	ingest *ingest.Server
+	rec    *recorder
+}
+
+type harnessOptions struct {
+	keyframeInterval time.Duration
+	apiKey           string
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	if o.keyframeInterval == 0 {
+		o.keyframeInterval = 2 * time.Second
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rec := newRecorder()
+	ing, err := ingest.Listen(ingest.Config{
+		Addr:      "127.0.0.1:0",
+		OnPublish: rec.onPublish,
+		OnMessage: rec.onMessage,
+		Logger:    log.With("component", "ingest"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ingDone := make(chan struct{})
+	go func() {
+		defer close(ingDone)
+		_ = ing.Serve(ctx)
+	}()
+	m, err := gateway.NewManager(gateway.Config{
+		ICEUDPPort:       0,
+		ICEIPs:           []net.IP{net.IPv4(127, 0, 0, 1).To4()},
+		KeyframeInterval: o.keyframeInterval,
+		PublishTimeout:   5 * time.Second,
+		Logger:           log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log}))
+	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := m.Shutdown(sctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		srv.Close()
+		cancel()
+		_ = ing.Close()
+		<-ingDone
+	})
+	return h
+}
+
+// ingestURL is the in-process ingest's application URL.
+func (h *harness) ingestURL() string { return "rtmp://" + h.ingest.Addr().String() + "/live" }
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// call makes an API request with a JSON body (nil for none) and decodes the
+// JSON answer into out (may be nil). It returns the status and raw body.
+func (h *harness) call(method, path string, body any, out any) (int, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		if s, ok := body.(string); ok {
+			rd = strings.NewReader(s)
+		} else {
+			b, err := json.Marshal(body)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			rd = bytes.NewReader(b)
+		}
+	}
+	req, err := http.NewRequest(method, h.srv.URL+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			h.t.Fatalf("%s %s: decode %q: %v", method, path, raw, err)
+		}
+	}
+	return resp.StatusCode, raw
+}
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// expectError asserts an error answer with the given status and code.
+func (h *harness) expectError(method, path string, body any, status int, code string) apiError {
+	h.t.Helper()
+	var e apiError
+	got, raw := h.call(method, path, body, &e)
+	if got != status || e.Error.Code != code {
+		h.t.Errorf("%s %s: got %d %s, want %d %s (%s)", method, path, got, e.Error.Code, status, code, raw)
+	}
+	return e
+}
+
+type streamView struct {
+	ID    string `json:"id"`
+	SDP   string `json:"sdp"`
+	State string `json:"state"`
+	Video *struct {
+		Codec   string  `json:"codec"`
+		Profile string  `json:"profile"`
+		Width   int     `json:"width"`
+		Height  int     `json:"height"`
+		FPS     float64 `json:"fps"`
+	} `json:"video"`
+	Broadcast *broadcastView `json:"broadcast"`
+}
+
+type broadcastView struct {
+	State   string `json:"state"`
+	Targets []struct {
+		ID     string                          `json:"id"`
+		Output string                          `json:"output"`
+		State  string                          `json:"state"`
+		Error  *struct{ Code, Message string } `json:"error"`
+	} `json:"targets"`
+}
+
+// publish starts a test publisher and a stream for it, and waits until the
+// gateway sees its media.
+func (h *harness) publish(ctx context.Context, cfg gatewaytest.PublisherConfig) (*gatewaytest.Publisher, string) {
+	h.t.Helper()
+	pub, err := gatewaytest.NewPublisher(cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = pub.Close() })
+	offer, err := pub.Offer(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sv streamView
+	if st, raw := h.call("POST", "/v1/streams", map[string]any{"sdp": offer, "name": "test"}, &sv); st != http.StatusCreated {
+		h.t.Fatalf("create stream: %d %s", st, raw)
+	}
+	if err := pub.SetAnswer(sv.SDP); err != nil {
+		h.t.Fatal(err)
+	}
+	pub.Start(ctx)
+	h.waitState(sv.ID, "connected", 10*time.Second)
+	return pub, sv.ID
+}
+
+func (h *harness) waitState(id, state string, timeout time.Duration) streamView {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var sv streamView
+	for time.Now().Before(deadline) {
+		h.call("GET", "/v1/streams/"+id, nil, &sv)
+		if sv.State == state {
+			return sv
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.t.Fatalf("stream %s: state %q, want %q", id, sv.State, state)
+	return sv
+}
+
+// recorder keeps what the in-process ingest received, per stream name.
+type recorder struct {
+	mu       sync.Mutex
+	publish  map[string]ingest.PublishInfo
+	messages map[string][]received
+	reject   map[string]string // stream name -> onStatus code to refuse with
+	changed  chan struct{}
+}
+
+type received struct {
+	msg ingest.Message
+	at  time.Time
+}
+
+func newRecorder() *recorder {
+	return &recorder{publish: map[string]ingest.PublishInfo{}, messages: map[string][]received{}, reject: map[string]string{}, changed: make(chan struct{}, 1)}
+}
+
+func (r *recorder) onPublish(p ingest.PublishInfo) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if code, ok := r.reject[p.Name]; ok {
+		return &ingest.Reject{Code: code, Description: "refused by the test"}
+	}
+	r.publish[p.Name] = p
+	return nil
+}
+
+func (r *recorder) onMessage(stream string, m ingest.Message) {
+	now := time.Now()
+	r.mu.Lock()
+	r.messages[stream] = append(r.messages[stream], received{msg: m, at: now})
+	r.mu.Unlock()
+}
+
+func (r *recorder) rejectName(name, code string) {
+	r.mu.Lock()
+	r.reject[name] = code
+	r.mu.Unlock()
+}
+
+func (r *recorder) get(stream string) (ingest.PublishInfo, []received) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.publish[stream], append([]received(nil), r.messages[stream]...)
+}
+
+func testdata(name string) string { return gatewaytest.TestdataPath(name) }
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return !errors.Is(err, os.ErrNotExist)
+}
+
+type statsView struct {
+	NACKs, PLIs uint64
+}
+
+func (h *harness) streamStats(id string) statsView {
+	h.t.Helper()
+	var st struct {
+		Inbound struct {
+			Video struct {
+				NACKs uint64 `json:"nacksSent"`
+				PLIs  uint64 `json:"plisSent"`
+			} `json:"video"`
+		} `json:"inbound"`
+	}
+	if code, raw := h.call("GET", "/v1/streams/"+id+"/stats", nil, &st); code != http.StatusOK {
+		h.t.Fatalf("stats: %d %s", code, raw)
+	}
+	return statsView{NACKs: st.Inbound.Video.NACKs, PLIs: st.Inbound.Video.PLIs}
+}

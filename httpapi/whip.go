@@ -1,0 +1,69 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/castbridge/castbridge/gateway"
+)
+
+// whipOptions answers WHIP clients' pre-flight (RFC 9725 §4.2).
+func whipOptions(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Accept-Post", "application/sdp")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// whipPublish takes an SDP offer and answers 201 with the SDP answer and the
+// session's URL in Location.
+func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
+	if !a.keyOK(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
+		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs a bearer token: set it as the WHIP client's token")
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/sdp" {
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: gateway.ErrorInfo{
+			Code: gateway.CodeInvalidRequest, Message: "WHIP offers must be sent as Content-Type: application/sdp"}})
+		return
+	}
+	offer, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		a.writeErrorCode(w, r, gateway.CodeInvalidRequest, "the SDP offer is larger than 1 MiB or could not be read")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
+	defer cancel()
+	s, err := a.m.CreateStream(ctx, string(offer), "whip")
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Location", "/whip/"+s.ID())
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, s.Answer())
+}
+
+func (a *API) whipDelete(w http.ResponseWriter, r *http.Request) {
+	if !a.keyOK(r) {
+		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs a bearer token")
+		return
+	}
+	if err := a.m.CloseStream(r.Context(), chi.URLParam(r, "key")); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// whipPatch: the gateway answers with all its candidates and does not take
+// trickled ones, which RFC 9725 allows with 405.
+func (a *API) whipPatch(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Allow", "POST, DELETE, OPTIONS")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: gateway.ErrorInfo{
+		Code: gateway.CodeInvalidRequest, Message: "trickle ICE and ICE restarts are not supported: the offer must carry its candidates"}})
+}
