@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
+)
+
+func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
+	env := map[string]string{
+		"CASTBRIDGE_HTTP_ADDR":         ":9000",
+		"CASTBRIDGE_KEYFRAME_INTERVAL": "3s",
+		"CASTBRIDGE_API_KEY":           "from-env",
+		"CASTBRIDGE_ICE_IPS":           "127.0.0.1",
+	}
+	o, err := parseOptions([]string{"--http-addr", ":7000", "--local-ingest="}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.httpAddr != ":7000" {
+		t.Errorf("a flag must win over its variable: http-addr %q", o.httpAddr)
+	}
+	if o.keyframeInterval != 3*time.Second || o.apiKey != "from-env" || o.iceIPs != "127.0.0.1" {
+		t.Errorf("variables not applied: %+v", o)
+	}
+	if o.localIngest != "" {
+		t.Errorf("an empty --local-ingest must disable it, got %q", o.localIngest)
+	}
+	if o.iceUDPPort != 8189 || o.recordingsDir != "./recordings" {
+		t.Errorf("defaults: %+v", o)
+	}
+	if _, err := parseOptions(nil, func(k string) string {
+		if k == "CASTBRIDGE_KEYFRAME_INTERVAL" {
+			return "soon"
+		}
+		return ""
+	}, io.Discard); err == nil || !strings.Contains(err.Error(), "CASTBRIDGE_KEYFRAME_INTERVAL") {
+		t.Errorf("a bad variable must be named in the error: %v", err)
+	}
+	if _, err := parseIPs("127.0.0.1, 10.0.0.x"); err == nil {
+		t.Error("a bad --ice-ips entry must be an error")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestEmbeddedDefaults runs the binary's run() as a newcomer would use it:
+// a WHIP publisher goes live to the built-in ingest, which records
+// <recordings-dir>/<name>.flv; SIGTERM (ctx) stops the broadcast cleanly.
+func TestEmbeddedDefaults(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	httpAddr, ingestAddr := freeAddr(t), freeAddr(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1",
+			"--local-ingest", ingestAddr, "--recordings-dir", dir, "--log-level", "warn"}, func(string) string { return "" }, io.Discard)
+	}()
+	base := "http://" + httpAddr
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if i > 100 {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	pubCtx, pubStop := context.WithCancel(context.Background())
+	defer pubStop()
+	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: gatewaytest.TestdataPath("video.h264"),
+		AudioFile: gatewaytest.TestdataPath("audio.ogg"), SeparateParameterSets: true, NoSenderReports: true, Loop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	offer, err := pub.Offer(pubCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// WHIP, as OBS does it.
+	resp, err := http.Post(base+"/whip", "application/sdp", strings.NewReader(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Content-Type") != "application/sdp" || !strings.HasPrefix(loc, "/whip/") {
+		t.Fatalf("whip: %d %q %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), loc, answer)
+	}
+	if err := pub.SetAnswer(string(answer)); err != nil {
+		t.Fatal(err)
+	}
+	pub.Start(pubCtx)
+	id := strings.TrimPrefix(loc, "/whip/")
+
+	body := `{"transcodingTargets": {"output": "rtmp://` + ingestAddr + `/live/demo"}}`
+	var bv struct {
+		State   string `json:"state"`
+		Targets []struct{ State string }
+	}
+	for i := 0; ; i++ { // the WHIP session is a /v1 stream like any other
+		resp, err = http.Post(base+"/v1/streams/"+id+"/broadcast", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusCreated {
+			if err := json.Unmarshal(raw, &bv); err != nil || bv.State != "live" {
+				t.Fatalf("broadcast: %s", raw)
+			}
+			break
+		}
+		if i > 20 {
+			t.Fatalf("broadcast: %d %s", resp.StatusCode, raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+	stop() // as SIGTERM does
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+	pubStop()
+	pub.Wait()
+
+	path := filepath.Join(dir, "demo.flv")
+	pr, err := gatewaytest.Probe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := pr.Video()
+	if v == nil || v.CodecName != "h264" || v.Width != 1280 || v.Height != 720 || v.NbReadFrames < 60 {
+		t.Fatalf("recording: %+v", v)
+	}
+	if errs, err := gatewaytest.DecodeErrors(path); err != nil || errs != "" {
+		t.Errorf("recording does not decode cleanly: %v %s", err, errs)
+	}
+	t.Logf("recorded %d frames, %.2f s", v.NbReadFrames, pr.Duration)
+}
