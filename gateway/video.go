@@ -80,6 +80,7 @@ type videoPipeline struct {
 	lastRTP      uint32
 	haveLast     bool
 	avgDelta     float64 // EWMA of frame spacing in 90 kHz ticks
+	resets       uint64  // reorder buffer resets seen
 
 	// shared state
 	ssrc     atomic.Uint32
@@ -132,7 +133,14 @@ func (v *videoPipeline) run(track *webrtc.TrackRemote) {
 			}
 			au, done, err := v.depack.Push(pkt, lost)
 			if lost {
-				v.lost.Store(v.reorder.Stats().Lost)
+				st := v.reorder.Stats()
+				v.lost.Store(st.Lost)
+				if st.Resets != v.resets {
+					// The publisher restarted its sequence (a new SSRC or a
+					// jump): continue the timeline instead of jumping with it.
+					v.resets = st.Resets
+					v.timeline.Rebase()
+				}
 			}
 			if lost || err != nil {
 				v.onBrokenFrame()

@@ -99,6 +99,18 @@ func TestPublishToInProcessIngest(t *testing.T) {
 	cancel()                    // the publisher stops sending
 	pub.Wait()
 	time.Sleep(300 * time.Millisecond) // let the last frame through
+	var stats struct {
+		Targets []struct {
+			FramesSent   int     `json:"framesSent"`
+			LatencyP50Ms float64 `json:"latencyP50Ms"`
+			LatencyP99Ms float64 `json:"latencyP99Ms"`
+		} `json:"targets"`
+	}
+	h.call("GET", "/v1/streams/"+id+"/stats", nil, &stats)
+	if len(stats.Targets) == 1 {
+		t.Logf("gateway: last RTP packet of a frame -> FLV tag written: p50 %.2f ms, p99 %.2f ms over %d frames",
+			stats.Targets[0].LatencyP50Ms, stats.Targets[0].LatencyP99Ms, stats.Targets[0].FramesSent)
+	}
 	if st, raw := h.call("DELETE", "/v1/streams/"+id+"/broadcast", nil, &bv); st != http.StatusOK || bv.State != "stopped" {
 		t.Fatalf("stop broadcast: %d %s", st, raw)
 	}
@@ -239,7 +251,8 @@ func TestPublishToNginx(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), Loop: true})
+	// NearWrap: the RTP timestamps wrap at 2^32 a second into the stream.
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), Loop: true, NearWrap: true})
 
 	st, raw := h.call("POST", "/v1/streams/"+id+"/broadcast", map[string]any{"targets": []map[string]any{
 		{"output": "rtmp://" + nginx + "/live/nginxrec"},
