@@ -27,6 +27,7 @@ require (
 	github.com/pion/ice/v2 v2.3.38 // indirect
 	github.com/pion/logging v0.2.2 // indirect
 	github.com/pion/mdns v0.0.12 // indirect
+	github.com/pion/opus v0.1.0
 	github.com/pion/randutil v0.1.0 // indirect
 	github.com/pion/sctp v1.8.19 // indirect
 	github.com/pion/srtp/v2 v2.0.20 // indirect
