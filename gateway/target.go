@@ -47,6 +47,7 @@ type Target struct {
 	queue     chan *frame
 	accepting atomic.Bool // enqueue takes frames
 	needKey   atomic.Bool // a frame was dropped: skip to the next keyframe
+	gap       atomic.Bool // enqueue only: a frame was dropped and no keyframe queued since
 	stopCh    chan struct{}
 	stopOnce  sync.Once
 	done      chan struct{}
@@ -149,18 +150,29 @@ func (t *Target) startWriter() {
 }
 
 // enqueue offers a frame without blocking. A full queue drops the frame and
-// makes the writer skip to the next keyframe, which is asked for.
+// makes the writer skip to the next keyframe, which is asked for. Frames
+// after a drop are not queued until a keyframe is: they reference the
+// dropped one, and a keyframe queued before the drop (which ends the
+// writer's skip) must not let them through.
 func (t *Target) enqueue(f *frame) {
 	if !t.accepting.Load() {
+		return
+	}
+	if !f.keyframe && t.gap.Load() {
+		t.framesDropped.Add(1)
 		return
 	}
 	f.retain()
 	select {
 	case t.queue <- f:
+		if f.keyframe {
+			t.gap.Store(false)
+		}
 	default:
 		f.release()
 		t.framesDropped.Add(1)
-		if !t.needKey.Swap(true) {
+		t.gap.Store(true)
+		if !t.needKey.Swap(true) || f.keyframe {
 			t.b.s.RequestKeyframe("target queue full")
 		}
 	}

@@ -1,0 +1,177 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/ingest"
+)
+
+// benchBacklog bounds each target's queue during the benchmark: the writers
+// keep up with the producer instead of dropping, and the frames in flight
+// (what the pool must hold) are the same in the warm-up and the timed loop.
+const benchBacklog = 64
+
+// framePathRig is a broadcast to n targets, each publishing to an
+// in-process ingest that records nothing, fed with the 1280x720 clip.
+type framePathRig struct {
+	frames  []gatewaytest.Frame
+	ps      *paramSet
+	b       *Broadcast
+	targets []*Target
+	srv     *ingest.Server
+	stopSrv func()
+	next    int // frames delivered
+}
+
+func newFramePathRig(tb testing.TB, n int) *framePathRig {
+	tb.Helper()
+	frames, ps := load720(tb)
+	srv, err := ingest.Listen(ingest.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	r := &framePathRig{frames: frames, ps: ps, srv: srv, stopSrv: func() { cancel(); <-served }}
+
+	s := newTestStream(slog.New(slog.DiscardHandler))
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("rtmp://%s/live/bench%d", srv.Addr(), i)
+	}
+	r.b = startBroadcast(tb, s, names...)
+	r.targets = r.b.Targets()
+	// Open every target with its keyframe and headers, then warm the pool
+	// and the buffers up.
+	for range 4 * len(frames) {
+		r.deliver()
+		r.throttle(benchBacklog)
+	}
+	r.drain(tb)
+	return r
+}
+
+// deliver is videoPipeline.onAccessUnit's per-frame work for the next frame
+// of the clip (looped; IDRs at 0 and 135 keep their parameter set).
+func (r *framePathRig) deliver() {
+	fr := &r.frames[r.next%len(r.frames)]
+	f := r.b.s.m.frames.get()
+	f.tagType = flv.TagVideo
+	f.ts = uint32(r.next * 33)
+	f.keyframe = fr.IDR
+	f.params = r.ps
+	f.recvAt = time.Now()
+	f.body = flv.AppendAVCNALUs(f.body, fr.NALUs, fr.IDR, 0)
+	r.b.deliver(f)
+	f.release()
+	r.next++
+}
+
+// throttle waits while a target's backlog exceeds max frames, so that the
+// producer never outruns the writers into dropping.
+func (r *framePathRig) throttle(max int) {
+	for _, t := range r.targets {
+		for len(t.queue) > max {
+			runtime.Gosched()
+		}
+	}
+}
+
+// drain waits until every delivered frame was written by every target.
+func (r *framePathRig) drain(tb testing.TB) {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, t := range r.targets {
+		for t.framesSent.Load()+t.framesDropped.Load() < uint64(r.next) {
+			if time.Now().After(deadline) {
+				tb.Fatalf("target wrote %d of %d frames", t.framesSent.Load(), r.next)
+			}
+			runtime.Gosched()
+		}
+		if d := t.framesDropped.Load(); d != 0 {
+			tb.Fatalf("target dropped %d frames", d)
+		}
+		if st := t.State(); st != TargetLive {
+			tb.Fatalf("target is %s", st)
+		}
+	}
+}
+
+func (r *framePathRig) close(tb testing.TB) {
+	stopBroadcast(tb, r.b)
+	r.stopSrv()
+}
+
+// BenchmarkFramePath measures the steady-state path of one access unit from
+// the receive goroutine (pooled frame, FLV muxing, fan-out) to its bytes on
+// each target's ingest socket (writer goroutine, RTMP chunking, write).
+// Allocations of every goroutine count, the ingest's included.
+func BenchmarkFramePath(b *testing.B) {
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) {
+			r := newFramePathRig(b, n)
+			defer r.close(b)
+			var bytes int
+			for _, fr := range r.frames {
+				for _, nalu := range fr.NALUs {
+					bytes += len(nalu)
+				}
+			}
+			b.SetBytes(int64(bytes / len(r.frames)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				r.deliver()
+				r.throttle(benchBacklog)
+			}
+			r.drain(b)
+			b.StopTimer()
+		})
+	}
+}
+
+// TestFramePathAllocs checks that the receive goroutine's share of the frame
+// path (pooled frame, muxing, delivery to live targets, release) allocates
+// nothing once warm, while the targets' writers publish to a real ingest.
+func TestFramePathAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("publishes to an ingest")
+	}
+	if raceEnabled() {
+		// sync.Pool drops a quarter of what it is given under the race
+		// detector, so frames are reallocated on purpose.
+		t.Skip("allocation counts are meaningless with -race")
+	}
+	r := newFramePathRig(t, 3)
+	defer r.close(t)
+	allocs := testing.AllocsPerRun(1000, func() {
+		r.deliver()
+		r.throttle(benchBacklog)
+	})
+	r.drain(t)
+	if allocs != 0 {
+		t.Errorf("frame path allocates %v times per frame, want 0", allocs)
+	}
+}
+
+// raceEnabled reports whether the test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}

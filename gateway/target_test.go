@@ -1,0 +1,754 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/webrtc/v3"
+	"go.uber.org/goleak"
+
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/flv/flvtest"
+	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/rtph264"
+)
+
+// These tests drive a Broadcast and its Targets without WebRTC: a Stream is
+// built by hand, frames are handed to Broadcast.deliver the way
+// videoPipeline.onAccessUnit does, and a real in-process RTMP ingest shows
+// what reached the wire.
+
+// testLog keeps every log record so a test can tell which paths ran.
+type testLog struct {
+	mu   sync.Mutex
+	recs []logRec
+}
+
+type logRec struct {
+	msg   string
+	attrs map[string]string
+}
+
+type testLogHandler struct {
+	l     *testLog
+	attrs []slog.Attr
+}
+
+func (h testLogHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h testLogHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := logRec{msg: r.Message, attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		rec.attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.l.mu.Lock()
+	h.l.recs = append(h.l.recs, rec)
+	h.l.mu.Unlock()
+	return nil
+}
+
+func (h testLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return testLogHandler{l: h.l, attrs: append(slices.Clip(h.attrs), as...)}
+}
+
+func (h testLogHandler) WithGroup(string) slog.Handler { return h }
+
+func newTestLog(t *testing.T) (*testLog, *slog.Logger) {
+	l := &testLog{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			for _, r := range l.recs {
+				t.Logf("log: %s %v", r.msg, r.attrs)
+			}
+		}
+	})
+	return l, slog.New(testLogHandler{l: l})
+}
+
+// has reports whether a record with that message and attribute was logged.
+func (l *testLog) has(msg, key, val string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range l.recs {
+		if r.msg == msg && r.attrs[key] == val {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *testLog) hasMsg(msg string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.recs, func(r logRec) bool { return r.msg == msg })
+}
+
+// testIngest is an in-process RTMP ingest recording what it receives.
+type testIngest struct {
+	srv  *ingest.Server
+	addr string
+
+	mu   sync.Mutex
+	msgs []ingest.Message
+	cmds []string // "stream:command"
+
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	served    chan error
+}
+
+// startIngest starts an ingest; hook, when set, runs on the ingest's
+// connection goroutine after each message is recorded (blocking it stalls
+// the connection).
+func startIngest(t testing.TB, hook func(ingest.Message)) *testIngest {
+	t.Helper()
+	in := &testIngest{served: make(chan error, 1)}
+	srv, err := ingest.Listen(ingest.Config{
+		Addr: "127.0.0.1:0",
+		OnMessage: func(_ string, m ingest.Message) {
+			in.mu.Lock()
+			in.msgs = append(in.msgs, m)
+			in.mu.Unlock()
+			if hook != nil {
+				hook(m)
+			}
+		},
+		OnCommand: func(stream, cmd string) {
+			in.mu.Lock()
+			in.cmds = append(in.cmds, stream+":"+cmd)
+			in.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.srv, in.addr = srv, srv.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	go func() { in.served <- srv.Serve(ctx) }()
+	t.Cleanup(in.close)
+	return in
+}
+
+// close stops the ingest, closing its connections, and waits for it.
+func (in *testIngest) close() {
+	in.closeOnce.Do(func() {
+		in.cancel()
+		<-in.served
+	})
+}
+
+func (in *testIngest) messages() []ingest.Message {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.msgs)
+}
+
+func (in *testIngest) hasCommand(c string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Contains(in.cmds, c)
+}
+
+// msgKind classifies an ingest message: "meta", "seq", "key", "inter" or "other".
+func msgKind(m ingest.Message) string {
+	switch {
+	case m.Type == flv.TagScript && m.Handler == "onMetaData":
+		return "meta"
+	case m.Type == flv.TagVideo && len(m.Body) >= 2 && m.Body[0]&0x0f == 7 && m.Body[1] == 0:
+		return "seq"
+	case m.Type == flv.TagVideo && len(m.Body) >= 2 && m.Body[1] == 1 && m.Body[0]>>4 == 1:
+		return "key"
+	case m.Type == flv.TagVideo && len(m.Body) >= 2 && m.Body[1] == 1:
+		return "inter"
+	}
+	return "other"
+}
+
+func kinds(msgs []ingest.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = fmt.Sprintf("%s@%d", msgKind(m), m.Timestamp)
+	}
+	return out
+}
+
+// videoFrames returns the coded frames (not sequence headers) received.
+func videoFrames(msgs []ingest.Message) []ingest.Message {
+	var out []ingest.Message
+	for _, m := range msgs {
+		if k := msgKind(m); k == "key" || k == "inter" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// newTestStream builds the part of a Stream that broadcasts touch: its
+// manager's config and frame pool, its log, and a video pipeline with no
+// track (ssrc 0: keyframe requests stop before RTCP).
+func newTestStream(log *slog.Logger) *Stream {
+	m := &Manager{
+		cfg:    Config{KeyframeInterval: 2 * time.Second, PublishTimeout: 5 * time.Second, Logger: log},
+		log:    log,
+		frames: newFramePool(),
+	}
+	s := &Stream{id: "st_test", name: "test", createdAt: time.Now(), m: m, log: log, closed: make(chan struct{})}
+	s.video = newVideoPipeline(s)
+	return s
+}
+
+// load720 reads the 1280x720 test clip (IDRs at frames 0 and 135, SPS+PPS
+// before each) and its parameter set.
+func load720(t testing.TB) ([]gatewaytest.Frame, *paramSet) {
+	t.Helper()
+	frames, err := gatewaytest.ReadH264File(gatewaytest.TestdataPath("video.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !frames[0].IDR || !frames[135].IDR || frames[1].IDR {
+		t.Fatal("video.h264 is not the clip these tests expect")
+	}
+	sps, pps := findParams(frames[0].NALUs)
+	ps, err := newParamSet(sps, pps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.width != 1280 || ps.height != 720 {
+		t.Fatalf("video.h264 is %dx%d", ps.width, ps.height)
+	}
+	return frames, ps
+}
+
+func findParams(nalus [][]byte) (sps, pps []byte) {
+	for _, n := range nalus {
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			if sps == nil {
+				sps = n
+			}
+		case h264.NALUTypePPS:
+			if pps == nil {
+				pps = n
+			}
+		}
+	}
+	return sps, pps
+}
+
+// feed hands one access unit to the broadcast exactly as
+// videoPipeline.onAccessUnit does.
+func feed(b *Broadcast, ps *paramSet, ts uint32, nalus [][]byte, key bool) {
+	f := b.s.m.frames.get()
+	f.tagType = flv.TagVideo
+	f.ts = ts
+	f.keyframe = key
+	f.params = ps
+	f.recvAt = time.Now()
+	f.body = flv.AppendAVCNALUs(f.body, nalus, key, 0)
+	b.deliver(f)
+	f.release()
+}
+
+func startBroadcast(t testing.TB, s *Stream, names ...string) *Broadcast {
+	t.Helper()
+	b, specs := newBroadcast(s), []TargetSpec{}
+	for _, n := range names {
+		specs = append(specs, TargetSpec{Output: n})
+	}
+	if err := b.start(context.Background(), specs); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func stopBroadcast(t testing.TB, b *Broadcast) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.stop(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("broadcast stop timed out")
+	}
+}
+
+func checkMetadata(t *testing.T, m ingest.Message, width, height int) {
+	t.Helper()
+	if msgKind(m) != "meta" || !m.SetDataFrame {
+		t.Fatalf("want @setDataFrame onMetaData, got %s (handler %q)", msgKind(m), m.Handler)
+	}
+	md, ok := m.Values.(map[string]any)
+	if !ok {
+		t.Fatalf("onMetaData values are %T", m.Values)
+	}
+	if md["width"] != float64(width) || md["height"] != float64(height) {
+		t.Errorf("onMetaData is %vx%v, want %dx%d", md["width"], md["height"], width, height)
+	}
+	if md["videocodecid"] != float64(7) || md["encoder"] != encoderName {
+		t.Errorf("onMetaData = %v", md)
+	}
+}
+
+// TestTargetStartsOnKeyframe: P-frames before the first IDR never reach the
+// ingest; video opens with onMetaData, the AVC sequence header and the IDR,
+// all at timestamp 0; stop() ends the publish with FCUnpublish and
+// deleteStream and leaves no goroutine behind.
+func TestTargetStartsOnKeyframe(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	_, log := newTestLog(t)
+	in := startIngest(t, nil)
+	defer in.close()
+
+	s := newTestStream(log)
+	b := startBroadcast(t, s, "rtmp://"+in.addr+"/live/cam")
+	tg := b.Targets()[0]
+	if st := tg.State(); st != TargetConnecting {
+		t.Fatalf("published target before any frame is %s, want connecting", st)
+	}
+	if s.video.sink.Load() != b {
+		t.Fatal("the broadcast is not the video pipeline's sink")
+	}
+
+	// Frames 125..134 are P-frames referencing an IDR the target never saw.
+	tsOf := func(i int) uint32 { return uint32(1000 + i*33) }
+	for i := 125; i < 150; i++ {
+		feed(b, ps, tsOf(i), frames[i].NALUs, frames[i].IDR)
+	}
+	waitFor(t, "15 frames at the ingest", func() bool { return len(videoFrames(in.messages())) >= 15 })
+	time.Sleep(20 * time.Millisecond) // anything extra would show now
+
+	msgs := in.messages()
+	if len(msgs) != 17 {
+		t.Fatalf("ingest got %d messages, want onMetaData + sequence header + 15 frames: %v", len(msgs), kinds(msgs))
+	}
+	checkMetadata(t, msgs[0], 1280, 720)
+	if msgs[0].Timestamp != 0 {
+		t.Errorf("onMetaData at %d, want 0", msgs[0].Timestamp)
+	}
+	if msgKind(msgs[1]) != "seq" || msgs[1].Timestamp != 0 || !bytes.Equal(msgs[1].Body, ps.seqHeader) {
+		t.Fatalf("second message is %s@%d, want the AVC sequence header at 0", msgKind(msgs[1]), msgs[1].Timestamp)
+	}
+	for k, m := range msgs[2:] {
+		i := 135 + k
+		wantKind := "inter"
+		if k == 0 {
+			wantKind = "key"
+		}
+		if msgKind(m) != wantKind || m.Timestamp != tsOf(i)-tsOf(135) {
+			t.Fatalf("message %d is %s@%d, want %s@%d", k+2, msgKind(m), m.Timestamp, wantKind, tsOf(i)-tsOf(135))
+		}
+		if want := flv.AppendAVCNALUs(nil, frames[i].NALUs, frames[i].IDR, 0); !bytes.Equal(m.Body, want) {
+			t.Fatalf("message %d: body differs from frame %d", k+2, i)
+		}
+	}
+	if st := tg.State(); st != TargetLive {
+		t.Errorf("state %s after frames were written, want live", st)
+	}
+	if n := tg.framesSent.Load(); n != 15 {
+		t.Errorf("framesSent = %d, want 15", n)
+	}
+	if n := tg.latency.count.Load(); n != 15 {
+		t.Errorf("latency observed %d frames, want 15", n)
+	}
+
+	stopBroadcast(t, b)
+	if st := tg.State(); st != TargetStopped {
+		t.Errorf("target state %s after stop, want stopped", st)
+	}
+	if st := b.Info().State; st != BroadcastStopped {
+		t.Errorf("broadcast state %s after stop, want stopped", st)
+	}
+	if s.video.sink.Load() != nil {
+		t.Error("the stopped broadcast is still the video sink")
+	}
+	waitFor(t, "FCUnpublish and deleteStream", func() bool {
+		return in.hasCommand("cam:FCUnpublish") && in.hasCommand("cam:deleteStream")
+	})
+	// Frames after the stop go nowhere.
+	feed(b, ps, tsOf(150), frames[0].NALUs, true)
+	if n := len(in.messages()); n != 17 {
+		t.Errorf("ingest got %d messages after stop", n)
+	}
+	in.close()
+}
+
+// TestTargetParameterChange: new SPS/PPS (another resolution) bring a new
+// onMetaData and sequence header right before the next IDR; an IDR with the
+// parameter set already sent brings none.
+func TestTargetParameterChange(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps720 := load720(t)
+	small := flvtest.GenerateH264(t, 2) // 320x240, IDR every 30 frames; skips without ffmpeg
+	ps240, err := newParamSet(small.SPS, small.PPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps240.width != 320 || ps240.height != 240 || !small.Units[0].Keyframe || !small.Units[30].Keyframe {
+		t.Fatalf("generated stream: %dx%d", ps240.width, ps240.height)
+	}
+	// The publisher going back to 720p makes a new paramSet (bytes equal to
+	// the first, a new value), as videoPipeline.updateParams would.
+	ps720again, err := newParamSet(ps720.sps, ps720.pps)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, log := newTestLog(t)
+	in := startIngest(t, nil)
+	defer in.close()
+	s := newTestStream(log)
+	b := startBroadcast(t, s, "rtmp://"+in.addr+"/live/cam")
+
+	steps := []struct {
+		ps    *paramSet
+		nalus [][]byte
+		key   bool
+	}{
+		{ps720, frames[0].NALUs, true},
+		{ps720, frames[1].NALUs, false},
+		{ps720, frames[135].NALUs, true}, // same parameters: no header
+		{ps720, frames[136].NALUs, false},
+		{ps240, small.Units[0].NALUs, true}, // new resolution
+		{ps240, small.Units[1].NALUs, false},
+		{ps240, small.Units[30].NALUs, true}, // same parameters: no header
+		{ps240, small.Units[31].NALUs, false},
+		{ps720again, frames[0].NALUs, true}, // back to 720p
+	}
+	for i, st := range steps {
+		feed(b, st.ps, uint32(500+i*33), st.nalus, st.key)
+	}
+	waitFor(t, "all frames", func() bool { return len(videoFrames(in.messages())) >= len(steps) })
+	time.Sleep(20 * time.Millisecond)
+
+	msgs := in.messages()
+	want := []string{
+		"meta@0", "seq@0", "key@0", "inter@33", "key@66", "inter@99",
+		"meta@132", "seq@132", "key@132", "inter@165", "key@198", "inter@231",
+		"meta@264", "seq@264", "key@264",
+	}
+	if got := kinds(msgs); !slices.Equal(got, want) {
+		t.Fatalf("ingest got\n%v\nwant\n%v", got, want)
+	}
+	checkMetadata(t, msgs[0], 1280, 720)
+	checkMetadata(t, msgs[6], 320, 240)
+	checkMetadata(t, msgs[12], 1280, 720)
+	for i, ps := range map[int]*paramSet{1: ps720, 7: ps240, 13: ps720} {
+		if !bytes.Equal(msgs[i].Body, ps.seqHeader) {
+			t.Errorf("sequence header %d does not carry the right SPS/PPS", i)
+		}
+	}
+	stopBroadcast(t, b)
+	in.close()
+}
+
+// TestPipelineRepeatedParameterSets goes through videoPipeline.onAccessUnit:
+// a publisher repeating the same SPS/PPS before every IDR causes a single
+// sequence header, and P-frames before the first IDR are held back.
+func TestPipelineRepeatedParameterSets(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, _ := load720(t)
+	_, log := newTestLog(t)
+	in := startIngest(t, nil)
+	defer in.close()
+	s := newTestStream(log)
+	b := startBroadcast(t, s, "rtmp://"+in.addr+"/live/cam")
+	v := s.video
+
+	push := func(i int, rtpTS uint32) {
+		au := rtph264.AccessUnit{Timestamp: rtpTS, NALUs: frames[i].NALUs, IDR: frames[i].IDR}
+		au.SPS, au.PPS = findParams(frames[i].NALUs)
+		v.onAccessUnit(&au, time.Now())
+	}
+	// Join mid-GOP: 130..134 are P-frames, then the IDR at 135 (with
+	// SPS/PPS), then the whole clip again from its IDR at 0 (SPS/PPS again).
+	rtpTS := uint32(0xfffff000) // wraps during the test
+	n := 0
+	for _, i := range append([]int{130, 131, 132, 133, 134, 135, 136, 137}, func() []int {
+		r := make([]int, 150)
+		for k := range r {
+			r[k] = k
+		}
+		return r
+	}()...) {
+		push(i, rtpTS)
+		rtpTS += 3000
+		n++
+	}
+	first := v.params.Load()
+	if first == nil || first.width != 1280 {
+		t.Fatal("pipeline has no 1280x720 parameters")
+	}
+	waitFor(t, "153 frames", func() bool { return len(videoFrames(in.messages())) >= 153 })
+	time.Sleep(20 * time.Millisecond)
+	msgs := in.messages()
+	seqs, metas := 0, 0
+	var last uint32
+	for i, m := range msgs {
+		switch msgKind(m) {
+		case "seq":
+			seqs++
+		case "meta":
+			metas++
+		}
+		if i > 0 && m.Timestamp < last {
+			t.Fatalf("timestamp went back at message %d: %d after %d", i, m.Timestamp, last)
+		}
+		last = m.Timestamp
+	}
+	if seqs != 1 || metas != 1 || len(msgs) != 155 {
+		t.Fatalf("got %d messages, %d sequence headers, %d onMetaData; want 155, 1, 1: %v", len(msgs), seqs, metas, kinds(msgs)[:6])
+	}
+	if got := kinds(msgs[:3]); !slices.Equal(got, []string{"meta@0", "seq@0", "key@0"}) {
+		t.Fatalf("stream opens with %v", got)
+	}
+	if v.params.Load() != first {
+		t.Error("identical SPS/PPS made a new parameter set")
+	}
+	// 150+3 frames at 3000 ticks: the last one is at 152*33.33 ms.
+	if want := uint32(152 * 3000 / 90); last != want && last != want+1 {
+		t.Errorf("last timestamp %d, want about %d", last, want)
+	}
+	stopBroadcast(t, b)
+	in.close()
+}
+
+// TestTargetQueueOverflow stalls the ingest so that a target's queue fills:
+// frames are dropped and counted, a keyframe is asked for, and nothing that
+// references a dropped frame is written: the next frame after the gap is an
+// IDR. A keyframe already queued before the drop must not end the gap.
+func TestTargetQueueOverflow(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	tl, log := newTestLog(t)
+
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(gate) }) }
+	var gated atomic.Bool
+	in := startIngest(t, func(m ingest.Message) {
+		// Stall the connection on its first video message (the sequence
+		// header): the ingest stops reading, the socket fills up and the
+		// target's writer blocks.
+		if m.Type == flv.TagVideo && !gated.Swap(true) {
+			<-gate
+		}
+	})
+	defer in.close()
+	defer openGate()
+
+	s := newTestStream(log)
+	// A PeerConnection that never connects: keyframe requests reach
+	// Stream.requestKeyframe and fail to send (logged), without a publisher.
+	pc, err := webrtc.NewAPI().NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pc.Close() }()
+	s.pc = pc
+	b := startBroadcast(t, s, "rtmp://"+in.addr+"/live/cam")
+	s.video.ssrc.Store(0x1234)
+	tg := b.Targets()[0]
+	capQ := cap(tg.queue)
+
+	delivered := 0
+	send := func(i int) uint32 {
+		ts := uint32(delivered * 33)
+		feed(b, ps, ts, frames[i].NALUs, frames[i].IDR)
+		delivered++
+		return ts
+	}
+	send(0) // K0
+	p := 0
+	nextP := func() int { p = p%134 + 1; return p } // P-frames 1..134
+
+	// Fill the queue up to two free slots while the writer is stuck.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if len(tg.queue) < capQ-2 {
+			send(nextP())
+			continue
+		}
+		time.Sleep(100 * time.Millisecond)
+		if len(tg.queue) == capQ-2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the target's writer never blocked")
+		}
+	}
+	if n := tg.framesDropped.Load(); n != 0 {
+		t.Fatalf("%d frames dropped before the queue was full", n)
+	}
+	// Keyframe requests since the broadcast started would mute ours.
+	s.video.kfMu.Lock()
+	s.video.lastPLI = time.Time{}
+	s.video.kfMu.Unlock()
+
+	tsK1 := send(135) // IDR, queued
+	tsPa := send(136) // queued: the queue is now full
+	tsPb := send(137) // dropped
+	tsPc := send(138) // dropped
+	if n := tg.framesDropped.Load(); n != 2 {
+		t.Fatalf("framesDropped = %d after two frames met a full queue, want 2", n)
+	}
+	if !tl.has("pli", "reason", "target queue full") {
+		t.Error("a full queue did not ask the publisher for a keyframe")
+	}
+	if !tl.hasMsg("pli not sent") {
+		t.Error("the keyframe request did not reach the peer connection")
+	}
+
+	openGate()
+	waitFor(t, "the queue to drain", func() bool { return len(tg.queue) == 0 })
+	tsPd := send(139) // references the dropped frames
+	tsPe := send(140)
+	waitFor(t, "the queue to drain", func() bool { return len(tg.queue) == 0 })
+	tsK2 := send(0) // the requested IDR
+	tsPf := send(1)
+	waitFor(t, "the last frame", func() bool {
+		fs := videoFrames(in.messages())
+		return len(fs) > 0 && fs[len(fs)-1].Timestamp == tsPf
+	})
+
+	written := videoFrames(in.messages())
+	byTS := map[uint32]string{}
+	for _, m := range written {
+		byTS[m.Timestamp] = msgKind(m)
+	}
+	for _, ts := range []uint32{tsPb, tsPc, tsPd, tsPe} {
+		if k, ok := byTS[ts]; ok {
+			t.Errorf("frame at %d (after the drop, before the next IDR) was written as %s", ts, k)
+		}
+	}
+	tail := kinds(written[len(written)-4:])
+	want := []string{fmt.Sprintf("key@%d", tsK1), fmt.Sprintf("inter@%d", tsPa), fmt.Sprintf("key@%d", tsK2), fmt.Sprintf("inter@%d", tsPf)}
+	if !slices.Equal(tail, want) {
+		t.Errorf("last frames written %v, want %v", tail, want)
+	}
+	// The first frame written past the gap is a keyframe.
+	for _, m := range written {
+		if m.Timestamp > tsPb {
+			if msgKind(m) != "key" {
+				t.Errorf("first frame after the drop is %s@%d", msgKind(m), m.Timestamp)
+			}
+			break
+		}
+	}
+	sent, dropped := tg.framesSent.Load(), tg.framesDropped.Load()
+	if sent != uint64(len(written)) {
+		t.Errorf("framesSent = %d, ingest got %d frames", sent, len(written))
+	}
+	if sent+dropped != uint64(delivered) {
+		t.Errorf("framesSent %d + framesDropped %d != %d frames delivered", sent, dropped, delivered)
+	}
+	if seqs := slices.DeleteFunc(kinds(in.messages()), func(k string) bool { return k[:3] != "seq" }); len(seqs) != 1 {
+		t.Errorf("sequence headers: %v, want one", seqs)
+	}
+	if st := tg.State(); st != TargetLive {
+		t.Errorf("state %s, want live", st)
+	}
+	stopBroadcast(t, b)
+	if st := tg.State(); st != TargetStopped {
+		t.Errorf("state %s after stop, want stopped", st)
+	}
+	waitFor(t, "deleteStream", func() bool { return in.hasCommand("cam:deleteStream") })
+	_ = pc.Close()
+	in.close()
+}
+
+// TestTargetIngestCloses: an ingest that drops the connection fails the
+// target with INGEST_UNREACHABLE; it never shows (or stays) live.
+func TestTargetIngestCloses(t *testing.T) {
+	for _, live := range []bool{false, true} {
+		t.Run(map[bool]string{false: "before keyframe", true: "while live"}[live], func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			frames, ps := load720(t)
+			_, log := newTestLog(t)
+			in := startIngest(t, nil)
+			defer in.close()
+			s := newTestStream(log)
+			b := startBroadcast(t, s, "rtmp://"+in.addr+"/live/cam")
+			tg := b.Targets()[0]
+
+			i := 0
+			next := func() {
+				idx := 1 + i%134 // P-frames only
+				if live && i == 0 {
+					idx = 0
+				}
+				feed(b, ps, uint32(i*33), frames[idx].NALUs, frames[idx].IDR)
+				i++
+			}
+			for range 10 {
+				next()
+			}
+			if live {
+				waitFor(t, "live", func() bool { return tg.State() == TargetLive })
+				waitFor(t, "frames at the ingest", func() bool { return len(videoFrames(in.messages())) == 10 })
+			} else {
+				time.Sleep(20 * time.Millisecond)
+				if st := tg.State(); st != TargetConnecting {
+					t.Fatalf("state %s without a keyframe, want connecting", st)
+				}
+			}
+
+			in.close() // closes the publisher's connection
+			waitFor(t, "failed", func() bool {
+				next() // frames keep coming meanwhile
+				st := tg.State()
+				if !live && st == TargetLive {
+					t.Fatal("target went live on a closed ingest")
+				}
+				return st == TargetFailed
+			})
+			e := tg.lastError()
+			if e == nil || e.Code != CodeIngestUnreachable {
+				t.Fatalf("error %v, want %s", e, CodeIngestUnreachable)
+			}
+			if info := tg.Info(); info.State != TargetFailed || info.Error == nil || info.Error.Code != CodeIngestUnreachable {
+				t.Errorf("Info() = %+v", info)
+			}
+			if !live && tg.framesSent.Load() != 0 {
+				t.Errorf("%d frames sent without a keyframe", tg.framesSent.Load())
+			}
+			// Once the writer is gone, later frames are not taken, and
+			// stopping leaves the target failed.
+			<-tg.done
+			next()
+			if n := len(tg.queue); n != 0 {
+				t.Errorf("a failed target queued %d frames", n)
+			}
+			stopBroadcast(t, b)
+			if st := tg.State(); st != TargetFailed {
+				t.Errorf("state %s after stop, want failed", st)
+			}
+		})
+	}
+}
