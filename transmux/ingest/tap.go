@@ -297,7 +297,7 @@ func decodeCommand(payload []byte) (string, []any, error) {
 }
 
 func decodeData(payload []byte) (string, []any, error) {
-	vals, err := decodeValues(amf0.NewDecoder(bytes.NewReader(payload)))
+	vals, err := flv.DecodeData(payload)
 	if len(vals) == 0 {
 		if err == nil {
 			err = errors.New("empty data message")
