@@ -11,6 +11,7 @@ package rtmppush
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -21,6 +22,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/yutopp/go-amf0"
@@ -66,6 +68,7 @@ const DefaultFlashVer = "FMLE/3.0 (compatible; castbridge)"
 
 const (
 	defaultDialTimeout    = 10 * time.Second
+	defaultSendBuffer     = 256 << 10
 	defaultPublishTimeout = 10 * time.Second
 	defaultWriteTimeout   = 5 * time.Second
 	closeTimeout          = time.Second
@@ -107,7 +110,11 @@ type Config struct {
 	PublishTimeout time.Duration // handshake to NetStream.Publish.Start, default 10 s
 	WriteTimeout   time.Duration // every network write, default 5 s
 	TLSConfig      *tls.Config   // for rtmps; ServerName defaults to the host
-	Logger         *slog.Logger
+	// SendBuffer sets the socket's send buffer (default 256 KiB). Left to
+	// the kernel, it grows to megabytes, and a stalled ingest then swallows
+	// many seconds of video before the sender's own queue notices anything.
+	SendBuffer int
+	Logger     *slog.Logger
 }
 
 // Publisher is a live RTMP publish session. Write* methods are meant to be
@@ -173,7 +180,7 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 	dialTO := durationOr(cfg.DialTimeout, defaultDialTimeout)
 	publishTO := durationOr(cfg.PublishTimeout, defaultPublishTimeout)
 
-	conn, err := dial(ctx, ep, cfg.TLSConfig, dialTO)
+	conn, err := dial(ctx, ep, cfg.TLSConfig, dialTO, cmp.Or(cfg.SendBuffer, defaultSendBuffer))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("rtmp publish %s: dial: %w", red, ctx.Err())
@@ -219,8 +226,14 @@ func durationOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
+func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Duration, sendBuffer int) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, sendBuffer)
+		})
+		return errors.Join(err, serr)
+	}}
 	if ep.scheme != "rtmps" {
 		return d.DialContext(ctx, "tcp", ep.addr)
 	}
