@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/castbridge/castbridge/transmux/flv"
 )
 
 // BroadcastState is a broadcast's state as the API reports it.
@@ -82,7 +85,9 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 		b.mu.Lock()
 		b.targets, b.state = targets, BroadcastStopped
 		b.mu.Unlock()
-		return &Error{Code: firstErr.Code, Message: strings.Join(msgs, "; ")}
+		e := &Error{Code: firstErr.Code, Message: strings.Join(msgs, "; ")}
+		b.s.events.publish(EventStartBroadcastError, ErrorInfo{Code: e.Code, Message: e.Message})
+		return e
 	}
 
 	b.mu.Lock()
@@ -102,12 +107,14 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	for _, t := range started {
 		t.startWriter()
 	}
+	b.s.setBitrateCap(b.bitrateCap())
 	if v := b.s.video; v != nil {
 		v.sink.Store(b)
 		v.requestKeyframe("broadcast started")
 		v.armKeyframes()
 	}
 	b.s.log.Info("broadcast started", "targets", len(targets), "live", len(started))
+	b.s.events.publish(EventStartBroadcastSuccess, b.Info())
 	return nil
 }
 
@@ -126,6 +133,102 @@ func ValidateTargets(specs []TargetSpec) error {
 		}
 	}
 	return nil
+}
+
+// bitrateCap is the lowest videobitrate any running target asks for.
+func (b *Broadcast) bitrateCap() int {
+	capBps := 0
+	for _, t := range b.Targets() {
+		if v := t.spec.VideoBitrate; v > 0 && t.State() != TargetFailed && t.State() != TargetStopped && (capBps == 0 || v < capBps) {
+			capBps = v
+		}
+	}
+	return capBps
+}
+
+// AddTarget connects one more ingest to a live broadcast.
+func (b *Broadcast) AddTarget(ctx context.Context, spec TargetSpec) (*Target, error) {
+	ep, err := spec.validate()
+	if err != nil {
+		return nil, err
+	}
+	if !b.active() {
+		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", b.s.id)
+	}
+	t := newTarget(b, spec, ep)
+	dialCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.s.m.cfg.PublishTimeout)
+	defer cancel()
+	t.connect(dialCtx)
+	if t.State() == TargetFailed {
+		return nil, t.lastError()
+	}
+	b.mu.Lock()
+	if b.state != BroadcastLive {
+		b.mu.Unlock()
+		_ = t.publisher().Close()
+		return nil, errorf(CodeNotBroadcasting, "the broadcast of stream %s stopped while the target connected", b.s.id)
+	}
+	b.targets = append(b.targets, t)
+	b.publishLiveLocked()
+	b.mu.Unlock()
+	t.startWriter()
+	b.s.setBitrateCap(b.bitrateCap())
+	b.s.RequestKeyframe("target added")
+	return t, nil
+}
+
+// RemoveTarget stops one target cleanly and forgets it.
+func (b *Broadcast) RemoveTarget(ctx context.Context, id string) error {
+	b.mu.Lock()
+	i := slices.IndexFunc(b.targets, func(t *Target) bool { return t.id == id })
+	if i < 0 {
+		b.mu.Unlock()
+		return errorf(CodeNotFound, "broadcast of stream %s has no target %q", b.s.id, id)
+	}
+	t := b.targets[i]
+	b.targets = slices.Delete(slices.Clone(b.targets), i, i+1)
+	b.publishLiveLocked()
+	b.mu.Unlock()
+	t.stop(ctx)
+	b.s.m.retireTarget(t)
+	b.s.setBitrateCap(b.bitrateCap())
+	return nil
+}
+
+// publishLiveLocked rebuilds the lock-free list deliver reads.
+func (b *Broadcast) publishLiveLocked() {
+	live := make([]*Target, 0, len(b.targets))
+	for _, t := range b.targets {
+		if t.writing.Load() {
+			live = append(live, t)
+		}
+	}
+	b.live.Store(&live)
+}
+
+// deliverData queues a client's metadata for every running target at stream
+// time ms and says how many targets took it. refresh means "re-send the
+// merged onMetaData"; otherwise body is the data message.
+func (b *Broadcast) deliverData(refresh bool, body []byte, ms uint32) int {
+	lp := b.live.Load()
+	if lp == nil {
+		return 0
+	}
+	f := b.s.m.frames.get()
+	f.tagType = flv.TagScript
+	f.ts = ms
+	f.metaRefresh = refresh
+	f.body = append(f.body, body...)
+	f.recvAt = time.Now()
+	n := 0
+	for _, t := range *lp {
+		if t.accepting.Load() {
+			t.enqueueData(f)
+			n++
+		}
+	}
+	f.release()
+	return n
 }
 
 // deliver hands a frame to every live target's queue. It never blocks.
@@ -160,6 +263,7 @@ func (b *Broadcast) stop(ctx context.Context) {
 		v.sink.CompareAndSwap(b, nil)
 		v.disarmKeyframes()
 	}
+	b.s.setBitrateCap(0)
 	b.live.Store(nil)
 	var wg sync.WaitGroup
 	for _, t := range targets {
@@ -175,6 +279,7 @@ func (b *Broadcast) stop(ctx context.Context) {
 	b.state = BroadcastStopped
 	b.mu.Unlock()
 	b.s.log.Info("broadcast stopped")
+	b.s.events.publish(EventStopBroadcastSuccess, b.Info())
 }
 
 // Info returns the API view of the broadcast.

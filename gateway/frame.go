@@ -14,10 +14,12 @@ type frame struct {
 	tagType  uint8
 	ts       uint32 // stream time in ms
 	keyframe bool
-	params   *paramSet // video: the SPS/PPS in force for this frame
-	recvAt   time.Time // when its last RTP packet arrived, for latency stats
-	body     []byte
-	pool     *framePool
+	// metaRefresh (script frames): write the merged onMetaData now.
+	metaRefresh bool
+	params      *paramSet // video: the SPS/PPS in force for this frame
+	recvAt      time.Time // when its last RTP packet arrived, for latency stats
+	body        []byte
+	pool        *framePool
 }
 
 func (f *frame) retain() { f.refs.Add(1) }
@@ -45,6 +47,7 @@ func (fp *framePool) get() *frame {
 	f.body = f.body[:0]
 	f.params = nil
 	f.keyframe = false
+	f.metaRefresh = false
 	return f
 }
 

@@ -28,6 +28,12 @@ type Config struct {
 	KeyframeInterval time.Duration
 	// PublishTimeout bounds a target's connect + publish handshake.
 	PublishTimeout time.Duration
+	// MediaTimeout ends a stream whose publisher sent nothing for this long.
+	MediaTimeout time.Duration
+	// Reconnect governs how targets come back after their ingest failed.
+	Reconnect ReconnectPolicy
+	// Relays map WHIP stream keys to the targets their streams go to.
+	Relays []Relay
 	// MaxStreams limits concurrent sessions (0 = no limit).
 	MaxStreams int
 	Logger     *slog.Logger
@@ -40,6 +46,10 @@ func (c *Config) setDefaults() {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
+	if c.MediaTimeout <= 0 {
+		c.MediaTimeout = 10 * time.Second
+	}
+	c.Reconnect.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -54,6 +64,8 @@ type Manager struct {
 	se     webrtc.SettingEngine
 	frames *framePool
 
+	totals totals // counters of closed streams and retired targets, for metrics
+
 	mu       sync.Mutex
 	streams  map[string]*Stream
 	draining bool
@@ -64,6 +76,9 @@ type Manager struct {
 // publishers.
 func NewManager(cfg Config) (*Manager, error) {
 	cfg.setDefaults()
+	if err := ValidateRelays(cfg.Relays); err != nil {
+		return nil, fmt.Errorf("relays: %w", err)
+	}
 	udp, err := net.ListenUDP("udp4", &net.UDPAddr{Port: cfg.ICEUDPPort})
 	if err != nil {
 		return nil, fmt.Errorf("ice udp port %d: %w", cfg.ICEUDPPort, err)
@@ -96,8 +111,15 @@ func (m *Manager) Ready() bool {
 }
 
 // CreateStream starts a publisher session from its SDP offer and returns the
-// stream with its answer ready (ICE gathering complete: non-trickle).
-func (m *Manager) CreateStream(ctx context.Context, offer, name string) (*Stream, error) {
+// stream with its answer ready (ICE gathering complete: non-trickle). With
+// targets, the broadcast starts as soon as media flows, and the answer caps
+// the video at their lowest videobitrate (b=AS).
+func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets []TargetSpec) (*Stream, error) {
+	if targets != nil {
+		if err := ValidateTargets(targets); err != nil {
+			return nil, err
+		}
+	}
 	media, err := inspectOffer(offer)
 	if err != nil {
 		return nil, err
@@ -125,7 +147,45 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string) (*Stream
 	}
 	m.streams[s.id] = s
 	m.mu.Unlock()
+	m.totals.streams.Add(1)
+	if targets != nil {
+		if kbps := minBitrate(targets) / 1000; kbps > 0 {
+			s.answer = withVideoBandwidth(s.answer, kbps)
+		}
+		s.StartBroadcastWhenReady(targets)
+	}
 	return s, nil
+}
+
+func minBitrate(targets []TargetSpec) int {
+	low := 0
+	for _, t := range targets {
+		if t.VideoBitrate > 0 && (low == 0 || t.VideoBitrate < low) {
+			low = t.VideoBitrate
+		}
+	}
+	return low
+}
+
+// withVideoBandwidth adds b=AS:<kbps> to the video section of an SDP: the
+// publisher's encoder stays under it from the first frame.
+func withVideoBandwidth(sdp string, kbps int) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	var out strings.Builder
+	inVideo := false
+	for _, l := range lines {
+		if strings.HasPrefix(l, "m=") {
+			inVideo = strings.HasPrefix(l, "m=video")
+		}
+		if inVideo && strings.HasPrefix(l, "b=") {
+			continue // ours replaces any other
+		}
+		out.WriteString(l)
+		if inVideo && strings.HasPrefix(l, "c=") {
+			fmt.Fprintf(&out, "b=AS:%d\r\n", kbps)
+		}
+	}
+	return out.String()
 }
 
 // Stream returns the stream with that id.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
+
+	"github.com/castbridge/castbridge/transmux/flv"
 )
 
 // StreamState is a publisher session's state as the API reports it.
@@ -43,8 +45,12 @@ type Stream struct {
 	closed chan struct{}
 
 	mediaSeen  atomic.Bool
+	mediaReady chan struct{} // closed on the first media packet
+	lastMedia  atomic.Int64  // unix nanos of the last RTP packet
 	audioBytes atomic.Uint64
 	audioRate  rateMeter
+	events     eventBus
+	bitrateCap atomic.Int64 // bit/s the publisher is capped at with REMB; 0 = none
 	iceUp      atomic.Bool
 	video      *videoPipeline // nil for audio-only offers; set before tracks start
 
@@ -54,6 +60,8 @@ type Stream struct {
 	videoMuted bool
 	broadcast  *Broadcast
 	closing    bool
+	closeCause string
+	userMeta   map[string]any // the client's last onMetaData values
 }
 
 func newStream(ctx context.Context, m *Manager, id, name, offer string, media offerMedia) (*Stream, error) {
@@ -68,16 +76,17 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Stream{
-		id:        id,
-		name:      name,
-		createdAt: time.Now().UTC(),
-		m:         m,
-		log:       m.log.With("stream", id),
-		pc:        pc,
-		rtcp:      counters,
-		ctx:       sctx,
-		cancel:    cancel,
-		closed:    make(chan struct{}),
+		id:         id,
+		name:       name,
+		createdAt:  time.Now().UTC(),
+		m:          m,
+		log:        m.log.With("stream", id),
+		pc:         pc,
+		rtcp:       counters,
+		ctx:        sctx,
+		cancel:     cancel,
+		closed:     make(chan struct{}),
+		mediaReady: make(chan struct{}),
 	}
 	if media.video {
 		s.video = newVideoPipeline(s)
@@ -88,9 +97,10 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 		switch st {
 		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
 			s.iceUp.Store(true)
-		case webrtc.ICEConnectionStateFailed, webrtc.ICEConnectionStateClosed:
+		case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
 			s.iceUp.Store(false)
 			// The publisher is gone; end the session from outside pion's callback.
+			s.setCloseCause("ice " + st.String())
 			m.closeAsync(s)
 		default:
 			s.iceUp.Store(false)
@@ -119,6 +129,11 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 		return fail(&Error{Code: CodeInternal, Message: "ICE gathering did not finish", Err: ctx.Err()})
 	}
 	s.answer = pc.LocalDescription().SDP
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.control()
+	}()
 	s.log.Info("stream created", "video", media.video, "audio", media.audio)
 	return s, nil
 }
@@ -182,11 +197,109 @@ func (s *Stream) drainRTP(track *webrtc.TrackRemote, bytesIn *atomic.Uint64) {
 		if err != nil {
 			return
 		}
-		s.mediaSeen.Store(true)
+		s.onMedia(time.Now())
 		if bytesIn != nil {
 			bytesIn.Add(uint64(n))
 		}
 	}
+}
+
+// onMedia notes that a packet arrived; the first one makes the publisher
+// connected.
+func (s *Stream) onMedia(now time.Time) {
+	s.lastMedia.Store(now.UnixNano())
+	if !s.mediaSeen.Load() && s.mediaSeen.CompareAndSwap(false, true) {
+		s.events.publish(EventPublisherConnected, map[string]any{"streamId": s.id})
+		close(s.mediaReady)
+	}
+}
+
+// control runs the stream's periodic work until it closes: REMB while the
+// publisher is capped, and the end of a publisher whose media stopped.
+func (s *Stream) control() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-tick.C:
+			if cap := s.bitrateCap.Load(); cap > 0 && s.video != nil {
+				if ssrc := s.video.ssrc.Load(); ssrc != 0 {
+					_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(cap), SSRCs: []uint32{ssrc}}})
+				}
+			}
+			last := s.lastMedia.Load()
+			if last == 0 {
+				last = s.createdAt.UnixNano()
+			}
+			if timeout := s.m.cfg.MediaTimeout; now.Sub(time.Unix(0, last)) > timeout {
+				s.setCloseCause(fmt.Sprintf("no media for %v", timeout))
+				s.m.closeAsync(s)
+				return
+			}
+		}
+	}
+}
+
+func (s *Stream) setCloseCause(cause string) {
+	s.mu.Lock()
+	if s.closeCause == "" {
+		s.closeCause = cause
+	}
+	s.mu.Unlock()
+}
+
+// setBitrateCap caps the publisher's video (REMB now and every second);
+// 0 lifts the cap.
+func (s *Stream) setBitrateCap(bps int) {
+	s.bitrateCap.Store(int64(bps))
+	if bps > 0 && s.video != nil {
+		if ssrc := s.video.ssrc.Load(); ssrc != 0 {
+			_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(bps), SSRCs: []uint32{ssrc}}})
+		}
+	}
+}
+
+// Subscribe listens to the stream's events; see eventBus.subscribe.
+func (s *Stream) Subscribe(afterID uint64) *Subscription { return s.events.subscribe(afterID) }
+
+func (s *Stream) userMetadata() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userMeta
+}
+
+// SendMetadata writes onMetaData or onCuePoint into every running target at
+// the stream's current time. onMetaData is kept and sent again to targets
+// that connect later.
+func (s *Stream) SendMetadata(handler string, values any) error {
+	if err := validateMetadata(handler, values); err != nil {
+		return err
+	}
+	b, err := s.Broadcast()
+	if err != nil {
+		return err
+	}
+	var body []byte
+	if handler == HandlerOnMetaData {
+		s.mu.Lock()
+		s.userMeta = values.(map[string]any)
+		s.mu.Unlock()
+	} else if body, err = flv.AppendDataMessage(nil, handler, values); err != nil {
+		return &Error{Code: CodeMetadataInvalid, Message: err.Error(), Err: err}
+	}
+	n := b.deliverData(handler == HandlerOnMetaData, body, s.currentMillis())
+	s.events.publish(EventMetaDataSent, map[string]any{"handlerName": handler, "values": values, "targets": n})
+	return nil
+}
+
+// currentMillis is the stream's time: that of its newest frame.
+func (s *Stream) currentMillis() uint32 {
+	if s.video != nil {
+		return s.video.lastMs.Load()
+	}
+	return 0
 }
 
 // requestKeyframe asks the publisher for an IDR.
@@ -237,9 +350,15 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []TargetSpec) (*Broad
 		s.mu.Unlock()
 		return nil, errorf(CodeAlreadyBroadcasting, "stream %s is already broadcasting: stop it first (DELETE /v1/streams/%s/broadcast)", s.id, s.id)
 	}
+	old := s.broadcast
 	b := newBroadcast(s)
 	s.broadcast = b
 	s.mu.Unlock()
+	if old != nil {
+		for _, t := range old.Targets() {
+			s.m.retireTarget(t)
+		}
+	}
 
 	// A broadcast that failed to start stays visible, stopped, in the
 	// stream's view with each target's error.
@@ -249,13 +368,17 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []TargetSpec) (*Broad
 	return b, nil
 }
 
-// StartBroadcastWhenReady starts the broadcast in the background, as
-// POST /v1/streams with a "broadcast" asks; the targets wait for the first
-// keyframe. Failures show in the broadcast's targets and the stream's log.
+// StartBroadcastWhenReady starts the broadcast in the background as soon as
+// media flows, as POST /v1/streams with a "broadcast" asks. Failures show in the broadcast's targets and the stream's log.
 func (s *Stream) StartBroadcastWhenReady(specs []TargetSpec) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		select {
+		case <-s.mediaReady:
+		case <-s.ctx.Done():
+			return
+		}
 		if _, err := s.StartBroadcast(s.ctx, specs); err != nil {
 			s.log.Warn("broadcast did not start", "err", AsError(err).Message)
 		}
@@ -305,9 +428,16 @@ func (s *Stream) Close(ctx context.Context) {
 		s.mu.Lock()
 		s.closing = true
 		b := s.broadcast
+		cause := s.closeCause
 		s.mu.Unlock()
+		if cause != "" {
+			s.events.publish(EventPublisherDisconnected, map[string]any{"streamId": s.id, "reason": cause})
+		}
 		if b != nil {
 			b.stop(ctx)
+			for _, t := range b.Targets() {
+				s.m.retireTarget(t)
+			}
 		}
 		if err := s.pc.Close(); err != nil {
 			s.log.Debug("peer connection close", "err", err)
@@ -317,9 +447,12 @@ func (s *Stream) Close(ctx context.Context) {
 		if s.video != nil {
 			s.video.close()
 		}
+		s.m.retire(s)
+		s.events.publish(EventStreamClosed, map[string]any{"streamId": s.id})
+		s.events.close()
 		close(s.closed)
 		s.m.forget(s)
-		s.log.Info("stream closed")
+		s.log.Info("stream closed", "cause", cause)
 	})
 	<-s.closed
 }

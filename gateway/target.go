@@ -45,14 +45,18 @@ type Target struct {
 	log  *slog.Logger
 
 	queue     chan *frame
-	accepting atomic.Bool // enqueue takes frames
-	needKey   atomic.Bool // a frame was dropped: skip to the next keyframe
-	gap       atomic.Bool // enqueue only: a frame was dropped and no keyframe queued since
+	writing   atomic.Bool     // the writer goroutine was started
+	accepting atomic.Bool     // enqueue takes frames
+	needKey   atomic.Bool     // a frame was dropped: skip to the next keyframe
+	gap       atomic.Bool     // enqueue only: a frame was dropped and no keyframe queued since
+	ctx       context.Context // ends when the target is stopped
+	cancel    context.CancelFunc
 	stopCh    chan struct{}
 	stopOnce  sync.Once
 	done      chan struct{}
 	pub       atomic.Pointer[rtmppush.Publisher] // set by connect; written by the writer only
 
+	bytesBefore   atomic.Uint64 // bytes sent on earlier connections
 	framesSent    atomic.Uint64
 	framesDropped atomic.Uint64
 	latency       latencyHistogram
@@ -70,7 +74,10 @@ func newTarget(b *Broadcast, spec TargetSpec, ep rtmppush.Endpoint) *Target {
 		n = dropQueueFrames
 	}
 	id := newID("tg_")
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Target{
+		ctx:    ctx,
+		cancel: cancel,
 		id:     id,
 		spec:   spec,
 		ep:     ep,
@@ -91,19 +98,22 @@ func (t *Target) ID() string { return t.id }
 // connect dials the ingest and publishes. On failure the target is failed
 // with the ingest's error.
 func (t *Target) connect(ctx context.Context) {
-	cfg := rtmppush.Config{
+	pub, err := rtmppush.Dial(ctx, t.dialConfig())
+	if err != nil {
+		t.fail(ingestError(t.ep, err))
+		return
+	}
+	t.pub.Store(pub)
+	t.log.Info("publishing")
+}
+
+func (t *Target) dialConfig() rtmppush.Config {
+	return rtmppush.Config{
 		Endpoint:       t.ep,
 		ConnectInfo:    t.spec.ConnectInfo,
 		PublishTimeout: t.b.s.m.cfg.PublishTimeout,
 		Logger:         t.log,
 	}
-	pub, err := rtmppush.Dial(ctx, cfg)
-	if err != nil {
-		t.setFailed(ingestError(t.ep, err))
-		return
-	}
-	t.pub.Store(pub)
-	t.log.Info("publishing")
 }
 
 // ingestError turns a publish failure into the API's error.
@@ -117,12 +127,14 @@ func ingestError(ep rtmppush.Endpoint, err error) *Error {
 		"ingest %s cannot be reached: %v", ep.Redacted(), err)}
 }
 
-func (t *Target) setFailed(e *Error) {
+// fail marks the target failed for good and says so.
+func (t *Target) fail(e *Error) {
 	t.accepting.Store(false)
 	t.mu.Lock()
 	t.state, t.err = TargetFailed, e
 	t.mu.Unlock()
 	t.log.Warn("target failed", "code", e.Code, "err", e.Message)
+	t.b.s.events.publish(EventTargetFailed, map[string]any{"targetId": t.id, "output": t.ep.Redacted(), "code": e.Code, "message": e.Message})
 }
 
 func (t *Target) setState(st TargetState) {
@@ -145,6 +157,7 @@ func (t *Target) lastError() *Error {
 }
 
 func (t *Target) startWriter() {
+	t.writing.Store(true)
 	t.accepting.Store(true)
 	go t.run()
 }
@@ -178,45 +191,78 @@ func (t *Target) enqueue(f *frame) {
 	}
 }
 
-// writer is the state of the writer goroutine.
+// enqueueData queues a data frame. It is never dropped for a gap (it does
+// not depend on other frames) but still bounded by the queue.
+func (t *Target) enqueueData(f *frame) {
+	f.retain()
+	select {
+	case t.queue <- f:
+	default:
+		f.release()
+	}
+}
+
+// writer is the state of the writer goroutine for one connection.
 type writer struct {
 	pub        *rtmppush.Publisher
-	started    bool
-	base       uint32
+	started    bool   // a keyframe went out on this connection
+	base       uint32 // stream time of that keyframe: connection time 0
+	last       uint32 // last connection timestamp written
 	sentParams *paramSet
 }
 
+// ts maps stream time to this connection's time, never going back.
+func (w *writer) ts(streamMs uint32) uint32 {
+	ts := streamMs - w.base
+	if int32(ts-w.last) < 0 {
+		ts = w.last
+	}
+	w.last = ts
+	return ts
+}
+
+// run is the target's writer goroutine: it writes frames until the target is
+// stopped, and brings the connection back when the ingest fails.
 func (t *Target) run() {
 	defer close(t.done)
-	w := writer{pub: t.publisher()}
 	for {
-		select {
-		case f := <-t.queue:
-			err := t.write(&w, f)
-			f.release()
-			if err != nil {
-				t.setFailed(&Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf("ingest %s: write failed: %v", t.ep.Redacted(), err)})
-				t.finish(false)
-				return
-			}
-		case <-w.pub.Done():
-			err := w.pub.Err()
-			t.setFailed(&Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf("ingest %s closed the connection: %v", t.ep.Redacted(), err)})
-			t.finish(false)
+		err := t.pump(&writer{pub: t.publisher()})
+		t.closeConnection()
+		if err == nil {
+			t.setState(TargetStopped)
 			return
-		case <-t.stopCh:
-			t.finish(true)
+		}
+		if !t.reconnect(err) {
 			return
 		}
 	}
 }
 
-// finish ends the writer: the ingest is told FCUnpublish/deleteStream and
-// closed.
-func (t *Target) finish(clean bool) {
+// pump writes queued frames on one connection. It returns nil when the
+// target was stopped, or why the connection is no longer usable.
+func (t *Target) pump(w *writer) error {
+	for {
+		select {
+		case f := <-t.queue:
+			err := t.write(w, f)
+			f.release()
+			if err != nil {
+				return &Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf("ingest %s: write failed: %v", t.ep.Redacted(), err)}
+			}
+		case <-w.pub.Done():
+			err := w.pub.Err()
+			return &Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf("ingest %s closed the connection: %v", t.ep.Redacted(), err)}
+		case <-t.stopCh:
+			return nil
+		}
+	}
+}
+
+// closeConnection stops taking frames, drops what is queued (after a stop
+// nobody is watching; after a failure it cannot be written), and tells the
+// ingest FCUnpublish/deleteStream before closing.
+func (t *Target) closeConnection() {
 	t.accepting.Store(false)
-	// Frames still queued are dropped: after a stop nobody is watching, and
-	// after a failure they cannot be written.
 	for drained := false; !drained; {
 		select {
 		case f := <-t.queue:
@@ -225,11 +271,65 @@ func (t *Target) finish(clean bool) {
 			drained = true
 		}
 	}
-	if err := t.publisher().Close(); err != nil {
+	p := t.publisher()
+	if err := p.Close(); err != nil {
 		t.log.Debug("close", "err", err)
 	}
-	if clean {
-		t.setState(TargetStopped)
+	t.bytesBefore.Add(p.BytesSent())
+	t.pub.Store(nil)
+}
+
+// reconnect dials again with backoff until it succeeds (true), the target is
+// stopped, the ingest refuses the publish, or the policy's window ends.
+func (t *Target) reconnect(cause error) bool {
+	policy := t.b.s.m.cfg.Reconnect
+	started := time.Now()
+	for attempt := 1; ; attempt++ {
+		if time.Since(started) > policy.Window {
+			t.fail(&Error{Code: CodeIngestUnreachable, Err: cause, Message: fmt.Sprintf(
+				"ingest %s: gave up after %v of reconnecting: %v", t.ep.Redacted(), policy.Window, AsError(cause).Message)})
+			return false
+		}
+		delay := policy.delay(attempt)
+		t.mu.Lock()
+		t.state = TargetReconnecting
+		t.err = AsError(cause)
+		t.mu.Unlock()
+		t.log.Warn("reconnecting", "attempt", attempt, "in", delay, "err", AsError(cause).Message)
+		t.b.s.events.publish(EventTargetReconnecting, map[string]any{
+			"targetId": t.id, "output": t.ep.Redacted(), "attempt": attempt, "delayMs": delay.Milliseconds(),
+			"code": AsError(cause).Code, "message": AsError(cause).Message})
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-t.stopCh:
+			timer.Stop()
+			t.setState(TargetStopped)
+			return false
+		}
+		ctx, cancel := context.WithTimeout(t.ctx, t.b.s.m.cfg.PublishTimeout)
+		pub, err := rtmppush.Dial(ctx, t.dialConfig())
+		cancel()
+		if err != nil {
+			ierr := ingestError(t.ep, err)
+			if ierr.Code == CodeIngestRejected {
+				t.fail(ierr) // a bad key stays bad: no retrying forever
+				return false
+			}
+			cause = ierr
+			continue
+		}
+		t.pub.Store(pub)
+		t.mu.Lock()
+		t.reconnects++
+		t.state = TargetConnecting
+		t.mu.Unlock()
+		t.needKey.Store(true)
+		t.gap.Store(true)
+		t.accepting.Store(true)
+		t.b.s.RequestKeyframe("target reconnected")
+		t.log.Info("reconnected", "attempt", attempt)
+		return true
 	}
 }
 
@@ -237,6 +337,9 @@ func (t *Target) finish(clean bool) {
 // AVC sequence header before it; a new sequence header goes out whenever
 // the SPS/PPS change. Timestamps start at 0 on each connection.
 func (t *Target) write(w *writer, f *frame) error {
+	if f.tagType == flv.TagScript {
+		return t.writeData(w, f)
+	}
 	if !f.keyframe && (!w.started || t.needKey.Load()) {
 		if w.started {
 			t.framesDropped.Add(1)
@@ -248,19 +351,20 @@ func (t *Target) write(w *writer, f *frame) error {
 		if !w.started {
 			w.base = f.ts
 		}
+		ts := w.ts(f.ts)
 		if f.params != w.sentParams {
 			if w.sentParams == nil || w.sentParams.width != f.params.width || w.sentParams.height != f.params.height {
-				if err := t.writeMetadata(w.pub, f.ts-w.base, f.params); err != nil {
+				if err := t.writeMetadata(w.pub, ts, f.params); err != nil {
 					return err
 				}
 			}
-			if err := w.pub.WriteVideo(f.ts-w.base, f.params.seqHeader); err != nil {
+			if err := w.pub.WriteVideo(ts, f.params.seqHeader); err != nil {
 				return fmt.Errorf("sequence header: %w", err)
 			}
 			w.sentParams = f.params
 		}
 	}
-	if err := w.pub.WriteVideo(f.ts-w.base, f.body); err != nil {
+	if err := w.pub.WriteVideo(w.ts(f.ts), f.body); err != nil {
 		return err
 	}
 	t.framesSent.Add(1)
@@ -269,24 +373,30 @@ func (t *Target) write(w *writer, f *frame) error {
 		w.started = true
 		t.setState(TargetLive)
 		t.log.Info("live")
+		t.mu.Lock()
+		reconnects := t.reconnects
+		t.err = nil
+		t.mu.Unlock()
+		t.b.s.events.publish(EventTargetConnected, map[string]any{"targetId": t.id, "output": t.ep.Redacted(), "reconnects": reconnects})
 	}
 	return nil
 }
 
+// writeData writes a client's metadata. Before video has started on this
+// connection there is nothing to attach it to: onMetaData goes out with the
+// first keyframe anyway, and a cue point before any picture means nothing.
+func (t *Target) writeData(w *writer, f *frame) error {
+	if !w.started {
+		return nil
+	}
+	if f.metaRefresh {
+		return t.writeMetadata(w.pub, w.ts(f.ts), w.sentParams)
+	}
+	return w.pub.WriteData(w.ts(f.ts), f.body)
+}
+
 func (t *Target) writeMetadata(pub *rtmppush.Publisher, ts uint32, ps *paramSet) error {
-	fps := ps.spsFPS
-	if v := t.b.s.video; fps == 0 && v != nil {
-		fps = v.fps()
-	}
-	md := flv.Metadata{
-		Width:         ps.width,
-		Height:        ps.height,
-		FrameRate:     roundTo(fps, 100),
-		VideoCodecID:  7,
-		VideoDataRate: float64(t.spec.VideoBitrate) / 1000,
-		Encoder:       encoderName,
-	}
-	body, err := flv.AppendSetDataFrame(nil, md)
+	body, err := appendOnMetaData(nil, t.metadataValues(ps))
 	if err != nil {
 		return fmt.Errorf("onMetaData: %w", err)
 	}
@@ -298,8 +408,11 @@ func (t *Target) writeMetadata(pub *rtmppush.Publisher, ts uint32, ps *paramSet)
 
 // stop ends the target and waits for its writer (or ctx).
 func (t *Target) stop(ctx context.Context) {
-	t.stopOnce.Do(func() { close(t.stopCh) })
-	if t.publisher() == nil {
+	t.stopOnce.Do(func() {
+		close(t.stopCh)
+		t.cancel()
+	})
+	if !t.writing.Load() {
 		return // never connected
 	}
 	select {

@@ -84,6 +84,7 @@ type videoPipeline struct {
 
 	// shared state
 	ssrc     atomic.Uint32
+	lastMs   atomic.Uint32 // stream time of the newest frame
 	params   atomic.Pointer[paramSet]
 	fpsBits  atomic.Uint64 // float64 observed frame rate
 	frameCnt atomic.Uint64
@@ -121,7 +122,7 @@ func (v *videoPipeline) run(track *webrtc.TrackRemote) {
 			return
 		}
 		now := time.Now()
-		v.s.mediaSeen.Store(true)
+		v.s.onMedia(now)
 		v.bytesIn.Add(uint64(n))
 		if err := v.reorder.Push(buf[:n], now); err != nil {
 			continue // malformed packets are counted by the buffer
@@ -176,6 +177,7 @@ func (v *videoPipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 		v.updateParams()
 	}
 	ms := v.timeline.Millis(au.Timestamp)
+	v.lastMs.Store(ms)
 
 	if au.IDR {
 		v.keyCnt.Add(1)

@@ -24,19 +24,25 @@ type Config struct {
 	// APIKey, when set, is required as a bearer token on every /v1 call.
 	APIKey string
 	Logger *slog.Logger
+	// KeepAlive is the SSE comment interval (default 15 s).
+	KeepAlive time.Duration
 }
 
 // API is castbridge's HTTP API.
 type API struct {
-	m      *gateway.Manager
-	apiKey string
-	log    *slog.Logger
-	router chi.Router
+	m         *gateway.Manager
+	apiKey    string
+	keepAlive time.Duration
+	log       *slog.Logger
+	router    chi.Router
 }
 
 // New builds the API's router.
 func New(cfg Config) *API {
-	a := &API{m: cfg.Manager, apiKey: cfg.APIKey, log: cfg.Logger}
+	a := &API{m: cfg.Manager, apiKey: cfg.APIKey, log: cfg.Logger, keepAlive: cfg.KeepAlive}
+	if a.keepAlive <= 0 {
+		a.keepAlive = 15 * time.Second
+	}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -46,6 +52,7 @@ func New(cfg Config) *API {
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	r.Get("/openapi.json", serveOpenAPI)
+	r.Get("/metrics", a.metrics)
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(a.requireKey)
@@ -59,6 +66,10 @@ func New(cfg Config) *API {
 			r.Get("/broadcast", a.getBroadcast)
 			r.Delete("/broadcast", a.stopBroadcast)
 			r.Get("/stats", a.getStats)
+			r.Get("/events", a.events)
+			r.Post("/metadata", a.sendMetadata)
+			r.Post("/broadcast/targets", a.addTarget)
+			r.Delete("/broadcast/targets/{targetId}", a.removeTarget)
 		})
 	})
 

@@ -30,11 +30,16 @@ type harness struct {
 	srv    *httptest.Server
 	ingest *ingest.Server
 	rec    *recorder
+	logs   *logBuffer
+	log    *slog.Logger
 }
 
 type harnessOptions struct {
 	keyframeInterval time.Duration
 	apiKey           string
+	mediaTimeout     time.Duration
+	reconnect        gateway.ReconnectPolicy
+	relays           func(ingestURL string) []gateway.Relay
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -42,35 +47,28 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.keyframeInterval == 0 {
 		o.keyframeInterval = 2 * time.Second
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	rec := newRecorder()
-	ing, err := ingest.Listen(ingest.Config{
-		Addr:      "127.0.0.1:0",
-		OnPublish: rec.onPublish,
-		OnMessage: rec.onMessage,
-		Logger:    log.With("component", "ingest"),
-	})
-	if err != nil {
-		t.Fatal(err)
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ing, rec := startIngest(t, "127.0.0.1:0", log)
+	var relays []gateway.Relay
+	if o.relays != nil {
+		relays = o.relays("rtmp://" + ing.Addr().String() + "/live")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ingDone := make(chan struct{})
-	go func() {
-		defer close(ingDone)
-		_ = ing.Serve(ctx)
-	}()
 	m, err := gateway.NewManager(gateway.Config{
 		ICEUDPPort:       0,
 		ICEIPs:           []net.IP{net.IPv4(127, 0, 0, 1).To4()},
 		KeyframeInterval: o.keyframeInterval,
 		PublishTimeout:   5 * time.Second,
+		MediaTimeout:     o.mediaTimeout,
+		Reconnect:        o.reconnect,
+		Relays:           relays,
 		Logger:           log,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log}))
-	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec}
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log, KeepAlive: 200 * time.Millisecond}))
+	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec, logs: logs, log: log}
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
@@ -78,11 +76,54 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 			t.Errorf("shutdown: %v", err)
 		}
 		srv.Close()
-		cancel()
-		_ = ing.Close()
-		<-ingDone
 	})
 	return h
+}
+
+// startIngest runs an in-process ingest with a recorder until the test ends.
+func startIngest(t *testing.T, addr string, log *slog.Logger) (*ingest.Server, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	ing, err := ingest.Listen(ingest.Config{
+		Addr:      addr,
+		OnPublish: rec.onPublish,
+		OnMessage: rec.onMessage,
+		OnCommand: rec.onCommand,
+		Logger:    log.With("component", "ingest", "addr", addr),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ing.Serve(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = ing.Close()
+		<-done
+	})
+	return ing, rec
+}
+
+// logBuffer keeps every log line, to search for secrets.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // ingestURL is the in-process ingest's application URL.
@@ -220,6 +261,7 @@ type recorder struct {
 	publish  map[string]ingest.PublishInfo
 	messages map[string][]received
 	reject   map[string]string // stream name -> onStatus code to refuse with
+	commands map[string][]string
 	changed  chan struct{}
 }
 
@@ -229,7 +271,7 @@ type received struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{publish: map[string]ingest.PublishInfo{}, messages: map[string][]received{}, reject: map[string]string{}, changed: make(chan struct{}, 1)}
+	return &recorder{publish: map[string]ingest.PublishInfo{}, messages: map[string][]received{}, reject: map[string]string{}, commands: map[string][]string{}, changed: make(chan struct{}, 1)}
 }
 
 func (r *recorder) onPublish(p ingest.PublishInfo) error {
@@ -247,6 +289,18 @@ func (r *recorder) onMessage(stream string, m ingest.Message) {
 	r.mu.Lock()
 	r.messages[stream] = append(r.messages[stream], received{msg: m, at: now})
 	r.mu.Unlock()
+}
+
+func (r *recorder) onCommand(stream, command string) {
+	r.mu.Lock()
+	r.commands[stream] = append(r.commands[stream], command)
+	r.mu.Unlock()
+}
+
+func (r *recorder) commandsOf(stream string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.commands[stream]...)
 }
 
 func (r *recorder) rejectName(name, code string) {

@@ -44,20 +44,13 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 			a.writeError(w, r, err)
 			return
 		}
-		if err := gateway.ValidateTargets(specs); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
-	s, err := a.m.CreateStream(ctx, body.SDP, body.Name)
+	s, err := a.m.CreateStream(ctx, body.SDP, body.Name, specs)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
-	}
-	if specs != nil {
-		s.StartBroadcastWhenReady(specs)
 	}
 	w.Header().Set("Location", "/v1/streams/"+s.ID())
 	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State()})

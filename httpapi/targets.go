@@ -129,3 +129,13 @@ func unmarshalTarget(data []byte, v any) error {
 	}
 	return nil
 }
+
+// ParseTargets reads a broadcast body ({"transcodingTargets": ...} or
+// {"targets": [...]}) into target specs, as POST /broadcast does.
+func ParseTargets(body []byte) ([]gateway.TargetSpec, error) {
+	var bb broadcastBody
+	if err := unmarshalTarget(body, &bb); err != nil {
+		return nil, err
+	}
+	return bb.specs()
+}

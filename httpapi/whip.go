@@ -19,8 +19,24 @@ func whipOptions(w http.ResponseWriter, _ *http.Request) {
 
 // whipPublish takes an SDP offer and answers 201 with the SDP answer and the
 // session's URL in Location.
+//
+// The bearer token or the {key} in the path may name a configured relay:
+// the broadcast to its targets then starts by itself once media flows. When
+// relays are configured, a publisher must present one of their keys (or the
+// API key).
 func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
-	if !a.keyOK(r) {
+	key := chi.URLParam(r, "key")
+	if key == "" {
+		key = bearer(r)
+	}
+	targets, isRelay := a.m.RelayTargets(key)
+	switch {
+	case isRelay:
+	case a.m.HasRelays() && (a.apiKey == "" || !a.keyOK(r)):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
+		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "unknown stream key: set the WHIP client's bearer token to a stream key configured on the server")
+		return
+	case !a.keyOK(r):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
 		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs a bearer token: set it as the WHIP client's token")
 		return
@@ -37,7 +53,11 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
-	s, err := a.m.CreateStream(ctx, string(offer), "whip")
+	name := "whip"
+	if isRelay {
+		name = "whip relay"
+	}
+	s, err := a.m.CreateStream(ctx, string(offer), name, targets)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -46,6 +46,9 @@ type options struct {
 	apiKey           string
 	logLevel         string
 	shutdownTimeout  time.Duration
+	config           string
+	mediaTimeout     time.Duration
+	reconnect        gateway.ReconnectPolicy
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -63,6 +66,11 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.StringVar(&o.apiKey, "api-key", "", "when set, /v1 and WHIP calls need Authorization: Bearer <key>")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for broadcasts to stop cleanly")
+	fs.StringVar(&o.config, "config", "", "YAML file of OBS relays: stream keys mapped to RTMP targets (see README)")
+	fs.DurationVar(&o.mediaTimeout, "media-timeout", 10*time.Second, "end a stream whose publisher sent no media for this long")
+	fs.DurationVar(&o.reconnect.Initial, "reconnect-initial", time.Second, "first delay before reconnecting a failed ingest (doubles each try)")
+	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
+	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
 		fs.PrintDefaults()
@@ -126,6 +134,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	var relays []gateway.Relay
+	if o.config != "" {
+		if relays, err = loadRelays(o.config); err != nil {
+			return err
+		}
+	}
 
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
@@ -143,7 +157,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ingestDone <- nil
 	}
 
-	m, err := gateway.NewManager(gateway.Config{ICEUDPPort: o.iceUDPPort, ICEIPs: ips, KeyframeInterval: o.keyframeInterval, Logger: log})
+	m, err := gateway.NewManager(gateway.Config{
+		ICEUDPPort:       o.iceUDPPort,
+		ICEIPs:           ips,
+		KeyframeInterval: o.keyframeInterval,
+		MediaTimeout:     o.mediaTimeout,
+		Reconnect:        o.reconnect,
+		Relays:           relays,
+		Logger:           log,
+	})
 	if err != nil {
 		if ing != nil {
 			_ = ing.Close()
@@ -162,7 +184,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "api_key", o.apiKey != "")
+	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "api_key", o.apiKey != "", "relays", len(relays))
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,83 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/castbridge/castbridge/gateway"
+)
+
+func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.stream(w, r)
+	if !ok {
+		return
+	}
+	var body targetBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	spec, err := body.spec()
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	b, err := s.Broadcast()
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	t, err := b.AddTarget(r.Context(), spec)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/streams/"+s.ID()+"/broadcast/targets/"+t.ID())
+	writeJSON(w, http.StatusCreated, t.Info())
+}
+
+func (a *API) removeTarget(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.stream(w, r)
+	if !ok {
+		return
+	}
+	b, err := s.Broadcast()
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if err := b.RemoveTarget(r.Context(), chi.URLParam(r, "targetId")); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type metadataBody struct {
+	HandlerName string `json:"handlerName"`
+	Values      any    `json:"values"`
+}
+
+// sendMetadata answers 202: the values are queued into every running target.
+func (a *API) sendMetadata(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.stream(w, r)
+	if !ok {
+		return
+	}
+	var body metadataBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if err := s.SendMetadata(body.HandlerName, body.Values); err != nil {
+		if e := gateway.AsError(err); e.Code == gateway.CodeNotBroadcasting {
+			// API.md: metadata without a broadcast is a conflict, not a 404.
+			writeJSON(w, http.StatusConflict, errorBody{Error: gateway.ErrorInfo{Code: e.Code, Message: e.Message}})
+			return
+		}
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}

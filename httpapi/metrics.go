@@ -1,0 +1,44 @@
+package httpapi
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+)
+
+// metrics serves Prometheus' text format. Only aggregate series: no stream
+// or target labels, so no stream key can reach a label.
+func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
+	mt := a.m.Metrics()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	gauge := func(name, help string) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+	}
+	counter := func(name, help string, v uint64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	gauge("castbridge_streams", "Publisher sessions open now, by state.")
+	writeByState(w, "castbridge_streams", mt.StreamsByState)
+	gauge("castbridge_targets", "Ingest targets of running broadcasts, by state.")
+	writeByState(w, "castbridge_targets", mt.TargetsByState)
+	counter("castbridge_streams_created_total", "Publisher sessions created.", mt.StreamsTotal)
+	counter("castbridge_target_bytes_sent_total", "Bytes written to RTMP ingests.", mt.BytesSent)
+	counter("castbridge_target_frames_sent_total", "Video frames written to RTMP ingests.", mt.FramesSent)
+	counter("castbridge_target_frames_dropped_total", "Video frames dropped because an ingest fell behind.", mt.FramesDropped)
+	counter("castbridge_target_reconnects_total", "Reconnections to RTMP ingests.", mt.Reconnects)
+	counter("castbridge_plis_sent_total", "Keyframe requests (PLI) sent to publishers.", mt.PLIs)
+	counter("castbridge_nacks_sent_total", "NACK packets sent to publishers.", mt.NACKs)
+	counter("castbridge_rtp_packets_lost_total", "Inbound video RTP packets given up as lost.", mt.PacketsLost)
+}
+
+func writeByState[S ~string](w io.Writer, name string, m map[S]int) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "%s{state=%q} %d\n", name, k, m[S(k)])
+	}
+}
