@@ -115,15 +115,6 @@ func (m *Manager) Ready() bool {
 // targets, the broadcast starts as soon as media flows, and the answer caps
 // the video at their lowest videobitrate (b=AS).
 func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets []TargetSpec) (*Stream, error) {
-	if targets != nil {
-		if err := ValidateTargets(targets); err != nil {
-			return nil, err
-		}
-	}
-	media, err := inspectOffer(offer)
-	if err != nil {
-		return nil, err
-	}
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
@@ -134,6 +125,15 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 		return nil, errorf(CodeLimitExceeded, "the gateway already runs %d streams, its limit", m.cfg.MaxStreams)
 	}
 	m.mu.Unlock()
+	if targets != nil {
+		if err := ValidateTargets(targets); err != nil {
+			return nil, err
+		}
+	}
+	media, err := inspectOffer(offer)
+	if err != nil {
+		return nil, err
+	}
 
 	s, err := newStream(ctx, m, newID("st_"), name, offer, media)
 	if err != nil {
@@ -242,6 +242,10 @@ func (m *Manager) forget(s *Stream) {
 // stream and the ICE socket.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
+	if m.draining {
+		m.mu.Unlock()
+		return nil // already shut down
+	}
 	m.draining = true
 	m.mu.Unlock()
 	var wg sync.WaitGroup

@@ -28,7 +28,6 @@ func ValidateRelays(relays []Relay) error {
 	return nil
 }
 
-
 // HasRelays reports whether relays are configured: then WHIP publishers
 // must present a relay key (or the API key).
 func (m *Manager) HasRelays() bool { return len(m.cfg.Relays) > 0 }

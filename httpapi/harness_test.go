@@ -341,3 +341,8 @@ func (h *harness) streamStats(id string) statsView {
 	}
 	return statsView{NACKs: st.Inbound.Video.NACKs, PLIs: st.Inbound.Video.PLIs}
 }
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,4 +170,47 @@ func TestEmbeddedDefaults(t *testing.T) {
 		t.Errorf("recording does not decode cleanly: %v %s", err, errs)
 	}
 	t.Logf("recorded %d frames, %.2f s", v.NbReadFrames, pr.Duration)
+}
+
+func TestLoadRelays(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "castbridge.yaml")
+	if err := os.WriteFile(good, []byte(`relays:
+  - key: obs-key
+    targets:
+      - output: rtmp://a.rtmp.youtube.com/live2
+        streamname: YT-KEY
+        videobitrate: 4500000
+      - output: rtmp://live.twitch.tv/app/TW-KEY
+        dropframes: "1"
+        rtmpconnectinfo: {team: blue}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	relays, err := loadRelays(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(relays) != 1 || relays[0].Key != "obs-key" || len(relays[0].Targets) != 2 {
+		t.Fatalf("relays: %+v", relays)
+	}
+	yt, tw := relays[0].Targets[0], relays[0].Targets[1]
+	if yt.StreamName != "YT-KEY" || yt.VideoBitrate != 4500000 || !tw.DropFrames || tw.ConnectInfo["team"] != "blue" {
+		t.Errorf("targets: %+v %+v", yt, tw)
+	}
+	for name, body := range map[string]string{
+		"bad-url.yaml":   "relays:\n  - key: k\n    targets:\n      - output: http://example.com/x\n",
+		"no-key.yaml":    "relays:\n  - targets:\n      - output: rtmp://h/app/k\n",
+		"dup.yaml":       "relays:\n  - key: k\n    targets: [{output: rtmp://h/app/a}]\n  - key: k\n    targets: [{output: rtmp://h/app/b}]\n",
+		"not-yaml.yaml":  "relays: [",
+		"no-target.yaml": "relays:\n  - key: k\n",
+	} {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(body), 0o600)
+		if _, err := loadRelays(p); err == nil {
+			t.Errorf("%s: loaded without error", name)
+		} else if strings.Contains(err.Error(), "TW-KEY") {
+			t.Errorf("%s: error leaks a key: %v", name, err)
+		}
+	}
 }
