@@ -31,6 +31,8 @@ const (
 	queueFrames = 512
 	// dropQueueFrames is the backlog of a dropframes target (~0.5 s).
 	dropQueueFrames = 16
+	// maxQueueBytes bounds a target's backlog in bytes.
+	maxQueueBytes = 8 << 20
 	// encoderName goes into onMetaData.
 	encoderName = "castbridge"
 )
@@ -56,6 +58,8 @@ type Target struct {
 	done      chan struct{}
 	pub       atomic.Pointer[rtmppush.Publisher] // set by connect; written by the writer only
 
+	// queuedBytes bounds memory too: a frame count alone allows 512 huge IDRs.
+	queuedBytes   atomic.Int64
 	bytesBefore   atomic.Uint64 // bytes sent on earlier connections
 	framesSent    atomic.Uint64
 	framesDropped atomic.Uint64
@@ -175,19 +179,32 @@ func (t *Target) enqueue(f *frame) {
 		t.framesDropped.Add(1)
 		return
 	}
+	size := int64(len(f.body))
+	if t.queuedBytes.Load()+size > maxQueueBytes {
+		t.dropForGap(f)
+		return
+	}
 	f.retain()
+	t.queuedBytes.Add(size)
 	select {
 	case t.queue <- f:
 		if f.keyframe {
 			t.gap.Store(false)
 		}
 	default:
+		t.queuedBytes.Add(-size)
 		f.release()
-		t.framesDropped.Add(1)
-		t.gap.Store(true)
-		if !t.needKey.Swap(true) || f.keyframe {
-			t.b.s.RequestKeyframe("target queue full")
-		}
+		t.dropForGap(f)
+	}
+}
+
+// dropForGap drops a frame the queue cannot take: what follows waits for a
+// keyframe, which is asked for.
+func (t *Target) dropForGap(f *frame) {
+	t.framesDropped.Add(1)
+	t.gap.Store(true)
+	if !t.needKey.Swap(true) || f.keyframe {
+		t.b.s.RequestKeyframe("target queue full")
 	}
 }
 
@@ -195,9 +212,11 @@ func (t *Target) enqueue(f *frame) {
 // not depend on other frames) but still bounded by the queue.
 func (t *Target) enqueueData(f *frame) {
 	f.retain()
+	t.queuedBytes.Add(int64(len(f.body)))
 	select {
 	case t.queue <- f:
 	default:
+		t.queuedBytes.Add(-int64(len(f.body)))
 		f.release()
 	}
 }
@@ -244,6 +263,7 @@ func (t *Target) pump(w *writer) error {
 	for {
 		select {
 		case f := <-t.queue:
+			t.queuedBytes.Add(-int64(len(f.body)))
 			err := t.write(w, f)
 			f.release()
 			if err != nil {
@@ -266,6 +286,7 @@ func (t *Target) closeConnection() {
 	for drained := false; !drained; {
 		select {
 		case f := <-t.queue:
+			t.queuedBytes.Add(-int64(len(f.body)))
 			f.release()
 		default:
 			drained = true
