@@ -26,20 +26,7 @@ func TestMetadataEventsStatsAndREMB(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	offer, err := pub.Offer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sv streamView
-	if st, raw := h.call("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{
-		"transcodingTargets": map[string]any{"output": h.ingestURL() + "/meta", "videobitrate": 800000, "framerate": 30}}}, &sv); st != http.StatusCreated {
-		t.Fatalf("create: %d %s", st, raw)
-	}
+	pub, sv := h.offerWithBroadcast(ctx, map[string]any{"output": h.ingestURL() + "/meta", "videobitrate": 800000, "framerate": 30})
 	if !strings.Contains(sv.SDP, "b=AS:800\r\n") {
 		t.Error("the answer does not cap the video with b=AS:800")
 	}

@@ -30,20 +30,7 @@ func TestLossyNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer relay.Close()
-	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	offer, err := pub.Offer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sv streamView
-	if st, raw := h.call("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{
-		"transcodingTargets": map[string]any{"output": "rtmp://" + nginx + "/live/lossy"}}}, &sv); st != http.StatusCreated {
-		t.Fatalf("create: %d %s", st, raw)
-	}
+	pub, sv := h.offerWithBroadcast(ctx, map[string]any{"output": "rtmp://" + nginx + "/live/lossy"})
 	if err := pub.SetAnswer(relay.RewriteAnswer(sv.SDP)); err != nil {
 		t.Fatal(err)
 	}

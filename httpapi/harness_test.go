@@ -346,3 +346,24 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// offerWithBroadcast creates a test publisher (video and audio, looping) and
+// a stream for it whose broadcast goes to output; the answer is not applied
+// yet, so the caller can route it (through a relay, say) and listen first.
+func (h *harness) offerWithBroadcast(ctx context.Context, target map[string]any) (*gatewaytest.Publisher, streamView) {
+	h.t.Helper()
+	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = pub.Close() })
+	offer, err := pub.Offer(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sv streamView
+	if st, raw := h.call("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{"transcodingTargets": target}}, &sv); st != http.StatusCreated {
+		h.t.Fatalf("create: %d %s", st, raw)
+	}
+	return pub, sv
+}

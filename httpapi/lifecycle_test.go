@@ -113,20 +113,7 @@ func TestPublisherVanishes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	offer, err := pub.Offer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sv streamView
-	if st, raw := h.call("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{
-		"transcodingTargets": map[string]any{"output": h.ingestURL() + "/vanish"}}}, &sv); st != http.StatusCreated {
-		t.Fatalf("create: %d %s", st, raw)
-	}
+	pub, sv := h.offerWithBroadcast(ctx, map[string]any{"output": h.ingestURL() + "/vanish"})
 	events := h.listen(sv.ID, "")
 	if err := pub.SetAnswer(relay.RewriteAnswer(sv.SDP)); err != nil {
 		t.Fatal(err)
