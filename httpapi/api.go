@@ -52,6 +52,7 @@ func New(cfg Config) *API {
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	r.Get("/openapi.json", serveOpenAPI)
+	mountWeb(r)
 	r.Get("/metrics", a.metrics)
 
 	r.Route("/v1", func(r chi.Router) {
