@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the programs the tests need that Go does not bring: ffmpeg and
 # ffprobe (Debian package ffmpeg), nginx with the RTMP module
-# (nginx, libnginx-mod-rtmp). Idempotent: does nothing when all are present.
+# (nginx, libnginx-mod-rtmp), and Chromium for the browser tests (chromium).
+# Idempotent: does nothing when all are present.
 # Uses apt-get (Debian/Ubuntu); sudo only when not root.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ declare -A checks=(
 	[ffmpeg]="cmd:ffprobe"
 	[nginx]="cmd:nginx"
 	[libnginx-mod-rtmp]="file:/usr/lib/nginx/modules/ngx_rtmp_module.so"
-	# [chromium]="cmd:chromium"   # for the browser tests, when they land
+	[chromium]="file:/usr/bin/chromium" # the browser tests (httpapi/browser_test.go)
 )
 
 present() {
@@ -23,12 +24,12 @@ present() {
 }
 
 missing=()
-for pkg in ffmpeg nginx libnginx-mod-rtmp; do
+for pkg in ffmpeg nginx libnginx-mod-rtmp chromium; do
 	present "$pkg" || missing+=("$pkg")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ffmpeg, nginx, libnginx-mod-rtmp present"
+	echo "deps: ffmpeg, nginx, libnginx-mod-rtmp, chromium present"
 	exit 0
 fi
 

@@ -4,5 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh
+# playwright-core drives Chromium in the browser tests; installed once, from the lock file.
+if [ ! -d httpapi/web/test/node_modules/playwright-core ] && command -v npm >/dev/null 2>&1; then
+	(cd httpapi/web/test && npm ci --no-audit --no-fund --loglevel=error)
+fi
 go vet ./...
 go test -race -count=1 -timeout 20m ./...

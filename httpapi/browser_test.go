@@ -1,0 +1,234 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/httpapi"
+)
+
+// browserResult is what httpapi/web/test/browser.mjs writes to result.json.
+type browserResult struct {
+	Recording   string   `json:"recording"`
+	LiveSeconds float64  `json:"liveSeconds"`
+	Screenshots []string `json:"screenshots"`
+	Metadata    string   `json:"metadata"` // "sent", or "absent" while the endpoint 404s
+	Events      string   `json:"events"`   // "sse", or "absent" while the endpoint 404s
+	Notes       []string `json:"notes"`
+	Units       struct{ Passed, Failed int }
+}
+
+// needBrowser skips (fails under CI) when node, Chromium or playwright-core
+// is missing; scripts/deps.sh and scripts/test.sh install them.
+func needBrowser(t *testing.T, dir string) (node, chromium string) {
+	t.Helper()
+	fail := func(msg string) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("browser test: %s; CI is set, so this is an error", msg)
+		}
+		t.Skipf("browser test: skipping: %s", msg)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		fail("node not found in PATH")
+	}
+	chromium = os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		fail(chromium + " missing (apt-get install chromium, or scripts/deps.sh)")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
+		fail("playwright-core missing (cd httpapi/web/test && npm ci, or scripts/test.sh)")
+	}
+	return node, chromium
+}
+
+// TestBrowser opens the demo page in real Chromium (fake camera and
+// microphone), goes live to nginx-rtmp through castbridge and reads the
+// recording back; browser.mjs also runs the SDK's unit tests in that browser.
+func TestBrowser(t *testing.T) {
+	testDir, err := filepath.Abs(filepath.Join("web", "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, chromium := needBrowser(t, testDir)
+	recordings := t.TempDir()
+	nginx := gatewaytest.StartNginx(t, recordings)
+
+	const apiKey = "browser-test-key"
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m, err := gateway.NewManager(gateway.Config{
+		ICEIPs:           []net.IP{net.IPv4(127, 0, 0, 1).To4()},
+		KeyframeInterval: 2 * time.Second,
+		PublishTimeout:   5 * time.Second,
+		Logger:           log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: httpapi.New(httpapi.Config{Manager: m, APIKey: apiKey, Logger: log}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := m.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		_ = srv.Shutdown(ctx)
+	})
+
+	// Screenshots stay after the test for a person to look at.
+	out, err := os.MkdirTemp("", "castbridge-browser-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(testDir, "browser.mjs"), "http://"+ln.Addr().String(), "rtmp://"+nginx+"/live")
+	cmd.Dir = testDir
+	cmd.Env = append(os.Environ(), "CASTBRIDGE_API_KEY="+apiKey, "BROWSER_OUT="+out, "CHROMIUM="+chromium)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		t.Log(sc.Text())
+	}
+	runErr := cmd.Wait()
+
+	var res browserResult
+	raw, err := os.ReadFile(filepath.Join(out, "result.json"))
+	if err == nil {
+		err = json.Unmarshal(raw, &res)
+	}
+	if err != nil {
+		t.Fatalf("browser.mjs left no result (%v): %v", runErr, err)
+	}
+	if runErr != nil {
+		t.Errorf("browser.mjs failed: %v (see the FAIL lines above)", runErr)
+	}
+	t.Logf("SDK unit tests in Chromium: %d passed, %d failed", res.Units.Passed, res.Units.Failed)
+	t.Logf("screenshots: %v", res.Screenshots)
+	for _, n := range res.Notes {
+		t.Log("note:", n)
+	}
+	if res.LiveSeconds == 0 {
+		t.Fatal("the page never went live and stopped")
+	}
+
+	// What nginx recorded from the browser's broadcast.
+	path := filepath.Join(recordings, res.Recording+".flv")
+	waitFile(t, path)
+	pr, err := gatewaytest.Probe(path)
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", path, err)
+	}
+	v := pr.Video()
+	if v == nil || v.CodecName != "h264" || v.Width == 0 || v.Height == 0 {
+		t.Fatalf("recording video: %+v", v)
+	}
+	// The recording starts at the first keyframe after Go live answered and
+	// ends when Stop answered.
+	if pr.Duration < res.LiveSeconds-2.5 || pr.Duration > res.LiveSeconds+1 || math.IsNaN(pr.Duration) {
+		t.Errorf("recording lasts %.2f s, the page was live %.2f s", pr.Duration, res.LiveSeconds)
+	}
+	if v.NbReadFrames < int(pr.Duration*10) {
+		t.Errorf("recording has %d frames in %.2f s", v.NbReadFrames, pr.Duration)
+	}
+	if a := pr.Audio(); a != nil {
+		if a.CodecName != "aac" {
+			t.Errorf("recording audio: %+v, want AAC", a)
+		}
+		t.Logf("recording audio: %s %d Hz, %d channels", a.CodecName, a.SampleRate, a.Channels)
+	} else {
+		t.Log("recording has no audio track yet (Opus to AAC is another issue): audio not asserted")
+	}
+	t.Logf("nginx recording: %s %dx%d, %d frames, %.2f s (live %.2f s); events %s, metadata %s",
+		v.CodecName, v.Width, v.Height, v.NbReadFrames, pr.Duration, res.LiveSeconds, res.Events, res.Metadata)
+}
+
+// TestWebRoutes checks what the demo page and the SDK are served as, with no
+// API key needed even when the server has one.
+func TestWebRoutes(t *testing.T) {
+	h := newHarness(t, harnessOptions{apiKey: "k"})
+	get := func(path string, hdr map[string]string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for _, c := range []struct{ path, ctype, contains string }{
+		{"/", "text/html; charset=utf-8", `src="/assets/app.js"`},
+		{"/sdk/castbridge.js", "text/javascript; charset=utf-8", "export { RtcUser"},
+		{"/assets/app.js", "text/javascript; charset=utf-8", "from '/sdk/castbridge.js'"},
+		{"/assets/style.css", "text/css; charset=utf-8", "@media"},
+		{"/assets/favicon.svg", "image/svg+xml", "<svg"},
+	} {
+		resp, body := get(c.path, nil)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != c.ctype || !strings.Contains(body, c.contains) {
+			t.Errorf("GET %s: %d %q, body has %q: %v", c.path, resp.StatusCode, resp.Header.Get("Content-Type"), c.contains, strings.Contains(body, c.contains))
+		}
+	}
+
+	// A classic <script> gets the SDK without its export statements.
+	for _, hdr := range []map[string]string{
+		{"Sec-Fetch-Dest": "script", "Sec-Fetch-Mode": "no-cors"},
+		nil,
+	} {
+		path := "/sdk/castbridge.js"
+		if hdr == nil {
+			path += "?format=script"
+		}
+		_, body := get(path, hdr)
+		if strings.Contains(body, "export ") || !strings.Contains(body, "var RtcUser = CastbridgeSDK.RtcUser;") {
+			t.Errorf("classic SDK (%s, %v) still has exports or lost RtcUser", path, hdr)
+		}
+	}
+	if _, body := get("/sdk/castbridge.js", map[string]string{"Sec-Fetch-Dest": "script", "Sec-Fetch-Mode": "cors"}); !strings.Contains(body, "export default RtcUser") {
+		t.Error("module import of the SDK lost its exports")
+	}
+
+	// Nothing else is served from the embedded files: no listings, no tests.
+	for _, p := range []string{"/assets/", "/assets/../test/browser.mjs", "/test/browser.mjs", "/web/index.html"} {
+		if resp, _ := get(p, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	if resp, _ := get("/v1/streams", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /v1/streams without the key: %d, want 401", resp.StatusCode)
+	}
+}
