@@ -35,6 +35,7 @@ type Broadcast struct {
 	mu      sync.Mutex
 	state   BroadcastState
 	targets []*Target
+	audio   *audioSet // the audio outputs, once started
 }
 
 func newBroadcast(s *Stream) *Broadcast {
@@ -51,6 +52,30 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	for i := range specs {
 		ep, _ := specs[i].validate()
 		targets[i] = newTarget(b, specs[i], ep)
+	}
+	// Every target carries audio: its outputs (Icecast sources checked,
+	// AAC encoders running) exist before any ingest is dialed, so a bad
+	// Icecast URL or a missing ffmpeg fails the start, never silently.
+	set := &audioSet{aac: map[int]*aacOutput{}}
+	failStart := func(e *Error) error {
+		set.close()
+		b.mu.Lock()
+		b.targets, b.state = targets, BroadcastStopped
+		b.mu.Unlock()
+		b.s.events.publish(EventStartBroadcastError, ErrorInfo{Code: e.Code, Message: e.Message})
+		return e
+	}
+	for _, t := range targets {
+		if t.spec.IcecastAudio {
+			if err := probeIcecast(ctx, t.spec.IcecastURL); err != nil {
+				return failStart(AsError(err))
+			}
+		}
+	}
+	for _, t := range targets {
+		if _, err := b.attachAudio(set, t); err != nil {
+			return failStart(AsError(err))
+		}
 	}
 
 	// The publish handshakes outlive a client that hangs up mid-request.
@@ -82,6 +107,7 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 		for i, t := range targets {
 			msgs[i] = t.lastError().Message
 		}
+		set.close()
 		b.mu.Lock()
 		b.targets, b.state = targets, BroadcastStopped
 		b.mu.Unlock()
@@ -94,6 +120,7 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	if b.state != BroadcastStarting {
 		// Stopped (the stream closed) while the ingests were dialed.
 		b.mu.Unlock()
+		set.close()
 		for _, t := range started {
 			_ = t.publisher().Close()
 			t.setState(TargetStopped)
@@ -102,10 +129,17 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	}
 	b.targets = targets
 	b.state = BroadcastLive
+	b.audio = set
 	b.live.Store(&started)
 	b.mu.Unlock()
 	for _, t := range started {
 		t.startWriter()
+		if t.icecast != nil {
+			t.icecast.start()
+		}
+	}
+	if a := b.s.audio; a != nil {
+		a.setOutputs(set.snapshot(b))
 	}
 	b.s.setBitrateCap(b.bitrateCap())
 	if v := b.s.video; v != nil {
@@ -155,6 +189,11 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec TargetSpec) (*Target, er
 	if !b.active() {
 		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", b.s.id)
 	}
+	if spec.IcecastAudio {
+		if err := probeIcecast(ctx, spec.IcecastURL); err != nil {
+			return nil, err
+		}
+	}
 	t := newTarget(b, spec, ep)
 	dialCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.s.m.cfg.PublishTimeout)
 	defer cancel()
@@ -168,10 +207,22 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec TargetSpec) (*Target, er
 		_ = t.publisher().Close()
 		return nil, errorf(CodeNotBroadcasting, "the broadcast of stream %s stopped while the target connected", b.s.id)
 	}
+	if _, err := b.attachAudio(b.audio, t); err != nil {
+		b.mu.Unlock()
+		_ = t.publisher().Close()
+		return nil, err
+	}
 	b.targets = append(b.targets, t)
 	b.publishLiveLocked()
+	snap := b.audio.snapshot(b)
 	b.mu.Unlock()
+	if a := b.s.audio; a != nil {
+		a.setOutputs(snap)
+	}
 	t.startWriter()
+	if t.icecast != nil {
+		t.icecast.start()
+	}
 	b.s.setBitrateCap(b.bitrateCap())
 	b.s.RequestKeyframe("target added")
 	return t, nil
@@ -190,6 +241,9 @@ func (b *Broadcast) RemoveTarget(ctx context.Context, id string) error {
 	b.publishLiveLocked()
 	b.mu.Unlock()
 	t.stop(ctx)
+	if t.icecast != nil {
+		t.icecast.stop()
+	}
 	b.s.m.retireTarget(t)
 	b.s.setBitrateCap(b.bitrateCap())
 	return nil
@@ -257,11 +311,22 @@ func (b *Broadcast) stop(ctx context.Context) {
 	}
 	b.state = BroadcastStopping
 	targets := b.targets
+	set := b.audio
 	b.mu.Unlock()
 
 	if v := b.s.video; v != nil {
 		v.sink.CompareAndSwap(b, nil)
 		v.disarmKeyframes()
+	}
+	// The audio ends with the video: the encoders are flushed (ffmpeg holds
+	// the last frames back) and what they deliver is given a moment to be
+	// written before the targets stop.
+	if a := b.s.audio; a != nil {
+		a.clearOutputs(b)
+	}
+	if set != nil {
+		set.close()
+		b.awaitQueues(ctx, 250*time.Millisecond)
 	}
 	b.s.setBitrateCap(0)
 	b.live.Store(nil)
@@ -280,6 +345,27 @@ func (b *Broadcast) stop(ctx context.Context) {
 	b.mu.Unlock()
 	b.s.log.Info("broadcast stopped")
 	b.s.events.publish(EventStopBroadcastSuccess, b.Info())
+}
+
+// awaitQueues waits until every live target's queue is empty, at most d.
+func (b *Broadcast) awaitQueues(ctx context.Context, d time.Duration) {
+	lp := b.live.Load()
+	if lp == nil {
+		return
+	}
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		busy := false
+		for _, t := range *lp {
+			if t.accepting.Load() && len(t.queue) > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Info returns the API view of the broadcast.

@@ -16,8 +16,9 @@ type frame struct {
 	keyframe bool
 	// metaRefresh (script frames): write the merged onMetaData now.
 	metaRefresh bool
-	params      *paramSet // video: the SPS/PPS in force for this frame
-	recvAt      time.Time // when its last RTP packet arrived, for latency stats
+	params      *paramSet    // video: the SPS/PPS in force for this frame
+	ahdr        *audioHeader // audio: the sequence header this frame needs
+	recvAt      time.Time    // when its last RTP packet arrived, for latency stats
 	body        []byte
 	pool        *framePool
 }
@@ -46,6 +47,7 @@ func (fp *framePool) get() *frame {
 	f.refs.Store(1)
 	f.body = f.body[:0]
 	f.params = nil
+	f.ahdr = nil
 	f.keyframe = false
 	f.metaRefresh = false
 	return f
@@ -57,5 +59,6 @@ func (fp *framePool) put(f *frame) {
 		f.body = make([]byte, 0, 64<<10)
 	}
 	f.params = nil
+	f.ahdr = nil
 	fp.p.Put(f)
 }

@@ -53,6 +53,8 @@ type Stream struct {
 	bitrateCap atomic.Int64 // bit/s the publisher is capped at with REMB; 0 = none
 	iceUp      atomic.Bool
 	video      *videoPipeline // nil for audio-only offers; set before tracks start
+	clock      *avClock       // the A/V timeline both tracks are placed on
+	audio      *audioPipeline // the publisher's audio (or silence) for every target
 
 	mu         sync.Mutex
 	audioInfo  *AudioInfo
@@ -88,6 +90,8 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 		closed:     make(chan struct{}),
 		mediaReady: make(chan struct{}),
 	}
+	s.clock = newAVClock()
+	s.audio = newAudioPipeline(s)
 	if media.video {
 		s.video = newVideoPipeline(s)
 	}
@@ -129,10 +133,14 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 		return fail(&Error{Code: CodeInternal, Message: "ICE gathering did not finish", Err: ctx.Err()})
 	}
 	s.answer = pc.LocalDescription().SDP
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.control()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.audio.clockLoop(s.ctx)
 	}()
 	s.log.Info("stream created", "video", media.video, "audio", media.audio)
 	return s, nil
@@ -150,9 +158,10 @@ func (s *Stream) Done() <-chan struct{} { return s.closed }
 func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	s.log.Info("track", "kind", track.Kind().String(), "codec", track.Codec().MimeType, "ssrc", uint32(track.SSRC()))
 	s.wg.Add(2)
+	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
 	go func() {
 		defer s.wg.Done()
-		s.drainRTCP(recv)
+		s.drainRTCP(recv, isVideo, uint32(track.SSRC()))
 	}()
 	switch {
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil &&
@@ -167,7 +176,11 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			s.drainRTP(track, &s.audioBytes)
+			if strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeOpus) {
+				s.audio.run(track)
+			} else {
+				s.drainRTP(track, &s.audioBytes)
+			}
 		}()
 	default:
 		go func() {
@@ -177,13 +190,23 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	}
 }
 
-// drainRTCP reads the receiver's RTCP (Sender Reports among it) so pion's
-// interceptors run and its buffers never fill.
-func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver) {
+// drainRTCP reads the receiver's RTCP so pion's interceptors run and its
+// buffers never fill, and hands the track's Sender Reports to the A/V clock.
+func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver, video bool, ssrc uint32) {
 	buf := make([]byte, 1500)
 	for {
-		if _, _, err := recv.Read(buf); err != nil {
+		n, _, err := recv.Read(buf)
+		if err != nil {
 			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && (sr.SSRC == ssrc || ssrc == 0) {
+				s.clock.onSenderReport(video, sr)
+			}
 		}
 	}
 }
@@ -296,10 +319,11 @@ func (s *Stream) SendMetadata(handler string, values any) error {
 
 // currentMillis is the stream's time: that of its newest frame.
 func (s *Stream) currentMillis() uint32 {
+	var ms uint32
 	if s.video != nil {
-		return s.video.lastMs.Load()
+		ms = s.video.lastMs.Load()
 	}
-	return 0
+	return max(ms, uint32(s.audio.lastMs.Load()))
 }
 
 // requestKeyframe asks the publisher for an IDR.
@@ -415,6 +439,7 @@ func (s *Stream) SetMuted(audio, video *bool) {
 	defer s.mu.Unlock()
 	if audio != nil {
 		s.audioMuted = *audio
+		s.audio.muted.Store(*audio)
 	}
 	if video != nil {
 		s.videoMuted = *video

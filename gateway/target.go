@@ -27,10 +27,11 @@ const (
 )
 
 const (
-	// queueFrames bounds a target's backlog (~17 s at 30 fps).
-	queueFrames = 512
+	// queueFrames bounds a target's backlog (~13 s of 30 fps video with
+	// its ~47 AAC frames a second).
+	queueFrames = 1024
 	// dropQueueFrames is the backlog of a dropframes target (~0.5 s).
-	dropQueueFrames = 16
+	dropQueueFrames = 40
 	// maxQueueBytes bounds a target's backlog in bytes.
 	maxQueueBytes = 8 << 20
 	// encoderName goes into onMetaData.
@@ -58,10 +59,18 @@ type Target struct {
 	done      chan struct{}
 	pub       atomic.Pointer[rtmppush.Publisher] // set by connect; written by the writer only
 
+	// The target's audio, set before its writer starts: which output's
+	// frames it takes (audioSrc is the routing key).
+	audioSrc     *audioSource
+	audioKind    string
+	audioBitrate int
+	icecast      *icecastOutput
+
 	// queuedBytes bounds memory too: a frame count alone allows 512 huge IDRs.
 	queuedBytes   atomic.Int64
 	bytesBefore   atomic.Uint64 // bytes sent on earlier connections
-	framesSent    atomic.Uint64
+	framesSent    atomic.Uint64 // video frames
+	audioSent     atomic.Uint64 // audio frames
 	framesDropped atomic.Uint64
 	latency       latencyHistogram
 	rate          rateMeter
@@ -221,13 +230,30 @@ func (t *Target) enqueueData(f *frame) {
 	}
 }
 
+// enqueueAudio queues an audio frame. Audio depends on no other frame and
+// never waits for a keyframe; a full queue drops it.
+func (t *Target) enqueueAudio(f *frame) {
+	if !t.accepting.Load() {
+		return
+	}
+	f.retain()
+	select {
+	case t.queue <- f:
+	default:
+		f.release()
+		t.framesDropped.Add(1)
+	}
+}
+
 // writer is the state of the writer goroutine for one connection.
 type writer struct {
 	pub        *rtmppush.Publisher
-	started    bool   // a keyframe went out on this connection
-	base       uint32 // stream time of that keyframe: connection time 0
-	last       uint32 // last connection timestamp written
+	started    bool   // a keyframe (audio-only: an audio frame) went out on this connection
+	base       uint32 // stream time of that frame: connection time 0
+	last       uint32 // last connection timestamp written (video and data)
+	lastAudio  uint32 // last audio timestamp written
 	sentParams *paramSet
+	sentAudio  *audioHeader // the audio sequence header sent on this connection
 }
 
 // ts maps stream time to this connection's time, never going back.
@@ -358,8 +384,11 @@ func (t *Target) reconnect(cause error) bool {
 // AVC sequence header before it; a new sequence header goes out whenever
 // the SPS/PPS change. Timestamps start at 0 on each connection.
 func (t *Target) write(w *writer, f *frame) error {
-	if f.tagType == flv.TagScript {
+	switch f.tagType {
+	case flv.TagScript:
 		return t.writeData(w, f)
+	case flv.TagAudio:
+		return t.writeAudio(w, f)
 	}
 	if !f.keyframe && (!w.started || t.needKey.Load()) {
 		if w.started {
@@ -391,15 +420,59 @@ func (t *Target) write(w *writer, f *frame) error {
 	t.framesSent.Add(1)
 	t.latency.observe(time.Since(f.recvAt))
 	if !w.started {
-		w.started = true
-		t.setState(TargetLive)
-		t.log.Info("live")
-		t.mu.Lock()
-		reconnects := t.reconnects
-		t.err = nil
-		t.mu.Unlock()
-		t.b.s.events.publish(EventTargetConnected, map[string]any{"targetId": t.id, "output": t.ep.Redacted(), "reconnects": reconnects})
+		t.goneLive(w)
 	}
+	return nil
+}
+
+func (t *Target) goneLive(w *writer) {
+	w.started = true
+	t.setState(TargetLive)
+	t.log.Info("live")
+	t.mu.Lock()
+	reconnects := t.reconnects
+	t.err = nil
+	t.mu.Unlock()
+	t.b.s.events.publish(EventTargetConnected, map[string]any{"targetId": t.id, "output": t.ep.Redacted(), "reconnects": reconnects})
+}
+
+// writeAudio writes an audio frame, after its sequence header when this
+// connection has not had it. On a stream with video nothing goes out before
+// the first keyframe (the FLV starts with onMetaData, the sequence headers
+// and an IDR), and audio from before it is dropped; an audio-only stream
+// starts on its first audio frame.
+func (t *Target) writeAudio(w *writer, f *frame) error {
+	if !w.started {
+		if t.b.s.video != nil {
+			return nil
+		}
+		w.base = f.ts
+		if err := t.writeMetadata(w.pub, 0, nil); err != nil {
+			return err
+		}
+		t.goneLive(w)
+	}
+	d := int32(f.ts - w.base)
+	if d < 0 {
+		return nil // before the connection's first frame
+	}
+	ts := uint32(d)
+	if w.sentAudio != nil && int32(ts-w.lastAudio) < 0 {
+		ts = w.lastAudio
+	}
+	if f.ahdr != w.sentAudio {
+		if f.ahdr != nil && f.ahdr.body != nil {
+			if err := w.pub.WriteAudio(ts, f.ahdr.body); err != nil {
+				return fmt.Errorf("audio sequence header: %w", err)
+			}
+		}
+		w.sentAudio = f.ahdr
+	}
+	w.lastAudio = ts
+	if err := w.pub.WriteAudio(ts, f.body); err != nil {
+		return err
+	}
+	t.audioSent.Add(1)
 	return nil
 }
 

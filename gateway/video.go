@@ -71,6 +71,7 @@ type videoPipeline struct {
 	reorder  *rtpreorder.Buffer
 	depack   rtph264.Depacketizer
 	timeline *rtptime.Timeline
+	clock    *avClock                  // the stream's, shared with the audio
 	sink     atomic.Pointer[Broadcast] // the broadcast taking frames, if any
 
 	// receive-goroutine state
@@ -103,7 +104,12 @@ type videoPipeline struct {
 }
 
 func newVideoPipeline(s *Stream) *videoPipeline {
+	clock := s.clock
+	if clock == nil {
+		clock = newAVClock() // a bare Stream of a unit test
+	}
 	return &videoPipeline{
+		clock:        clock,
 		s:            s,
 		frames:       s.m.frames,
 		reorder:      rtpreorder.New(reorderCapacity, reorderDelay),
@@ -176,7 +182,8 @@ func (v *videoPipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 	if au.SPS != nil || au.PPS != nil {
 		v.updateParams()
 	}
-	ms := v.timeline.Millis(au.Timestamp)
+	// The frame's exact RTP time, placed on the stream's A/V clock.
+	ms := v.clock.videoMillis(v.timeline.Millis(au.Timestamp), au.Timestamp, now)
 	v.lastMs.Store(ms)
 
 	if au.IDR {

@@ -1,0 +1,353 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/castbridge/castbridge/transmux/aacenc"
+	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/icecast"
+)
+
+// Audio kinds a target carries.
+const (
+	audioKindAAC     = "aac"
+	audioKindOpus    = "opus"
+	audioKindIcecast = "icecast"
+)
+
+// fourCCOpusID is the E-RTMP FourCC "Opus" as onMetaData's audiocodecid.
+const fourCCOpusID = 0x4F707573
+
+// audioHeader is the sequence header an audio track needs on every
+// connection before its first frame (AAC AudioSpecificConfig, E-RTMP Opus
+// sequence start), immutable and shared by frames like paramSet. A nil body
+// (MP3) needs none.
+type audioHeader struct{ body []byte }
+
+// mp3Header marks MP3 frames: no sequence header.
+var mp3Header = &audioHeader{}
+
+// audioSource identifies one audio output; each target takes the frames of
+// exactly one (its pointer is the routing key).
+type audioSource struct{ name string }
+
+// audioOutputs is the snapshot of a broadcast's outputs the audio pipeline
+// feeds, replaced (never changed) when targets are added.
+type audioOutputs struct {
+	b    *Broadcast
+	aac  []*aacOutput
+	opus *opusOutput
+}
+
+// audioSet owns a broadcast's audio outputs: the AAC encoders (one per bit
+// rate, shared by the targets asking for it), the Opus passthrough and the
+// Icecast sources. Guarded by Broadcast.mu.
+type audioSet struct {
+	aac     map[int]*aacOutput
+	opus    *opusOutput
+	icecast []*icecastOutput
+}
+
+// aacOutput is one AAC encoder of the stream's PCM.
+type aacOutput struct {
+	src     audioSource
+	bitrate int
+	a       *audioPipeline
+	b       *Broadcast
+	enc     atomic.Pointer[aacenc.Encoder]
+
+	started  bool         // a.mu: PCM was written
+	startPos atomic.Int64 // the pipeline position of the encoder's sample 0
+
+	// encoder goroutine state
+	hdr *audioHeader
+	asc []byte
+}
+
+func newAACOutput(b *Broadcast, bitrate int) (*aacOutput, error) {
+	o := &aacOutput{src: audioSource{name: fmt.Sprintf("aac-%d", bitrate)}, bitrate: bitrate, a: b.s.audio, b: b}
+	enc, err := aacenc.New(context.Background(), aacenc.Config{
+		Bitrate: bitrate,
+		Logger:  b.s.log.With("aac", bitrate),
+		OnFrame: o.onFrame,
+		OnRestart: func(cause error) {
+			b.s.log.Warn("audio encoder restarted", "bitrate", bitrate, "err", cause)
+			b.s.events.publish(EventAudioEncoderRestarted, map[string]any{
+				"audiobitrate": bitrate, "code": CodeInternal, "message": fmt.Sprintf("the AAC encoder (ffmpeg) ended and was restarted: %v", cause)})
+		},
+	})
+	if err != nil {
+		if errors.Is(err, aacenc.ErrFFmpegMissing) {
+			return nil, &Error{Code: CodeInternal, Err: err, Message: "cannot encode AAC audio: " + err.Error()}
+		}
+		return nil, &Error{Code: CodeInternal, Err: err, Message: fmt.Sprintf("cannot start the AAC encoder (ffmpeg): %v", err)}
+	}
+	o.enc.Store(enc)
+	return o, nil
+}
+
+// write feeds PCM that starts at pipeline position pos. a.mu held.
+func (o *aacOutput) write(pos int64, pcm []int16) {
+	if !o.started {
+		o.started = true
+		o.startPos.Store(pos)
+	}
+	_ = o.enc.Load().Write(pcm) // ErrClosed while the broadcast stops
+}
+
+func (o *aacOutput) onFrame(fr aacenc.Frame) {
+	if asc := o.enc.Load().AudioSpecificConfig(); o.hdr == nil || !bytes.Equal(asc, o.asc) {
+		o.asc = bytes.Clone(asc)
+		o.hdr = &audioHeader{body: flv.AppendAACSequenceHeader(nil, asc)}
+	}
+	pos := o.startPos.Load() + fr.PTS
+	ms := o.a.base.Load() + (pos*1000+audioRate/2)/audioRate
+	f := o.a.frames.get()
+	f.tagType = flv.TagAudio
+	f.ts = uint32(ms)
+	f.ahdr = o.hdr
+	f.recvAt = time.Now()
+	f.body = flv.AppendAACRaw(f.body, fr.Data)
+	o.b.deliverAudio(&o.src, f)
+	f.release()
+}
+
+func (o *aacOutput) close() {
+	if err := o.enc.Load().Close(); err != nil {
+		o.b.s.log.Debug("aac encoder close", "err", err)
+	}
+}
+
+// opusOutput passes the publisher's Opus through as E-RTMP audio.
+type opusOutput struct {
+	src audioSource
+	hdr *audioHeader
+	b   *Broadcast
+}
+
+func newOpusOutput(b *Broadcast) *opusOutput {
+	return &opusOutput{src: audioSource{name: "opus"}, b: b,
+		hdr: &audioHeader{body: flv.AppendOpusSequenceStart(nil, 2, audioRate)}}
+}
+
+// send delivers one Opus packet at stream time ms. a.mu held.
+func (o *opusOutput) send(ms int64, packet []byte) {
+	f := o.b.s.m.frames.get()
+	f.tagType = flv.TagAudio
+	f.ts = uint32(ms)
+	f.ahdr = o.hdr
+	f.recvAt = time.Now()
+	f.body = flv.AppendOpusFrame(f.body, packet)
+	o.b.deliverAudio(&o.src, f)
+	f.release()
+}
+
+// icecastOutput is one target's audio from an Icecast/HTTP stream, placed
+// on the broadcast's clock: its first frame at the stream's "now", the
+// following ones by their sample count, paced to real time; a source that
+// fell behind (it reconnected) is placed at "now" again.
+type icecastOutput struct {
+	src    audioSource
+	url    string
+	b      *Broadcast
+	codec  atomic.Int32 // icecast.Codec, 0 until the first frame
+	rate   atomic.Int32
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// run goroutine state
+	hdr     *audioHeader
+	asc     []byte
+	started bool
+	baseMs  int64
+	samples int64
+	srcRate int
+	timer   *time.Timer
+	runCtx  context.Context
+}
+
+func newIcecastOutput(b *Broadcast, url string) *icecastOutput {
+	return &icecastOutput{src: audioSource{name: "icecast"}, url: url, b: b, done: make(chan struct{})}
+}
+
+// probeIcecast checks a target's Icecast URL before the broadcast starts.
+func probeIcecast(ctx context.Context, url string) error {
+	err := icecast.Validate(url)
+	if err == nil {
+		err = icecast.Probe(ctx, http.DefaultClient, url)
+	}
+	if err != nil {
+		return &Error{Code: CodeInvalidRequest, Err: err, Message: fmt.Sprintf("icecast_url cannot be used as an audio source: %v", err)}
+	}
+	return nil
+}
+
+func (o *icecastOutput) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	o.cancel, o.runCtx = cancel, ctx
+	go func() {
+		defer close(o.done)
+		src, err := icecast.New(icecast.Config{URL: o.url, Logger: o.b.s.log.With("icecast", "source")})
+		if err != nil {
+			o.b.s.log.Warn("icecast source", "err", err)
+			return
+		}
+		o.timer = time.NewTimer(time.Hour)
+		o.timer.Stop()
+		_ = src.Run(ctx, o.onFrame)
+	}()
+}
+
+func (o *icecastOutput) stop() {
+	if o.cancel == nil {
+		return
+	}
+	o.cancel()
+	<-o.done
+}
+
+func (o *icecastOutput) onFrame(fr icecast.Frame) error {
+	if fr.SampleRate <= 0 {
+		return nil
+	}
+	nowMs, ok := o.b.s.clock.nowMillis(time.Now())
+	if !ok {
+		return nil // no media yet: nothing to align to
+	}
+	if !o.started || fr.SampleRate != o.srcRate || o.baseMs+o.samples*1000/int64(o.srcRate) < nowMs-1000 {
+		o.started, o.baseMs, o.samples, o.srcRate = true, nowMs, 0, fr.SampleRate
+	}
+	ms := o.baseMs + o.samples*1000/int64(o.srcRate)
+	o.samples += int64(fr.Samples)
+	// Pace a source that sends faster than real time (a server's burst at
+	// connect) so the target's queue is not flooded.
+	if ahead := ms - nowMs - 300; ahead > 0 {
+		o.timer.Reset(time.Duration(ahead) * time.Millisecond)
+		select {
+		case <-o.timer.C:
+		case <-o.runCtx.Done():
+			o.timer.Stop()
+			return o.runCtx.Err()
+		}
+	}
+	o.codec.Store(int32(fr.Codec))
+	o.rate.Store(int32(fr.SampleRate))
+	f := o.b.s.m.frames.get()
+	f.tagType = flv.TagAudio
+	f.ts = uint32(ms)
+	f.recvAt = time.Now()
+	switch fr.Codec {
+	case icecast.MP3:
+		f.ahdr = mp3Header
+		f.body = flv.AppendMP3(f.body, fr.Data, fr.SampleRate, fr.Channels)
+	case icecast.AAC:
+		if o.hdr == nil || !bytes.Equal(fr.ASC, o.asc) {
+			o.asc = bytes.Clone(fr.ASC)
+			o.hdr = &audioHeader{body: flv.AppendAACSequenceHeader(nil, fr.ASC)}
+		}
+		f.ahdr = o.hdr
+		f.body = flv.AppendAACRaw(f.body, fr.Data)
+	default:
+		f.release()
+		return nil
+	}
+	o.b.deliverAudio(&o.src, f)
+	f.release()
+	return nil
+}
+
+// attachAudio gives a target its audio output, creating it when no running
+// one fits: an Icecast source of its own, the Opus passthrough, or the AAC
+// encoder of its bit rate. New outputs are returned in started (Icecast)
+// and the pipeline's snapshot is rebuilt by the caller. b.mu held or the
+// broadcast not yet visible.
+func (b *Broadcast) attachAudio(set *audioSet, t *Target) (created bool, err error) {
+	if b.s.audio == nil {
+		return false, nil // a bare Stream of a unit test: video only
+	}
+	switch {
+	case t.spec.IcecastAudio:
+		o := newIcecastOutput(b, t.spec.IcecastURL)
+		set.icecast = append(set.icecast, o)
+		t.audioKind, t.audioSrc, t.icecast = audioKindIcecast, &o.src, o
+		return true, nil
+	case t.spec.AudioCodec == audioKindOpus:
+		if set.opus == nil {
+			set.opus = newOpusOutput(b)
+			created = true
+		}
+		t.audioKind, t.audioSrc = audioKindOpus, &set.opus.src
+		return created, nil
+	default:
+		br := t.spec.AudioBitrate
+		if br <= 0 {
+			br = DefaultAudioBitrate
+		}
+		o := set.aac[br]
+		if o == nil {
+			if o, err = newAACOutput(b, br); err != nil {
+				return false, err
+			}
+			set.aac[br] = o
+			created = true
+		}
+		t.audioKind, t.audioSrc, t.audioBitrate = audioKindAAC, &o.src, br
+		return created, nil
+	}
+}
+
+// snapshot is what the audio pipeline feeds.
+func (set *audioSet) snapshot(b *Broadcast) *audioOutputs {
+	o := &audioOutputs{b: b, opus: set.opus}
+	for _, a := range set.aac {
+		o.aac = append(o.aac, a)
+	}
+	return o
+}
+
+// close ends every output and waits for their processes and goroutines.
+func (set *audioSet) close() {
+	var wg sync.WaitGroup
+	for _, o := range set.aac {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.close()
+		}()
+	}
+	for _, o := range set.icecast {
+		o.stop()
+	}
+	wg.Wait()
+}
+
+// encoderPIDs returns the running ffmpeg processes, for CPU accounting.
+func (set *audioSet) encoderPIDs() []int {
+	var pids []int
+	for _, o := range set.aac {
+		if pid := o.enc.Load().PID(); pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// deliverAudio hands an audio frame to the live targets taking src.
+func (b *Broadcast) deliverAudio(src *audioSource, f *frame) {
+	lp := b.live.Load()
+	if lp == nil {
+		return
+	}
+	for _, t := range *lp {
+		if t.audioSrc == src {
+			t.enqueueAudio(f)
+		}
+	}
+}

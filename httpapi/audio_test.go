@@ -1,0 +1,731 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/flv"
+)
+
+// makeClickOpus encodes 10 s of 48 kHz stereo Opus (20 ms packets) that is
+// silent but for a 20 ms 1 kHz beep at 0.5 s, 1.5 s, ... : audio whose
+// position can be read back from the output. It returns the file and its
+// pre-skip in ms (the decoder delay the beeps come out late by).
+func makeClickOpus(t *testing.T, dir string) (string, float64) {
+	t.Helper()
+	ffmpeg := gatewaytest.NeedTool(t, "ffmpeg")
+	path := filepath.Join(dir, "clicks.ogg")
+	expr := "if(lt(mod(t+0.5\\,1)\\,0.02)\\,0.8*sin(2*PI*1000*t)\\,0)"
+	out, err := exec.Command(ffmpeg, "-v", "error", "-f", "lavfi", "-i", "aevalsrc=exprs="+expr+":s=48000:d=10",
+		"-ac", "2", "-c:a", "libopus", "-b:a", "64k", "-frame_duration", "20", "-y", path).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot make Opus test media (libopus): %v %s", err, out)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(raw, []byte("OpusHead"))
+	if i < 0 || len(raw) < i+12 {
+		t.Fatal("no OpusHead")
+	}
+	preSkip := binary.LittleEndian.Uint16(raw[i+10:])
+	return path, float64(preSkip) / 48
+}
+
+// decodeAudio decodes the first audio stream of a media file to 48 kHz mono
+// PCM with ffmpeg, from its first packet on.
+func decodeAudio(t *testing.T, path string) []int16 {
+	t.Helper()
+	ffmpeg := gatewaytest.NeedTool(t, "ffmpeg")
+	out, err := exec.Command(ffmpeg, "-v", "error", "-i", path, "-map", "0:a:0", "-ac", "1", "-ar", "48000", "-f", "s16le", "-").Output()
+	if err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	pcm := make([]int16, len(out)/2)
+	for i := range pcm {
+		pcm[i] = int16(binary.LittleEndian.Uint16(out[2*i:]))
+	}
+	return pcm
+}
+
+// onsets returns the sample indices where the signal rises above thresh
+// after at least 300 ms below it.
+func onsets(pcm []int16, thresh int16) []int {
+	var out []int
+	quiet := 48 * 300
+	for i, v := range pcm {
+		if v > thresh || v < -thresh {
+			if quiet >= 48*300 {
+				out = append(out, i)
+			}
+			quiet = 0
+		} else {
+			quiet++
+		}
+	}
+	return out
+}
+
+func rms(pcm []int16) float64 {
+	if len(pcm) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, v := range pcm {
+		sum += float64(v) * float64(v)
+	}
+	return math.Sqrt(sum / float64(len(pcm)))
+}
+
+// writeAudioFLV writes the audio tags an ingest received to an FLV file,
+// for ffmpeg to decode.
+func writeAudioFLV(t *testing.T, path string, msgs []received) (firstRaw uint32, n int) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := flv.NewWriter(f, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range msgs {
+		if r.msg.Type != flv.TagAudio {
+			continue
+		}
+		at, err := flv.ParseAudioTag(r.msg.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.SoundFormat == 10 && at.PacketType == 1 {
+			if n == 0 {
+				firstRaw = r.msg.Timestamp
+			}
+			n++
+		}
+		if err := w.WriteTag(flv.TagAudio, r.msg.Timestamp, r.msg.Body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return firstRaw, n
+}
+
+// ffmpegChildren lists the ffmpeg processes this test process started that
+// are still running.
+func ffmpegChildren() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	me := os.Getpid()
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 || s[open+1:close] != "ffmpeg" {
+			continue
+		}
+		f := strings.Fields(s[close+1:])
+		if len(f) > 2 && f[1] != "Z" {
+			if ppid, _ := strconv.Atoi(f[1]); ppid == me {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// procCPU is the user+system CPU time a process used so far.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+}
+
+func expectNoEncoderLeft(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for len(ffmpegChildren()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := ffmpegChildren(); len(left) > 0 {
+		t.Errorf("ffmpeg processes left after the stream closed: %v", left)
+	}
+}
+
+func (h *harness) startTargets(id string, targets ...map[string]any) {
+	h.t.Helper()
+	if st, raw := h.call("POST", "/v1/streams/"+id+"/broadcast", map[string]any{"targets": targets}, nil); st != http.StatusCreated {
+		h.t.Fatalf("start broadcast: %d %s", st, raw)
+	}
+}
+
+func (h *harness) closeStream(id string) {
+	h.t.Helper()
+	if st, raw := h.call("DELETE", "/v1/streams/"+id, nil, nil); st != http.StatusNoContent {
+		h.t.Fatalf("delete stream: %d %s", st, raw)
+	}
+}
+
+// videoFramesOf returns the coded video frames (no sequence headers) an
+// ingest received.
+func videoFramesOf(t *testing.T, msgs []received) []videoTag {
+	var out []videoTag
+	for _, r := range msgs {
+		if r.msg.Type == flv.TagVideo {
+			if v := parseVideo(t, r); !v.seqHeader {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// TestAudioLipSync: H.264 + Opus with beeps every second through the gateway
+// into nginx-rtmp and the in-process ingest. The recording has H.264 and
+// AAC (48 kHz stereo) of the same duration, and the beeps come out where
+// the video the publisher sent at the same moment does: the A/V offset of
+// the output equals the publisher's (0) within ±20 ms, at the start and
+// after 60 s. -short runs 10 s instead of 62 s.
+func TestAudioLipSync(t *testing.T) {
+	runFor := 62 * time.Second
+	if testing.Short() {
+		runFor = 10 * time.Second
+	}
+	dir := t.TempDir()
+	clicks, preSkipMs := makeClickOpus(t, dir)
+	nginx := gatewaytest.StartNginx(t, dir)
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: clicks, Loop: true})
+	h.startTargets(id, map[string]any{"output": "rtmp://" + nginx + "/live/lipsync"}, map[string]any{"output": h.ingestURL() + "/lipmirror"})
+	if pids := ffmpegChildren(); len(pids) != 1 {
+		t.Errorf("%d ffmpeg encoders for two targets at the same bit rate, want 1", len(pids))
+	}
+	cpu0 := map[int]time.Duration{}
+	for _, pid := range ffmpegChildren() {
+		cpu0[pid] = procCPU(pid)
+	}
+	t0 := time.Now()
+	time.Sleep(runFor)
+	var encCPU time.Duration
+	for _, pid := range ffmpegChildren() {
+		encCPU += procCPU(pid) - cpu0[pid]
+	}
+	wall := time.Since(t0)
+	cancel()
+	pub.Wait()
+	time.Sleep(300 * time.Millisecond)
+	h.closeStream(id)
+	expectNoEncoderLeft(t)
+	t.Logf("AAC encoder (ffmpeg) CPU: %v over %v = %.2f%% of a core", encCPU, wall.Round(time.Millisecond), 100*encCPU.Seconds()/wall.Seconds())
+
+	// The offset, from the in-process ingest's tags.
+	_, msgs := h.rec.get("lipmirror")
+	frames := videoFramesOf(t, msgs)
+	if len(frames) == 0 || !frames[0].keyframe {
+		t.Fatal("no video starting with a keyframe at the ingest")
+	}
+	for i, r := range msgs {
+		if r.msg.Type == flv.TagVideo {
+			break
+		}
+		if r.msg.Type == flv.TagAudio {
+			t.Fatalf("audio tag %d before the first video tag", i)
+		}
+	}
+	sent := pub.Sent()
+	first := -1
+	for i, s := range sent {
+		if s.IDR && s.Digest == frames[0].digest && s.LastPacketAt.Before(frames[0].at) {
+			first = i
+		}
+	}
+	if first < 0 {
+		t.Fatal("the first frame at the ingest is none the publisher sent")
+	}
+	pFirst := float64(sent[first].PTS) / float64(time.Millisecond)
+	// The material loops after its packets' total duration (a little over
+	// the 10 s it was made from: the encoder pads the last packet).
+	pkts, err := gatewaytest.ReadOpusFile(clicks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loopMs float64
+	for _, p := range pkts {
+		loopMs += float64(p.Duration) / float64(time.Millisecond)
+	}
+	flvPath := filepath.Join(dir, "mirror-audio.flv")
+	a0, nAAC := writeAudioFLV(t, flvPath, msgs)
+	pcm := decodeAudio(t, flvPath)
+	ons := onsets(pcm, 8000)
+	if len(ons) < int(runFor.Seconds())-3 {
+		t.Fatalf("%d beeps found in %d s of output audio", len(ons), len(pcm)/48000)
+	}
+	var offsets []float64
+	var outTimes []float64
+	for _, i := range ons {
+		out := float64(a0) + float64(i)/48 // output ms
+		// The video the publisher sent at that output time...
+		pv := pFirst + out - float64(frames[0].ts)
+		// ...and the beep's own time: the nearest k+0.5 s, plus the Opus
+		// decoder's pre-skip.
+		pa := nearestBeep(pv-preSkipMs, loopMs) + preSkipMs
+		offsets = append(offsets, pv-pa)
+		outTimes = append(outTimes, out)
+	}
+	med := func(v []float64) float64 {
+		s := append([]float64(nil), v...)
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
+	startOff := med(offsets[:5])
+	endOff := med(offsets[len(offsets)-5:])
+	t.Logf("A/V offset (audio late > 0): start %.1f ms, end %.1f ms (at %.1f s); all beeps: min %.1f max %.1f; %d AAC frames",
+		startOff, endOff, outTimes[len(outTimes)-1]/1000, slicesMin(offsets), slicesMax(offsets), nAAC)
+	if math.Abs(startOff) > 20 || math.Abs(endOff) > 20 {
+		t.Errorf("A/V offset start %.1f ms, end %.1f ms: want within ±20 ms", startOff, endOff)
+	}
+	if !testing.Short() && outTimes[len(outTimes)-1] < 60000 {
+		t.Errorf("last beep at %.1f s of output, want past 60 s", outTimes[len(outTimes)-1]/1000)
+	}
+
+	// The nginx recording: H.264 + AAC 48 kHz stereo, same durations.
+	path := filepath.Join(dir, "lipsync.flv")
+	waitFile(t, path)
+	checkAVRecording(t, path, 0.1)
+}
+
+// nearestBeep is the publisher time (ms, without pre-skip) of the beep
+// nearest to x: beeps at 500, 1500, ... 9500 ms of each loop of loopMs.
+func nearestBeep(x, loopMs float64) float64 {
+	best := math.Inf(1)
+	loop := math.Floor(x / loopMs)
+	for l := loop - 1; l <= loop+1; l++ {
+		for k := 0; k < 10; k++ {
+			if b := l*loopMs + 500 + float64(k)*1000; math.Abs(b-x) < math.Abs(best-x) {
+				best = b
+			}
+		}
+	}
+	return best
+}
+
+func slicesMin(v []float64) float64 {
+	m := math.Inf(1)
+	for _, x := range v {
+		m = math.Min(m, x)
+	}
+	return m
+}
+
+func slicesMax(v []float64) float64 {
+	m := math.Inf(-1)
+	for _, x := range v {
+		m = math.Max(m, x)
+	}
+	return m
+}
+
+// checkAVRecording checks a recording has H.264 and AAC 48 kHz stereo whose
+// durations agree within tol seconds, and returns the decoded audio.
+func checkAVRecording(t *testing.T, path string, tol float64) []int16 {
+	t.Helper()
+	pr, err := gatewaytest.Probe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, a := pr.Video(), pr.Audio()
+	if v == nil || v.CodecName != "h264" {
+		t.Fatalf("recording video: %+v", v)
+	}
+	if a == nil || a.CodecName != "aac" || a.SampleRate != 48000 || a.Channels != 2 {
+		t.Fatalf("recording audio: %+v", a)
+	}
+	pkts, err := gatewaytest.ProbeFrames(path)
+	if err != nil || len(pkts) == 0 {
+		t.Fatalf("probe frames: %v", err)
+	}
+	vStart := float64(pkts[0].PTSMillis) / 1000
+	vEnd := float64(pkts[len(pkts)-1].PTSMillis)/1000 + 1.0/30
+	pcm := decodeAudio(t, path)
+	aStart := a.StartTime
+	if math.IsNaN(aStart) {
+		aStart = 0
+	}
+	aEnd := aStart + float64(len(pcm))/48000
+	t.Logf("%s: video %.3f..%.3f s (%d frames), audio %.3f..%.3f s", filepath.Base(path), vStart, vEnd, len(pkts), aStart, aEnd)
+	if d := (aEnd - aStart) - (vEnd - vStart); math.Abs(d) > tol {
+		t.Errorf("audio lasts %.3f s, video %.3f s", aEnd-aStart, vEnd-vStart)
+	}
+	if math.Abs(aStart-vStart) > tol {
+		t.Errorf("audio starts at %.3f s, video at %.3f s", aStart, vStart)
+	}
+	if errs, err := gatewaytest.DecodeErrors(path); err != nil || errs != "" {
+		t.Errorf("decoding the recording: %v %s", err, errs)
+	}
+	return pcm
+}
+
+// TestAudioLossAndSilence: 5% of the Opus packets lost keeps the audio as
+// long as the video; a video-only publisher still gets an AAC track (of
+// silence) as long as its video.
+func TestAudioLossAndSilence(t *testing.T) {
+	dir := t.TempDir()
+	nginx := gatewaytest.StartNginx(t, dir)
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	relay, err := gatewaytest.NewLossyRelay(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: h.m.ICEPort()},
+		gatewaytest.RelayConfig{DropRTP: 0.05, Seed: 3, PayloadTypes: []uint8{111}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	pub, sv := h.offerWithBroadcast(ctx, map[string]any{"output": "rtmp://" + nginx + "/live/lossyaudio"})
+	if err := pub.SetAnswer(relay.RewriteAnswer(sv.SDP)); err != nil {
+		t.Fatal(err)
+	}
+	pub.Start(ctx)
+
+	silentCtx, silentCancel := context.WithCancel(context.Background())
+	defer silentCancel()
+	vpub, vid := h.publish(silentCtx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), Loop: true})
+	h.startTargets(vid, map[string]any{"output": "rtmp://" + nginx + "/live/silent"})
+
+	h.waitState(sv.ID, "live", 10*time.Second)
+	time.Sleep(8 * time.Second)
+	cancel()
+	silentCancel()
+	pub.Wait()
+	vpub.Wait()
+	time.Sleep(300 * time.Millisecond)
+	h.closeStream(sv.ID)
+	h.closeStream(vid)
+	expectNoEncoderLeft(t)
+	t.Logf("relay dropped %d of %d audio packets", relay.Dropped(), relay.Dropped()+relay.Forwarded())
+	if relay.Dropped() < 10 {
+		t.Fatalf("the relay dropped only %d packets", relay.Dropped())
+	}
+
+	path := filepath.Join(dir, "lossyaudio.flv")
+	waitFile(t, path)
+	pcm := checkAVRecording(t, path, 0.1)
+	if r := rms(pcm); r < 1000 {
+		t.Errorf("the lossy stream's audio is nearly silent (RMS %.0f)", r)
+	}
+	path = filepath.Join(dir, "silent.flv")
+	waitFile(t, path)
+	pcm = checkAVRecording(t, path, 0.1)
+	if r := rms(pcm); r > 10 {
+		t.Errorf("the video-only stream's audio is not silent (RMS %.1f)", r)
+	}
+}
+
+// TestAudioOnlyAndOpusPassthrough: an audio-only publisher yields an
+// audio-only stream (AAC sequence header first, no video); a target with
+// audiocodec "opus" gets the publisher's Opus as E-RTMP (sequence start,
+// then the packets).
+func TestAudioOnlyAndOpusPassthrough(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{AudioFile: testdata("audio.ogg"), Loop: true})
+	h.startTargets(id,
+		map[string]any{"output": h.ingestURL() + "/audioonly", "audiobitrate": 96000},
+		map[string]any{"output": h.ingestURL() + "/opus", "audiocodec": "opus"})
+	time.Sleep(4 * time.Second)
+	cancel()
+	pub.Wait()
+	time.Sleep(200 * time.Millisecond)
+	h.closeStream(id)
+	expectNoEncoderLeft(t)
+	sentMs := float64(len(pub.SentAudio())) * 20
+
+	_, msgs := h.rec.get("audioonly")
+	var aac []uint32
+	var meta map[string]any
+	audioTags := 0
+	for i, r := range msgs {
+		switch r.msg.Type {
+		case flv.TagVideo:
+			t.Fatal("video in an audio-only stream")
+		case 18:
+			if meta == nil && strings.Contains(r.msg.Handler, "onMetaData") {
+				meta = asMap(t, r.msg.Values)
+			}
+		case flv.TagAudio:
+			at, err := flv.ParseAudioTag(r.msg.Body)
+			if err != nil || at.SoundFormat != 10 {
+				t.Fatalf("audio tag %d: %+v %v", i, at, err)
+			}
+			audioTags++
+			if audioTags == 1 && at.PacketType != 0 {
+				t.Fatalf("the first AAC tag (%d, ts %d, %x) is not the sequence header", i, r.msg.Timestamp, r.msg.Body[:min(8, len(r.msg.Body))])
+			}
+			if at.PacketType == 1 {
+				aac = append(aac, r.msg.Timestamp)
+			}
+		}
+	}
+	if meta == nil || meta["audiocodecid"] != 10.0 || meta["audiodatarate"] != 96.0 || meta["width"] != nil {
+		t.Errorf("onMetaData of the audio-only stream: %v", meta)
+	}
+	if len(aac) < 100 {
+		t.Fatalf("%d AAC frames", len(aac))
+	}
+	span := float64(aac[len(aac)-1]-aac[0]) + 1024.0/48
+	t.Logf("audio-only: %d AAC frames over %.0f ms, %.0f ms sent", len(aac), span, sentMs)
+	if span < sentMs-300 || span > sentMs+100 {
+		t.Errorf("AAC spans %.0f ms, the publisher sent %.0f ms", span, sentMs)
+	}
+	for i := 1; i < len(aac); i++ {
+		if d := int(aac[i]) - int(aac[i-1]); d < 20 || d > 23 {
+			t.Errorf("AAC frame %d: %d ms after the previous", i, d)
+			break
+		}
+	}
+
+	_, msgs = h.rec.get("opus")
+	var n int
+	for _, r := range msgs {
+		if r.msg.Type != flv.TagAudio {
+			continue
+		}
+		at, err := flv.ParseAudioTag(r.msg.Body)
+		if err != nil || at.SoundFormat != 9 || at.FourCC != flv.FourCCOpus {
+			t.Fatalf("opus target audio tag: %+v %v", at, err)
+		}
+		if n == 0 && (at.PacketType != flv.AudioPacketTypeSequenceStart || !bytes.HasPrefix(at.Payload, []byte("OpusHead"))) {
+			t.Fatalf("the first Opus tag is not the sequence start: %+v", at)
+		}
+		n++
+	}
+	t.Logf("opus passthrough: %d tags", n)
+	if n < 150 {
+		t.Errorf("%d Opus tags for %.0f ms of audio", n, sentMs)
+	}
+}
+
+// TestAudioMute: PATCH audioMuted makes the AAC decode to silence for the
+// muted time and brings the publisher's audio back after, with the audio
+// as long as the video throughout.
+func TestAudioMute(t *testing.T) {
+	dir := t.TempDir()
+	nginx := gatewaytest.StartNginx(t, dir)
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
+	h.startTargets(id, map[string]any{"output": "rtmp://" + nginx + "/live/mute"})
+	time.Sleep(2 * time.Second)
+	if st, raw := h.call("PATCH", "/v1/streams/"+id, map[string]any{"audioMuted": true}, nil); st != http.StatusOK {
+		t.Fatalf("mute: %d %s", st, raw)
+	}
+	time.Sleep(2 * time.Second)
+	if st, raw := h.call("PATCH", "/v1/streams/"+id, map[string]any{"audioMuted": false}, nil); st != http.StatusOK {
+		t.Fatalf("unmute: %d %s", st, raw)
+	}
+	time.Sleep(2 * time.Second)
+	cancel()
+	pub.Wait()
+	time.Sleep(300 * time.Millisecond)
+	h.closeStream(id)
+	path := filepath.Join(dir, "mute.flv")
+	waitFile(t, path)
+	pcm := checkAVRecording(t, path, 0.1)
+	// 100 ms windows: loud, then ~2 s of silence, then loud again.
+	var levels []float64
+	for i := 0; i+4800 <= len(pcm); i += 4800 {
+		levels = append(levels, rms(pcm[i:i+4800]))
+	}
+	longest, run := 0, 0
+	for _, l := range levels {
+		if l < 5 {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	var parts []string
+	for _, l := range levels {
+		parts = append(parts, fmt.Sprintf("%.0f", l))
+	}
+	t.Logf("RMS per 100 ms: %s", strings.Join(parts, " "))
+	if longest < 17 || longest > 23 {
+		t.Errorf("the longest silence is %d00 ms, want ~2 s", longest)
+	}
+	if len(levels) < 50 || levels[5] < 1000 || levels[len(levels)-5] < 1000 {
+		t.Error("the audio is not loud before the mute and after the unmute")
+	}
+}
+
+// TestIcecastAudio: a target with icecast_audio takes its audio from an
+// HTTP MP3 stream, passed through as FLV MP3; an unusable URL is a 400.
+func TestIcecastAudio(t *testing.T) {
+	dir := t.TempDir()
+	ffmpeg := gatewaytest.NeedTool(t, "ffmpeg")
+	mp3 := filepath.Join(dir, "radio.mp3")
+	if out, err := exec.Command(ffmpeg, "-v", "error", "-f", "lavfi", "-i", "sine=frequency=500:sample_rate=44100:duration=3",
+		"-c:a", "libmp3lame", "-b:a", "128k", "-y", mp3).CombinedOutput(); err != nil {
+		t.Skipf("no libmp3lame: %v %s", err, out)
+	}
+	data, err := os.ReadFile(mp3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	radio := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "audio/mpeg")
+		_, _ = w.Write(data)
+	}))
+	defer radio.Close()
+
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
+
+	h.expectError("POST", "/v1/streams/"+id+"/broadcast", map[string]any{"targets": []map[string]any{{
+		"output": h.ingestURL() + "/bad", "icecast_audio": "1", "icecast_url": radio.URL + "/missing\x7f"}}}, http.StatusBadRequest, "INVALID_REQUEST")
+	notAudio := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte("<html>"))
+	}))
+	defer notAudio.Close()
+	h.expectError("POST", "/v1/streams/"+id+"/broadcast", map[string]any{"targets": []map[string]any{{
+		"output": h.ingestURL() + "/bad", "icecast_audio": "1", "icecast_url": notAudio.URL}}}, http.StatusBadRequest, "INVALID_REQUEST")
+
+	h.startTargets(id, map[string]any{"output": h.ingestURL() + "/radio", "icecast_audio": "1", "icecast_url": radio.URL + "/stream"})
+	time.Sleep(5 * time.Second) // past the end of the 3 s file: the source reconnects
+	cancel()
+	pub.Wait()
+	h.closeStream(id)
+
+	_, msgs := h.rec.get("radio")
+	var mp3Tags int
+	var firstTS, lastTS uint32
+	var meta map[string]any
+	for _, r := range msgs {
+		switch r.msg.Type {
+		case 18:
+			if meta == nil && strings.Contains(r.msg.Handler, "onMetaData") {
+				meta = asMap(t, r.msg.Values)
+			}
+		case flv.TagAudio:
+			at, err := flv.ParseAudioTag(r.msg.Body)
+			if err != nil || at.SoundFormat != 2 {
+				t.Fatalf("radio target audio: %+v %v", at, err)
+			}
+			if mp3Tags == 0 {
+				firstTS = r.msg.Timestamp
+			}
+			lastTS = r.msg.Timestamp
+			mp3Tags++
+		}
+	}
+	t.Logf("icecast: %d MP3 tags at %d..%d ms; onMetaData audiocodecid %v", mp3Tags, firstTS, lastTS, meta["audiocodecid"])
+	if mp3Tags < 100 {
+		t.Fatalf("%d MP3 tags at the ingest", mp3Tags)
+	}
+	if lastTS-firstTS < 3500 {
+		t.Errorf("MP3 audio spans %d ms: the source was not reconnected", lastTS-firstTS)
+	}
+	frames := videoFramesOf(t, msgs)
+	if len(frames) == 0 || firstTS > frames[0].ts+1000 {
+		t.Errorf("MP3 audio starts at %d ms, not near the video", firstTS)
+	}
+}
+
+// TestAudioEncoderOwned: the encoder is one process for the targets of a
+// bit rate, is restarted with an event when it dies, ends with its stream,
+// and a missing ffmpeg fails the broadcast start with a clear error.
+func TestAudioEncoderOwned(t *testing.T) {
+	gatewaytest.NeedTool(t, "ffmpeg")
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
+	events := h.listen(id, "")
+	defer events.close()
+	h.startTargets(id,
+		map[string]any{"output": h.ingestURL() + "/enc1"},
+		map[string]any{"output": h.ingestURL() + "/enc2", "audiobitrate": 128000},
+		map[string]any{"output": h.ingestURL() + "/enc3", "audiobitrate": 64000})
+	pids := ffmpegChildren()
+	if len(pids) != 2 {
+		t.Fatalf("%d encoders for 2 bit rates", len(pids))
+	}
+	time.Sleep(time.Second)
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ev := events.waitFor(t, "AudioEncoderRestarted", 5*time.Second)
+	t.Logf("event: %s", toJSON(ev))
+	time.Sleep(time.Second)
+	if n := len(ffmpegChildren()); n != 2 {
+		t.Errorf("%d encoders after the restart, want 2", n)
+	}
+	cancel()
+	pub.Wait()
+	h.closeStream(id)
+	expectNoEncoderLeft(t)
+	for _, name := range []string{"enc1", "enc3"} {
+		_, msgs := h.rec.get(name)
+		n := 0
+		for _, r := range msgs {
+			if r.msg.Type == flv.TagAudio {
+				n++
+			}
+		}
+		if n < 50 {
+			t.Errorf("%s: %d audio tags", name, n)
+		}
+	}
+
+	// Without ffmpeg the broadcast does not start, and says why.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	pub2, id2 := h.publish(ctx2, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
+	defer pub2.Close()
+	t.Setenv("PATH", t.TempDir())
+	e := h.expectError("POST", "/v1/streams/"+id2+"/broadcast", map[string]any{"targets": []map[string]any{{"output": h.ingestURL() + "/noffmpeg"}}},
+		http.StatusInternalServerError, "INTERNAL")
+	if !strings.Contains(e.Error.Message, "ffmpeg") {
+		t.Errorf("the error does not name ffmpeg: %q", e.Error.Message)
+	}
+}
