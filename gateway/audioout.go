@@ -312,6 +312,10 @@ func (set *audioSet) snapshot(b *Broadcast) *audioOutputs {
 	return o
 }
 
+func (set *audioSet) empty() bool {
+	return len(set.aac) == 0 && set.opus == nil && len(set.icecast) == 0
+}
+
 // close ends every output and waits for their processes and goroutines.
 func (set *audioSet) close() {
 	var wg sync.WaitGroup

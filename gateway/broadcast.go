@@ -324,7 +324,7 @@ func (b *Broadcast) stop(ctx context.Context) {
 	if a := b.s.audio; a != nil {
 		a.clearOutputs(b)
 	}
-	if set != nil {
+	if set != nil && !set.empty() {
 		set.close()
 		b.awaitQueues(ctx, 250*time.Millisecond)
 	}
