@@ -367,6 +367,13 @@ func (h *handler) OnPublish(ctx *rtmp.StreamContext, _ uint32, _ *message.NetStr
 	if err := h.sendStatus(ctx.StreamID, "error", pub.reject.Code, pub.reject.Description); err != nil {
 		return err
 	}
+	// go-rtmp writes asynchronously and drops what is pending when the
+	// refusal closes the connection. A second write on the same chunk
+	// stream waits until the first is on the wire; the client stops at the
+	// first error status, so the repeat costs nothing.
+	if err := h.sendStatus(ctx.StreamID, "error", pub.reject.Code, pub.reject.Description); err != nil {
+		return err
+	}
 	return pub.reject
 }
 
