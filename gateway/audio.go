@@ -51,6 +51,7 @@ type audioPipeline struct {
 	base   atomic.Int64 // baseMs, for the encoders' goroutines
 
 	concealed atomic.Int64 // samples per channel concealed or filled
+	rtp       *rtpStats
 	resyncs   atomic.Int64
 
 	mu         sync.Mutex // serialises the RTP goroutine and the clock goroutine
@@ -70,6 +71,7 @@ func newAudioPipeline(s *Stream) *audioPipeline {
 		s:      s,
 		clock:  s.clock,
 		frames: s.m.frames,
+		rtp:    newRTPStats(48000),
 		pcm:    make([]int16, 0, 2*opusdec.MaxPacketSamples*2),
 		sil:    make([]int16, 2*4800),
 	}
@@ -96,6 +98,7 @@ func (a *audioPipeline) run(track *webrtc.TrackRemote) {
 		now := time.Now()
 		a.s.onMedia(now)
 		a.s.audioBytes.Add(uint64(n))
+		a.rtp.observe(buf[:n], now)
 		if err := pkt.Unmarshal(buf[:n]); err != nil || len(pkt.Payload) == 0 {
 			continue
 		}

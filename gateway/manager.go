@@ -55,6 +55,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// iceSocketBuffer is the receive and send buffer asked for the ICE socket.
+const iceSocketBuffer = 8 << 20
+
 // Manager owns every live Stream and the shared ICE socket.
 type Manager struct {
 	cfg    Config
@@ -83,6 +86,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ice udp port %d: %w", cfg.ICEUDPPort, err)
 	}
+	// One socket carries every session's media: the kernel's default
+	// receive buffer (~208 KiB, ~90 packets) overflows in bursts at tens of
+	// streams, which showed as loss in the load test. Ask for more; the
+	// kernel caps it at net.core.rmem_max.
+	_ = udp.SetReadBuffer(iceSocketBuffer)
+	_ = udp.SetWriteBuffer(iceSocketBuffer)
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	mux := webrtc.NewICEUDPMux(lf.NewLogger("ice"), udp)

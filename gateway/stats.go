@@ -4,6 +4,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/pion/webrtc/v3"
 )
 
 // Stats is a snapshot of a stream's counters (GET /v1/streams/{id}/stats).
@@ -17,6 +19,8 @@ type Stats struct {
 type InboundStats struct {
 	Video *VideoStats `json:"video"`
 	Audio *AudioStats `json:"audio"`
+	// RTTMs is the round trip to the publisher from ICE consent checks.
+	RTTMs float64 `json:"rttMs"`
 }
 
 // VideoStats counts the inbound video.
@@ -28,13 +32,19 @@ type VideoStats struct {
 	PLIs          uint64  `json:"plisSent"`
 	Keyframes     uint64  `json:"keyframes"`
 	FramesDropped uint64  `json:"framesDropped"`
+	JitterMs      float64 `json:"jitterMs"`
 	Width         int     `json:"width"`
 	Height        int     `json:"height"`
 }
 
 // AudioStats counts the inbound audio.
 type AudioStats struct {
-	Bitrate float64 `json:"bitrate"`
+	Bitrate     float64 `json:"bitrate"`
+	PacketsLost uint64  `json:"packetsLost"`
+	JitterMs    float64 `json:"jitterMs"`
+	// ConcealedMs is how much audio was made up for loss, DTX or a
+	// missing track: the timeline never shrinks.
+	ConcealedMs float64 `json:"concealedMs"`
 }
 
 // TargetStats counts what one target wrote.
@@ -90,6 +100,7 @@ func (s *Stream) Stats() Stats {
 			NACKs:         s.rtcp.nacks.Load(),
 			PLIs:          s.rtcp.plis.Load(),
 			Keyframes:     v.keyCnt.Load(),
+			JitterMs:      v.rtp.jitterMs(),
 			FramesDropped: v.dropCnt.Load(),
 		}
 		if ps := v.params.Load(); ps != nil {
@@ -102,27 +113,37 @@ func (s *Stream) Stats() Stats {
 	b := s.broadcast
 	s.mu.Unlock()
 	if hasAudio {
-		st.Inbound.Audio = &AudioStats{Bitrate: s.audioRate.bitrate(s.audioBytes.Load(), now)}
+		st.Inbound.Audio = &AudioStats{
+			Bitrate:     s.audioRate.bitrate(s.audioBytes.Load(), now),
+			PacketsLost: uint64(s.audio.rtp.lost.Load()),
+			JitterMs:    s.audio.rtp.jitterMs(),
+			ConcealedMs: math.Round(float64(s.audio.concealed.Load()) / 48),
+		}
 	}
+	st.Inbound.RTTMs = s.rttMs()
 	st.Targets = []TargetStats{}
 	if b != nil {
-		fps := 30.0
-		if s.video != nil && s.video.fps() > 0 {
-			fps = s.video.fps()
-		}
 		for _, t := range b.Targets() {
-			st.Targets = append(st.Targets, t.stats(now, fps))
+			st.Targets = append(st.Targets, t.stats(now))
 		}
 	}
 	return st
 }
 
-func (t *Target) stats(now time.Time, fps float64) TargetStats {
+// queueMs is how much stream time waits in the target's queue.
+func (t *Target) queueMs() float64 {
+	if len(t.queue) == 0 {
+		return 0
+	}
+	return float64(max(0, int32(t.enqueuedMs.Load()-t.dequeuedMs.Load())))
+}
+
+func (t *Target) stats(now time.Time) TargetStats {
 	ts := TargetStats{
 		ID:            t.id,
 		FramesSent:    t.framesSent.Load(),
 		FramesDropped: t.framesDropped.Load(),
-		QueueMs:       math.Round(float64(len(t.queue)) * 1000 / fps),
+		QueueMs:       t.queueMs(),
 		LatencyP50Ms:  millis(t.latency.quantile(0.5)),
 		LatencyP99Ms:  millis(t.latency.quantile(0.99)),
 	}
@@ -134,4 +155,14 @@ func (t *Target) stats(now time.Time, fps float64) TargetStats {
 	ts.State, ts.Reconnects = t.state, t.reconnects
 	t.mu.Unlock()
 	return ts
+}
+
+// rttMs is the selected ICE candidate pair's current round-trip time.
+func (s *Stream) rttMs() float64 {
+	for _, st := range s.pc.GetStats() {
+		if p, ok := st.(webrtc.ICECandidatePairStats); ok && p.Nominated && p.CurrentRoundTripTime > 0 {
+			return math.Round(p.CurrentRoundTripTime*1e5) / 100
+		}
+	}
+	return 0
 }

@@ -67,8 +67,12 @@ type Target struct {
 	icecast      *icecastOutput
 
 	// queuedBytes bounds memory too: a frame count alone allows 512 huge IDRs.
-	queuedBytes   atomic.Int64
-	bytesBefore   atomic.Uint64 // bytes sent on earlier connections
+	queuedBytes atomic.Int64
+	bytesBefore atomic.Uint64 // bytes sent on earlier connections
+	// stream times of the newest frame queued and the last taken off the
+	// queue: their difference is how far behind the ingest is.
+	enqueuedMs    atomic.Uint32
+	dequeuedMs    atomic.Uint32
 	framesSent    atomic.Uint64 // video frames
 	audioSent     atomic.Uint64 // audio frames
 	framesDropped atomic.Uint64
@@ -197,6 +201,7 @@ func (t *Target) enqueue(f *frame) {
 	t.queuedBytes.Add(size)
 	select {
 	case t.queue <- f:
+		t.enqueuedMs.Store(f.ts)
 		if f.keyframe {
 			t.gap.Store(false)
 		}
@@ -224,6 +229,7 @@ func (t *Target) enqueueData(f *frame) {
 	t.queuedBytes.Add(int64(len(f.body)))
 	select {
 	case t.queue <- f:
+		t.enqueuedMs.Store(f.ts)
 	default:
 		t.queuedBytes.Add(-int64(len(f.body)))
 		f.release()
@@ -239,6 +245,7 @@ func (t *Target) enqueueAudio(f *frame) {
 	f.retain()
 	select {
 	case t.queue <- f:
+		t.enqueuedMs.Store(f.ts)
 	default:
 		f.release()
 		t.framesDropped.Add(1)
@@ -290,6 +297,7 @@ func (t *Target) pump(w *writer) error {
 		select {
 		case f := <-t.queue:
 			t.queuedBytes.Add(-int64(len(f.body)))
+			t.dequeuedMs.Store(f.ts)
 			err := t.write(w, f)
 			f.release()
 			if err != nil {

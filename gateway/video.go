@@ -93,6 +93,7 @@ type videoPipeline struct {
 	dropCnt  atomic.Uint64 // access units dropped as broken or undecodable
 	bytesIn  atomic.Uint64
 	lost     atomic.Uint64 // packets given up on by the reorder buffer
+	rtp      *rtpStats
 	rate     rateMeter
 
 	kfMu      sync.Mutex
@@ -114,6 +115,7 @@ func newVideoPipeline(s *Stream) *videoPipeline {
 		frames:       s.m.frames,
 		reorder:      rtpreorder.New(reorderCapacity, reorderDelay),
 		timeline:     rtptime.NewTimeline(90000),
+		rtp:          newRTPStats(90000),
 		waitKeyframe: true,
 	}
 }
@@ -130,6 +132,7 @@ func (v *videoPipeline) run(track *webrtc.TrackRemote) {
 		now := time.Now()
 		v.s.onMedia(now)
 		v.bytesIn.Add(uint64(n))
+		v.rtp.observe(buf[:n], now)
 		if err := v.reorder.Push(buf[:n], now); err != nil {
 			continue // malformed packets are counted by the buffer
 		}

@@ -54,6 +54,11 @@ func TestLossyNetwork(t *testing.T) {
 	if stats.PLIs == 0 || pub.PLIs() == 0 {
 		t.Error("no PLI was sent")
 	}
+	// The relay drops Opus too; jitter and RTT come from real measurements.
+	t.Logf("stats: video jitter %.2f ms, audio jitter %.2f ms, audio lost %d, rtt %.2f ms", stats.VideoJitterMs, stats.AudioJitterMs, stats.AudioLost, stats.RTTMs)
+	if stats.AudioLost == 0 || stats.VideoJitterMs <= 0 || stats.AudioJitterMs <= 0 || stats.RTTMs <= 0 {
+		t.Errorf("inbound stats: %+v", stats)
+	}
 	path := filepath.Join(dir, "lossy.flv")
 	waitFile(t, path)
 	pr, err := gatewaytest.Probe(path)

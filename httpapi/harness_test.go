@@ -323,7 +323,10 @@ func fileExists(p string) bool {
 }
 
 type statsView struct {
-	NACKs, PLIs uint64
+	NACKs, PLIs          uint64
+	VideoJitterMs, RTTMs float64
+	AudioLost            uint64
+	AudioJitterMs        float64
 }
 
 func (h *harness) streamStats(id string) statsView {
@@ -331,15 +334,22 @@ func (h *harness) streamStats(id string) statsView {
 	var st struct {
 		Inbound struct {
 			Video struct {
-				NACKs uint64 `json:"nacksSent"`
-				PLIs  uint64 `json:"plisSent"`
+				NACKs    uint64  `json:"nacksSent"`
+				PLIs     uint64  `json:"plisSent"`
+				JitterMs float64 `json:"jitterMs"`
 			} `json:"video"`
+			Audio struct {
+				Lost     uint64  `json:"packetsLost"`
+				JitterMs float64 `json:"jitterMs"`
+			} `json:"audio"`
+			RTTMs float64 `json:"rttMs"`
 		} `json:"inbound"`
 	}
 	if code, raw := h.call("GET", "/v1/streams/"+id+"/stats", nil, &st); code != http.StatusOK {
 		h.t.Fatalf("stats: %d %s", code, raw)
 	}
-	return statsView{NACKs: st.Inbound.Video.NACKs, PLIs: st.Inbound.Video.PLIs}
+	return statsView{NACKs: st.Inbound.Video.NACKs, PLIs: st.Inbound.Video.PLIs, VideoJitterMs: st.Inbound.Video.JitterMs,
+		RTTMs: st.Inbound.RTTMs, AudioLost: st.Inbound.Audio.Lost, AudioJitterMs: st.Inbound.Audio.JitterMs}
 }
 
 func toJSON(v any) string {
