@@ -4,14 +4,20 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /castbridge ./cmd/castbridge && mkdir /recordings
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /castbridge ./cmd/castbridge
 
-# Run: CA certificates for rtmps:// ingests, nothing else.
-FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /castbridge /castbridge
-COPY --from=build --chown=nonroot:nonroot /recordings /recordings
+# Run: ffmpeg encodes the AAC audio (one child process per stream and bit
+# rate); CA certificates for rtmps:// ingests. Nothing else.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 castbridge \
+ && install -d -o castbridge /recordings
+COPY --from=build /castbridge /usr/local/bin/castbridge
+USER castbridge
 # API, ICE (one UDP port for every session), built-in RTMP ingest.
 EXPOSE 8080/tcp 8189/udp 1935/tcp
 ENV CASTBRIDGE_RECORDINGS_DIR=/recordings CASTBRIDGE_LOCAL_INGEST=0.0.0.0:1935
 VOLUME /recordings
-ENTRYPOINT ["/castbridge"]
+ENTRYPOINT ["castbridge"]

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the programs the tests need that Go does not bring: ffmpeg and
-# ffprobe (Debian package ffmpeg), nginx with the RTMP module
-# (nginx, libnginx-mod-rtmp), and Chromium for the browser tests (chromium).
-# Idempotent: does nothing when all are present.
+# Installs the programs castbridge and its tests need that Go does not
+# bring: ffmpeg (castbridge's AAC encoder; ffprobe for the tests), nginx with
+# the RTMP module (nginx, libnginx-mod-rtmp), and Chromium for the browser
+# tests (chromium). With package names as arguments, only those (run.sh asks
+# for ffmpeg alone). Idempotent: does nothing when all are present.
 # Uses apt-get (Debian/Ubuntu); sudo only when not root.
 set -euo pipefail
 
@@ -23,13 +24,17 @@ present() {
 	esac
 }
 
+wanted=("$@")
+if [ ${#wanted[@]} -eq 0 ]; then
+	wanted=(ffmpeg nginx libnginx-mod-rtmp chromium)
+fi
 missing=()
-for pkg in ffmpeg nginx libnginx-mod-rtmp chromium; do
+for pkg in "${wanted[@]}"; do
 	present "$pkg" || missing+=("$pkg")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: ffmpeg, nginx, libnginx-mod-rtmp, chromium present"
+	echo "deps: ${wanted[*]} present"
 	exit 0
 fi
 
