@@ -313,7 +313,20 @@ func (p *Publisher) setup(ctx context.Context, timeout time.Duration, connectObj
 					return err
 				}
 			case <-p.done:
-				return errSessionEnded
+				// The reader may have queued the server's last words (a
+				// refusal, typically) just before the connection ended:
+				// they explain the end better than EOF does.
+				for {
+					select {
+					case r := <-p.replies:
+						if ok, err := match(r); err != nil || ok {
+							return err
+						}
+						continue
+					default:
+					}
+					return errSessionEnded
+				}
 			case <-timer.C:
 				return fmt.Errorf("%s: %w", step, ErrTimeout)
 			case <-ctx.Done():
