@@ -161,13 +161,12 @@ func TestBrowser(t *testing.T) {
 	if v.NbReadFrames < int(pr.Duration*10) {
 		t.Errorf("recording has %d frames in %.2f s", v.NbReadFrames, pr.Duration)
 	}
-	if a := pr.Audio(); a != nil {
-		if a.CodecName != "aac" {
-			t.Errorf("recording audio: %+v, want AAC", a)
-		}
-		t.Logf("recording audio: %s %d Hz, %d channels", a.CodecName, a.SampleRate, a.Channels)
-	} else {
-		t.Log("recording has no audio track yet (Opus to AAC is another issue): audio not asserted")
+	a := pr.Audio()
+	if a == nil || a.CodecName != "aac" || a.SampleRate != 48000 || a.Channels != 2 {
+		t.Fatalf("recording audio: %+v, want AAC 48 kHz stereo", a)
+	}
+	if math.Abs(a.Duration-v.Duration) > 0.25 {
+		t.Errorf("audio lasts %.2f s, video %.2f s", a.Duration, v.Duration)
 	}
 	t.Logf("nginx recording: %s %dx%d, %d frames, %.2f s (live %.2f s); events %s, metadata %s",
 		v.CodecName, v.Width, v.Height, v.NbReadFrames, pr.Duration, res.LiveSeconds, res.Events, res.Metadata)
