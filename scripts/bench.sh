@@ -77,8 +77,13 @@ sweep() {
 	stop_gateway
 }
 
-echo "== sweep $SWEEP: video passthrough (no audio)"
-sweep video "$SWEEP" --audio none
+# Every target carries audio since the audio path landed; its default is
+# AAC, which for a video-only publisher is AAC silence from one ffmpeg child
+# per stream. The video sweep therefore asks for audiocodec opus: the silence
+# is then passed through as Opus packets and no transcoder runs, so the
+# sweep measures the video passthrough path alone.
+echo "== sweep $SWEEP: video passthrough (no publisher audio; Opus silence passed through, no ffmpeg)"
+sweep video "$SWEEP" --audio none --audio-codec opus
 if [ -n "$AUDIO_SWEEP" ]; then
 	echo "== sweep $AUDIO_SWEEP: video passthrough + Opus -> AAC (ffmpeg children counted)"
 	sweep aac "$AUDIO_SWEEP" --audio-codec aac

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -50,6 +51,7 @@ type options struct {
 	config           string
 	mediaTimeout     time.Duration
 	reconnect        gateway.ReconnectPolicy
+	pprofAddr        string
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -72,6 +74,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Initial, "reconnect-initial", time.Second, "first delay before reconnecting a failed ingest (doubles each try)")
 	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/) on this separate listen address, e.g. 127.0.0.1:6060; off when empty. No authentication: bind it to loopback")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
 		fs.PrintDefaults()
@@ -190,6 +193,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if o.pprofAddr != "" {
+		psrv, paddr, err := servePprof(o.pprofAddr)
+		if err != nil {
+			_ = srv.Close()
+			_ = m.Shutdown(context.Background())
+			if ing != nil {
+				_ = ing.Close()
+			}
+			return err
+		}
+		defer psrv.Close()
+		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
+	}
 	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "api_key", o.apiKey != "", "relays", len(relays))
 
 	select {
@@ -210,4 +226,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return nil
+}
+
+// servePprof serves net/http/pprof on its own listener and mux, never on the
+// API's.
+func servePprof(addr string) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--pprof-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, ln.Addr(), nil
 }

@@ -214,3 +214,31 @@ func TestLoadRelays(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofListener(t *testing.T) {
+	o, err := parseOptions(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pprofAddr != "" {
+		t.Fatalf("pprof is on by default: %q", o.pprofAddr)
+	}
+	o, err = parseOptions([]string{"--pprof-addr", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	if err != nil || o.pprofAddr != "127.0.0.1:0" {
+		t.Fatalf("--pprof-addr: %q, %v", o.pprofAddr, err)
+	}
+	srv, addr, err := servePprof(o.pprofAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	resp, err := http.Get("http://" + addr.String() + "/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
+		t.Fatalf("heap profile: %d %.100s", resp.StatusCode, body)
+	}
+}
