@@ -33,6 +33,9 @@ const (
 // carries while the publisher sends no audio or is muted.
 var opusSilence = []byte{0xfc, 0xff, 0xfe}
 
+// silencePCM is 100 ms of stereo zeros, shared (read only) by every stream.
+var silencePCM = make([]int16, 2*4800)
+
 // audioPipeline turns the publisher's Opus into one gap-free 48 kHz stereo
 // PCM timeline and feeds the broadcast's audio outputs (AAC encoders, Opus
 // passthrough). The timeline runs on the stream's avClock: position 0 is at
@@ -57,8 +60,7 @@ type audioPipeline struct {
 	mu         sync.Mutex // serialises the RTP goroutine and the clock goroutine
 	dec        *opusdec.Stream
 	unwrap     rtptime.Unwrapper
-	pcm        []int16 // reused decode buffer
-	sil        []int16 // zeros
+	pcm        []int16 // reused decode buffer, made when an Opus track starts
 	baseSet    bool
 	baseMs     int64
 	pos        int64 // samples per channel fed so far
@@ -72,8 +74,6 @@ func newAudioPipeline(s *Stream) *audioPipeline {
 		clock:  s.clock,
 		frames: s.m.frames,
 		rtp:    newRTPStats(48000),
-		pcm:    make([]int16, 0, 2*opusdec.MaxPacketSamples*2),
-		sil:    make([]int16, 2*4800),
 	}
 }
 
@@ -87,6 +87,7 @@ func (a *audioPipeline) run(track *webrtc.TrackRemote) {
 	}
 	a.mu.Lock()
 	a.dec = dec
+	a.pcm = make([]int16, 0, 2*opusdec.MaxPacketSamples*2)
 	a.mu.Unlock()
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
@@ -187,14 +188,15 @@ func (a *audioPipeline) fillSilence(n int64) {
 		}
 	}
 	for n > 0 {
-		k := min(n, int64(len(a.sil)/2))
-		a.feed(a.sil[:2*k])
+		k := min(n, int64(len(silencePCM)/2))
+		a.feed(silencePCM[:2*k])
 		n -= k
 	}
 }
 
 // clockLoop fills silence while the publisher sends no audio (none at all,
-// or a track that stopped), so the outputs' audio keeps running.
+// or a track that stopped), so the outputs' audio keeps running. It runs
+// for audio-only streams; with video, each video frame calls onTick.
 func (a *audioPipeline) clockLoop(ctx context.Context) {
 	tick := time.NewTicker(audioTick)
 	defer tick.Stop()
@@ -208,7 +210,12 @@ func (a *audioPipeline) clockLoop(ctx context.Context) {
 	}
 }
 
-func (a *audioPipeline) onTick(now time.Time) {
+func (a *audioPipeline) onTick(now time.Time) { a.fillTo(now, silenceLagMs) }
+
+// fillTo fills silence up to lagMs before now, never past the newest video
+// frame, when the publisher sends no audio. At the end of a broadcast lagMs
+// 0 brings the audio to the video's end.
+func (a *audioPipeline) fillTo(now time.Time, lagMs int64) {
 	outs := a.outs.Load()
 	if outs == nil || (len(outs.aac) == 0 && outs.opus == nil) {
 		return
@@ -217,7 +224,7 @@ func (a *audioPipeline) onTick(now time.Time) {
 	if !ok {
 		return
 	}
-	target := nowMs - silenceLagMs
+	target := nowMs - lagMs
 	if v := a.s.video; v != nil {
 		// The audio follows the video: never past its newest frame (the
 		// silence ends with the video when the publisher goes away).
@@ -245,7 +252,14 @@ func (a *audioPipeline) onTick(now time.Time) {
 	if target <= end {
 		return
 	}
-	a.fillSilence((target - end) * audioRate / 1000)
+	// Whole 20 ms Opus frames only, so that an Opus passthrough gets a
+	// silence packet for every sample fed; the rest waits for the next call.
+	n := (target - end) * audioRate / 1000
+	n -= n % opusFrameSamples
+	if n == 0 {
+		return
+	}
+	a.fillSilence(n)
 	if a.dec != nil {
 		a.reset = true
 	}

@@ -322,6 +322,11 @@ func (b *Broadcast) stop(ctx context.Context) {
 	// the last frames back) and what they deliver is given a moment to be
 	// written before the targets stop.
 	if a := b.s.audio; a != nil {
+		if b.s.video != nil {
+			// Video frames drive the silence (onTick), which lags
+			// silenceLagMs behind: bring it to the video's end.
+			a.fillTo(time.Now(), 0)
+		}
 		a.clearOutputs(b)
 	}
 	if set != nil && !set.empty() {

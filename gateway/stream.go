@@ -133,15 +133,20 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 		return fail(&Error{Code: CodeInternal, Message: "ICE gathering did not finish", Err: ctx.Err()})
 	}
 	s.answer = pc.LocalDescription().SDP
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.control()
 	}()
-	go func() {
-		defer s.wg.Done()
-		s.audio.clockLoop(s.ctx)
-	}()
+	if s.video == nil {
+		// With video, the video frames drive the audio clock (see
+		// videoPipeline.onAccessUnit): no 20 ms ticker per stream.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.audio.clockLoop(s.ctx)
+		}()
+	}
 	s.log.Info("stream created", "video", media.video, "audio", media.audio)
 	return s, nil
 }

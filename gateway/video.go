@@ -188,6 +188,12 @@ func (v *videoPipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 	// The frame's exact RTP time, placed on the stream's A/V clock.
 	ms := v.clock.videoMillis(v.timeline.Millis(au.Timestamp), au.Timestamp, now)
 	v.lastMs.Store(ms)
+	if a := v.s.audio; a != nil {
+		// The audio's clock: silence where the publisher sends no audio,
+		// up to this frame. A ticker per stream did this every 20 ms, yet
+		// never past the newest video frame anyway.
+		a.onTick(now)
+	}
 
 	if au.IDR {
 		v.keyCnt.Add(1)

@@ -10,7 +10,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v3"
 )
@@ -84,11 +83,8 @@ func newAPI(se webrtc.SettingEngine, counters *rtcpCounters) (*webrtc.API, error
 		return nil, fmt.Errorf("receiver reports: %w", err)
 	}
 	reg.Add(recv)
-	tw, err := twcc.NewSenderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("twcc: %w", err)
-	}
-	reg.Add(tw)
+	// Transport-wide CC feedback without pion's per-packet goroutine hop.
+	reg.Add(twccFactory{})
 
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }

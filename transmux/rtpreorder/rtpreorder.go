@@ -8,7 +8,10 @@
 // packets in preallocated slots, waits a bounded time for a missing packet,
 // and then skips it and says so.
 //
-// The per-packet path (Push then Pop until !ok) does not allocate.
+// Slots are recycled last-in first-out and allocated on first use, so a
+// buffer's memory is what it held at once at most (a few packets on a clean
+// path), not its capacity. The per-packet path (Push then Pop until !ok)
+// allocates only when more packets are held at once than ever before.
 package rtpreorder
 
 import (
@@ -57,12 +60,11 @@ type Stats struct {
 	Resets uint64
 }
 
-// slot is one preallocated packet. pkt aliases buf once filled.
+// slot is one packet's memory. pkt aliases buf once filled.
 type slot struct {
 	buf     []byte
 	pkt     rtp.Packet
 	arrival time.Time
-	present bool
 }
 
 // Buffer is a reorder (jitter) buffer for the RTP packets of one SSRC.
@@ -75,8 +77,10 @@ type slot struct {
 //
 // A Buffer is not safe for concurrent use.
 type Buffer struct {
-	slots    []*slot // indexed by sequence number & mask
-	spare    *slot   // Push parses here, then swaps it into place
+	slots    []*slot // indexed by sequence number & mask; nil: not buffered
+	spare    *slot   // Push parses here, then moves it into place
+	free     []*slot // recycled slots, reused last in, first out
+	emitted  *slot   // the slot Pop returned last, recycled by the next call
 	mask     uint16
 	capacity int
 	maxDelay time.Duration
@@ -107,8 +111,8 @@ type Buffer struct {
 // is there.
 //
 // capacity is rounded up to a power of two and clamped to
-// [MinCapacity, MaxCapacity]. All packet memory (capacity * MaxPacketSize
-// bytes) is allocated here, so that Push never allocates.
+// [MinCapacity, MaxCapacity]. Packet memory (MaxPacketSize bytes a slot) is
+// allocated when a slot is first needed and then kept for reuse.
 func New(capacity int, maxDelay time.Duration) *Buffer {
 	capacity = roundCapacity(capacity)
 	if maxDelay < 0 {
@@ -117,30 +121,45 @@ func New(capacity int, maxDelay time.Duration) *Buffer {
 
 	b := &Buffer{
 		slots:    make([]*slot, capacity),
+		free:     make([]*slot, 0, capacity+2),
 		mask:     uint16(capacity - 1),
 		capacity: capacity,
 		maxDelay: maxDelay,
 	}
-
-	// One backing array for all slot buffers, one for all slots.
-	mem := make([]byte, (capacity+1)*MaxPacketSize)
-	all := make([]slot, capacity+1)
-	for i := range all {
-		s := &all[i]
-		s.buf = mem[i*MaxPacketSize : (i+1)*MaxPacketSize : (i+1)*MaxPacketSize]
-		// Preallocate what pion's Unmarshal would otherwise allocate:
-		// up to 15 CSRCs and a few header extensions (abs-send-time,
-		// transport-cc, mid, rid, ...). A packet with more extensions
-		// grows the slice once; it is kept for reuse.
-		s.pkt.CSRC = make([]uint32, 0, 15)
-		s.pkt.Extensions = make([]rtp.Extension, 0, 8)
-		if i < capacity {
-			b.slots[i] = s
-		} else {
-			b.spare = s
-		}
-	}
+	b.spare = newSlot()
 	return b
+}
+
+// newSlot allocates one slot, with what pion's Unmarshal would otherwise
+// allocate: up to 15 CSRCs and a few header extensions (abs-send-time,
+// transport-cc, mid, rid, ...). A packet with more extensions grows the
+// slice once; it is kept for reuse.
+func newSlot() *slot {
+	return &slot{
+		buf: make([]byte, MaxPacketSize),
+		pkt: rtp.Packet{Header: rtp.Header{
+			CSRC:       make([]uint32, 0, 15),
+			Extensions: make([]rtp.Extension, 0, 8),
+		}},
+	}
+}
+
+// takeSlot returns the most recently freed slot, or a new one.
+func (b *Buffer) takeSlot() *slot {
+	if n := len(b.free); n > 0 {
+		s := b.free[n-1]
+		b.free = b.free[:n-1]
+		return s
+	}
+	return newSlot()
+}
+
+// recycle frees the slot Pop returned last: its packet is no longer valid.
+func (b *Buffer) recycle() {
+	if b.emitted != nil {
+		b.free = append(b.free, b.emitted)
+		b.emitted = nil
+	}
 }
 
 func roundCapacity(c int) int {
@@ -170,6 +189,7 @@ func (b *Buffer) Push(raw []byte, now time.Time) error {
 		b.stats.Malformed++
 		return fmt.Errorf("%w: %d bytes > %d", ErrPacketTooLarge, len(raw), MaxPacketSize)
 	}
+	b.recycle()
 
 	s := b.spare
 	n := copy(s.buf, raw)
@@ -204,7 +224,7 @@ func (b *Buffer) Push(raw []byte, now time.Time) error {
 	}
 
 	idx := seq & b.mask
-	if b.slots[idx].present {
+	if b.slots[idx] != nil {
 		b.stats.Duplicates++
 		return nil
 	}
@@ -219,13 +239,13 @@ func (b *Buffer) Push(raw []byte, now time.Time) error {
 	return nil
 }
 
-// store swaps the freshly parsed spare slot into position idx.
+// store moves the freshly parsed spare slot into position idx, which is
+// empty, and takes a new spare.
 func (b *Buffer) store(idx uint16, now time.Time) {
 	s := b.spare
-	s.present = true
 	s.arrival = now
-	b.spare = b.slots[idx]
 	b.slots[idx] = s
+	b.spare = b.takeSlot()
 	b.count++
 }
 
@@ -249,8 +269,11 @@ func (b *Buffer) restart(now time.Time, discontinuity bool) {
 
 func (b *Buffer) clear() {
 	if b.count > 0 {
-		for _, s := range b.slots {
-			s.present = false
+		for i, s := range b.slots {
+			if s != nil {
+				b.free = append(b.free, s)
+				b.slots[i] = nil
+			}
 		}
 	}
 	b.count = 0
@@ -264,12 +287,13 @@ func (b *Buffer) clear() {
 //
 // The packet (and its Payload) is valid until the next call to Push or Pop.
 func (b *Buffer) Pop(now time.Time) (pkt *rtp.Packet, lost bool, ok bool) {
+	b.recycle()
 	if b.count == 0 {
 		return nil, false, false
 	}
 
 	s := b.slots[b.next&b.mask]
-	if !s.present {
+	if s == nil {
 		seq := b.firstAfterGap()
 		s = b.slots[seq&b.mask]
 		full := uint16(b.end-b.next) >= uint16(b.capacity)
@@ -284,7 +308,8 @@ func (b *Buffer) Pop(now time.Time) (pkt *rtp.Packet, lost bool, ok bool) {
 	if b.hintOK && b.hint == b.next {
 		b.hintOK = false
 	}
-	s.present = false
+	b.slots[b.next&b.mask] = nil
+	b.emitted = s
 	b.count--
 	b.next++
 	if b.discontinuity {
@@ -302,7 +327,7 @@ func (b *Buffer) firstAfterGap() uint16 {
 		return b.hint
 	}
 	seq := b.next + 1
-	for !b.slots[seq&b.mask].present {
+	for b.slots[seq&b.mask] == nil {
 		seq++
 	}
 	b.hint, b.hintOK = seq, true
@@ -323,6 +348,7 @@ func (b *Buffer) Stats() Stats {
 // next pushed packet starts a new sequence, as after New. Counters are kept;
 // dropped packets are not counted as lost.
 func (b *Buffer) Reset() {
+	b.recycle()
 	b.clear()
 	b.started = false
 	b.discontinuity = false

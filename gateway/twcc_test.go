@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+)
+
+// twccPacket is a marshalled RTP packet carrying transport-wide sequence
+// number tseq in extension id 5.
+func twccPacket(tb testing.TB, seq, tseq uint16) []byte {
+	tb.Helper()
+	ext, err := (&rtp.TransportCCExtension{TransportSequence: tseq}).Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: 90 * uint32(seq), SSRC: 0x1234}, Payload: make([]byte, 1100)}
+	if err := p.SetExtension(5, ext); err != nil {
+		tb.Fatal(err)
+	}
+	raw, err := p.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return raw
+}
+
+var twccStreamInfo = &interceptor.StreamInfo{
+	SSRC:                0x1234,
+	RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: 5}},
+}
+
+// rtcpSink collects the RTCP an interceptor writes.
+type rtcpSink struct {
+	mu   sync.Mutex
+	pkts []rtcp.Packet
+}
+
+func (s *rtcpSink) Write(pkts []rtcp.Packet, _ interceptor.Attributes) (int, error) {
+	s.mu.Lock()
+	s.pkts = append(s.pkts, pkts...)
+	s.mu.Unlock()
+	return 0, nil
+}
+
+func (s *rtcpSink) received() (n int, ssrc uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.pkts {
+		if cc, ok := p.(*rtcp.TransportLayerCC); ok {
+			n += int(cc.PacketStatusCount)
+			ssrc = cc.MediaSSRC
+		}
+	}
+	return n, ssrc
+}
+
+// feeder returns an RTPReader handing out pkts in turn.
+func feeder(pkts [][]byte) interceptor.RTPReader {
+	i := 0
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		n := copy(b, pkts[i%len(pkts)])
+		i++
+		return n, a, nil
+	})
+}
+
+func TestTWCCFeedback(t *testing.T) {
+	it, err := twccFactory{}.NewInterceptor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &rtcpSink{}
+	it.BindRTCPWriter(sink)
+	var pkts [][]byte
+	for i := range 50 {
+		pkts = append(pkts, twccPacket(t, uint16(1000+i), uint16(7+i)))
+	}
+	r := it.BindRemoteStream(twccStreamInfo, feeder(pkts))
+	buf := make([]byte, 1500)
+	for range pkts {
+		if _, _, err := r.Read(buf, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		n, ssrc := sink.received()
+		if n == len(pkts) {
+			if ssrc != 0x1234 {
+				t.Fatalf("feedback for ssrc %x", ssrc)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("feedback covers %d of %d packets", n, len(pkts))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkTWCCRead is the per-packet cost of transport-wide CC feedback on
+// the receive path: pion's SenderInterceptor (a channel send to its
+// goroutine per packet) against the gateway's twccFeedback (a mutex).
+func BenchmarkTWCCRead(b *testing.B) {
+	pionFactory, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		f    interceptor.Factory
+	}{{"pion", pionFactory}, {"castbridge", twccFactory{}}} {
+		b.Run(c.name, func(b *testing.B) {
+			it, err := c.f.NewInterceptor("")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Close()
+			it.BindRTCPWriter(&rtcpSink{})
+			var pkts [][]byte
+			for i := range 1024 {
+				pkts = append(pkts, twccPacket(b, uint16(i), uint16(i)))
+			}
+			r := it.BindRemoteStream(twccStreamInfo, feeder(pkts))
+			buf := make([]byte, 1500)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := r.Read(buf, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
