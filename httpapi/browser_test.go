@@ -72,7 +72,7 @@ func TestBrowser(t *testing.T) {
 	nginx := gatewaytest.StartNginx(t, recordings)
 
 	const apiKey = "browser-test-key"
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := gateway.NewManager(gateway.Config{
 		ICEIPs:           []net.IP{net.IPv4(127, 0, 0, 1).To4()},
 		KeyframeInterval: 2 * time.Second,

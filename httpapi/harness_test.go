@@ -48,7 +48,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		o.keyframeInterval = 2 * time.Second
 	}
 	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(newTestWriter(t), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ing, rec := startIngest(t, "127.0.0.1:0", log)
 	var relays []gateway.Relay
 	if o.relays != nil {
@@ -129,10 +129,31 @@ func (l *logBuffer) String() string {
 // ingestURL is the in-process ingest's application URL.
 func (h *harness) ingestURL() string { return "rtmp://" + h.ingest.Addr().String() + "/live" }
 
-type testWriter struct{ t *testing.T }
+// testWriter sends log lines to t.Log until the test ends. pion runs some
+// callbacks (ICE state changes) on goroutines of its own that may still
+// log a moment after a stream closed; t.Log then would panic.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func newTestWriter(t *testing.T) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
