@@ -239,7 +239,7 @@ func asMap(t *testing.T, v any) map[string]any {
 			}
 		}
 	}
-	t.Fatalf("data message values %T %v", v, v) // body printed by caller
+	t.Fatalf("data message values %T %v", v, v)
 	return nil
 }
 

@@ -300,7 +300,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 	t0 := time.Now()
 	for i, st := range streams {
 		at := t0.Add(time.Duration(int64(lg.cfg.Ramp) * int64(i) / int64(n)))
-		if !sleepUntil(ctx, at) {
+		if !gatewaytest.SleepUntil(ctx, at) {
 			break
 		}
 		sem <- struct{}{}
@@ -389,7 +389,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 			}
 		}
 	}()
-	sleepUntil(ctx, holdStart.Add(lg.cfg.Duration))
+	gatewaytest.SleepUntil(ctx, holdStart.Add(lg.cfg.Duration))
 	close(rssStop)
 	<-rssDone
 	holdEnd := time.Now()
@@ -422,7 +422,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 	var down sync.WaitGroup
 	var statsMu sync.Mutex
 	for i, st := range streams {
-		sleepUntil(context.Background(), holdEnd.Add(time.Duration(int64(lg.cfg.Ramp)*int64(i)/int64(n))))
+		gatewaytest.SleepUntil(context.Background(), holdEnd.Add(time.Duration(int64(lg.cfg.Ramp)*int64(i)/int64(n))))
 		down.Add(1)
 		go func() {
 			defer down.Done()
@@ -689,21 +689,6 @@ func percentiles(d []time.Duration) Latency {
 		return float64(d[i].Nanoseconds()) / 1e6
 	}
 	return Latency{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: at(1), Samples: len(d)}
-}
-
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func trim(b []byte) string {

@@ -411,7 +411,9 @@ func (p *Publisher) timestampBase(clock uint32) uint32 {
 	return rand.Uint32()
 }
 
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// SleepUntil waits until t or until ctx ends, and reports whether ctx is
+// still live (load generators pace their own schedules with it too).
+func SleepUntil(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
@@ -433,7 +435,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 	pos := 0
 	for n := 0; ; n++ {
 		pts := time.Duration(n) * time.Second / time.Duration(fps)
-		if !sleepUntil(ctx, t0.Add(pts)) {
+		if !SleepUntil(ctx, t0.Add(pts)) {
 			return
 		}
 		if pos >= len(p.frames) {
@@ -492,7 +494,7 @@ func (p *Publisher) sendAudio(ctx context.Context, t0 time.Time) {
 	var elapsed time.Duration
 	pos := 0
 	for n := 0; ; n++ {
-		if !sleepUntil(ctx, t0.Add(elapsed)) {
+		if !SleepUntil(ctx, t0.Add(elapsed)) {
 			return
 		}
 		if pos >= len(p.audio) {
