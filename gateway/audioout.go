@@ -320,27 +320,14 @@ func (set *audioSet) empty() bool {
 func (set *audioSet) close() {
 	var wg sync.WaitGroup
 	for _, o := range set.aac {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			o.close()
-		}()
+		})
 	}
 	for _, o := range set.icecast {
 		o.stop()
 	}
 	wg.Wait()
-}
-
-// encoderPIDs returns the running ffmpeg processes, for CPU accounting.
-func (set *audioSet) encoderPIDs() []int {
-	var pids []int
-	for _, o := range set.aac {
-		if pid := o.enc.Load().PID(); pid != 0 {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // deliverAudio hands an audio frame to the live targets taking src.

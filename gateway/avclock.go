@@ -82,13 +82,6 @@ func (c *avClock) onSenderReport(video bool, sr *rtcp.SenderReport) {
 	c.mu.Unlock()
 }
 
-// hasSenderReports reports whether audio and video are placed by SRs.
-func (c *avClock) hasSenderReports() (video, audio bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sync.HasSenderReport(c.video), c.sync.HasSenderReport(c.audio)
-}
-
 func (c *avClock) noteEpoch(arrival time.Time, ms int64) {
 	e := arrival.UnixNano() - ms*int64(time.Millisecond)
 	for {

@@ -83,11 +83,9 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			t.connect(dialCtx)
-		}()
+		})
 	}
 	wg.Wait()
 
@@ -337,11 +335,9 @@ func (b *Broadcast) stop(ctx context.Context) {
 	b.live.Store(nil)
 	var wg sync.WaitGroup
 	for _, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			t.stop(ctx)
-		}()
+		})
 	}
 	wg.Wait()
 

@@ -259,11 +259,9 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range m.Streams() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			s.Close(ctx)
-		}()
+		})
 	}
 	wg.Wait()
 	m.wg.Wait()

@@ -14,8 +14,7 @@ func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body targetBody
-	if err := decodeJSON(w, r, &body); err != nil {
-		a.writeError(w, r, err)
+	if !a.decode(w, r, &body) {
 		return
 	}
 	spec, err := body.spec()
@@ -66,8 +65,7 @@ func (a *API) sendMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body metadataBody
-	if err := decodeJSON(w, r, &body); err != nil {
-		a.writeError(w, r, err)
+	if !a.decode(w, r, &body) {
 		return
 	}
 	if err := s.SendMetadata(body.HandlerName, body.Values); err != nil {

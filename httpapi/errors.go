@@ -78,3 +78,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	return nil
 }
+
+// decode reads the request's JSON body into v, or answers with the error
+// and returns false.
+func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := decodeJSON(w, r, v); err != nil {
+		a.writeError(w, r, err)
+		return false
+	}
+	return true
+}

@@ -28,8 +28,7 @@ type createStreamResponse struct {
 
 func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 	var body createStreamBody
-	if err := decodeJSON(w, r, &body); err != nil {
-		a.writeError(w, r, err)
+	if !a.decode(w, r, &body) {
 		return
 	}
 	var specs []gateway.TargetSpec
@@ -94,8 +93,7 @@ func (a *API) patchStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body patchStreamBody
-	if err := decodeJSON(w, r, &body); err != nil {
-		a.writeError(w, r, err)
+	if !a.decode(w, r, &body) {
 		return
 	}
 	s.SetMuted(body.AudioMuted, body.VideoMuted)
@@ -117,8 +115,7 @@ func (a *API) startBroadcast(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body broadcastBody
-	if err := decodeJSON(w, r, &body); err != nil {
-		a.writeError(w, r, err)
+	if !a.decode(w, r, &body) {
 		return
 	}
 	specs, err := body.specs()

@@ -304,15 +304,13 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 			break
 		}
 		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
 			st.err = lg.setup(ctx, st)
 			if st.err != nil {
 				lg.cfg.Logf("stream %s: %v", st.name, st.err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	defer func() {
@@ -423,9 +421,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 	var statsMu sync.Mutex
 	for i, st := range streams {
 		gatewaytest.SleepUntil(context.Background(), holdEnd.Add(time.Duration(int64(lg.cfg.Ramp)*int64(i)/int64(n))))
-		down.Add(1)
-		go func() {
-			defer down.Done()
+		down.Go(func() {
 			if st.pub == nil {
 				return
 			}
@@ -443,7 +439,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 			st.pub.Wait()
 			time.Sleep(lg.cfg.Drain)
 			lg.teardown(st)
-		}()
+		})
 	}
 	down.Wait()
 

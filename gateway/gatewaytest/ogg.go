@@ -76,7 +76,7 @@ func ReadOpusFile(path string) ([]OpusPacket, error) {
 		if len(p) == 0 {
 			continue
 		}
-		d := opus.PacketDuration(p)
+		d := time.Duration(opus.PacketDuration2(p)) * time.Second / 48000
 		if d <= 0 {
 			return nil, fmt.Errorf("%s: bad Opus packet", path)
 		}

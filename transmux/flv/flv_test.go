@@ -154,7 +154,7 @@ func TestSetDataFrame(t *testing.T) {
 		t.Fatalf("metadata\n got %v\nwant %v", arr, want)
 	}
 	// The ECMA array count must match the properties written.
-	if n := binary.BigEndian.Uint32(b[len(b)-len(b)+3+len("@setDataFrame")+3+len("onMetaData")+1:]); n != uint32(len(want)) {
+	if n := binary.BigEndian.Uint32(b[3+len("@setDataFrame")+3+len("onMetaData")+1:]); n != uint32(len(want)) {
 		t.Fatalf("ECMA count = %d", n)
 	}
 
