@@ -33,8 +33,10 @@ type VideoStats struct {
 	Keyframes     uint64  `json:"keyframes"`
 	FramesDropped uint64  `json:"framesDropped"`
 	JitterMs      float64 `json:"jitterMs"`
-	Width         int     `json:"width"`
-	Height        int     `json:"height"`
+	// BitrateCap is the cap the publisher is asked to respect (REMB), 0 for none.
+	BitrateCap int64 `json:"bitrateCap"`
+	Width      int   `json:"width"`
+	Height     int   `json:"height"`
 }
 
 // AudioStats counts the inbound audio.
@@ -101,6 +103,7 @@ func (s *Stream) Stats() Stats {
 			PLIs:          s.rtcp.plis.Load(),
 			Keyframes:     v.keyCnt.Load(),
 			JitterMs:      v.rtp.jitterMs(),
+			BitrateCap:    s.bitrateCap.Load(),
 			FramesDropped: v.dropCnt.Load(),
 		}
 		if ps := v.params.Load(); ps != nil {

@@ -565,7 +565,16 @@ func (t *Target) stop(ctx context.Context) {
 func (t *Target) Info() TargetInfo {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ti := TargetInfo{ID: t.id, Output: t.ep.Redacted(), State: t.state, Reconnects: t.reconnects}
+	ti := TargetInfo{ID: t.id, Output: t.ep.Redacted(), State: t.state, Reconnects: t.reconnects,
+		VideoBitrate: t.spec.VideoBitrate, Framerate: t.spec.Framerate, AudioCodec: "aac"}
+	switch {
+	case t.spec.AudioCodec == "opus":
+		ti.AudioCodec = "opus"
+	case t.spec.IcecastAudio:
+		ti.AudioCodec = "icecast"
+	default:
+		ti.AudioBitrate = t.spec.AudioBitrate
+	}
 	if t.err != nil {
 		ti.Error = &ErrorInfo{Code: t.err.Code, Message: t.err.Message}
 	}

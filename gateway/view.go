@@ -48,6 +48,12 @@ type TargetInfo struct {
 	State      TargetState `json:"state"`
 	Error      *ErrorInfo  `json:"error"`
 	Reconnects int         `json:"reconnects"`
+	// What the target asked for, echoed: videobitrate caps the publisher
+	// (REMB, b=AS); framerate is for the client to apply.
+	VideoBitrate int     `json:"videobitrate,omitempty"`
+	Framerate    float64 `json:"framerate,omitempty"`
+	AudioBitrate int     `json:"audiobitrate,omitempty"`
+	AudioCodec   string  `json:"audiocodec"`
 }
 
 // ErrorInfo is an error as the API shows it.

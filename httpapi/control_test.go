@@ -38,6 +38,32 @@ func TestMetadataEventsStatsAndREMB(t *testing.T) {
 	pub.Start(ctx)
 	events.waitFor(t, "TargetConnected", 10*time.Second)
 
+	// The cap and the frame rate are reported back.
+	var echo struct {
+		Targets []struct {
+			VideoBitrate int     `json:"videobitrate"`
+			Framerate    float64 `json:"framerate"`
+			AudioBitrate int     `json:"audiobitrate"`
+			AudioCodec   string  `json:"audiocodec"`
+		} `json:"targets"`
+	}
+	h.call("GET", "/v1/streams/"+sv.ID+"/broadcast", nil, &echo)
+	if len(echo.Targets) != 1 || echo.Targets[0].VideoBitrate != 800000 || echo.Targets[0].Framerate != 30 ||
+		echo.Targets[0].AudioCodec != "aac" || echo.Targets[0].AudioBitrate != 128000 {
+		t.Errorf("target echo: %+v", echo.Targets)
+	}
+	var capStats struct {
+		Inbound struct {
+			Video struct {
+				BitrateCap int `json:"bitrateCap"`
+			} `json:"video"`
+		} `json:"inbound"`
+	}
+	h.call("GET", "/v1/streams/"+sv.ID+"/stats", nil, &capStats)
+	if capStats.Inbound.Video.BitrateCap != 800000 {
+		t.Errorf("stats bitrateCap %d, want 800000", capStats.Inbound.Video.BitrateCap)
+	}
+
 	path := "/v1/streams/" + sv.ID + "/metadata"
 	h.expectError("POST", path, map[string]any{"handlerName": "onTextData", "values": map[string]any{"a": 1}}, 400, "METADATA_INVALID")
 	deep := map[string]any{"l1": map[string]any{"l2": map[string]any{"l3": map[string]any{"l4": map[string]any{"l5": map[string]any{"l6": map[string]any{"l7": 1}}}}}}}

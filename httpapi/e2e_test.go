@@ -15,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/ingest"
 )
 
 // videoTag is a parsed FLV video tag body as the ingest received it.
@@ -313,5 +312,26 @@ func waitFile(t *testing.T, path string) {
 	time.Sleep(200 * time.Millisecond)
 }
 
-var _ = fmt.Sprintf
-var _ = ingest.Message{}
+// TestAnswerAdvertisesICEIPs: with --ice-ips 127.0.0.1 the answer's only
+// host candidate is that address on the one ICE port.
+func TestAnswerAdvertisesICEIPs(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	pub, sv := h.offerWithBroadcast(context.Background(), map[string]any{"output": h.ingestURL() + "/ice"})
+	_ = pub
+	var cands []string
+	for _, l := range strings.Split(sv.SDP, "\r\n") {
+		if strings.HasPrefix(l, "a=candidate:") {
+			cands = append(cands, l)
+		}
+	}
+	want := fmt.Sprintf(" 127.0.0.1 %d typ host", h.m.ICEPort())
+	if len(cands) == 0 {
+		t.Fatal("the answer has no candidates (it must be non-trickle)")
+	}
+	for _, c := range cands {
+		if !strings.Contains(c, want) {
+			t.Errorf("candidate %q, want only%s", c, want)
+		}
+	}
+	h.call("DELETE", "/v1/streams/"+sv.ID, nil, nil)
+}
