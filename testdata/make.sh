@@ -21,6 +21,22 @@ ffmpeg -hide_banner -loglevel error -y \
 	-fflags +bitexact -flags:v +bitexact \
 	-f h264 video.h264
 
+# video-2500k.h264: what cmd/loadgen publishes by default, shaped like a
+# browser's camera stream at the load point: constrained baseline
+# 1280x720, 30 fps, ~2.5 Mbit/s, one slice per frame, an IDR every 2 s,
+# 150 frames (5 s). testsrc2 alone compresses far below 2.5 Mbit/s, so
+# temporal noise is added to make the encoder spend the bits.
+ffmpeg -hide_banner -loglevel error -y \
+	-f lavfi -i testsrc2=size=1280x720:rate=30 \
+	-frames:v 150 -an -vf noise=alls=12:allf=t \
+	-c:v libx264 -profile:v baseline -level:v 3.1 -pix_fmt yuv420p \
+	-preset medium -bf 0 -threads 1 \
+	-b:v 2500k -maxrate 3000k -bufsize 2500k \
+	-x264-params keyint=60:min-keyint=60:scenecut=0:repeat-headers=1:aud=0 \
+	-bsf:v h264_mp4toannexb \
+	-fflags +bitexact -flags:v +bitexact \
+	-f h264 video-2500k.h264
+
 # audio.ogg: Opus, 48 kHz stereo (440 Hz left, 660 Hz right), 20 ms frames,
 # 5 s, 64 kbit/s.
 ffmpeg -hide_banner -loglevel error -y \

@@ -159,7 +159,7 @@ type LoadGen struct {
 // New starts the sink and takes the gateway's baseline RSS.
 func New(cfg Config) (*LoadGen, error) {
 	if cfg.VideoFile == "" {
-		cfg.VideoFile = gatewaytest.TestdataPath("video.h264")
+		cfg.VideoFile = gatewaytest.TestdataPath("video-2500k.h264")
 	}
 	switch cfg.AudioFile {
 	case "":

@@ -1,5 +1,5 @@
 // Command loadgen measures a WebRTC-to-RTMP gateway: it starts N pion
-// publishers of the test media (testdata/video.h264 + audio.ogg, looped),
+// publishers of the test media (testdata/video-2500k.h264 + audio.ogg, looped),
 // publishes them through castbridge's /v1 API (or any WHIP endpoint), has
 // each stream broadcast to its own path on a built-in RTMP sink, ramps up,
 // holds, ramps down and stops by itself. It reports publishers connected,
@@ -125,7 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error)
 	fs.StringVar(&out.json, "json", "", "write the results to this JSON file (an object; an array with --sweep)")
 	fs.StringVar(&out.plot, "plot", "", "write an SVG plot of CPU%/stream and latency p99 against stream count")
 	fs.StringVar(&out.replot, "replot", "", "run nothing: read results (a JSON array or object written by --json) from this file and print their table, and write --plot and --json from them")
-	fs.StringVar(&cfg.VideoFile, "video", "", "Annex B H.264 file (default testdata/video.h264)")
+	fs.StringVar(&cfg.VideoFile, "video", "", "Annex B H.264 file (default testdata/video-2500k.h264)")
 	fs.StringVar(&cfg.AudioFile, "audio", "", "Ogg Opus file (default testdata/audio.ogg); \"none\" for video only")
 	fs.StringVar(&cfg.AudioCodec, "audio-codec", "", "the targets' audiocodec: \"aac\" (castbridge's default: Opus transcoded by ffmpeg children, whose CPU and RSS are counted) or \"opus\" (passed through)")
 	fs.IntVar(&cfg.Concurrency, "setup-concurrency", 8, "most stream set-ups (offer, ICE gathering, POST) in flight at once")
