@@ -1,0 +1,167 @@
+// Package aaclc is a pure-Go AAC-LC encoder (ISO/IEC 14496-3) for the
+// gateway's audio path: 16-bit PCM at 32, 44.1 or 48 kHz, mono or stereo,
+// in; raw AAC frames (raw_data_block, as FLV/RTMP carries them) out.
+//
+// What it does, per 1024-sample frame:
+//
+//   - a long-window MDCT (sine window, ONLY_LONG_SEQUENCE) computed with a
+//     512-point complex FFT;
+//   - a simple noise-allocation model: every scalefactor band gets the same
+//     signal-to-noise ratio, floored by the absolute threshold of hearing,
+//     and the ratio is the single global offset that rate control searches
+//     (binary search, at most a handful of bit-counting passes);
+//   - a low-pass by bit rate (bands above the cut-off are not coded);
+//   - |x|^(3/4) quantization with the standard's rounding offset 0.4054;
+//   - Huffman coding with the cheapest codebook per section, sections
+//     chosen by dynamic programming, escape codebook 11 up to 8191;
+//   - stereo as a channel pair element with a common window, mono as a
+//     single channel element.
+//
+// What it does not do: short blocks (so sharp attacks smear a little
+// pre-echo over the 43 ms window), TNS, PNS, intensity or M/S stereo,
+// prediction, a psychoacoustic model beyond the constant-SNR rule, and a
+// signalled bit reservoir. Rate control keeps a running bit balance
+// instead: a frame may borrow from bits earlier frames left unused, so the
+// average rate holds to the target while a frame never exceeds the 6144
+// bits per channel a decoder buffer allows.
+//
+// Delay: frame n (0-based) carries input samples [(n−1)·1024, n·1024);
+// frame 0 decodes to silence. A standard decoder (FFmpeg) that outputs
+// every frame therefore returns the input delayed by exactly 1024 samples.
+//
+// An Encoder holds the MDCT overlap and the rate-control state and is used
+// by one goroutine. Encode allocates nothing once dst has room for a frame.
+package aaclc
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// FrameSamples is the number of samples per channel in one AAC frame.
+const FrameSamples = 1024
+
+// DefaultBitrate is used when Config.Bitrate is 0.
+const DefaultBitrate = 128000
+
+// maxChannelBits is the largest frame a decoder must accept per channel
+// (the minimum decoder input buffer, §4.5.3.1).
+const maxChannelBits = 6144
+
+// minChannelBitrate is the lowest rate per channel accepted: below it the
+// coded bandwidth would be only a few kHz.
+const minChannelBitrate = 16000
+
+// Config selects the stream format.
+type Config struct {
+	// SampleRate in Hz: 32000, 44100 or 48000.
+	SampleRate int
+	// Channels is 1 (mono, SCE) or 2 (stereo, CPE).
+	Channels int
+	// Bitrate in bit/s for all channels; DefaultBitrate when 0.
+	Bitrate int
+}
+
+// ErrPCMLength is returned by Encode for a pcm slice that is not exactly
+// one frame.
+var ErrPCMLength = errors.New("aaclc: pcm must hold FrameSamples samples per channel")
+
+// Encoder turns PCM frames into raw AAC-LC frames.
+type Encoder struct {
+	cfg      Config
+	freqIdx  int      // sampling_frequency_index
+	swb      []uint16 // scalefactor band edges
+	maxSFB   int      // bands below the low-pass cut-off
+	ath      [maxBands]float64
+	chans    []channel
+	mdct     *mdct
+	sections sectionScratch
+	bw       bitWriter
+
+	frameBits float64 // target bits per frame
+	balance   float64 // bits earlier frames left unused (≥ 0)
+	maxBits   int     // hard limit per frame
+	offset    int     // last frame's global scalefactor offset
+	lastBits  int     // size of the last frame, for tests
+}
+
+// NewEncoder validates cfg and returns an Encoder for it.
+func NewEncoder(cfg Config) (*Encoder, error) {
+	if cfg.Bitrate == 0 {
+		cfg.Bitrate = DefaultBitrate
+	}
+	e := &Encoder{cfg: cfg}
+	switch cfg.SampleRate {
+	case 48000:
+		e.freqIdx, e.swb = 3, swbOffsetLong48[:]
+	case 44100:
+		e.freqIdx, e.swb = 4, swbOffsetLong48[:]
+	case 32000:
+		e.freqIdx, e.swb = 5, swbOffsetLong32[:]
+	default:
+		return nil, fmt.Errorf("aaclc: unsupported sample rate %d Hz (want 32000, 44100 or 48000)", cfg.SampleRate)
+	}
+	if cfg.Channels != 1 && cfg.Channels != 2 {
+		return nil, fmt.Errorf("aaclc: unsupported channel count %d (want 1 or 2)", cfg.Channels)
+	}
+	maxRate := maxChannelBits * cfg.SampleRate / FrameSamples * cfg.Channels
+	minRate := minChannelBitrate * cfg.Channels
+	if cfg.Bitrate < minRate || cfg.Bitrate > maxRate {
+		return nil, fmt.Errorf("aaclc: bit rate %d out of range [%d, %d] for %d channel(s) at %d Hz",
+			cfg.Bitrate, minRate, maxRate, cfg.Channels, cfg.SampleRate)
+	}
+	cutoff := lowpassHz(cfg.Bitrate / cfg.Channels)
+	for e.maxSFB < len(e.swb)-1 && float64(e.swb[e.maxSFB])*float64(cfg.SampleRate)/(2*FrameSamples) < cutoff {
+		e.maxSFB++
+	}
+	for b := range e.maxSFB {
+		e.ath[b] = athEnergy(float64(e.swb[b])*float64(cfg.SampleRate)/(2*FrameSamples),
+			float64(e.swb[b+1])*float64(cfg.SampleRate)/(2*FrameSamples))
+	}
+	e.chans = make([]channel, cfg.Channels)
+	e.mdct = newMDCT()
+	e.frameBits = float64(cfg.Bitrate) * FrameSamples / float64(cfg.SampleRate)
+	e.maxBits = maxChannelBits * cfg.Channels
+	return e, nil
+}
+
+// lowpassHz is the audio bandwidth coded at a bit rate per channel:
+// narrower at low rates so that the remaining bands keep enough bits.
+func lowpassHz(channelRate int) float64 {
+	points := [...]struct{ rate, hz float64 }{
+		{16000, 6000}, {32000, 11000}, {48000, 14000}, {64000, 16500}, {96000, 19000}, {128000, 20000},
+	}
+	r := float64(channelRate)
+	if r <= points[0].rate {
+		return points[0].hz
+	}
+	for i := 1; i < len(points); i++ {
+		if r <= points[i].rate {
+			a, b := points[i-1], points[i]
+			return a.hz + (b.hz-a.hz)*(r-a.rate)/(b.rate-a.rate)
+		}
+	}
+	return points[len(points)-1].hz
+}
+
+// athEnergy is the energy of MDCT lines (in this encoder's scale) that a
+// sound at the absolute threshold of hearing has in [f0, f1) Hz: Terhardt's
+// approximation at the band's most sensitive frequency, with full scale
+// taken as 96 dB SPL. A full-scale sine's lines carry 2^21·(32768²/2).
+func athEnergy(f0, f1 float64) float64 {
+	db := math.Inf(1)
+	for i := range 5 {
+		f := max(f0+(f1-f0)*float64(i)/4, 20) / 1000
+		db = min(db, 3.64*math.Pow(f, -0.8)-6.5*math.Exp(-0.6*(f-3.3)*(f-3.3))+1e-3*f*f*f*f)
+	}
+	const fullScaleDB = 96
+	return math.Exp2(50) * math.Pow(10, (db-fullScaleDB)/10)
+}
+
+// AudioSpecificConfig returns the 2-byte AudioSpecificConfig (object type
+// 2, AAC-LC; 1024-sample frames) for the FLV sequence header.
+func (e *Encoder) AudioSpecificConfig() []byte {
+	v := uint16(2)<<11 | uint16(e.freqIdx)<<7 | uint16(e.cfg.Channels)<<3
+	return []byte{byte(v >> 8), byte(v)}
+}

@@ -1,0 +1,224 @@
+package aaclc
+
+import "fmt"
+
+// Syntax element ids and fixed field values (§4.4.2).
+const (
+	idSCE = 0
+	idCPE = 1
+	idEND = 7
+
+	// Bits of everything but section, scalefactor and spectral data:
+	// id_syn_ele + element_instance_tag, ics_info (reserved bit, window
+	// sequence, window shape, max_sfb, predictor flag), per channel
+	// global_gain and the pulse/TNS/gain-control flags, common_window and
+	// ms_mask_present for a pair, and the END element.
+	elementHeaderBits = 3 + 4
+	icsInfoBits       = 1 + 2 + 1 + 6 + 1
+	channelFixedBits  = 8 + 3
+	endBits           = 3
+)
+
+// Global offset search range. At minOffset every band's SNR is beyond what
+// 16-bit input holds; at maxOffset every scalefactor is 255 and every band
+// quantizes to zero, so that offset always fits.
+const (
+	minOffset = -96
+	maxOffset = maxSF + 1
+	// maxPasses bounds the bit-counting passes of the offset search.
+	maxPasses = 7
+	// balanceShare is the part of the unused-bit balance one frame may take.
+	balanceShare = 0.25
+)
+
+// Encode encodes one frame: pcm holds FrameSamples samples per channel,
+// interleaved. It appends the raw AAC frame (a raw_data_block, no ADTS
+// header) to dst and returns the extended slice. Frame n decodes to the
+// input of frame n−1 (see the package doc).
+func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
+	nch := len(e.chans)
+	if len(pcm) != FrameSamples*nch {
+		return dst, fmt.Errorf("%w: got %d samples, want %d", ErrPCMLength, len(pcm), FrameSamples*nch)
+	}
+	for ch := range e.chans {
+		c := &e.chans[ch]
+		for i := range c.cur {
+			c.cur[i] = float64(pcm[i*nch+ch])
+		}
+		e.mdct.transform(&c.prev, &c.cur, &c.spec)
+		c.prev = c.cur
+		c.analyze(e.swb, e.maxSFB, &e.ath)
+	}
+
+	budget := min(int(e.frameBits+balanceShare*e.balance), e.maxBits)
+	e.offset = e.searchOffset(budget)
+
+	bits := e.fixedBits()
+	for ch := range e.chans {
+		bits += e.chans[ch].sectionOptimal(e.swb, e.maxSFB, &e.sections)
+	}
+	start := len(dst)
+	dst = e.write(dst)
+	e.lastBits = 8 * (len(dst) - start)
+	if e.lastBits != roundUpToByte(bits) {
+		// The counters and the writer disagree: a bug, but one that
+		// must not reach a decoder as a corrupt stream.
+		return dst[:start], fmt.Errorf("aaclc: internal error: wrote %d bits, counted %d", e.lastBits, bits)
+	}
+	e.balance = min(max(e.balance+e.frameBits-float64(e.lastBits), 0), float64(e.maxBits))
+	return dst, nil
+}
+
+func roundUpToByte(bits int) int { return (bits + 7) &^ 7 }
+
+func (e *Encoder) fixedBits() int {
+	bits := elementHeaderBits + icsInfoBits + endBits + len(e.chans)*channelFixedBits
+	if len(e.chans) == 2 {
+		bits += 1 + 2 // common_window, ms_mask_present
+	}
+	return bits
+}
+
+// countAt quantizes every channel at global offset d and returns the
+// frame size (an upper bound of the final one).
+func (e *Encoder) countAt(d int) int {
+	bits := e.fixedBits()
+	for ch := range e.chans {
+		c := &e.chans[ch]
+		c.quantize(e.swb, e.maxSFB, d)
+		bits += c.estimateBits(e.swb, e.maxSFB)
+	}
+	return roundUpToByte(bits)
+}
+
+// searchOffset finds the smallest global offset (finest quantization)
+// whose frame fits in budget bits, starting from the last frame's offset:
+// a galloping search brackets it, bisection narrows it, within maxPasses
+// counting passes. It leaves the channels quantized at the offset
+// returned.
+func (e *Encoder) searchOffset(budget int) int {
+	good, bad := maxOffset, minOffset-1 // good fits (maxOffset always does); bad does not
+	last, passes := 0, 0
+	try := func(d int) bool {
+		passes++
+		last = d
+		if e.countAt(d) <= budget {
+			good = d
+			return true
+		}
+		bad = d
+		return false
+	}
+	d := min(max(e.offset, minOffset), maxOffset)
+	if try(d) {
+		for step := 1; passes < maxPasses && good > minOffset; step *= 2 {
+			if !try(max(good-step, minOffset)) {
+				break
+			}
+		}
+	} else {
+		for step := 2; passes < maxPasses && bad < maxOffset-1; step *= 2 {
+			if try(min(bad+step, maxOffset)) {
+				break
+			}
+		}
+	}
+	for passes < maxPasses && good-bad > 1 {
+		try((good + bad) / 2)
+	}
+	if last != good {
+		e.countAt(good)
+	}
+	return good
+}
+
+// write appends the raw_data_block of the quantized, sectioned channels.
+func (e *Encoder) write(dst []byte) []byte {
+	w := &e.bw
+	w.reset(dst)
+	if len(e.chans) == 1 {
+		w.put(idSCE, 3)
+		w.put(0, 4) // element_instance_tag
+		e.writeChannel(&e.chans[0], true)
+	} else {
+		w.put(idCPE, 3)
+		w.put(0, 4)
+		w.put(1, 1) // common_window
+		e.writeICSInfo()
+		w.put(0, 2) // ms_mask_present: plain L/R
+		e.writeChannel(&e.chans[0], false)
+		e.writeChannel(&e.chans[1], false)
+	}
+	w.put(idEND, 3)
+	w.align()
+	dst = w.buf
+	w.buf = nil
+	return dst
+}
+
+func (e *Encoder) writeICSInfo() {
+	w := &e.bw
+	w.put(0, 1) // ics_reserved_bit
+	w.put(0, 2) // ONLY_LONG_SEQUENCE
+	w.put(0, 1) // sine window
+	w.put(uint32(e.maxSFB), 6)
+	w.put(0, 1) // predictor_data_present
+}
+
+// writeChannel writes an individual_channel_stream.
+func (e *Encoder) writeChannel(c *channel, withInfo bool) {
+	w := &e.bw
+	nb := e.maxSFB
+	first := -1
+	for b := range nb {
+		if c.cb[b] != zeroHCB {
+			first = b
+			break
+		}
+	}
+	globalGain := sfOffset
+	if first >= 0 {
+		globalGain = c.sf[first]
+	}
+	w.put(uint32(globalGain), 8)
+	if withInfo {
+		e.writeICSInfo()
+	}
+	// section_data
+	for b := 0; b < nb; {
+		run := 1
+		for b+run < nb && c.cb[b+run] == c.cb[b] {
+			run++
+		}
+		w.put(uint32(c.cb[b]), 4)
+		n := run
+		for ; n >= sectLenEsc; n -= sectLenEsc {
+			w.put(sectLenEsc, 5)
+		}
+		w.put(uint32(n), 5)
+		b += run
+	}
+	// scale_factor_data
+	last := globalGain
+	for b := range nb {
+		if c.cb[b] == zeroHCB {
+			continue
+		}
+		w.putCode(hcbScalefactor[c.sf[b]-last+maxSFDiff])
+		last = c.sf[b]
+	}
+	w.put(0, 3) // pulse_data_present, tns_data_present, gain_control_data_present
+	// spectral_data
+	for b := range nb {
+		cb := int(c.cb[b])
+		if cb == zeroHCB {
+			continue
+		}
+		lo, hi := e.swb[b], e.swb[b+1]
+		if c.coded(b) {
+			writeBand(w, c.q[lo:hi], cb)
+		} else {
+			writeZeros(w, cb, int(hi-lo))
+		}
+	}
+}

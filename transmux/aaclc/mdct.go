@@ -1,0 +1,123 @@
+package aaclc
+
+import "math"
+
+// MDCT sizes: a long window spans two frames (2048 samples) and yields
+// FrameSamples spectral lines.
+const (
+	windowLen = 2 * FrameSamples
+	fftLen    = FrameSamples / 2 // complex points of the DCT-IV's FFT
+	fftLog2   = 9
+)
+
+// mdct computes the long-window MDCT of ISO/IEC 14496-3 §4.6.11 (sine
+// window, window_shape 0) scaled as the standard's encoder formula
+//
+//	X[k] = 2 Σ z[n] cos(2π/N (n + n0)(k + 1/2)),  N = 2048, n0 = 513/2,
+//
+// so that a standard decoder reproduces input samples at their own scale.
+//
+// It folds the windowed 2048 samples into a DCT-IV of 1024 points (TDAC)
+// and computes that with a 512-point complex FFT between a pre- and a
+// post-twiddle: O(N log N) and no allocation after construction.
+type mdct struct {
+	window  [windowLen]float64
+	preCos  [fftLen]float64 // 2·e^{-iπ(4n+1)/(4·1024)}, the 2 being the formula's
+	preSin  [fftLen]float64
+	postCos [fftLen]float64 // e^{-iπk/1024}
+	postSin [fftLen]float64
+	bitrev  [fftLen]uint16
+	twCos   [fftLen / 2]float64 // e^{-2πij/512}
+	twSin   [fftLen / 2]float64
+	re, im  [fftLen]float64
+	folded  [FrameSamples]float64
+}
+
+func newMDCT() *mdct {
+	m := &mdct{}
+	for n := range m.window {
+		m.window[n] = math.Sin(math.Pi * (float64(n) + 0.5) / windowLen)
+	}
+	const n4 = FrameSamples // DCT-IV length
+	for n := range fftLen {
+		a := -math.Pi * (4*float64(n) + 1) / (4 * n4)
+		m.preCos[n], m.preSin[n] = 2*math.Cos(a), 2*math.Sin(a)
+		b := -math.Pi * float64(n) / n4
+		m.postCos[n], m.postSin[n] = math.Cos(b), math.Sin(b)
+		r := 0
+		for bit := range fftLog2 {
+			r |= (n >> bit & 1) << (fftLog2 - 1 - bit)
+		}
+		m.bitrev[n] = uint16(r)
+	}
+	for j := range fftLen / 2 {
+		a := -2 * math.Pi * float64(j) / fftLen
+		m.twCos[j], m.twSin[j] = math.Cos(a), math.Sin(a)
+	}
+	return m
+}
+
+// transform writes the 1024 MDCT lines of the window over prev followed by
+// cur (each FrameSamples long) into out.
+func (m *mdct) transform(prev, cur *[FrameSamples]float64, out *[FrameSamples]float64) {
+	w := &m.window
+	u := &m.folded
+	// With z = w·[prev cur] cut in quarters a b c d, the MDCT is the
+	// DCT-IV of (−c_r − d, a − b_r), _r meaning reversed.
+	const h = FrameSamples / 2
+	for n := range h {
+		c := w[3*h-1-n] * cur[h-1-n]
+		d := w[3*h+n] * cur[h+n]
+		u[n] = -c - d
+		a := w[n] * prev[n]
+		b := w[2*h-1-n] * prev[2*h-1-n]
+		u[h+n] = a - b
+	}
+	// DCT-IV by a half-length complex FFT: t[n] = (u[2n] + i·u[N−1−2n])
+	// times the pre-twiddle, stored in bit-reversed order for the FFT.
+	for n := range fftLen {
+		xr, xi := u[2*n], u[FrameSamples-1-2*n]
+		j := m.bitrev[n]
+		m.re[j] = xr*m.preCos[n] - xi*m.preSin[n]
+		m.im[j] = xr*m.preSin[n] + xi*m.preCos[n]
+	}
+	m.fft()
+	for k := range fftLen {
+		cr := m.re[k]*m.postCos[k] - m.im[k]*m.postSin[k]
+		ci := m.re[k]*m.postSin[k] + m.im[k]*m.postCos[k]
+		out[2*k] = cr
+		out[FrameSamples-1-2*k] = -ci
+	}
+}
+
+// fft is an in-place radix-2 decimation-in-time FFT over re/im, whose
+// input is already in bit-reversed order. The first two stages need no
+// multiplications and are done separately.
+func (m *mdct) fft() {
+	re, im := &m.re, &m.im
+	for i := 0; i < fftLen; i += 4 {
+		r0, i0 := re[i]+re[i+1], im[i]+im[i+1]
+		r1, i1 := re[i]-re[i+1], im[i]-im[i+1]
+		r2, i2 := re[i+2]+re[i+3], im[i+2]+im[i+3]
+		r3, i3 := re[i+2]-re[i+3], im[i+2]-im[i+3]
+		// Second stage: twiddles 1 and −i.
+		re[i], im[i] = r0+r2, i0+i2
+		re[i+2], im[i+2] = r0-r2, i0-i2
+		re[i+1], im[i+1] = r1+i3, i1-r3
+		re[i+3], im[i+3] = r1-i3, i1+r3
+	}
+	for size := 8; size <= fftLen; size <<= 1 {
+		half := size >> 1
+		step := fftLen / size
+		for start := 0; start < fftLen; start += size {
+			for j := range half {
+				wr, wi := m.twCos[j*step], m.twSin[j*step]
+				a, b := start+j, start+j+half
+				tr := re[b]*wr - im[b]*wi
+				ti := re[b]*wi + im[b]*wr
+				re[b], im[b] = re[a]-tr, im[a]-ti
+				re[a], im[a] = re[a]+tr, im[a]+ti
+			}
+		}
+	}
+}

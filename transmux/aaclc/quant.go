@@ -1,0 +1,370 @@
+package aaclc
+
+import "math"
+
+const (
+	maxBands = len(swbOffsetLong32) - 1
+
+	// sfOffset is the scalefactor of unit step size: a line decodes to
+	// sign(q)·|q|^(4/3)·2^((sf−sfOffset)/4) (§4.6.2.3.3).
+	sfOffset = 100
+	maxSF    = 255
+	// maxSFDiff bounds the difference between consecutive coded
+	// scalefactors, the range of the scalefactor codebook.
+	maxSFDiff = 60
+	// roundOffset biases the rounding of |x|^(3/4) towards zero: it
+	// minimises the mean squared error of the |q|^(4/3) reconstruction
+	// for Laplacian-like spectra (the value of the standard's informative
+	// encoder).
+	roundOffset = 0.4054
+
+	// sectionHeaderBits is sect_cb (4) plus one sect_len field (5) of a
+	// long window; a run of 31 bands or more costs 5 bits per extra field.
+	sectionHeaderBits = 9
+	sectLenEsc        = 31
+	infBits           = 1 << 30
+	// silentSFBits is the cost of the scalefactor of a silent band coded
+	// with a non-zero codebook: it repeats the previous one (difference 0).
+	silentSFBits = 1
+)
+
+// pow34SF[sf] is 2^(−3(sf−100)/16): multiplying |x|^(3/4) by it gives the
+// unrounded quantized magnitude at scalefactor sf.
+var pow34SF = func() [maxSF + 1]float64 {
+	var t [maxSF + 1]float64
+	for sf := range t {
+		t[sf] = math.Exp2(-3 * float64(sf-sfOffset) / 16)
+	}
+	return t
+}()
+
+// channel is the per-channel state: the previous input frame (MDCT
+// overlap), the spectrum of the current frame, its per-band analysis and
+// the quantization being tried.
+type channel struct {
+	prev, cur [FrameSamples]float64
+	spec      [FrameSamples]float64
+	xp        [FrameSamples]float64 // |spec|^(3/4)
+	q         [FrameSamples]int32   // quantized lines, signed
+
+	// Analysis, fixed for the frame.
+	silent  [maxBands]bool    // all lines exactly zero
+	maxXp   [maxBands]float64 // largest |x|^(3/4) in the band
+	sfNoise [maxBands]int     // scalefactor whose noise is the band energy (offset 0)
+	sfFloor [maxBands]int     // no finer than the hearing threshold or q ≤ 8191 allow
+
+	// Quantization at the offset under test.
+	sf       [maxBands]int
+	qmax     [maxBands]int32
+	mustCode [maxBands]bool  // kept coded to hold the scalefactor chain
+	cb       [maxBands]uint8 // codebook per band
+	cost     [maxBands]int   // spectral bits of the band in cb
+}
+
+// analyze computes the spectrum's per-band statistics and the scalefactors
+// that the noise model asks for before the global offset.
+//
+// Noise model: quantizing |x|^(3/4) with unit step and mapping back makes an
+// error of variance ≈ (4/27)·s^(3/2)·Σ√|x| over a band of step s. Setting it
+// equal to the band energy E times 2^(3d/8) (d being the frame's global
+// offset found by rate control) gives a constant signal-to-noise ratio
+// across bands; the floor keeps noise from going below the absolute
+// threshold of hearing, where bits buy nothing.
+func (c *channel) analyze(swb []uint16, nb int, ath *[maxBands]float64) {
+	for b := range nb {
+		lo, hi := int(swb[b]), int(swb[b+1])
+		var energy, sumSqrt, peak float64
+		for i := lo; i < hi; i++ {
+			x := math.Abs(c.spec[i])
+			s := math.Sqrt(x)
+			p := math.Sqrt(x * s)
+			c.xp[i] = p
+			energy += x * x
+			sumSqrt += s
+			peak = max(peak, p)
+		}
+		c.maxXp[b] = peak
+		c.silent[b] = peak == 0
+		if peak == 0 {
+			continue
+		}
+		c.sfNoise[b] = sfForNoise(energy, sumSqrt)
+		c.sfFloor[b] = max(sfForNoise(ath[b], sumSqrt), sfForPeak(peak), 0)
+	}
+}
+
+// sfForNoise is the scalefactor whose quantization noise over a band with
+// the given Σ√|x| is the given energy: 100 + (8/3)·log2(27·noise/(4·Σ√|x|)).
+func sfForNoise(noise, sumSqrt float64) int {
+	v := sfOffset + 8.0/3*math.Log2(6.75*noise/sumSqrt)
+	return int(math.Floor(max(min(v, maxSF), -1)))
+}
+
+// sfForPeak is the smallest scalefactor that keeps the band's largest
+// quantized magnitude within 8191.
+func sfForPeak(peak float64) int {
+	const limit = maxQuant + 1 - roundOffset
+	sf := sfOffset + int(math.Ceil(16.0/3*math.Log2(peak/limit)))
+	sf = max(sf, 0)
+	for sf < maxSF && peak*pow34SF[sf] >= limit {
+		sf++
+	}
+	return sf
+}
+
+// quantize quantizes all bands at global offset d and fixes the
+// scalefactors up so that consecutive coded ones differ by at most 60.
+func (c *channel) quantize(swb []uint16, nb, d int) {
+	for b := range nb {
+		c.mustCode[b] = false
+		if c.silent[b] {
+			c.qmax[b] = 0
+			continue
+		}
+		c.sf[b] = min(max(c.sfNoise[b]+d, c.sfFloor[b]), maxSF)
+		c.quantizeBand(swb, b)
+	}
+	// Raising a scalefactor towards its neighbours only coarsens that
+	// band, and one forward plus one backward pass leave every coded
+	// neighbour pair within range (a raise never breaks an earlier pair).
+	// A band that a raise empties stays coded, so the chain it belongs to
+	// does not change.
+	last := -1
+	for b := range nb {
+		if c.qmax[b] == 0 && !c.mustCode[b] {
+			continue
+		}
+		if last >= 0 && c.sf[b] < c.sf[last]-maxSFDiff {
+			c.sf[b] = c.sf[last] - maxSFDiff
+			c.requantize(swb, b)
+		}
+		last = b
+	}
+	last = -1
+	for b := nb - 1; b >= 0; b-- {
+		if c.qmax[b] == 0 && !c.mustCode[b] {
+			continue
+		}
+		if last >= 0 && c.sf[b] < c.sf[last]-maxSFDiff {
+			c.sf[b] = c.sf[last] - maxSFDiff
+			c.requantize(swb, b)
+		}
+		last = b
+	}
+}
+
+func (c *channel) requantize(swb []uint16, b int) {
+	c.quantizeBand(swb, b)
+	if c.qmax[b] == 0 {
+		// Still coded, so its lines must read as zeros.
+		c.mustCode[b] = true
+		clear(c.q[swb[b]:swb[b+1]])
+	}
+}
+
+// quantizeBand quantizes band b at c.sf[b] into c.q and sets c.qmax[b].
+func (c *channel) quantizeBand(swb []uint16, b int) {
+	scale := pow34SF[c.sf[b]]
+	qmax := int32(c.maxXp[b]*scale + roundOffset)
+	c.qmax[b] = min(qmax, maxQuant)
+	if qmax == 0 {
+		return
+	}
+	lo, hi := int(swb[b]), int(swb[b+1])
+	xp, spec, q := c.xp[lo:hi], c.spec[lo:hi], c.q[lo:hi]
+	for i := range q {
+		v := min(int32(xp[i]*scale+roundOffset), maxQuant)
+		if spec[i] < 0 {
+			v = -v
+		}
+		q[i] = v
+	}
+}
+
+// coded reports whether band b carries a scalefactor and spectral data of
+// its own (as opposed to a silent band).
+func (c *channel) coded(b int) bool { return c.qmax[b] > 0 || c.mustCode[b] }
+
+// estimateBits prices the current quantization with each band in the
+// cheaper codebook of its smallest pair and sections as runs of equal
+// codebooks, setting c.cb and c.cost to that choice. The count is exact for
+// that choice, so it is an upper bound of what the final sectioning
+// (sectionOptimal) costs. It excludes global_gain and the flag bits.
+func (c *channel) estimateBits(swb []uint16, nb int) int {
+	total := 0
+	for b := range nb {
+		if !c.coded(b) {
+			c.cb[b], c.cost[b] = zeroHCB, 0
+			continue
+		}
+		p := pairFor(max(c.qmax[b], 1))
+		x, y := pairCost(c.q[swb[b]:swb[b+1]], p)
+		cb, cost := 2*p+1, x
+		if p < numPairs-1 && y < x {
+			cb, cost = 2*p+2, y
+		}
+		c.cb[b], c.cost[b] = uint8(cb), cost
+		total += cost
+	}
+	return total + c.sectionBits(nb) + c.scalefactorBits(nb)
+}
+
+// sectionBits is the size of section_data for the codebooks in c.cb.
+func (c *channel) sectionBits(nb int) int {
+	bits := 0
+	for b := 0; b < nb; {
+		run := 1
+		for b+run < nb && c.cb[b+run] == c.cb[b] {
+			run++
+		}
+		bits += sectionHeaderBits + 5*(run/sectLenEsc)
+		b += run
+	}
+	return bits
+}
+
+// scalefactorBits is the size of scale_factor_data for c.cb and c.sf.
+func (c *channel) scalefactorBits(nb int) int {
+	// The first difference is taken from global_gain, which equals the
+	// first scalefactor, so it is 0.
+	bits, last := 0, -1
+	for b := range nb {
+		if c.cb[b] == zeroHCB {
+			continue
+		}
+		if last < 0 {
+			last = b
+		}
+		bits += int(hcbScalefactor[c.sf[b]-c.sf[last]+maxSFDiff] >> 24)
+		last = b
+	}
+	return bits
+}
+
+// sectionOptimal re-chooses the codebooks by dynamic programming over the
+// bands, trading spectral bits against section headers: a band may move to
+// a larger codebook to join its neighbours' section, and a silent band
+// between two sections of one codebook may be coded with zeros (one
+// scalefactor bit) instead of splitting them. It keeps the estimate's
+// choice if that turns out cheaper (the programme ignores the extra length
+// fields of sections over 30 bands), so the result never exceeds
+// estimateBits. It returns the bits as estimateBits does.
+func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) int {
+	estCB, estCost := c.cb, c.cost
+	estimate := 0
+	for b := range nb {
+		estimate += c.cost[b]
+	}
+	estimate += c.sectionBits(nb) + c.scalefactorBits(nb)
+
+	costs := &scratch.costs
+	for b := range nb {
+		row := &costs[b]
+		for cb := range row {
+			row[cb] = infBits
+		}
+		q := c.q[swb[b]:swb[b+1]]
+		if !c.coded(b) {
+			row[zeroHCB] = 0
+			width := int(swb[b+1] - swb[b])
+			for cb := 1; cb < numHCB; cb++ {
+				row[cb] = zeroCodeBits[cb]*width/hcbDim(cb) + silentSFBits
+			}
+			continue
+		}
+		p := pairFor(max(c.qmax[b], 1))
+		for pp := p; pp <= min(p+1, numPairs-1); pp++ {
+			x, y := pairCost(q, pp)
+			row[2*pp+1] = x
+			if pp < numPairs-1 {
+				row[2*pp+2] = y
+			}
+		}
+		if row[escHCB] == infBits {
+			row[escHCB], _ = pairCost(q, numPairs-1)
+		}
+	}
+	// best[cb]: cheapest coding of bands 0..b whose last section uses cb.
+	var best, next [numHCB]int
+	for cb := range best {
+		best[cb] = sectionHeaderBits + costs[0][cb]
+	}
+	for b := 1; b < nb; b++ {
+		bestPrev, bestPrevCB := infBits, 0
+		for cb, v := range best {
+			if v < bestPrev {
+				bestPrev, bestPrevCB = v, cb
+			}
+		}
+		for cb := range next {
+			stay, open := best[cb], bestPrev+sectionHeaderBits
+			if stay <= open {
+				next[cb] = stay + costs[b][cb]
+				scratch.from[b][cb] = uint8(cb)
+			} else {
+				next[cb] = open + costs[b][cb]
+				scratch.from[b][cb] = uint8(bestPrevCB)
+			}
+		}
+		best = next
+	}
+	cb := 0
+	for k, v := range best {
+		if v < best[cb] {
+			cb = k
+		}
+	}
+	for b := nb - 1; b >= 0; b-- {
+		c.cb[b], c.cost[b] = uint8(cb), costs[b][cb]
+		if cb != zeroHCB && !c.coded(b) {
+			c.cost[b] -= silentSFBits // counted by scalefactorBits
+		}
+		if b > 0 {
+			cb = int(scratch.from[b][cb])
+		}
+	}
+	c.fillSilentScalefactors(nb)
+	total := 0
+	for b := range nb {
+		total += c.cost[b]
+	}
+	total += c.sectionBits(nb) + c.scalefactorBits(nb)
+	if total > estimate {
+		c.cb, c.cost = estCB, estCost
+		return estimate
+	}
+	return total
+}
+
+// fillSilentScalefactors gives silent bands that the sectioning coded with
+// a non-zero codebook the scalefactor of the coded band before them (or
+// the first one), so they cost one bit and leave the chain unchanged.
+func (c *channel) fillSilentScalefactors(nb int) {
+	last := -1
+	for b := range nb {
+		if c.coded(b) {
+			last = b
+			break
+		}
+	}
+	if last < 0 {
+		return
+	}
+	sf := c.sf[last]
+	for b := range nb {
+		if c.cb[b] == zeroHCB {
+			continue
+		}
+		if !c.coded(b) {
+			c.sf[b] = sf
+		}
+		sf = c.sf[b]
+	}
+}
+
+// sectionScratch is sectionOptimal's working memory, kept in the Encoder
+// so that a frame allocates nothing.
+type sectionScratch struct {
+	costs [maxBands][numHCB]int
+	from  [maxBands][numHCB]uint8
+}
