@@ -73,7 +73,7 @@ type Encoder struct {
 	freqIdx  int      // sampling_frequency_index
 	swb      []uint16 // scalefactor band edges
 	maxSFB   int      // bands below the low-pass cut-off
-	ath      [maxBands]float64
+	masking  *masking
 	chans    []channel
 	mdct     *mdct
 	sections sectionScratch
@@ -115,10 +115,7 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 	for e.maxSFB < len(e.swb)-1 && float64(e.swb[e.maxSFB])*float64(cfg.SampleRate)/(2*FrameSamples) < cutoff {
 		e.maxSFB++
 	}
-	for b := range e.maxSFB {
-		e.ath[b] = athEnergy(float64(e.swb[b])*float64(cfg.SampleRate)/(2*FrameSamples),
-			float64(e.swb[b+1])*float64(cfg.SampleRate)/(2*FrameSamples))
-	}
+	e.masking = newMasking(e.swb, e.maxSFB, cfg.SampleRate)
 	e.chans = make([]channel, cfg.Channels)
 	e.mdct = newMDCT()
 	e.frameBits = float64(cfg.Bitrate) * FrameSamples / float64(cfg.SampleRate)

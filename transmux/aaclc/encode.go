@@ -47,7 +47,7 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 		}
 		e.mdct.transform(&c.prev, &c.cur, &c.spec)
 		c.prev = c.cur
-		c.analyze(e.swb, e.maxSFB, &e.ath)
+		c.analyze(e.swb, e.maxSFB, e.masking)
 	}
 
 	budget := min(int(e.frameBits+balanceShare*e.balance), e.maxBits)
@@ -160,7 +160,7 @@ func (e *Encoder) writeICSInfo() {
 	w := &e.bw
 	w.put(0, 1) // ics_reserved_bit
 	w.put(0, 2) // ONLY_LONG_SEQUENCE
-	w.put(0, 1) // sine window
+	w.put(1, 1) // window_shape: KBD
 	w.put(uint32(e.maxSFB), 6)
 	w.put(0, 1) // predictor_data_present
 }

@@ -257,3 +257,6 @@ func music(rate int, seconds float64) signal {
 func (s signal) String() string {
 	return fmt.Sprintf("%d Hz × %d, %.1f s", s.rate, s.channels, float64(len(s.pcm))/float64(s.rate*s.channels))
 }
+
+func ftoa(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+func itoa(v int) string     { return strconv.Itoa(v) }

@@ -52,6 +52,8 @@ type channel struct {
 	maxXp   [maxBands]float64 // largest |x|^(3/4) in the band
 	sfNoise [maxBands]int     // scalefactor whose noise is the band energy (offset 0)
 	sfFloor [maxBands]int     // no finer than the hearing threshold or q ≤ 8191 allow
+	sumSqrt [maxBands]float64 // Σ√|x|
+	density [maxBands]float64 // energy per line, then its masking spread
 
 	// Quantization at the offset under test.
 	sf       [maxBands]int
@@ -65,12 +67,16 @@ type channel struct {
 // that the noise model asks for before the global offset.
 //
 // Noise model: quantizing |x|^(3/4) with unit step and mapping back makes an
-// error of variance ≈ (4/27)·s^(3/2)·Σ√|x| over a band of step s. Setting it
-// equal to the band energy E times 2^(3d/8) (d being the frame's global
-// offset found by rate control) gives a constant signal-to-noise ratio
-// across bands; the floor keeps noise from going below the absolute
-// threshold of hearing, where bits buy nothing.
-func (c *channel) analyze(swb []uint16, nb int, ath *[maxBands]float64) {
+// error of variance ≈ (4/27)·s^(3/2)·Σ√|x| over a band of step s. The noise
+// a band may take is its width times a density that follows the masking
+// level: the band's energy density spread to its neighbours (see
+// masking), raised to the power noiseTilt (< 1, so quiet bands get
+// relatively less noise than loud ones, a rough stand-in for a
+// psychoacoustic model that also keeps the total SNR up), times 2^(3d/8)
+// for the frame's global offset d found by rate control. The floor keeps
+// noise from going below the absolute threshold of hearing, where bits buy
+// nothing.
+func (c *channel) analyze(swb []uint16, nb int, m *masking) {
 	for b := range nb {
 		lo, hi := int(swb[b]), int(swb[b+1])
 		var energy, sumSqrt, peak float64
@@ -85,11 +91,66 @@ func (c *channel) analyze(swb []uint16, nb int, ath *[maxBands]float64) {
 		}
 		c.maxXp[b] = peak
 		c.silent[b] = peak == 0
-		if peak == 0 {
+		c.sumSqrt[b] = sumSqrt
+		c.density[b] = energy / float64(hi-lo)
+	}
+	m.spread(c.density[:nb])
+	for b := range nb {
+		if c.silent[b] {
 			continue
 		}
-		c.sfNoise[b] = sfForNoise(energy, sumSqrt)
-		c.sfFloor[b] = max(sfForNoise(ath[b], sumSqrt), sfForPeak(peak), 0)
+		width := float64(swb[b+1] - swb[b])
+		noise := width * math.Pow(c.density[b], noiseTilt)
+		c.sfNoise[b] = sfForNoise(noise, c.sumSqrt[b])
+		c.sfFloor[b] = max(sfForNoise(m.ath[b], c.sumSqrt[b]), sfForPeak(c.maxXp[b]), 0)
+	}
+}
+
+// noiseTilt is the exponent of the masking density in the allowed noise.
+const noiseTilt = 0.6
+
+// masking holds the per-band constants of the noise model.
+type masking struct {
+	ath      [maxBands]float64 // energy at the threshold of hearing
+	up, down [maxBands]float64 // spreading factor from band b−1 up to b, from b+1 down to b
+}
+
+func newMasking(swb []uint16, nb, sampleRate int) *masking {
+	m := &masking{}
+	hz := func(line uint16) float64 { return float64(line) * float64(sampleRate) / (2 * FrameSamples) }
+	for b := range nb {
+		m.ath[b] = athEnergy(hz(swb[b]), hz(swb[b+1]))
+		if b > 0 {
+			dz := bark(hz(swb[b+1])+hz(swb[b])) - bark(hz(swb[b])+hz(swb[b-1]))
+			m.up[b] = math.Pow(10, -spreadUpDB*dz/10)
+			m.down[b-1] = math.Pow(10, -spreadDownDB*dz/10)
+		}
+	}
+	return m
+}
+
+// Masking slopes in dB per Bark: a sound masks higher frequencies more
+// than lower ones.
+const (
+	spreadUpDB   = 15
+	spreadDownDB = 27
+)
+
+// bark is Zwicker's critical-band rate for twice the frequency f2 (the
+// callers pass sums of band edges, whose half is the band centre).
+func bark(f2 float64) float64 {
+	f := f2 / 2
+	return 13*math.Atan(0.00076*f) + 3.5*math.Atan(f/7500*f/7500)
+}
+
+// spread replaces each band's energy density by the largest of it and its
+// neighbours' spread densities, in place.
+func (m *masking) spread(d []float64) {
+	for b := 1; b < len(d); b++ {
+		d[b] = max(d[b], d[b-1]*m.up[b])
+	}
+	for b := len(d) - 2; b >= 0; b-- {
+		d[b] = max(d[b], d[b+1]*m.down[b])
 	}
 }
 
