@@ -1,13 +1,13 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/twcc"
-	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 )
 
@@ -70,25 +70,15 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, reader int
 		if err != nil {
 			return 0, nil, err
 		}
-		if attr == nil {
-			attr = make(interceptor.Attributes)
-		}
-		hdr, err := attr.GetRTPHeader(b[:n])
-		if err != nil {
-			return 0, nil, err
-		}
-		ext := hdr.GetExtension(extID)
-		if ext == nil {
+		ext := rtpExtension(b[:n], extID)
+		if len(ext) < 2 {
 			return n, attr, nil
 		}
-		var cc rtp.TransportCCExtension
-		if err := cc.Unmarshal(ext); err != nil {
-			return 0, nil, err
-		}
+		tseq := binary.BigEndian.Uint16(ext)
 		arrival := time.Since(t.start).Microseconds()
 		t.mu.Lock()
 		if t.recorder != nil {
-			t.recorder.Record(ssrc, cc.TransportSequence, arrival)
+			t.recorder.Record(ssrc, tseq, arrival)
 		}
 		t.mu.Unlock()
 		return n, attr, nil
