@@ -82,7 +82,7 @@ func (a *audioPipeline) run(track *webrtc.TrackRemote) {
 	dec, err := opusdec.NewStream()
 	if err != nil {
 		a.s.log.Error("opus decoder", "err", err)
-		a.s.drainRTP(track, &a.s.audioBytes)
+		a.s.drainRTP(track, &a.s.audioBytes, a.rtp)
 		return
 	}
 	a.mu.Lock()
@@ -90,6 +90,7 @@ func (a *audioPipeline) run(track *webrtc.TrackRemote) {
 	a.pcm = make([]int16, 0, 2*opusdec.MaxPacketSamples*2)
 	a.mu.Unlock()
 	buf := make([]byte, 1500)
+	ssrc := uint32(track.SSRC())
 	var pkt rtp.Packet
 	for {
 		n, _, err := track.Read(buf)
@@ -100,6 +101,7 @@ func (a *audioPipeline) run(track *webrtc.TrackRemote) {
 		a.s.onMedia(now)
 		a.s.audioBytes.Add(uint64(n))
 		a.rtp.observe(buf[:n], now)
+		a.s.maybeReport(a.rtp, ssrc, now)
 		if err := pkt.Unmarshal(buf[:n]); err != nil || len(pkt.Payload) == 0 {
 			continue
 		}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/rtcp"
 )
 
 // rtpStats measures one inbound track the way a receiver report does
@@ -22,9 +24,24 @@ type rtpStats struct {
 	lastTransit float64
 	jitter      float64 // in RTP clock units
 
+	expected int64
+
+	// receiver report state (receive goroutine)
+	nextReport    time.Time
+	expectedPrior int64
+	receivedPrior uint64
+
+	// the publisher's last Sender Report, set by the RTCP goroutine
+	srNTP atomic.Uint32 // middle 32 bits of its NTP time (RFC 3550 LSR)
+	srAt  atomic.Int64  // its arrival, unix nanoseconds
+
 	jitterBits atomic.Uint64 // jitter in ms, float64 bits
 	lost       atomic.Int64
 }
+
+// receiverReportInterval is how often a reception report goes to the
+// publisher (pion's report interceptor used the same).
+const receiverReportInterval = time.Second
 
 func newRTPStats(clockRate uint32) *rtpStats { return &rtpStats{clockRate: float64(clockRate)} }
 
@@ -42,6 +59,8 @@ func (r *rtpStats) observe(raw []byte, now time.Time) {
 		r.started = true
 		r.baseSeq, r.maxSeq = seq, seq
 		r.lastTransit = transit
+		r.expected = 1
+		r.nextReport = now.Add(receiverReportInterval)
 		return
 	}
 	switch d := seq - r.maxSeq; {
@@ -59,8 +78,42 @@ func (r *rtpStats) observe(raw []byte, now time.Time) {
 		r.jitter += (math.Abs(d) - r.jitter) / 16
 		r.jitterBits.Store(math.Float64bits(r.jitter * 1000 / r.clockRate))
 	}
-	expected := int64(r.cycles)<<16 + int64(r.maxSeq) - int64(r.baseSeq) + 1
-	r.lost.Store(max(0, expected-int64(r.received)))
+	r.expected = int64(r.cycles)<<16 + int64(r.maxSeq) - int64(r.baseSeq) + 1
+	r.lost.Store(max(0, r.expected-int64(r.received)))
+}
+
+// onSenderReport notes the publisher's SR for the LSR/DLSR fields.
+func (r *rtpStats) onSenderReport(ntp uint64, at time.Time) {
+	r.srNTP.Store(uint32(ntp >> 16))
+	r.srAt.Store(at.UnixNano())
+}
+
+// report returns the reception report for ssrc (RFC 3550 6.4.1) when one is
+// due, and starts the next interval.
+func (r *rtpStats) report(ssrc uint32, now time.Time) (rtcp.ReceptionReport, bool) {
+	if !r.started || now.Before(r.nextReport) {
+		return rtcp.ReceptionReport{}, false
+	}
+	r.nextReport = now.Add(receiverReportInterval)
+	expInterval := r.expected - r.expectedPrior
+	lostInterval := expInterval - int64(r.received-r.receivedPrior)
+	r.expectedPrior, r.receivedPrior = r.expected, r.received
+	var fraction uint8
+	if expInterval > 0 && lostInterval > 0 {
+		fraction = uint8(min(255, lostInterval<<8/expInterval))
+	}
+	rep := rtcp.ReceptionReport{
+		SSRC:               ssrc,
+		FractionLost:       fraction,
+		TotalLost:          uint32(min(max(r.expected-int64(r.received), 0), 0x7fffff)),
+		LastSequenceNumber: r.cycles<<16 | uint32(r.maxSeq),
+		Jitter:             uint32(r.jitter),
+	}
+	if at := r.srAt.Load(); at != 0 {
+		rep.LastSenderReport = r.srNTP.Load()
+		rep.Delay = uint32(now.Sub(time.Unix(0, at)) * 65536 / time.Second)
+	}
+	return rep, true
 }
 
 // jitterMs is the interarrival jitter in milliseconds.

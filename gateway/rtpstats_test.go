@@ -48,3 +48,58 @@ func TestRTPStatsLossAndJitter(t *testing.T) {
 		t.Errorf("late packet made loss %d", got)
 	}
 }
+
+func TestRTPStatsReceptionReport(t *testing.T) {
+	r := newRTPStats(90000)
+	t0 := time.Unix(2000, 0)
+	seq := uint16(65500)
+	// 2 s at 100 packets/s; in the second second packets 10..29 are lost.
+	var at time.Time
+	var reports []time.Time
+	for i := range 200 {
+		at = t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		if i == 50 {
+			// a Sender Report arrives; NTP 0x0001_2345_6789_0000
+			r.onSenderReport(0x0001234567890000, at)
+		}
+		if !(i >= 110 && i < 130) {
+			r.observe(rtpHeader(seq+uint16(i), uint32(i)*900), at)
+		}
+		if rep, ok := r.report(0xfeed, at); ok {
+			reports = append(reports, at)
+			if rep.SSRC != 0xfeed {
+				t.Fatalf("report for %x", rep.SSRC)
+			}
+			if len(reports) == 1 {
+				if rep.TotalLost != 0 || rep.FractionLost != 0 {
+					t.Errorf("first report: lost %d fraction %d", rep.TotalLost, rep.FractionLost)
+				}
+				if rep.LastSenderReport != 0x23456789 {
+					t.Errorf("LSR %x, want 23456789", rep.LastSenderReport)
+				}
+				// 100 - 50 packets after the SR, at 10 ms: 0.5 s = 32768/65536
+				if rep.Delay != 32768 {
+					t.Errorf("DLSR %d, want 32768", rep.Delay)
+				}
+				// seq 65500+100 crosses the wrap: cycles 1, highest 64
+				if rep.LastSequenceNumber != 1<<16|64 {
+					t.Errorf("extended highest %x, want 10040", rep.LastSequenceNumber)
+				}
+			}
+		}
+	}
+	if len(reports) != 1 || reports[0] != t0.Add(time.Second) {
+		t.Fatalf("reports at %v, want one at t0+1s", reports)
+	}
+	rep, ok := r.report(0xfeed, t0.Add(2*time.Second))
+	if !ok {
+		t.Fatal("no second report")
+	}
+	// 20 of the 100 packets expected since the first report were lost
+	if rep.TotalLost != 20 || rep.FractionLost != 20*256/100 {
+		t.Errorf("second report: lost %d fraction %d, want 20 and %d", rep.TotalLost, rep.FractionLost, 20*256/100)
+	}
+	if _, ok := r.report(0xfeed, t0.Add(2*time.Second+500*time.Millisecond)); ok {
+		t.Error("a report 0.5 s after the last")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,7 @@ type Stream struct {
 	m         *Manager
 	log       *slog.Logger
 	pc        *webrtc.PeerConnection
+	rtcpSSRC  uint32 // sender SSRC of the gateway's RTCP (reports, NACK, PLI)
 	answer    string
 	rtcp      *rtcpCounters
 
@@ -84,6 +86,7 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, media of
 		m:          m,
 		log:        m.log.With("stream", id),
 		pc:         pc,
+		rtcpSSRC:   rand.Uint32(),
 		rtcp:       counters,
 		ctx:        sctx,
 		cancel:     cancel,
@@ -164,9 +167,18 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	s.log.Info("track", "kind", track.Kind().String(), "codec", track.Codec().MimeType, "ssrc", uint32(track.SSRC()))
 	s.wg.Add(2)
 	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
+	// The track's reception statistics: its pipeline's, or for a track the
+	// gateway does not forward, its own (the publisher still gets reports).
+	stats := newRTPStats(track.Codec().ClockRate)
+	switch {
+	case isVideo && s.video != nil:
+		stats = s.video.rtp
+	case !isVideo && s.audio != nil:
+		stats = s.audio.rtp
+	}
 	go func() {
 		defer s.wg.Done()
-		s.drainRTCP(recv, isVideo, uint32(track.SSRC()))
+		s.drainRTCP(recv, isVideo, uint32(track.SSRC()), stats)
 	}()
 	switch {
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil &&
@@ -184,20 +196,21 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			if strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeOpus) {
 				s.audio.run(track)
 			} else {
-				s.drainRTP(track, &s.audioBytes)
+				s.drainRTP(track, &s.audioBytes, stats)
 			}
 		}()
 	default:
 		go func() {
 			defer s.wg.Done()
-			s.drainRTP(track, nil)
+			s.drainRTP(track, nil, stats)
 		}()
 	}
 }
 
 // drainRTCP reads the receiver's RTCP so pion's interceptors run and its
-// buffers never fill, and hands the track's Sender Reports to the A/V clock.
-func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver, video bool, ssrc uint32) {
+// buffers never fill, and hands the track's Sender Reports to the A/V clock
+// and to the track's reception statistics (for the reports' LSR/DLSR).
+func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver, video bool, ssrc uint32, stats *rtpStats) {
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := recv.Read(buf)
@@ -210,6 +223,7 @@ func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver, video bool, ssrc uint32) {
 		}
 		for _, p := range pkts {
 			if sr, ok := p.(*rtcp.SenderReport); ok && (sr.SSRC == ssrc || ssrc == 0) {
+				stats.onSenderReport(sr.NTPTime, time.Now())
 				s.clock.onSenderReport(video, sr)
 			}
 		}
@@ -217,18 +231,44 @@ func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver, video bool, ssrc uint32) {
 }
 
 // drainRTP consumes a track the gateway does not forward (yet), keeping the
-// media-arrival state up to date.
-func (s *Stream) drainRTP(track *webrtc.TrackRemote, bytesIn *atomic.Uint64) {
+// media-arrival state up to date and reporting reception to the publisher.
+func (s *Stream) drainRTP(track *webrtc.TrackRemote, bytesIn *atomic.Uint64, stats *rtpStats) {
 	buf := make([]byte, 1500)
+	ssrc := uint32(track.SSRC())
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
 			return
 		}
-		s.onMedia(time.Now())
+		now := time.Now()
+		s.onMedia(now)
 		if bytesIn != nil {
 			bytesIn.Add(uint64(n))
 		}
+		stats.observe(buf[:n], now)
+		s.maybeReport(stats, ssrc, now)
+	}
+}
+
+// maybeReport sends the publisher a receiver report for ssrc when one is
+// due. The track's receive goroutine calls it per packet, so reports need no
+// timer; a track that stopped sending has nothing new to report.
+func (s *Stream) maybeReport(stats *rtpStats, ssrc uint32, now time.Time) {
+	rep, ok := stats.report(ssrc, now)
+	if !ok {
+		return
+	}
+	s.writeRTCP(&rtcp.ReceiverReport{SSRC: s.rtcpSSRC, Reports: []rtcp.ReceptionReport{rep}}, "receiver report")
+}
+
+// sendNACK asks the publisher to resend packets of ssrc.
+func (s *Stream) sendNACK(ssrc uint32, pairs []rtcp.NackPair) {
+	s.writeRTCP(&rtcp.TransportLayerNack{SenderSSRC: s.rtcpSSRC, MediaSSRC: ssrc, Nacks: pairs}, "nack")
+}
+
+func (s *Stream) writeRTCP(p rtcp.Packet, what string) {
+	if err := s.pc.WriteRTCP([]rtcp.Packet{p}); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Debug(what+" not sent", "err", err)
 	}
 }
 
@@ -333,9 +373,7 @@ func (s *Stream) currentMillis() uint32 {
 
 // requestKeyframe asks the publisher for an IDR.
 func (s *Stream) requestKeyframe(ssrc uint32) {
-	if err := s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Debug("pli not sent", "err", err)
-	}
+	s.writeRTCP(&rtcp.PictureLossIndication{SenderSSRC: s.rtcpSSRC, MediaSSRC: ssrc}, "pli")
 }
 
 // RequestKeyframe asks the publisher for a keyframe now (rate-limited).

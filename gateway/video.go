@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"math"
 	"sync"
@@ -69,6 +70,7 @@ type videoPipeline struct {
 	s        *Stream
 	frames   *framePool
 	reorder  *rtpreorder.Buffer
+	nack     nackTracker
 	depack   rtph264.Depacketizer
 	timeline *rtptime.Timeline
 	clock    *avClock                  // the stream's, shared with the audio
@@ -123,6 +125,7 @@ func newVideoPipeline(s *Stream) *videoPipeline {
 func (v *videoPipeline) run(track *webrtc.TrackRemote) {
 	v.ssrc.Store(uint32(track.SSRC()))
 	v.requestKeyframe("track started")
+	ssrc := uint32(track.SSRC())
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := track.Read(buf)
@@ -133,8 +136,13 @@ func (v *videoPipeline) run(track *webrtc.TrackRemote) {
 		v.s.onMedia(now)
 		v.bytesIn.Add(uint64(n))
 		v.rtp.observe(buf[:n], now)
+		v.s.maybeReport(v.rtp, ssrc, now)
 		if err := v.reorder.Push(buf[:n], now); err != nil {
 			continue // malformed packets are counted by the buffer
+		}
+		v.nack.onPacket(binary.BigEndian.Uint16(buf[2:4]), now)
+		if seqs := v.nack.due(now, reorderDelay); len(seqs) > 0 {
+			v.s.sendNACK(ssrc, v.nack.nackPairs(seqs))
 		}
 		for {
 			pkt, lost, ok := v.reorder.Pop(now)

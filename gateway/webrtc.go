@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/pion/ice/v2"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
-	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v3"
 )
@@ -26,10 +23,6 @@ var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "nack", Parameter: "pli"},
 	{Type: webrtc.TypeRTCPFBTransportCC},
 }
-
-// nackInterval is how often missing packets are asked for again. pion's
-// default (100 ms) is longer than the reorder window we want to keep.
-const nackInterval = 20 * time.Millisecond
 
 // newAPI builds a pion API for one PeerConnection: the codecs the gateway
 // accepts (H.264 packetization-mode 1 and Opus, nothing else), NACK, RTCP
@@ -69,20 +62,12 @@ func newAPI(se webrtc.SettingEngine, counters *rtcpCounters) (*webrtc.API, error
 		}
 	}
 
+	// NACKs and receiver reports are the track goroutines' own (nack.go,
+	// rtpstats.go), driven by packet arrivals: pion's generator and report
+	// interceptors each took a lock and parsed the header per packet and
+	// woke every stream on their own tickers.
 	reg := &interceptor.Registry{}
-	// The counter goes first so that the interceptors added after it (the NACK
-	// generator among them) write their RTCP through it.
 	reg.Add(rtcpCounterFactory{c: counters})
-	gen, err := nack.NewGeneratorInterceptor(nack.GeneratorInterval(nackInterval))
-	if err != nil {
-		return nil, fmt.Errorf("nack generator: %w", err)
-	}
-	reg.Add(gen)
-	recv, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("receiver reports: %w", err)
-	}
-	reg.Add(recv)
 	// Transport-wide CC feedback without pion's per-packet goroutine hop.
 	reg.Add(twccFactory{})
 

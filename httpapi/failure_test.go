@@ -59,6 +59,7 @@ func TestLossyNetwork(t *testing.T) {
 	if stats.AudioLost == 0 || stats.VideoJitterMs <= 0 || stats.AudioJitterMs <= 0 || stats.RTTMs <= 0 {
 		t.Errorf("inbound stats: %+v", stats)
 	}
+	checkReceptionReports(t, pub.ReceptionReports())
 	path := filepath.Join(dir, "lossy.flv")
 	waitFile(t, path)
 	pr, err := gatewaytest.Probe(path)
@@ -216,5 +217,41 @@ func (h *harness) waitFrames(stream string, n int, timeout time.Duration) int {
 			return got
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkReceptionReports checks the receiver reports a publisher got over a
+// lossy run of ~7 s: about one per second per track, sequence numbers moving
+// forward, jitter measured, the last SR echoed, and Opus loss (not NACKed)
+// reported.
+func checkReceptionReports(t *testing.T, reps []gatewaytest.ReceivedReport) {
+	t.Helper()
+	byKind := map[string][]gatewaytest.ReceivedReport{}
+	for _, r := range reps {
+		byKind[r.Kind] = append(byKind[r.Kind], r)
+	}
+	for _, kind := range []string{"video", "audio"} {
+		rs := byKind[kind]
+		if len(rs) < 4 || len(rs) > 10 {
+			t.Errorf("%s: %d receiver reports in ~7 s, want about one a second", kind, len(rs))
+			continue
+		}
+		last := rs[len(rs)-1]
+		t.Logf("%s: %d reports; last: highest seq %d, lost %d, fraction %d/256, jitter %d, LSR %x, DLSR %d/65536 s",
+			kind, len(rs), last.LastSequenceNumber, last.TotalLost, last.FractionLost, last.Jitter, last.LastSenderReport, last.Delay)
+		for i := 1; i < len(rs); i++ {
+			if rs[i].LastSequenceNumber <= rs[i-1].LastSequenceNumber {
+				t.Errorf("%s: highest sequence number went %d -> %d", kind, rs[i-1].LastSequenceNumber, rs[i].LastSequenceNumber)
+			}
+			if gap := rs[i].At.Sub(rs[i-1].At); gap < 800*time.Millisecond || gap > 1500*time.Millisecond {
+				t.Errorf("%s: reports %v apart", kind, gap)
+			}
+		}
+		if last.Jitter == 0 || last.LastSenderReport == 0 || last.Delay > 2*65536 {
+			t.Errorf("%s: last report %+v: want jitter, and the last SR echoed within 2 s", kind, last.ReceptionReport)
+		}
+	}
+	if a := byKind["audio"]; len(a) > 0 && a[len(a)-1].TotalLost == 0 {
+		t.Error("audio: the relay dropped Opus packets but no loss was reported")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,15 @@ type Publisher struct {
 	plis      int
 	nacks     int
 	rembs     []uint64
+	reports   []ReceivedReport
+}
+
+// ReceivedReport is a reception report block the gateway sent about one of
+// the publisher's tracks.
+type ReceivedReport struct {
+	Kind string // "video" or "audio": the track it was read on
+	At   time.Time
+	rtcp.ReceptionReport
 }
 
 // NewPublisher reads the material and creates the PeerConnection with only
@@ -346,6 +356,14 @@ func (p *Publisher) SentAudio() []SentAudio {
 	return append([]SentAudio(nil), p.sentAudio...)
 }
 
+// ReceptionReports returns the receiver report blocks the publisher got,
+// in order of arrival.
+func (p *Publisher) ReceptionReports() []ReceivedReport {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.reports)
+}
+
 // PLIs returns how many PLI and FIR requests the publisher received.
 func (p *Publisher) PLIs() int {
 	p.mu.Lock()
@@ -396,6 +414,12 @@ func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
 				}
 			case *rtcp.TransportLayerNack:
 				p.nacks++
+			case *rtcp.ReceiverReport:
+				if s.Track() != nil {
+					for _, r := range pkt.Reports {
+						p.reports = append(p.reports, ReceivedReport{Kind: s.Track().Kind().String(), At: time.Now(), ReceptionReport: r})
+					}
+				}
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				p.rembs = append(p.rembs, uint64(pkt.Bitrate))
 			}
