@@ -1,30 +1,30 @@
 package aaclc
 
+import "encoding/binary"
+
 // bitWriter appends an MSB-first bit stream to a byte slice. Bits gather in
-// a 64-bit accumulator and go out a byte at a time, so writing a field costs
-// a shift and an or; the slice only grows when the caller's dst is short.
+// a 64-bit accumulator and go out 32 at a time, so writing a field mostly
+// costs a shift and an or; the slice only grows when the caller's dst is
+// short.
 type bitWriter struct {
-	buf   []byte
-	acc   uint64 // pending bits, right-aligned
-	nacc  uint   // number of pending bits (< 8 between calls)
-	total int    // bits written since reset
+	buf  []byte
+	acc  uint64 // pending bits, right-aligned (higher bits are stale)
+	nacc uint   // number of pending bits, < 32 between calls
 }
 
 func (w *bitWriter) reset(dst []byte) {
 	w.buf = dst
 	w.acc = 0
 	w.nacc = 0
-	w.total = 0
 }
 
 // put writes the n (≤ 32) low bits of v.
 func (w *bitWriter) put(v uint32, n uint) {
 	w.acc = w.acc<<n | uint64(v)&(1<<n-1)
 	w.nacc += n
-	w.total += int(n)
-	for w.nacc >= 8 {
-		w.nacc -= 8
-		w.buf = append(w.buf, byte(w.acc>>w.nacc))
+	if w.nacc >= 32 {
+		w.nacc -= 32
+		w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(w.acc>>w.nacc))
 	}
 }
 
@@ -35,7 +35,11 @@ func (w *bitWriter) putCode(c uint32) {
 
 // align pads with zero bits to the next byte boundary and flushes.
 func (w *bitWriter) align() {
-	if w.nacc > 0 {
-		w.put(0, 8-w.nacc)
+	if r := w.nacc % 8; r != 0 {
+		w.put(0, 8-r)
+	}
+	for w.nacc > 0 {
+		w.nacc -= 8
+		w.buf = append(w.buf, byte(w.acc>>w.nacc))
 	}
 }

@@ -173,11 +173,10 @@ func pairCost(q []int32, p int) (int, int) {
 	return int(acc & 0xffff), int(acc >> 16)
 }
 
+// abs32 is branchless: signs of spectral lines are unpredictable.
 func abs32(v int32) int32 {
-	if v < 0 {
-		return -v
-	}
-	return v
+	m := v >> 31
+	return (v ^ m) - m
 }
 
 // writeBand writes the spectral data of one band with codebook cb ≠ 0.

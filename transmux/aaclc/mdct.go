@@ -88,9 +88,10 @@ func (m *mdct) transform(prev, cur *[FrameSamples]float64, out *[FrameSamples]fl
 	}
 }
 
-// fft is an in-place radix-2 decimation-in-time FFT over re/im, whose
-// input is already in bit-reversed order. The first two stages need no
-// multiplications and are done separately.
+// fft is an in-place decimation-in-time FFT over re/im, whose input is
+// already in bit-reversed order. The first two radix-2 stages need no
+// multiplications; the next six go in pairs (radix 2², each element
+// loaded once per pair of stages); the last is a plain radix-2 stage.
 func (m *mdct) fft() {
 	re, im := &m.re, &m.im
 	for i := 0; i < fftLen; i += 4 {
@@ -104,8 +105,38 @@ func (m *mdct) fft() {
 		re[i+1], im[i+1] = r1+i3, i1-r3
 		re[i+3], im[i+3] = r1-i3, i1+r3
 	}
-	for size := 8; size <= fftLen; size <<= 1 {
-		half := size >> 1
+	size := 8
+	for ; 2*size <= fftLen/2; size *= 4 {
+		// Stages of size L = size and 2L over blocks of 2L.
+		q := size / 2
+		s1, s2 := fftLen/size, fftLen/(2*size)
+		for start := 0; start < fftLen; start += 2 * size {
+			for j := range q {
+				a, b, c, d := start+j, start+j+q, start+j+2*q, start+j+3*q
+				w1r, w1i := m.twCos[j*s1], m.twSin[j*s1]
+				tr := re[b]*w1r - im[b]*w1i
+				ti := re[b]*w1i + im[b]*w1r
+				x0r, x0i := re[a]+tr, im[a]+ti
+				x1r, x1i := re[a]-tr, im[a]-ti
+				tr = re[d]*w1r - im[d]*w1i
+				ti = re[d]*w1i + im[d]*w1r
+				x2r, x2i := re[c]+tr, im[c]+ti
+				x3r, x3i := re[c]-tr, im[c]-ti
+				w2r, w2i := m.twCos[j*s2], m.twSin[j*s2]
+				tr = x2r*w2r - x2i*w2i
+				ti = x2r*w2i + x2i*w2r
+				re[a], im[a] = x0r+tr, x0i+ti
+				re[c], im[c] = x0r-tr, x0i-ti
+				// The twiddle of the odd half is −i·w2.
+				tr = x3r*w2i + x3i*w2r
+				ti = x3i*w2i - x3r*w2r
+				re[b], im[b] = x1r+tr, x1i+ti
+				re[d], im[d] = x1r-tr, x1i-ti
+			}
+		}
+	}
+	for ; size <= fftLen; size *= 2 {
+		half := size / 2
 		step := fftLen / size
 		for start := 0; start < fftLen; start += size {
 			for j := range half {

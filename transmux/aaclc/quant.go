@@ -58,9 +58,10 @@ type channel struct {
 	// Quantization at the offset under test.
 	sf       [maxBands]int
 	qmax     [maxBands]int32
-	mustCode [maxBands]bool  // kept coded to hold the scalefactor chain
-	cb       [maxBands]uint8 // codebook per band
-	cost     [maxBands]int   // spectral bits of the band in cb
+	mustCode [maxBands]bool   // kept coded to hold the scalefactor chain
+	cb       [maxBands]uint8  // codebook per band
+	cost     [maxBands]int    // spectral bits of the band in cb
+	pairCost [maxBands][2]int // spectral bits in the band's own pair, set by estimateBits
 }
 
 // analyze computes the spectrum's per-band statistics and the scalefactors
@@ -87,7 +88,9 @@ func (c *channel) analyze(swb []uint16, nb int, m *masking) {
 			c.xp[i] = p
 			energy += x * x
 			sumSqrt += s
-			peak = max(peak, p)
+			if p > peak {
+				peak = p
+			}
 		}
 		c.maxXp[b] = peak
 		c.silent[b] = peak == 0
@@ -99,10 +102,11 @@ func (c *channel) analyze(swb []uint16, nb int, m *masking) {
 		if c.silent[b] {
 			continue
 		}
-		width := float64(swb[b+1] - swb[b])
-		noise := width * math.Pow(c.density[b], noiseTilt)
-		c.sfNoise[b] = sfForNoise(noise, c.sumSqrt[b])
-		c.sfFloor[b] = max(sfForNoise(m.ath[b], c.sumSqrt[b]), sfForPeak(c.maxXp[b]), 0)
+		// In log2: noise = width · density^noiseTilt.
+		logSqrt := log2Fast(c.sumSqrt[b])
+		logNoise := m.logWidth[b] + noiseTilt*log2Fast(c.density[b])
+		c.sfNoise[b] = sfForNoise(logNoise, logSqrt)
+		c.sfFloor[b] = max(sfForNoise(m.logATH[b], logSqrt), sfForPeak(c.maxXp[b]), 0)
 	}
 }
 
@@ -111,7 +115,8 @@ const noiseTilt = 0.6
 
 // masking holds the per-band constants of the noise model.
 type masking struct {
-	ath      [maxBands]float64 // energy at the threshold of hearing
+	logATH   [maxBands]float64 // log2 of the energy at the threshold of hearing
+	logWidth [maxBands]float64 // log2 of the band width in lines
 	up, down [maxBands]float64 // spreading factor from band b−1 up to b, from b+1 down to b
 }
 
@@ -119,7 +124,8 @@ func newMasking(swb []uint16, nb, sampleRate int) *masking {
 	m := &masking{}
 	hz := func(line uint16) float64 { return float64(line) * float64(sampleRate) / (2 * FrameSamples) }
 	for b := range nb {
-		m.ath[b] = athEnergy(hz(swb[b]), hz(swb[b+1]))
+		m.logATH[b] = math.Log2(athEnergy(hz(swb[b]), hz(swb[b+1])))
+		m.logWidth[b] = math.Log2(float64(swb[b+1] - swb[b]))
 		if b > 0 {
 			dz := bark(hz(swb[b+1])+hz(swb[b])) - bark(hz(swb[b])+hz(swb[b-1]))
 			m.up[b] = math.Pow(10, -spreadUpDB*dz/10)
@@ -154,23 +160,42 @@ func (m *masking) spread(d []float64) {
 	}
 }
 
-// sfForNoise is the scalefactor whose quantization noise over a band with
-// the given Σ√|x| is the given energy: 100 + (8/3)·log2(27·noise/(4·Σ√|x|)).
-func sfForNoise(noise, sumSqrt float64) int {
-	v := sfOffset + 8.0/3*math.Log2(6.75*noise/sumSqrt)
+// sfForNoise is the scalefactor whose quantization noise over a band is
+// the given energy: 100 + (8/3)·log2(27·noise/(4·Σ√|x|)), from log2 of
+// noise and of Σ√|x|.
+func sfForNoise(logNoise, logSumSqrt float64) int {
+	v := sfOffset + 8.0/3*(log2of27over4+logNoise-logSumSqrt)
 	return int(math.Floor(max(min(v, maxSF), -1)))
 }
+
+// log2of27over4 is log2(27/4).
+var log2of27over4 = math.Log2(27.0 / 4)
 
 // sfForPeak is the smallest scalefactor that keeps the band's largest
 // quantized magnitude within 8191.
 func sfForPeak(peak float64) int {
 	const limit = maxQuant + 1 - roundOffset
-	sf := sfOffset + int(math.Ceil(16.0/3*math.Log2(peak/limit)))
-	sf = max(sf, 0)
+	sf := sfOffset + int(math.Ceil(16.0/3*(log2Fast(peak)-log2Limit)))
+	sf = min(max(sf-1, 0), maxSF)
 	for sf < maxSF && peak*pow34SF[sf] >= limit {
 		sf++
 	}
 	return sf
+}
+
+var log2Limit = math.Log2(maxQuant + 1 - roundOffset)
+
+// log2Fast is log2(x) for x > 0 to within 2e-5: the exponent from the
+// float's bits and log2 of the mantissa m ∈ [1, 2) by the series
+// 2/ln2·atanh((m−1)/(m+1)), four terms. The scalefactors it feeds are
+// integers, so this is ample; math.Log2 per band cost several µs a frame.
+func log2Fast(x float64) float64 {
+	bits := math.Float64bits(x)
+	exp := float64(int(bits>>52&0x7ff) - 1023)
+	m := math.Float64frombits(bits&(1<<52-1) | 1023<<52)
+	t := (m - 1) / (m + 1)
+	t2 := t * t
+	return exp + t*(2/math.Ln2)*(1+t2*(1.0/3+t2*(1.0/5+t2*(1.0/7))))
 }
 
 // quantize quantizes all bands at global offset d and fixes the
@@ -260,6 +285,7 @@ func (c *channel) estimateBits(swb []uint16, nb int) int {
 		}
 		p := pairFor(max(c.qmax[b], 1))
 		x, y := pairCost(c.q[swb[b]:swb[b+1]], p)
+		c.pairCost[b] = [2]int{x, y}
 		cb, cost := 2*p+1, x
 		if p < numPairs-1 && y < x {
 			cb, cost = 2*p+2, y
@@ -333,16 +359,17 @@ func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) 
 			}
 			continue
 		}
+		// The band's own pair was priced by estimateBits; the next
+		// larger pair is the one that most often lets it join a section.
 		p := pairFor(max(c.qmax[b], 1))
-		for pp := p; pp <= min(p+1, numPairs-1); pp++ {
-			x, y := pairCost(q, pp)
-			row[2*pp+1] = x
-			if pp < numPairs-1 {
-				row[2*pp+2] = y
+		row[2*p+1] = c.pairCost[b][0]
+		if p < numPairs-1 {
+			row[2*p+2] = c.pairCost[b][1]
+			x, y := pairCost(q, p+1)
+			row[2*p+3] = x
+			if p+1 < numPairs-1 {
+				row[2*p+4] = y
 			}
-		}
-		if row[escHCB] == infBits {
-			row[escHCB], _ = pairCost(q, numPairs-1)
 		}
 	}
 	// best[cb]: cheapest coding of bands 0..b whose last section uses cb.
