@@ -47,6 +47,10 @@ type Config struct {
 	VideoFile, AudioFile string
 	// AudioCodec, when set, is the targets' audiocodec ("aac" or "opus").
 	AudioCodec string
+	// Pacing is the publishers' video pacing rate as a multiple of the
+	// material's bit rate (a browser's WebRTC pacer uses 2.5); 0 writes each
+	// frame's packets back to back, the burstiest a publisher can be.
+	Pacing float64
 	// Concurrency bounds stream set-ups in flight (0 = 8).
 	Concurrency int
 	// Drain is how long a stream's session stays up after its publisher
@@ -141,6 +145,7 @@ type Info struct {
 	VideoPPS        float64 // RTP packets per second of one stream's video
 	AudioPPS        float64
 	PacketsPerFrame float64
+	Pacing          float64 // Config.Pacing
 	HostCPUs        int
 	GatewayPID      int
 }
@@ -256,6 +261,7 @@ func (lg *LoadGen) readMaterial() error {
 			}
 		}
 	}
+	lg.info.Pacing = lg.cfg.Pacing
 	lg.info.PacketsPerFrame = float64(pkts) / float64(len(frames))
 	lg.info.VideoPPS = lg.info.PacketsPerFrame * 30
 	lg.info.VideoKbps = float64(bytes) * 8 / (float64(len(frames)) / 30) / 1000
@@ -453,9 +459,10 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 // broadcast, and starts sending.
 func (lg *LoadGen) setup(ctx context.Context, st *stream) error {
 	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{
-		VideoFile: lg.cfg.VideoFile,
-		AudioFile: lg.cfg.AudioFile,
-		Loop:      true,
+		VideoFile:  lg.cfg.VideoFile,
+		AudioFile:  lg.cfg.AudioFile,
+		Loop:       true,
+		PacingRate: int(lg.cfg.Pacing * lg.info.VideoKbps * 1000),
 	})
 	if err != nil {
 		return err

@@ -28,8 +28,12 @@ func writeJSONFile(name string, results []Result, array bool) error {
 func writeTable(w io.Writer, rs []Result, info Info) error {
 	var b strings.Builder
 	if info.HostCPUs > 0 {
-		fmt.Fprintf(&b, "Material: H.264 1280x720 30 fps, %.0f kbit/s, %.1f RTP packets/frame (%.0f video + %.0f audio packets/s per stream); host: %d CPUs.\n\n",
-			info.VideoKbps, info.PacketsPerFrame, info.VideoPPS, info.AudioPPS, info.HostCPUs)
+		pacing := "unpaced (each frame's packets back to back)"
+		if info.Pacing > 0 {
+			pacing = fmt.Sprintf("paced at %.1fx its bit rate in 5 ms bursts", info.Pacing)
+		}
+		fmt.Fprintf(&b, "Material: H.264 1280x720 30 fps, %.0f kbit/s, %.1f RTP packets/frame (%.0f video + %.0f audio packets/s per stream), %s; host: %d CPUs.\n\n",
+			info.VideoKbps, info.PacketsPerFrame, info.VideoPPS, info.AudioPPS, pacing, info.HostCPUs)
 	}
 	b.WriteString("| streams | connected | frames sent | frames received | frames lost (ramp-up / hold / ramp-down) | latency p50 / p95 / p99 ms | gateway's own p99 ms (max) | gateway CPU % of a core, per stream (total) | gateway ns/packet | RSS MB per stream (total) | loadgen CPU % | host busy % |\n")
 	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")

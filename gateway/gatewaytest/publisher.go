@@ -50,7 +50,16 @@ type PublisherConfig struct {
 	// start of a WHIP session, so the gateway has to fall back to arrival
 	// times. NACK and TWCC still work.
 	NoSenderReports bool
+	// PacingRate, in bit/s, spreads each frame's packets out like a
+	// browser's pacer (WebRTC sends at 2.5 times its target bitrate, in
+	// bursts of about 5 ms), so a keyframe arrives over tens of
+	// milliseconds; 0 writes every frame's packets back to back.
+	PacingRate int
 }
+
+// pacingBurst is how much a paced publisher sends at once, as WebRTC's
+// pacer does per 5 ms interval.
+const pacingBurst = 5 * time.Millisecond
 
 // SentFrame records one video frame the Publisher sent.
 type SentFrame struct {
@@ -457,10 +466,14 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 	base := p.timestampBase(90000)
 	seq := uint16(rand.Uint32())
 	pos := 0
+	var pace time.Time // when the pacer may send the next packet
 	for n := 0; ; n++ {
 		pts := time.Duration(n) * time.Second / time.Duration(fps)
 		if !SleepUntil(ctx, t0.Add(pts)) {
 			return
+		}
+		if now := time.Now(); pace.Before(now) {
+			pace = now
 		}
 		if pos >= len(p.frames) {
 			if !p.cfg.Loop {
@@ -485,6 +498,12 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 				Payload: pl,
 			}
 			seq++
+			if p.cfg.PacingRate > 0 {
+				if time.Until(pace) >= pacingBurst && !SleepUntil(ctx, pace) {
+					return
+				}
+				pace = pace.Add(time.Duration(len(pl)+12) * 8 * time.Second / time.Duration(p.cfg.PacingRate))
+			}
 			if err := p.videoTrack.WriteRTP(pkt); err != nil && ctx.Err() != nil {
 				return
 			}

@@ -200,3 +200,45 @@ func waitConnected(t *testing.T, ctx context.Context, pub *Publisher) {
 		t.Fatal("publisher did not connect")
 	}
 }
+
+// TestPublisherPacing checks that a paced publisher spreads a keyframe's
+// packets over the time its pacing rate takes to send them, and an unpaced
+// one sends them at once.
+func TestPublisherPacing(t *testing.T) {
+	frames, err := ReadH264File(TestdataPath("video-2500k.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idrBytes := 0
+	for _, n := range frames[0].NALUs {
+		idrBytes += len(n)
+	}
+	const rate = 6_000_000
+	want := time.Duration(idrBytes) * 8 * time.Second / rate
+	for _, paced := range []bool{false, true} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cfg := PublisherConfig{VideoFile: TestdataPath("video-2500k.h264")}
+		if paced {
+			cfg.PacingRate = rate
+		}
+		pub, rx := connectPublisher(t, ctx, cfg, nil)
+		waitConnected(t, ctx, pub)
+		runCtx, stop := context.WithTimeout(ctx, 500*time.Millisecond)
+		pub.Start(runCtx)
+		pub.Wait()
+		stop()
+		time.Sleep(200 * time.Millisecond)
+		rx.mu.Lock()
+		span := rx.videoSpan[pub.Sent()[0].RTPTimestamp]
+		rx.mu.Unlock()
+		cancel()
+		got := span[1].Sub(span[0])
+		t.Logf("paced=%v: first IDR (%d bytes) arrived over %v; at %d bit/s it takes %v", paced, idrBytes, got, rate, want)
+		if paced && (got < want*7/10 || got > want*2) {
+			t.Errorf("paced IDR spread over %v, want about %v", got, want)
+		}
+		if !paced && got > want/3 {
+			t.Errorf("unpaced IDR spread over %v, want a burst (well under %v)", got, want)
+		}
+	}
+}

@@ -70,6 +70,7 @@ type testReceiver struct {
 
 	mu         sync.Mutex
 	video      map[uint32][]*rtp.Packet // by RTP timestamp
+	videoSpan  map[uint32][2]time.Time  // first and last arrival, by RTP timestamp
 	videoSSRC  webrtc.SSRC
 	audio      int
 	srs        int
@@ -104,7 +105,7 @@ func newTestReceiver(t *testing.T) *testReceiver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &testReceiver{pc: pc, video: map[uint32][]*rtp.Packet{}, gotVideo: make(chan struct{})}
+	r := &testReceiver{pc: pc, video: map[uint32][]*rtp.Packet{}, videoSpan: map[uint32][2]time.Time{}, gotVideo: make(chan struct{})}
 	pc.OnTrack(func(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		r.readersWG.Add(2)
 		go func() {
@@ -137,6 +138,13 @@ func newTestReceiver(t *testing.T) *testReceiver {
 						r.firstVideo = time.Now()
 					}
 					r.video[pkt.Timestamp] = append(r.video[pkt.Timestamp], pkt)
+					now := time.Now()
+					span, ok := r.videoSpan[pkt.Timestamp]
+					if !ok {
+						span[0] = now
+					}
+					span[1] = now
+					r.videoSpan[pkt.Timestamp] = span
 					r.onceVideo.Do(func() { close(r.gotVideo) })
 				} else {
 					r.audio++
