@@ -73,6 +73,7 @@ type Encoder struct {
 	freqIdx  int      // sampling_frequency_index
 	swb      []uint16 // scalefactor band edges
 	maxSFB   int      // bands below the low-pass cut-off
+	codedSFB int      // max_sfb of the frame being written
 	masking  *masking
 	chans    []channel
 	mdct     *mdct

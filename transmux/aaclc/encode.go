@@ -53,9 +53,18 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	budget := min(int(e.frameBits+balanceShare*e.balance), e.maxBits)
 	e.offset = e.searchOffset(budget)
 
+	for ch := range e.chans {
+		e.chans[ch].sectionOptimal(e.swb, e.maxSFB, &e.sections)
+	}
+	// max_sfb stops after the last band either channel codes: trailing
+	// silent bands then cost nothing instead of a section.
+	e.codedSFB = 0
+	for ch := range e.chans {
+		e.codedSFB = max(e.codedSFB, e.chans[ch].lastCodedBand()+1)
+	}
 	bits := e.fixedBits()
 	for ch := range e.chans {
-		bits += e.chans[ch].sectionOptimal(e.swb, e.maxSFB, &e.sections)
+		bits += e.chans[ch].bits(e.codedSFB)
 	}
 	start := len(dst)
 	dst = e.write(dst)
@@ -161,14 +170,14 @@ func (e *Encoder) writeICSInfo() {
 	w.put(0, 1) // ics_reserved_bit
 	w.put(0, 2) // ONLY_LONG_SEQUENCE
 	w.put(1, 1) // window_shape: KBD
-	w.put(uint32(e.maxSFB), 6)
+	w.put(uint32(e.codedSFB), 6)
 	w.put(0, 1) // predictor_data_present
 }
 
 // writeChannel writes an individual_channel_stream.
 func (e *Encoder) writeChannel(c *channel, withInfo bool) {
 	w := &e.bw
-	nb := e.maxSFB
+	nb := e.codedSFB
 	first := -1
 	for b := range nb {
 		if c.cb[b] != zeroHCB {

@@ -260,3 +260,39 @@ func (s signal) String() string {
 
 func ftoa(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
 func itoa(v int) string     { return strconv.Itoa(v) }
+
+// lowpass filters s in place with a windowed-sinc FIR (Blackman, 255
+// taps, zero phase) cutting at hz, so that a noise test signal lies
+// inside the coded bandwidth and SNR measures the passband.
+func lowpass(s signal, hz float64) signal {
+	const taps = 255
+	var h [taps]float64
+	fc := hz / float64(s.rate)
+	sum := 0.0
+	for n := range h {
+		x := float64(n - taps/2)
+		v := 2 * fc
+		if x != 0 {
+			v = math.Sin(2*math.Pi*fc*x) / (math.Pi * x)
+		}
+		w := 0.42 - 0.5*math.Cos(2*math.Pi*float64(n)/(taps-1)) + 0.08*math.Cos(4*math.Pi*float64(n)/(taps-1))
+		h[n] = v * w
+		sum += h[n]
+	}
+	ch := s.channels
+	frames := len(s.pcm) / ch
+	out := make([]int16, len(s.pcm))
+	for c := range ch {
+		for i := range frames {
+			acc := 0.0
+			for k := range h {
+				j := i + k - taps/2
+				if j >= 0 && j < frames {
+					acc += h[k] / sum * float64(s.pcm[j*ch+c])
+				}
+			}
+			out[i*ch+c] = int16(max(min(math.Round(acc), 32767), -32768))
+		}
+	}
+	return signal{s.rate, ch, out}
+}

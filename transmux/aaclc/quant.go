@@ -328,6 +328,26 @@ func (c *channel) scalefactorBits(nb int) int {
 	return bits
 }
 
+// bits is the size of the channel's section, scalefactor and spectral
+// data over the first nb bands with the chosen codebooks.
+func (c *channel) bits(nb int) int {
+	total := 0
+	for b := range nb {
+		total += c.cost[b]
+	}
+	return total + c.sectionBits(nb) + c.scalefactorBits(nb)
+}
+
+// lastCodedBand is the highest band with a non-zero codebook, or −1.
+func (c *channel) lastCodedBand() int {
+	for b := len(c.cb) - 1; b >= 0; b-- {
+		if c.cb[b] != zeroHCB {
+			return b
+		}
+	}
+	return -1
+}
+
 // sectionOptimal re-chooses the codebooks by dynamic programming over the
 // bands, trading spectral bits against section headers: a band may move to
 // a larger codebook to join its neighbours' section, and a silent band
@@ -335,14 +355,10 @@ func (c *channel) scalefactorBits(nb int) int {
 // scalefactor bit) instead of splitting them. It keeps the estimate's
 // choice if that turns out cheaper (the programme ignores the extra length
 // fields of sections over 30 bands), so the result never exceeds
-// estimateBits. It returns the bits as estimateBits does.
-func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) int {
+// estimateBits.
+func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) {
 	estCB, estCost := c.cb, c.cost
-	estimate := 0
-	for b := range nb {
-		estimate += c.cost[b]
-	}
-	estimate += c.sectionBits(nb) + c.scalefactorBits(nb)
+	estimate := c.bits(nb)
 
 	costs := &scratch.costs
 	for b := range nb {
@@ -412,16 +428,9 @@ func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) 
 		}
 	}
 	c.fillSilentScalefactors(nb)
-	total := 0
-	for b := range nb {
-		total += c.cost[b]
-	}
-	total += c.sectionBits(nb) + c.scalefactorBits(nb)
-	if total > estimate {
+	if c.bits(nb) > estimate {
 		c.cb, c.cost = estCB, estCost
-		return estimate
 	}
-	return total
 }
 
 // fillSilentScalefactors gives silent bands that the sectioning coded with
