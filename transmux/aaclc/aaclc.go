@@ -4,30 +4,41 @@
 //
 // What it does, per 1024-sample frame:
 //
-//   - a long-window MDCT (sine window, ONLY_LONG_SEQUENCE) computed with a
-//     512-point complex FFT;
-//   - a simple noise-allocation model: every scalefactor band gets the same
-//     signal-to-noise ratio, floored by the absolute threshold of hearing,
-//     and the ratio is the single global offset that rate control searches
-//     (binary search, at most a handful of bit-counting passes);
-//   - a low-pass by bit rate (bands above the cut-off are not coded);
-//   - |x|^(3/4) quantization with the standard's rounding offset 0.4054;
-//   - Huffman coding with the cheapest codebook per section, sections
-//     chosen by dynamic programming, escape codebook 11 up to 8191;
-//   - stereo as a channel pair element with a common window, mono as a
-//     single channel element.
+//   - a long-window MDCT (KBD window, ONLY_LONG_SEQUENCE) computed with a
+//     512-point complex FFT; KBD because its sidelobes fall off fast, so a
+//     tone does not leak into (and cost bits in) distant bands;
+//   - a simple noise-allocation model: each scalefactor band may take noise
+//     in proportion to a masking level (its energy density spread to its
+//     neighbours at 15 dB/Bark upwards and 27 dB/Bark downwards, raised
+//     to the power 0.6), floored by the absolute threshold of hearing; one
+//     global offset scales that noise and rate control searches it
+//     (galloping plus bisection, at most 7 bit-counting passes);
+//   - a low-pass by bit rate per channel (16.5 kHz at 64 kbit/s per
+//     channel, 14 kHz at 48, 19 kHz at 96): higher bands are not coded;
+//   - |x|^(3/4) quantization with the rounding offset 0.4054, magnitudes
+//     up to 8191;
+//   - Huffman coding with sections chosen by dynamic programming over the
+//     bands (a band may move to a larger codebook to join a section),
+//     escape codebook 11, all-zero bands as ZERO_HCB and max_sfb cut after
+//     the last coded band (digital silence costs 6 bytes a stereo frame);
+//   - stereo as a channel pair element with a common window (plain L/R),
+//     mono as a single channel element.
 //
-// What it does not do: short blocks (so sharp attacks smear a little
-// pre-echo over the 43 ms window), TNS, PNS, intensity or M/S stereo,
-// prediction, a psychoacoustic model beyond the constant-SNR rule, and a
-// signalled bit reservoir. Rate control keeps a running bit balance
-// instead: a frame may borrow from bits earlier frames left unused, so the
-// average rate holds to the target while a frame never exceeds the 6144
-// bits per channel a decoder buffer allows.
+// What it does not do: short blocks (so a sharp attack smears quantization
+// noise over the 43 ms window before it: pre-echo), TNS, PNS, intensity or
+// M/S stereo, prediction, a real psychoacoustic model, and a signalled bit
+// reservoir. Rate control keeps a running bit balance instead: a frame may
+// borrow a quarter of the bits earlier frames left unused, so the average
+// rate holds to the target while a frame never exceeds the 6144 bits per
+// channel a decoder's input buffer holds. Signals that need fewer bits
+// than the target at the finest quantization (pure tones, silence) get
+// fewer: the rate is an upper bound on average, not padded.
 //
-// Delay: frame n (0-based) carries input samples [(n−1)·1024, n·1024);
-// frame 0 decodes to silence. A standard decoder (FFmpeg) that outputs
-// every frame therefore returns the input delayed by exactly 1024 samples.
+// Delay: frame n (0-based) carries input samples [(n−1)·1024, n·1024). A
+// standard decoder (FFmpeg) that outputs every frame therefore returns the
+// input delayed by exactly 1024 samples, and frame 0 decodes to silence,
+// apart from the pre-echo of any sound at the very start of the input
+// (a hard onset at sample 0 leaves noise about 30 dB below it).
 //
 // An Encoder holds the MDCT overlap and the rate-control state and is used
 // by one goroutine. Encode allocates nothing once dst has room for a frame.
@@ -84,7 +95,6 @@ type Encoder struct {
 	balance   float64 // bits earlier frames left unused (≥ 0)
 	maxBits   int     // hard limit per frame
 	offset    int     // last frame's global scalefactor offset
-	lastBits  int     // size of the last frame, for tests
 }
 
 // NewEncoder validates cfg and returns an Encoder for it.

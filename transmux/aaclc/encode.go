@@ -68,13 +68,13 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	}
 	start := len(dst)
 	dst = e.write(dst)
-	e.lastBits = 8 * (len(dst) - start)
-	if e.lastBits != roundUpToByte(bits) {
+	written := 8 * (len(dst) - start)
+	if written != roundUpToByte(bits) {
 		// The counters and the writer disagree: a bug, but one that
 		// must not reach a decoder as a corrupt stream.
-		return dst[:start], fmt.Errorf("aaclc: internal error: wrote %d bits, counted %d", e.lastBits, bits)
+		return dst[:start], fmt.Errorf("aaclc: internal error: wrote %d bits, counted %d", written, bits)
 	}
-	e.balance = min(max(e.balance+e.frameBits-float64(e.lastBits), 0), float64(e.maxBits))
+	e.balance = min(max(e.balance+e.frameBits-float64(written), 0), float64(e.maxBits))
 	return dst, nil
 }
 

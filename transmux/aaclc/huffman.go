@@ -19,10 +19,9 @@ var hcbs = [numHCB][]uint32{nil, hcb1[:], hcb2[:], hcb3[:], hcb4[:], hcb5[:], hc
 // codebook pair p covers codebooks 2p+1 and 2p+2 (p 5 is codebook 11 only).
 const numPairs = 6
 
-// pairLAV is the largest absolute value each pair can code.
-var pairLAV = [numPairs]int32{1, 2, 4, 7, 12, 8191}
-
-// pairFor returns the cheapest-to-try pair able to code magnitude max ≥ 1.
+// pairFor returns the smallest pair able to code magnitude max ≥ 1: the
+// pairs' largest absolute values are 1, 2, 4, 7, 12 and (with escapes)
+// 8191. It is usually the cheapest.
 func pairFor(max int32) int {
 	switch {
 	case max <= 1:
