@@ -20,7 +20,8 @@
 //   - Huffman coding with sections chosen by dynamic programming over the
 //     bands (a band may move to a larger codebook to join a section),
 //     escape codebook 11, all-zero bands as ZERO_HCB and max_sfb cut after
-//     the last coded band (digital silence costs 6 bytes a stereo frame);
+//     the last coded band (digital silence costs 6 bytes a stereo frame,
+//     and about 6 µs: a window over silence skips the MDCT);
 //   - stereo as a channel pair element with a common window (plain L/R),
 //     mono as a single channel element.
 //

@@ -42,12 +42,22 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	}
 	for ch := range e.chans {
 		c := &e.chans[ch]
+		var or int16
 		for i := range c.cur {
-			c.cur[i] = float64(pcm[i*nch+ch])
+			v := pcm[i*nch+ch]
+			or |= v
+			c.cur[i] = float64(v)
 		}
-		e.mdct.transform(&c.prev, &c.cur, &c.spec)
-		c.prev = c.cur
-		c.analyze(e.swb, e.maxSFB, e.masking)
+		zero := or == 0
+		if zero && c.prevZero {
+			// The window spans only digital silence, so the spectrum is
+			// exactly zero: skip the transform (muted streams are common).
+			c.markSilent(e.maxSFB)
+		} else {
+			e.mdct.transform(&c.prev, &c.cur, &c.spec)
+			c.analyze(e.swb, e.maxSFB, e.masking)
+		}
+		c.prev, c.prevZero = c.cur, zero
 	}
 
 	budget := min(int(e.frameBits+balanceShare*e.balance), e.maxBits)

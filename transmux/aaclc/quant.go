@@ -43,6 +43,7 @@ var pow34SF = func() [maxSF + 1]float64 {
 // the quantization being tried.
 type channel struct {
 	prev, cur [FrameSamples]float64
+	prevZero  bool // prev is all zero
 	spec      [FrameSamples]float64
 	xp        [FrameSamples]float64 // |spec|^(3/4)
 	q         [FrameSamples]int32   // quantized lines, signed
@@ -157,6 +158,13 @@ func (m *masking) spread(d []float64) {
 	}
 	for b := len(d) - 2; b >= 0; b-- {
 		d[b] = max(d[b], d[b+1]*m.down[b])
+	}
+}
+
+// markSilent sets the analysis of an all-zero spectrum.
+func (c *channel) markSilent(nb int) {
+	for b := range nb {
+		c.silent[b] = true
 	}
 }
 
