@@ -19,9 +19,10 @@ const (
 	endBits           = 3
 )
 
-// Global offset search range. At minOffset every band's SNR is beyond what
-// 16-bit input holds; at maxOffset every scalefactor is 255 and every band
-// quantizes to zero, so that offset always fits.
+// Global offset search range, in scalefactor steps of 1.5 dB of step size.
+// At minOffset the noise lies far below 16-bit resolution, so finer
+// quantization buys nothing; at maxOffset every scalefactor is 255 and
+// every band quantizes to zero, so that offset always fits.
 const (
 	minOffset = -96
 	maxOffset = maxSF + 1
