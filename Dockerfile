@@ -6,11 +6,11 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /castbridge ./cmd/castbridge
 
-# Run: ffmpeg encodes the AAC audio (one child process per stream and bit
-# rate); CA certificates for rtmps:// ingests. Nothing else.
+# Run: CA certificates for rtmps:// ingests. Nothing else: audio is
+# decoded and encoded in-process.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 castbridge \
  && install -d -o castbridge /recordings

@@ -51,7 +51,6 @@ type audioPipeline struct {
 	outs   atomic.Pointer[audioOutputs] // the running broadcast's outputs
 	muted  atomic.Bool
 	lastMs atomic.Int64 // stream time of the end of the PCM fed
-	base   atomic.Int64 // baseMs, for the encoders' goroutines
 
 	concealed atomic.Int64 // samples per channel concealed or filled
 	rtp       *rtpStats
@@ -165,7 +164,6 @@ func (a *audioPipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
 
 func (a *audioPipeline) setBase(ms int64) {
 	a.baseSet, a.baseMs = true, max(ms, 0)
-	a.base.Store(a.baseMs)
 }
 
 // feed hands PCM to every AAC encoder and advances the timeline. a.mu held.
@@ -274,10 +272,14 @@ func (a *audioPipeline) setOutputs(o *audioOutputs) {
 	a.mu.Unlock()
 }
 
-// clearOutputs removes b's outputs if they are still installed.
+// clearOutputs removes b's outputs if they are still installed, flushing
+// the AAC encoders so the audio runs to the end of the PCM fed.
 func (a *audioPipeline) clearOutputs(b *Broadcast) {
 	a.mu.Lock()
 	if o := a.outs.Load(); o != nil && o.b == b {
+		for _, enc := range o.aac {
+			enc.flush()
+		}
 		a.outs.Store(nil)
 	}
 	a.mu.Unlock()

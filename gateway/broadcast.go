@@ -54,8 +54,8 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 		targets[i] = newTarget(b, specs[i], ep)
 	}
 	// Every target carries audio: its outputs (Icecast sources checked,
-	// AAC encoders running) exist before any ingest is dialed, so a bad
-	// Icecast URL or a missing ffmpeg fails the start, never silently.
+	// AAC encoders made) exist before any ingest is dialed, so a bad
+	// Icecast URL fails the start, never silently.
 	set := &audioSet{aac: map[int]*aacOutput{}}
 	failStart := func(e *Error) error {
 		set.close()
@@ -316,8 +316,8 @@ func (b *Broadcast) stop(ctx context.Context) {
 		v.sink.CompareAndSwap(b, nil)
 		v.disarmKeyframes()
 	}
-	// The audio ends with the video: the encoders are flushed (ffmpeg holds
-	// the last frames back) and what they deliver is given a moment to be
+	// The audio ends with the video: the encoders are flushed (each holds
+	// its last frame back) and what they deliver is given a moment to be
 	// written before the targets stop.
 	if a := b.s.audio; a != nil {
 		if b.s.video != nil {

@@ -19,9 +19,6 @@ const (
 	EventMetaDataSent          = "MetaDataSent"
 	EventStreamClosed          = "StreamClosed"
 	EventReceivedWebRTCStats   = "ReceivedWebRTCStats"
-	// EventAudioEncoderRestarted: a stream's AAC encoder (ffmpeg) ended
-	// unexpectedly and was restarted; data {audiobitrate, code, message}.
-	EventAudioEncoderRestarted = "AudioEncoderRestarted"
 )
 
 // Event is one thing that happened to a stream. Data is JSON-encodable and

@@ -24,8 +24,14 @@ type TargetSpec struct {
 	AudioCodec      string
 }
 
-// DefaultAudioBitrate is the AAC bit rate when a target names none.
-const DefaultAudioBitrate = 128000
+// AAC bit rates: the default when a target names none, and the range the
+// encoder takes for 48 kHz stereo (16 kbit/s per channel up to the largest
+// frame a decoder must accept).
+const (
+	DefaultAudioBitrate = 128000
+	MinAudioBitrate     = 32000
+	MaxAudioBitrate     = 576000
+)
 
 // validate checks the spec and parses its ingest address. Nothing is
 // contacted; the errors name the field to fix and never echo a stream key.
@@ -49,6 +55,9 @@ func (t *TargetSpec) validate() (rtmppush.Endpoint, error) {
 	}
 	if t.VideoBitrate < 0 || t.AudioBitrate < 0 || t.Framerate < 0 {
 		return ep, errorf(CodeInvalidRequest, "videobitrate, audiobitrate and framerate must not be negative")
+	}
+	if t.AudioBitrate != 0 && (t.AudioBitrate < MinAudioBitrate || t.AudioBitrate > MaxAudioBitrate) {
+		return ep, errorf(CodeInvalidRequest, "audiobitrate %d is outside the AAC encoder's range %d..%d", t.AudioBitrate, MinAudioBitrate, MaxAudioBitrate)
 	}
 	switch t.AudioCodec {
 	case "", "aac", "opus":

@@ -120,6 +120,12 @@ func TestBadInput(t *testing.T) {
 		"rtmpconnectinfo": map[string]any{"nested": map[string]any{"a": 1}}}}, 400, "INVALID_REQUEST")
 	h.expectError("POST", path, map[string]any{"transcodingTargets": map[string]any{"output": h.ingestURL() + "/x", "dropframes": "maybe"}}, 400, "INVALID_REQUEST")
 	h.expectError("POST", path, map[string]any{}, 400, "INVALID_REQUEST")
+	for _, br := range []int{1000, 31999, 576001} {
+		e := h.expectError("POST", path, map[string]any{"transcodingTargets": map[string]any{"output": h.ingestURL() + "/x", "audiobitrate": br}}, 400, "INVALID_REQUEST")
+		if !strings.Contains(e.Error.Message, "audiobitrate") {
+			t.Errorf("audiobitrate %d: %q does not name the field", br, e.Error.Message)
+		}
+	}
 
 	// An ingest that refuses the publish: 502 with the ingest's code.
 	h.rec.rejectName("badkey", "NetStream.Publish.BadName")

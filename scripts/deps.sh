@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs the programs castbridge and its tests need that Go does not
-# bring: ffmpeg (castbridge's AAC encoder; ffprobe for the tests), nginx with
-# the RTMP module (nginx, libnginx-mod-rtmp), and Chromium for the browser
-# tests (chromium). With package names as arguments, only those (run.sh asks
-# for ffmpeg alone). Idempotent: does nothing when all are present.
+# Installs the programs castbridge's tests need that Go does not bring:
+# ffmpeg (ffprobe and decoding checks, test media), nginx with the RTMP
+# module (nginx, libnginx-mod-rtmp), and Chromium for the browser tests
+# (chromium). With package names as arguments, only those. Idempotent: does
+# nothing when all are present.
 # Uses apt-get (Debian/Ubuntu); sudo only when not root.
 set -euo pipefail
 

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -137,11 +136,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	ips, err := parseIPs(o.iceIPs)
 	if err != nil {
 		return err
-	}
-	// Every RTMP stream carries AAC encoded by an ffmpeg child process: without
-	// ffmpeg no broadcast could start, so refuse to start at all.
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		return fmt.Errorf("ffmpeg not found in PATH (%v): castbridge encodes the audio of every stream to AAC with it; install it (apt-get install ffmpeg)", err)
 	}
 	var relays []gateway.Relay
 	if o.config != "" {

@@ -109,7 +109,7 @@ type Result struct {
 	// CPUPercent is the gateway's user+sys time over the hold in percent of
 	// one core; CPUPercentPerStream divides it by the streams.
 	// GatewayCPUPercent is the gateway process's alone, ChildrenCPUPercent
-	// its child processes' (ffmpeg AAC encoders); CPUPercent their sum.
+	// its child processes' (transcoders some gateways spawn); CPUPercent their sum.
 	CPUPercent          float64 `json:"cpuPercent"`
 	CPUPercentPerStream float64 `json:"cpuPercentPerStream"`
 	GatewayCPUPercent   float64 `json:"gatewayCpuPercent"`

@@ -128,7 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error)
 	fs.Float64Var(&cfg.Pacing, "pacing", 2.5, "publishers pace video at this multiple of the material's bit rate, in 5 ms bursts, like a browser's WebRTC pacer; 0 sends each frame's packets back to back")
 	fs.StringVar(&cfg.VideoFile, "video", "", "Annex B H.264 file (default testdata/video-2500k.h264)")
 	fs.StringVar(&cfg.AudioFile, "audio", "", "Ogg Opus file (default testdata/audio.ogg); \"none\" for video only")
-	fs.StringVar(&cfg.AudioCodec, "audio-codec", "", "the targets' audiocodec: \"aac\" (castbridge's default: Opus transcoded by ffmpeg children, whose CPU and RSS are counted) or \"opus\" (passed through)")
+	fs.StringVar(&cfg.AudioCodec, "audio-codec", "", "the targets' audiocodec: \"aac\" (castbridge's default: Opus transcoded to AAC) or \"opus\" (passed through)")
 	fs.IntVar(&cfg.Concurrency, "setup-concurrency", 8, "most stream set-ups (offer, ICE gathering, POST) in flight at once")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: loadgen [flags]")

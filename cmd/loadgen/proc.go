@@ -93,7 +93,7 @@ var clockTicks = sync.OnceValue(func() int64 {
 })
 
 // treeUsage is a process's CPU time and RSS together with its descendants'
-// (castbridge's ffmpeg AAC encoders).
+// (transcoder processes some gateways spawn, e.g. ffmpeg).
 type treeUsage struct {
 	self, children       time.Duration // user+sys; children includes reaped ones
 	selfRSS, childrenRSS float64       // MB

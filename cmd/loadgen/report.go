@@ -48,7 +48,7 @@ func writeTable(w io.Writer, rs []Result, info Info) error {
 			orDash(r.RSSMB > 0, fmt.Sprintf("%.2f (%.1f)", r.RSSMBPerStream, r.RSSMB)),
 			r.LoadgenCPUPercent, r.HostCPUBusyPercent)
 	}
-	b.WriteString("\nframes sent = from each stream's first frame at the sink on; lost = sent but never received; latency = publisher's last RTP packet of a frame written -> FLV tag received by the sink, over the hold; CPU and RSS are the gateway's with its child processes (ffmpeg AAC encoders) if any; RSS per stream = (peak VmRSS in the hold - VmRSS before the first stream) / streams.\n")
+	b.WriteString("\nframes sent = from each stream's first frame at the sink on; lost = sent but never received; latency = publisher's last RTP packet of a frame written -> FLV tag received by the sink, over the hold; CPU and RSS are the gateway's with its child processes (transcoders) if any; RSS per stream = (peak VmRSS in the hold - VmRSS before the first stream) / streams.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -56,7 +56,7 @@ func writeTable(w io.Writer, rs []Result, info Info) error {
 func cpuCell(r Result) string {
 	s := fmt.Sprintf("%.3f (%.1f)", r.CPUPercentPerStream, r.CPUPercent)
 	if r.GatewayChildren > 0 {
-		s += fmt.Sprintf(" incl. %d ffmpeg: %.1f", r.GatewayChildren, r.ChildrenCPUPercent)
+		s += fmt.Sprintf(" incl. %d child processes: %.1f", r.GatewayChildren, r.ChildrenCPUPercent)
 	}
 	return s
 }
