@@ -48,8 +48,9 @@ type Config struct {
 	// AudioCodec, when set, is the targets' audiocodec ("aac" or "opus").
 	AudioCodec string
 	// Pacing is the publishers' video pacing rate as a multiple of the
-	// material's bit rate (a browser's WebRTC pacer uses 2.5); 0 writes each
-	// frame's packets back to back, the burstiest a publisher can be.
+	// material's bit rate (a browser's WebRTC pacer uses 2.5, with bursts of
+	// up to 40 ms at that rate); 0 writes each frame's packets back to back,
+	// the burstiest a publisher can be.
 	Pacing float64
 	// Concurrency bounds stream set-ups in flight (0 = 8).
 	Concurrency int

@@ -30,7 +30,7 @@ func writeTable(w io.Writer, rs []Result, info Info) error {
 	if info.HostCPUs > 0 {
 		pacing := "unpaced (each frame's packets back to back)"
 		if info.Pacing > 0 {
-			pacing = fmt.Sprintf("paced at %.1fx its bit rate in 5 ms bursts", info.Pacing)
+			pacing = fmt.Sprintf("paced like libwebrtc at %.1fx its bit rate (40 ms bursts)", info.Pacing)
 		}
 		fmt.Fprintf(&b, "Material: H.264 1280x720 30 fps, %.0f kbit/s, %.1f RTP packets/frame (%.0f video + %.0f audio packets/s per stream), %s; host: %d CPUs.\n\n",
 			info.VideoKbps, info.PacketsPerFrame, info.VideoPPS, info.AudioPPS, pacing, info.HostCPUs)

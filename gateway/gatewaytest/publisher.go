@@ -50,16 +50,18 @@ type PublisherConfig struct {
 	// start of a WHIP session, so the gateway has to fall back to arrival
 	// times. NACK and TWCC still work.
 	NoSenderReports bool
-	// PacingRate, in bit/s, spreads each frame's packets out like a
-	// browser's pacer (WebRTC sends at 2.5 times its target bitrate, in
-	// bursts of about 5 ms), so a keyframe arrives over tens of
-	// milliseconds; 0 writes every frame's packets back to back.
+	// PacingRate, in bit/s, paces video the way libwebrtc's pacer does
+	// (browsers pace at 2.5 times the target bit rate): packets leave at
+	// once while the send debt is under pacingBurst at this rate, then at
+	// the rate; so a P-frame goes out in one burst and a large keyframe is
+	// spread out. 0 writes every frame's packets back to back.
 	PacingRate int
 }
 
-// pacingBurst is how much a paced publisher sends at once, as WebRTC's
-// pacer does per 5 ms interval.
-const pacingBurst = 5 * time.Millisecond
+// pacingBurst is how far ahead of its rate a paced publisher may send:
+// libwebrtc's PacingController allows a debt of 40 ms at the pacing rate
+// (kDefaultBurstInterval).
+const pacingBurst = 40 * time.Millisecond
 
 // SentFrame records one video frame the Publisher sent.
 type SentFrame struct {
@@ -499,7 +501,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 			}
 			seq++
 			if p.cfg.PacingRate > 0 {
-				if time.Until(pace) >= pacingBurst && !SleepUntil(ctx, pace) {
+				if time.Until(pace) >= pacingBurst && !SleepUntil(ctx, pace.Add(-pacingBurst)) {
 					return
 				}
 				pace = pace.Add(time.Duration(len(pl)+12) * 8 * time.Second / time.Duration(p.cfg.PacingRate))

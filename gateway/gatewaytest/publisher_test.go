@@ -201,9 +201,9 @@ func waitConnected(t *testing.T, ctx context.Context, pub *Publisher) {
 	}
 }
 
-// TestPublisherPacing checks that a paced publisher spreads a keyframe's
-// packets over the time its pacing rate takes to send them, and an unpaced
-// one sends them at once.
+// TestPublisherPacing checks that a paced publisher sends a keyframe's
+// first pacingBurst worth of packets at once and the rest at its pacing
+// rate, and an unpaced one sends them all at once.
 func TestPublisherPacing(t *testing.T) {
 	frames, err := ReadH264File(TestdataPath("video-2500k.h264"))
 	if err != nil {
@@ -214,7 +214,7 @@ func TestPublisherPacing(t *testing.T) {
 		idrBytes += len(n)
 	}
 	const rate = 6_000_000
-	want := time.Duration(idrBytes) * 8 * time.Second / rate
+	want := time.Duration(idrBytes)*8*time.Second/rate - pacingBurst
 	for _, paced := range []bool{false, true} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		cfg := PublisherConfig{VideoFile: TestdataPath("video-2500k.h264")}
@@ -233,7 +233,7 @@ func TestPublisherPacing(t *testing.T) {
 		rx.mu.Unlock()
 		cancel()
 		got := span[1].Sub(span[0])
-		t.Logf("paced=%v: first IDR (%d bytes) arrived over %v; at %d bit/s it takes %v", paced, idrBytes, got, rate, want)
+		t.Logf("paced=%v: first IDR (%d bytes) arrived over %v; at %d bit/s after a %v burst it takes %v", paced, idrBytes, got, rate, pacingBurst, want)
 		if paced && (got < want*7/10 || got > want*2) {
 			t.Errorf("paced IDR spread over %v, want about %v", got, want)
 		}
