@@ -120,7 +120,13 @@ func (a *assembly) numNALUs() int {
 // Depacketizer reassembles H.264 access units from RTP packets of one
 // stream. The zero value is ready to use. It is not safe for concurrent use.
 type Depacketizer struct {
-	au  [2]assembly // double buffered: the one returned stays valid while the next is started
+	// Double buffered: a returned access unit stays valid while the next
+	// one is started in the same Push (a timestamp change without a marker
+	// bit). An access unit ended by its marker bit is returned from the
+	// buffer it was built in, which the next access unit reuses, so with
+	// senders that set the marker (WebRTC does) only one buffer grows to
+	// keyframe size.
+	au  [2]assembly
 	cur int
 
 	active bool   // an access unit is in progress
@@ -175,7 +181,7 @@ func (d *Depacketizer) Push(pkt *rtp.Packet, lost bool) (au AccessUnit, ok bool,
 	if d.active && d.ended {
 		// Its marker packet came while another access unit was being
 		// returned; its turn is now.
-		au, ok = d.finish()
+		au, ok = d.finish(true)
 	}
 
 	payload := pkt.Payload
@@ -196,12 +202,13 @@ func (d *Depacketizer) Push(pkt *rtp.Packet, lost bool) (au AccessUnit, ok bool,
 			d.markDrop(malformed)
 			err = fmt.Errorf("%w: FU-A without end fragment before timestamp change", ErrMalformed)
 		}
-		au, ok = d.finish()
+		au, ok = d.finish(true)
 	}
 
 	if !d.active {
 		d.active = true
 		d.ts = pkt.Timestamp
+		d.au[d.cur].reset() // it may still hold the access unit returned last
 		if gap && !startsAccessUnit(payload) {
 			d.drop = incomplete
 		}
@@ -231,7 +238,7 @@ func (d *Depacketizer) Push(pkt *rtp.Packet, lost bool) (au AccessUnit, ok bool,
 			// unit is complete too and goes out with the next Push.
 			d.ended = true
 		} else {
-			au, ok = d.finish()
+			au, ok = d.finish(false)
 		}
 	}
 	return au, ok, err
@@ -244,8 +251,9 @@ func (d *Depacketizer) markDrop(r dropReason) {
 }
 
 // finish closes the access unit in progress and returns it unless it is to
-// be dropped.
-func (d *Depacketizer) finish() (AccessUnit, bool) {
+// be dropped. more says whether this Push goes on to start another access
+// unit, which then must not overwrite the one returned.
+func (d *Depacketizer) finish(more bool) (AccessUnit, bool) {
 	a := &d.au[d.cur]
 	drop := d.drop
 	if d.fuOpen && drop == keep {
@@ -281,10 +289,10 @@ func (d *Depacketizer) finish() (AccessUnit, bool) {
 	}
 	d.stats.AccessUnits++
 
-	// Switch buffers: the returned one must stay intact during the next
-	// Push, which may start a new access unit.
-	d.cur ^= 1
-	d.au[d.cur].reset()
+	if more {
+		d.cur ^= 1
+		d.au[d.cur].reset()
+	}
 	return au, true
 }
 

@@ -581,22 +581,49 @@ func TestNilPacket(t *testing.T) {
 	}
 }
 
-func TestReturnedAccessUnitSurvivesNextPush(t *testing.T) {
+// An access unit completed by a timestamp change (no marker bit seen) is
+// returned by the Push that starts the next one; that Push must not
+// overwrite it.
+func TestReturnedAccessUnitSurvivesItsPush(t *testing.T) {
 	var d Depacketizer
 	var s stream
 	a := slice(naluNonIDR, true, 2000, 36)
 	f1 := s.frame(0, 1200, a)
-	var au AccessUnit
+	f1[len(f1)-1].Marker = false
 	for _, p := range f1 {
-		var ok bool
-		au, ok, _ = d.Push(p, false)
-		if ok {
-			break
+		if _, ok, _ := d.Push(p, false); ok {
+			t.Fatal("access unit returned before its end was known")
 		}
 	}
-	// Start the next frame: au must be intact.
-	d.Push(s.pkt(3000, false, fuA(slice(naluIDR, true, 5000, 37), 1000)[0]), false)
+	au, ok, _ := d.Push(s.pkt(3000, false, fuA(slice(naluIDR, true, 5000, 37), 1000)[0]), false)
+	if !ok {
+		t.Fatal("the timestamp change did not complete the access unit")
+	}
 	wantNALUs(t, au, a)
+}
+
+// With marker bits, every access unit is built in the same buffer: the
+// second one never grows, so a stream holds one keyframe's worth, not two.
+func TestMarkedAccessUnitsShareOneBuffer(t *testing.T) {
+	var d Depacketizer
+	var s stream
+	ts := uint32(0)
+	for i := range 6 {
+		size := 300
+		if i%2 == 0 {
+			size = 40000 // a keyframe
+		}
+		want := slice(naluNonIDR, true, size, int64(50+i))
+		r := feed(t, &d, s.frame(ts, 1200, want))
+		if len(r.aus) != 1 {
+			t.Fatalf("frame %d: %d access units", i, len(r.aus))
+		}
+		wantNALUs(t, r.aus[0], want)
+		ts += 3000
+	}
+	if c0, c1 := cap(d.au[0].buf), cap(d.au[1].buf); c0 < 40000 || c1 > 0 {
+		t.Fatalf("buffer capacities %d and %d, want one keyframe-sized and one unused", c0, c1)
+	}
 }
 
 func TestReset(t *testing.T) {
