@@ -205,7 +205,10 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 		readerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
-	p.bw = bufio.NewWriterSize(countingWriter{conn, &p.sent}, 64*1024)
+	// 32 KiB holds a P-frame of a 2.5 Mbit/s stream with the audio batched
+	// beside it (one write); keyframes take a few. Per target, it is a good
+	// part of a stream's memory.
+	p.bw = bufio.NewWriterSize(countingWriter{conn, &p.sent}, 32*1024)
 	p.cw = chunk.NewWriter(p.bw)
 	if err := p.setup(ctx, publishTO, connectObj); err != nil {
 		p.closing.Store(true)
