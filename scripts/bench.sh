@@ -6,7 +6,7 @@
 #
 #   scripts/bench.sh [OUT_DIR]        (default bench-results/<date>)
 #
-# Environment: SWEEP (default 1,10,50,100), AUDIO_SWEEP (default 1,10,25;
+# Environment: SWEEP (default 1,10,50,100), AUDIO_SWEEP (default 1,10,50,100;
 # empty skips the AAC sweep), DURATION (hold, default 30s), RAMP (default
 # 5s), BENCHTIME (go test -benchtime, default 1s), HTTP_PORT (18080),
 # ICE_PORT (18189), SINK_ADDR (127.0.0.1:19400).
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 OUT=${1:-bench-results/$(date +%Y%m%d-%H%M%S)}
 SWEEP=${SWEEP:-1,10,50,100}
-AUDIO_SWEEP=${AUDIO_SWEEP-1,10,25}
+AUDIO_SWEEP=${AUDIO_SWEEP-1,10,50,100}
 DURATION=${DURATION:-30s}
 RAMP=${RAMP:-5s}
 BENCHTIME=${BENCHTIME:-1s}
@@ -77,15 +77,16 @@ sweep() {
 	stop_gateway
 }
 
-# Every target carries audio since the audio path landed; its default is
-# AAC, which for a video-only publisher is AAC silence from one ffmpeg child
-# per stream. The video sweep therefore asks for audiocodec opus: the silence
-# is then passed through as Opus packets and no transcoder runs, so the
-# sweep measures the video passthrough path alone.
-echo "== sweep $SWEEP: video passthrough (no publisher audio; Opus silence passed through, no ffmpeg)"
+# Every target carries audio; its default is AAC, which for a video-only
+# publisher is encoded silence. The video sweep therefore asks for
+# audiocodec opus: the silence is then passed through as Opus packets and
+# no encoder runs, so the sweep measures the video passthrough path alone.
+# The audio sweep publishes Opus and transcodes it to AAC; its cost per
+# stream less the video sweep's is the audio path's.
+echo "== sweep $SWEEP: video passthrough (no publisher audio; Opus silence passed through, no encoder)"
 sweep video "$SWEEP" --audio none --audio-codec opus
 if [ -n "$AUDIO_SWEEP" ]; then
-	echo "== sweep $AUDIO_SWEEP: video passthrough + Opus -> AAC (ffmpeg children counted)"
+	echo "== sweep $AUDIO_SWEEP: video passthrough + Opus decoded and encoded to AAC"
 	sweep aac "$AUDIO_SWEEP" --audio-codec aac
 fi
 
