@@ -647,7 +647,7 @@ func TestAudioEncoderPerBitrate(t *testing.T) {
 				if err := asc.Unmarshal(body[2:]); err != nil {
 					t.Fatalf("%s: sequence header: %v", name, err)
 				}
-				if asc.Type != mpeg4audio.ObjectTypeAACLC || asc.SampleRate != 48000 || asc.ChannelCount != 2 {
+				if asc.Type != mpeg4audio.ObjectTypeAACLC || asc.SampleRate != 48000 || asc.ChannelConfig != 2 {
 					t.Errorf("%s: sequence header %+v, want AAC-LC 48 kHz stereo", name, asc)
 				}
 				continue

@@ -112,13 +112,6 @@ func TestAlignment(t *testing.T) {
 	}
 }
 
-func abs(v int) int {
-	if v < 0 {
-		return -v
-	}
-	return v
-}
-
 // TestQuality measures SNR after a round trip through ffmpeg's decoder
 // for ours and for ffmpeg's own encoder at the same rate, logs both, and
 // holds ours to ffmpeg's on tonal signals. Noise is low-passed to 15 kHz

@@ -258,9 +258,6 @@ func (s signal) String() string {
 	return fmt.Sprintf("%d Hz × %d, %.1f s", s.rate, s.channels, float64(len(s.pcm))/float64(s.rate*s.channels))
 }
 
-func ftoa(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
-func itoa(v int) string     { return strconv.Itoa(v) }
-
 // lowpass filters s in place with a windowed-sinc FIR (Blackman, 255
 // taps, zero phase) cutting at hz, so that a noise test signal lies
 // inside the coded bandwidth and SNR measures the passband.
