@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 )
 
@@ -17,14 +18,16 @@ const twccInterval = 100 * time.Millisecond
 // twccFactory builds twccFeedback, the gateway's transport-wide congestion
 // control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01). It
 // does what pion's twcc.SenderInterceptor does, with pion's own Recorder,
-// but records each packet's arrival under a mutex on the receive goroutine:
-// pion's interceptor hands every RTP packet to its feedback goroutine over
-// an unbuffered channel, a goroutine wake-up per packet that the load
-// profile showed among the gateway's top costs.
+// but on the receive goroutines: each packet's arrival is recorded under a
+// mutex, and the packet that finds feedback due (every twccInterval)
+// builds and sends it. pion's interceptor handed every RTP packet to its
+// feedback goroutine over an unbuffered channel and woke on a ticker, two
+// wake-ups the load profile showed among the gateway's top costs; and a
+// stream that receives nothing has nothing to report.
 type twccFactory struct{}
 
 func (twccFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &twccFeedback{start: time.Now(), done: make(chan struct{})}, nil
+	return &twccFeedback{start: time.Now()}, nil
 }
 
 type twccFeedback struct {
@@ -33,21 +36,17 @@ type twccFeedback struct {
 
 	mu       sync.Mutex
 	recorder *twcc.Recorder // nil until BindRTCPWriter
-	closed   bool
-	done     chan struct{}
-	wg       sync.WaitGroup
+	writer   interceptor.RTCPWriter
+	next     int64 // when feedback is next due, µs after start
 }
 
-// BindRTCPWriter starts the feedback loop on the connection's RTCP writer.
+// BindRTCPWriter keeps the connection's RTCP writer for the feedback.
 func (t *twccFeedback) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || t.recorder != nil {
-		return w
+	if t.recorder == nil {
+		t.recorder, t.writer = twcc.NewRecorder(rand.Uint32()), w
 	}
-	t.recorder = twcc.NewRecorder(rand.Uint32())
-	t.wg.Add(1)
-	go t.loop(w)
 	return w
 }
 
@@ -76,42 +75,20 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, reader int
 		}
 		tseq := binary.BigEndian.Uint16(ext)
 		arrival := time.Since(t.start).Microseconds()
+		var feedback []rtcp.Packet
 		t.mu.Lock()
 		if t.recorder != nil {
 			t.recorder.Record(ssrc, tseq, arrival)
-		}
-		t.mu.Unlock()
-		return n, attr, nil
-	})
-}
-
-func (t *twccFeedback) loop(w interceptor.RTCPWriter) {
-	defer t.wg.Done()
-	tick := time.NewTicker(twccInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.done:
-			return
-		case <-tick.C:
-			t.mu.Lock()
-			pkts := t.recorder.BuildFeedbackPacket()
-			t.mu.Unlock()
-			if len(pkts) > 0 {
-				_, _ = w.Write(pkts, nil)
+			if arrival >= t.next {
+				t.next = arrival + twccInterval.Microseconds()
+				feedback = t.recorder.BuildFeedbackPacket()
 			}
 		}
-	}
-}
-
-// Close stops the feedback loop.
-func (t *twccFeedback) Close() error {
-	t.mu.Lock()
-	if !t.closed {
-		t.closed = true
-		close(t.done)
-	}
-	t.mu.Unlock()
-	t.wg.Wait()
-	return nil
+		w := t.writer
+		t.mu.Unlock()
+		if len(feedback) > 0 {
+			_, _ = w.Write(feedback, nil) // a closing connection; the next packet tries again
+		}
+		return n, attr, nil
+	})
 }

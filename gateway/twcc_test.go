@@ -71,40 +71,37 @@ func feeder(pkts [][]byte) interceptor.RTPReader {
 	})
 }
 
+// TestTWCCFeedback: the first packet is reported at once, the next ones
+// with the first packet to arrive at least twccInterval later.
 func TestTWCCFeedback(t *testing.T) {
 	it, err := twccFactory{}.NewInterceptor("")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer it.Close()
 	sink := &rtcpSink{}
 	it.BindRTCPWriter(sink)
 	var pkts [][]byte
-	for i := range 50 {
+	for i := range 51 {
 		pkts = append(pkts, twccPacket(t, uint16(1000+i), uint16(7+i)))
 	}
 	r := it.BindRemoteStream(twccStreamInfo, feeder(pkts))
 	buf := make([]byte, 1500)
-	for range pkts {
-		if _, _, err := r.Read(buf, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		n, ssrc := sink.received()
-		if n == len(pkts) {
-			if ssrc != 0x1234 {
-				t.Fatalf("feedback for ssrc %x", ssrc)
+	read := func(k int) {
+		for range k {
+			if _, _, err := r.Read(buf, nil); err != nil {
+				t.Fatal(err)
 			}
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("feedback covers %d of %d packets", n, len(pkts))
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	if err := it.Close(); err != nil {
-		t.Fatal(err)
+	read(50)
+	if n, ssrc := sink.received(); n != 1 || ssrc != 0x1234 {
+		t.Fatalf("after 50 packets in a burst: feedback on %d packets of ssrc %x, want the first only", n, ssrc)
+	}
+	time.Sleep(twccInterval + 20*time.Millisecond)
+	read(1)
+	if n, _ := sink.received(); n != len(pkts) {
+		t.Fatalf("feedback covers %d of %d packets", n, len(pkts))
 	}
 }
 
