@@ -60,6 +60,13 @@ func TestLossyNetwork(t *testing.T) {
 		t.Errorf("inbound stats: %+v", stats)
 	}
 	checkReceptionReports(t, pub.ReceptionReports())
+	// Transport-wide feedback every 100 ms while packets arrive: ~70 in ~7 s
+	// (counted per track the publisher reads it on).
+	if n := pub.TWCCFeedbacks(); n < 40 || n > 200 {
+		t.Errorf("%d TWCC feedback packets in ~7 s, want about 10 a second", n)
+	} else {
+		t.Logf("%d TWCC feedback packets", n)
+	}
 	path := filepath.Join(dir, "lossy.flv")
 	waitFile(t, path)
 	pr, err := gatewaytest.Probe(path)

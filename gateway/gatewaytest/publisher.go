@@ -113,6 +113,7 @@ type Publisher struct {
 	nacks     int
 	rembs     []uint64
 	reports   []ReceivedReport
+	twcc      int
 }
 
 // ReceivedReport is a reception report block the gateway sent about one of
@@ -125,7 +126,9 @@ type ReceivedReport struct {
 
 // NewPublisher reads the material and creates the PeerConnection with only
 // the configured codecs, pion's default interceptors (NACK responder, RTCP
-// sender and receiver reports, TWCC) and ICE restricted to UDP over IPv4 on 127.0.0.1.
+// sender and receiver reports, TWCC feedback) plus transport-wide sequence
+// numbers on every packet as browsers send them, and ICE restricted to UDP
+// over IPv4 on 127.0.0.1.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.FPS <= 0 {
 		cfg.FPS = 30
@@ -204,6 +207,11 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 			return nil, err
 		}
 	} else if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, err
+	}
+	// Browsers number every packet for transport-wide congestion control;
+	// pion's defaults only negotiate the extension.
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
 		return nil, err
 	}
 	p.pc, err = webrtc.NewAPI(
@@ -375,6 +383,14 @@ func (p *Publisher) ReceptionReports() []ReceivedReport {
 	return slices.Clone(p.reports)
 }
 
+// TWCCFeedbacks returns how many transport-wide congestion control feedback
+// packets the publisher received.
+func (p *Publisher) TWCCFeedbacks() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.twcc
+}
+
 // PLIs returns how many PLI and FIR requests the publisher received.
 func (p *Publisher) PLIs() int {
 	p.mu.Lock()
@@ -425,6 +441,8 @@ func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
 				}
 			case *rtcp.TransportLayerNack:
 				p.nacks++
+			case *rtcp.TransportLayerCC:
+				p.twcc++
 			case *rtcp.ReceiverReport:
 				if s.Track() != nil {
 					for _, r := range pkt.Reports {
