@@ -165,46 +165,38 @@ func (s *Stream) Done() <-chan struct{} { return s.closed }
 
 func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	s.log.Info("track", "kind", track.Kind().String(), "codec", track.Codec().MimeType, "ssrc", uint32(track.SSRC()))
-	s.wg.Add(2)
 	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
-	// The track's reception statistics: its pipeline's, or for a track the
-	// gateway does not forward, its own (the publisher still gets reports).
+	// Who reads the track, and its reception statistics: its pipeline's, or
+	// for a track no pipeline takes, its own (the publisher still gets
+	// receiver reports).
 	stats := newRTPStats(track.Codec().ClockRate)
+	var consume func()
 	switch {
-	case isVideo && s.video != nil:
+	case isVideo && s.video != nil && strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264):
 		stats = s.video.rtp
-	case !isVideo && s.audio != nil:
-		stats = s.audio.rtp
-	}
-	go func() {
-		defer s.wg.Done()
-		s.drainRTCP(recv, isVideo, uint32(track.SSRC()), stats)
-	}()
-	switch {
-	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil &&
-		strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264):
-		go func() {
-			defer s.wg.Done()
-			s.video.run(track)
-		}()
+		consume = func() { s.video.run(track) }
 	case track.Kind() == webrtc.RTPCodecTypeAudio:
 		s.mu.Lock()
 		s.audioInfo = &AudioInfo{Codec: "opus", SampleRate: int(track.Codec().ClockRate), Channels: int(max(track.Codec().Channels, 1))}
 		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			if strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeOpus) {
-				s.audio.run(track)
-			} else {
-				s.drainRTP(track, &s.audioBytes, stats)
-			}
-		}()
+		if s.audio != nil && strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeOpus) {
+			stats = s.audio.rtp
+			consume = func() { s.audio.run(track) }
+		} else {
+			consume = func() { s.drainRTP(track, &s.audioBytes, stats) }
+		}
 	default:
-		go func() {
-			defer s.wg.Done()
-			s.drainRTP(track, nil, stats)
-		}()
+		consume = func() { s.drainRTP(track, nil, stats) }
 	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.drainRTCP(recv, isVideo, uint32(track.SSRC()), stats)
+	}()
+	go func() {
+		defer s.wg.Done()
+		consume()
+	}()
 }
 
 // drainRTCP reads the receiver's RTCP so pion's interceptors run and its
