@@ -142,8 +142,8 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	b.s.setBitrateCap(b.bitrateCap())
 	if v := b.s.video; v != nil {
 		v.sink.Store(b)
-		v.requestKeyframe("broadcast started")
 		v.armKeyframes()
+		v.requestKeyframe("broadcast started")
 	}
 	b.s.log.Info("broadcast started", "targets", len(targets), "live", len(started))
 	b.s.events.publish(EventStartBroadcastSuccess, b.Info())

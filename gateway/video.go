@@ -104,6 +104,8 @@ type videoPipeline struct {
 	kfTimer   *time.Timer
 	kfArmed   bool
 	kfStopped bool
+	kfDue     time.Time // when kfTimer fires
+	kfReason  string    // a rate-limited request kfTimer sends, "" for the periodic one
 }
 
 func newVideoPipeline(s *Stream) *videoPipeline {
@@ -269,14 +271,24 @@ func (v *videoPipeline) updateRate(ts uint32) {
 // fps is the observed frame rate (0 until two frames arrived).
 func (v *videoPipeline) fps() float64 { return math.Float64frombits(v.fpsBits.Load()) }
 
-// requestKeyframe sends a PLI unless one went out very recently.
+// requestKeyframe sends a PLI unless one went out very recently. While a
+// broadcast runs, a request that comes too soon is sent when the gap has
+// passed, unless a keyframe arrives first: a target that starts just after
+// the track did must not wait for the publisher's next keyframe of its own,
+// which may be seconds away.
 func (v *videoPipeline) requestKeyframe(reason string) {
 	ssrc := v.ssrc.Load()
 	if ssrc == 0 {
 		return
 	}
 	v.kfMu.Lock()
-	if time.Since(v.lastPLI) < minPLIGap {
+	if since := time.Since(v.lastPLI); since < minPLIGap {
+		if v.kfArmed && !v.kfStopped {
+			if due := v.lastPLI.Add(minPLIGap); due.Before(v.kfDue) {
+				v.kfReason = reason + " (deferred)"
+				v.resetTimerLocked(minPLIGap - since)
+			}
+		}
 		v.kfMu.Unlock()
 		return
 	}
@@ -311,7 +323,7 @@ func (v *videoPipeline) armKeyframes() {
 func (v *videoPipeline) disarmKeyframes() {
 	v.kfMu.Lock()
 	defer v.kfMu.Unlock()
-	v.kfArmed = false
+	v.kfArmed, v.kfReason = false, ""
 	if v.kfTimer != nil {
 		v.kfTimer.Stop()
 	}
@@ -322,11 +334,13 @@ func (v *videoPipeline) onKeyframe(now time.Time) {
 	defer v.kfMu.Unlock()
 	v.lastKey = now
 	if v.kfArmed {
+		v.kfReason = "" // a deferred request is answered
 		v.resetTimerLocked(v.s.m.cfg.KeyframeInterval - v.keyframeLead())
 	}
 }
 
 func (v *videoPipeline) resetTimerLocked(d time.Duration) {
+	v.kfDue = time.Now().Add(d)
 	if v.kfTimer == nil {
 		v.kfTimer = time.AfterFunc(d, v.keyframeDue)
 		return
@@ -340,9 +354,14 @@ func (v *videoPipeline) keyframeDue() {
 		v.kfMu.Unlock()
 		return
 	}
+	reason := v.kfReason
+	if reason == "" {
+		reason = "keyframe interval"
+	}
+	v.kfReason = ""
 	v.resetTimerLocked(pliRetry)
 	v.kfMu.Unlock()
-	v.requestKeyframe("keyframe interval")
+	v.requestKeyframe(reason)
 }
 
 func (v *videoPipeline) close() {

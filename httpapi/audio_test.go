@@ -212,7 +212,7 @@ func TestAudioLipSync(t *testing.T) {
 	sent := pub.Sent()
 	first := -1
 	for i, s := range sent {
-		if s.IDR && s.Digest == frames[0].digest && s.LastPacketAt.Before(frames[0].at) {
+		if s.IDR && s.Digest == frames[0].digest && s.FirstPacketAt.Before(frames[0].at) {
 			first = i
 		}
 	}

@@ -310,7 +310,7 @@ func TestFanOutStallAndRestart(t *testing.T) {
 	sent := pub.Sent()
 	first := -1
 	for i, s := range sent {
-		if s.IDR && len(frames) > 0 && s.Digest == frames[0].digest && s.LastPacketAt.Before(frames[0].at) {
+		if s.IDR && len(frames) > 0 && s.Digest == frames[0].digest && s.FirstPacketAt.Before(frames[0].at) {
 			first = i
 		}
 	}

@@ -168,10 +168,12 @@ func TestPublishToInProcessIngest(t *testing.T) {
 	// Frames out equal frames sent from the first IDR on, in order.
 	sent := pub.Sent()
 	// The material loops, so the same IDR may have been sent more than once:
-	// take the last one sent before the ingest received it.
+	// take the last one whose sending began before the ingest received it
+	// (not ended: the publisher can be descheduled after its last write
+	// while the gateway already delivers the frame).
 	first := -1
 	for i, s := range sent {
-		if s.IDR && s.Digest == frames[0].digest && s.LastPacketAt.Before(frames[0].at) {
+		if s.IDR && s.Digest == frames[0].digest && s.FirstPacketAt.Before(frames[0].at) {
 			first = i
 		}
 	}

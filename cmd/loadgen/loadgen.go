@@ -601,6 +601,39 @@ func (lg *LoadGen) do(ctx context.Context, method, u, ctype string, body []byte)
 	return resp.StatusCode, b, resp.Header, err
 }
 
+// matchFrames pairs each frame the sink received with the index of the
+// frame the publisher sent (-1 where none matches). Frames arrive in order;
+// the material loops, so digests repeat, and the first frame received (an
+// IDR) may also have been sent earlier, while the target was not yet live:
+// it is the last send of it that began before it arrived. Later frames
+// match the next send of their digest within one loop of the material.
+func matchFrames(sent []gatewaytest.SentFrame, recv []recvFrame) []int {
+	out := make([]int, len(recv))
+	j := -1 // index in sent of the last frame matched
+	for i, r := range recv {
+		k := -1
+		if j < 0 {
+			for n := range sent {
+				if sent[n].Digest == r.digest && sent[n].FirstPacketAt.Before(r.at) {
+					k = n
+				}
+			}
+		} else {
+			for n := j + 1; n < len(sent) && n <= j+400; n++ {
+				if sent[n].Digest == r.digest {
+					k = n
+					break
+				}
+			}
+		}
+		out[i] = k
+		if k >= 0 {
+			j = k
+		}
+	}
+	return out
+}
+
 // account matches the sink's frames to the publishers' and fills in the
 // frame counts and latencies.
 func (lg *LoadGen) account(res *Result, streams []*stream, holdStart, holdEnd time.Time) {
@@ -620,18 +653,9 @@ func (lg *LoadGen) account(res *Result, streams []*stream, holdStart, holdEnd ti
 		res.PLIs += st.pub.PLIs()
 		recv := st.sink.frames()
 		first := -1 // index in sent of the first frame received
-		j := 0
 		matched := make([]bool, len(sent))
-		for _, r := range recv {
-			k := j
-			// frames are received in order; look ahead at most one loop of
-			// the material so that a repeated digest is not skipped to
-			for ; k < len(sent) && k < j+400; k++ {
-				if sent[k].Digest == r.digest {
-					break
-				}
-			}
-			if k >= len(sent) || k >= j+400 {
+		for i, k := range matchFrames(sent, recv) {
+			if k < 0 {
 				res.FramesUnmatched++
 				continue
 			}
@@ -640,12 +664,11 @@ func (lg *LoadGen) account(res *Result, streams []*stream, holdStart, holdEnd ti
 			}
 			res.FramesReceived++
 			matched[k] = true
-			d := r.at.Sub(sent[k].LastPacketAt)
+			d := recv[i].at.Sub(sent[k].LastPacketAt)
 			all = append(all, d)
 			if !sent[k].LastPacketAt.Before(holdStart) && sent[k].LastPacketAt.Before(holdEnd) {
 				hold = append(hold, d)
 			}
-			j = k + 1
 		}
 		if first < 0 {
 			// nothing arrived: everything from the first IDR on is lost

@@ -9,12 +9,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/httpapi"
 )
 
@@ -169,5 +171,37 @@ func TestPlotSVG(t *testing.T) {
 	}
 	if strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") {
 		t.Error("plot has NaN or Inf coordinates")
+	}
+}
+
+// TestMatchFrames: the first frame received is an IDR that the publisher
+// had also sent half a second earlier, before the target was live; it is
+// matched to the later send, so the frames in between are not counted as
+// received or lost, and later frames follow in order, a dropped one left
+// unmatched.
+func TestMatchFrames(t *testing.T) {
+	t0 := time.Unix(5000, 0)
+	var sent []gatewaytest.SentFrame
+	for i := range 40 {
+		at := t0.Add(time.Duration(i) * 33 * time.Millisecond)
+		// the material: IDR (digest 100) then P-frames 1..; it restarts at 20
+		sent = append(sent, gatewaytest.SentFrame{Digest: uint64(100 + i%20), IDR: i%20 == 0,
+			FirstPacketAt: at, LastPacketAt: at.Add(time.Millisecond)})
+	}
+	var recv []recvFrame
+	for i := 20; i < 40; i++ {
+		if i == 25 {
+			continue // lost
+		}
+		// received 0.5 ms after the first packet: before the publisher
+		// noted the last one written (LastPacketAt), which a descheduled
+		// publisher goroutine can do late
+		recv = append(recv, recvFrame{digest: sent[i].Digest, at: sent[i].FirstPacketAt.Add(500 * time.Microsecond)})
+	}
+	recv = append(recv, recvFrame{digest: 999, at: t0.Add(2 * time.Second)}) // never sent
+	got := matchFrames(sent, recv)
+	want := []int{20, 21, 22, 23, 24, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, -1}
+	if !slices.Equal(got, want) {
+		t.Fatalf("matched %v, want %v", got, want)
 	}
 }

@@ -71,7 +71,12 @@ type SentFrame struct {
 	PTS          time.Duration // relative to the first sent frame
 	IDR          bool          // an IDR access unit
 	Digest       uint64        // SliceDigest of the frame
-	LastPacketAt time.Time     // wall clock when its last RTP packet was written
+	// FirstPacketAt is the wall clock just before its first RTP packet was
+	// written: nothing downstream can have the frame earlier, so it orders
+	// a frame against its receipt. LastPacketAt is taken after its last
+	// packet was written (the start of its latency).
+	FirstPacketAt time.Time
+	LastPacketAt  time.Time
 }
 
 // SentAudio records one Opus packet the Publisher sent.
@@ -507,6 +512,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		f := p.frames[pos]
 		ts := base + uint32(int64(n)*90000/int64(fps))
 		payloads := packetizeH264(f.NALUs, p.cfg.MTU-12, p.cfg.SeparateParameterSets)
+		var firstAt time.Time
 		for i, pl := range payloads {
 			pkt := &rtp.Packet{
 				Header: rtp.Header{
@@ -524,6 +530,9 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 				}
 				pace = pace.Add(time.Duration(len(pl)+12) * 8 * time.Second / time.Duration(p.cfg.PacingRate))
 			}
+			if i == 0 {
+				firstAt = time.Now()
+			}
 			if err := p.videoTrack.WriteRTP(pkt); err != nil && ctx.Err() != nil {
 				return
 			}
@@ -532,7 +541,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		p.mu.Lock()
 		p.sent = append(p.sent, SentFrame{
 			Seq: n, Source: pos, RTPTimestamp: ts, PTS: pts, IDR: f.IDR,
-			Digest: SliceDigest(f.NALUs), LastPacketAt: now,
+			Digest: SliceDigest(f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
 		})
 		p.mu.Unlock()
 		pos++
