@@ -384,3 +384,32 @@ func freeTCPAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestBroadcastRightAfterTrackGetsItsKeyframe: a broadcast that starts
+// within minPLIGap of the track's own keyframe request still gets a
+// keyframe request of its own once the gap has passed, instead of waiting
+// for the periodic one (about 2 s) or the publisher's next IDR (the test
+// material has them 4.5 s apart).
+func TestBroadcastRightAfterTrackGetsItsKeyframe(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), Loop: true})
+	plis := pub.PLIs() // the track's own request, answered with an IDR
+	start := time.Now()
+	h.startTargets(id, map[string]any{"output": h.ingestURL() + "/soon"})
+	for pub.PLIs() == plis && time.Since(start) < 1500*time.Millisecond {
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	t.Logf("PLIs before the broadcast %d; the next came %v after it started", plis, took.Round(time.Millisecond))
+	if pub.PLIs() == plis || took > time.Second {
+		t.Fatalf("no keyframe request within 1 s of the broadcast start (%d PLIs in %v)", pub.PLIs(), took)
+	}
+	if n := h.waitFrames("soon", 10, 3*time.Second); n < 10 {
+		t.Fatalf("%d frames at the ingest", n)
+	}
+	cancel()
+	pub.Wait()
+	h.closeStream(id)
+}
