@@ -146,15 +146,9 @@ func (o *aacOutput) encode(pcm []int16) {
 	if n == 0 {
 		return
 	}
-	pos := o.startPos + (n-1)*aaclc.FrameSamples
-	f := o.a.frames.get()
-	f.tagType = flv.TagAudio
-	f.ts = uint32(o.a.msAt(pos))
-	f.ahdr = o.hdr
-	f.recvAt = time.Now()
+	f := o.b.audioFrame(o.a.msAt(o.startPos+(n-1)*aaclc.FrameSamples), o.hdr)
 	f.body = flv.AppendAACRaw(f.body, out)
-	o.b.deliverAudio(&o.src, f)
-	f.release()
+	o.b.sendAudio(&o.src, f)
 }
 
 // opusOutput passes the publisher's Opus through as E-RTMP audio.
@@ -171,14 +165,9 @@ func newOpusOutput(b *Broadcast) *opusOutput {
 
 // send delivers one Opus packet at stream time ms. a.mu held.
 func (o *opusOutput) send(ms int64, packet []byte) {
-	f := o.b.s.m.frames.get()
-	f.tagType = flv.TagAudio
-	f.ts = uint32(ms)
-	f.ahdr = o.hdr
-	f.recvAt = time.Now()
+	f := o.b.audioFrame(ms, o.hdr)
 	f.body = flv.AppendOpusFrame(f.body, packet)
-	o.b.deliverAudio(&o.src, f)
-	f.release()
+	o.b.sendAudio(&o.src, f)
 }
 
 // icecastOutput is one target's audio from an Icecast/HTTP stream, placed
@@ -271,27 +260,22 @@ func (o *icecastOutput) onFrame(fr icecast.Frame) error {
 	}
 	o.codec.Store(int32(fr.Codec))
 	o.rate.Store(int32(fr.SampleRate))
-	f := o.b.s.m.frames.get()
-	f.tagType = flv.TagAudio
-	f.ts = uint32(ms)
-	f.recvAt = time.Now()
+	var f *frame
 	switch fr.Codec {
 	case icecast.MP3:
-		f.ahdr = mp3Header
+		f = o.b.audioFrame(ms, mp3Header)
 		f.body = flv.AppendMP3(f.body, fr.Data, fr.SampleRate, fr.Channels)
 	case icecast.AAC:
 		if o.hdr == nil || !bytes.Equal(fr.ASC, o.asc) {
 			o.asc = bytes.Clone(fr.ASC)
 			o.hdr = &audioHeader{body: flv.AppendAACSequenceHeader(nil, fr.ASC)}
 		}
-		f.ahdr = o.hdr
+		f = o.b.audioFrame(ms, o.hdr)
 		f.body = flv.AppendAACRaw(f.body, fr.Data)
 	default:
-		f.release()
 		return nil
 	}
-	o.b.deliverAudio(&o.src, f)
-	f.release()
+	o.b.sendAudio(&o.src, f)
 	return nil
 }
 
@@ -355,15 +339,24 @@ func (set *audioSet) close() {
 	}
 }
 
-// deliverAudio hands an audio frame to the live targets taking src.
-func (b *Broadcast) deliverAudio(src *audioSource, f *frame) {
-	lp := b.live.Load()
-	if lp == nil {
-		return
-	}
-	for _, t := range *lp {
-		if t.audioSrc == src {
-			t.enqueueAudio(f)
+// audioFrame takes a pooled audio frame at stream time ms whose targets
+// need the sequence header hdr; the caller appends the tag body and hands it
+// to sendAudio.
+func (b *Broadcast) audioFrame(ms int64, hdr *audioHeader) *frame {
+	f := b.s.m.frames.get()
+	f.tagType, f.ts, f.ahdr, f.recvAt = flv.TagAudio, uint32(ms), hdr, time.Now()
+	return f
+}
+
+// sendAudio hands an audio frame to the live targets taking src (each
+// queue holds its own reference) and gives the caller's back to the pool.
+func (b *Broadcast) sendAudio(src *audioSource, f *frame) {
+	if lp := b.live.Load(); lp != nil {
+		for _, t := range *lp {
+			if t.audioSrc == src {
+				t.enqueueAudio(f)
+			}
 		}
 	}
+	f.release()
 }
