@@ -25,13 +25,13 @@ require (
 	github.com/mitchellh/mapstructure v1.4.1 // indirect
 	github.com/pion/datachannel v1.5.8 // indirect
 	github.com/pion/dtls/v2 v2.2.12 // indirect
-	github.com/pion/ice/v2 v2.3.38 // indirect
-	github.com/pion/logging v0.2.2 // indirect
+	github.com/pion/ice/v2 v2.3.38
+	github.com/pion/logging v0.2.2
 	github.com/pion/mdns v0.0.12 // indirect
 	github.com/pion/opus v0.1.0
 	github.com/pion/randutil v0.1.0 // indirect
 	github.com/pion/sctp v1.8.19 // indirect
-	github.com/pion/srtp/v2 v2.0.20 // indirect
+	github.com/pion/srtp/v2 v2.0.20
 	github.com/pion/stun v0.6.1 // indirect
 	github.com/pion/transport/v2 v2.2.10 // indirect
 	github.com/pion/turn/v2 v2.1.6 // indirect
