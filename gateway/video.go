@@ -125,9 +125,9 @@ func newVideoPipeline(s *Stream) *videoPipeline {
 }
 
 func (v *videoPipeline) run(track *webrtc.TrackRemote) {
-	v.ssrc.Store(uint32(track.SSRC()))
-	v.requestKeyframe("track started")
 	ssrc := uint32(track.SSRC())
+	v.ssrc.Store(ssrc)
+	v.requestKeyframe("track started")
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := track.Read(buf)

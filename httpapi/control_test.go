@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -372,7 +371,6 @@ func TestFanOutStallAndRestart(t *testing.T) {
 	if !strings.Contains(names, "TargetReconnecting") || strings.Count(names, "TargetConnected") < 3 {
 		t.Errorf("events: %s", names)
 	}
-	_ = math.Abs
 }
 
 func freeTCPAddr(t *testing.T) string {
