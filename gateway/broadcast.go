@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/audio"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/transmux/flv"
 )
 
@@ -24,78 +27,85 @@ const (
 	BroadcastStopped  BroadcastState = "stopped"
 )
 
-// Broadcast pushes one stream to its targets.
+// audioDrain is how long a stopping broadcast lets its targets write the
+// audio the encoders flushed.
+const audioDrain = 250 * time.Millisecond
+
+// Broadcast pushes one stream to its targets. It is the video pipeline's
+// and the audio outputs' sink, and owns its targets: it starts each one's
+// writer and joins it when the target is removed or the broadcast stops.
 type Broadcast struct {
 	s         *Stream
 	startedAt time.Time
+	// ctx ends when the broadcast stops or its stream closes: it bounds
+	// the targets' dials and lives.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// live is the copy-on-write list of targets taking frames, read on every
 	// frame without a lock.
-	live atomic.Pointer[[]*Target]
+	live atomic.Pointer[[]*rtmpout.Target]
 
 	mu      sync.Mutex
 	state   BroadcastState
-	targets []*Target
-	audio   *audioSet // the audio outputs, once started
+	targets []*rtmpout.Target
+	audio   *audio.Outputs // the audio outputs, once started
 }
 
 func newBroadcast(s *Stream) *Broadcast {
-	return &Broadcast{s: s, startedAt: time.Now().UTC(), state: BroadcastStarting}
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &Broadcast{s: s, startedAt: time.Now().UTC(), state: BroadcastStarting, ctx: ctx, cancel: cancel}
 }
 
 // start validates every target, then connects to all of them at once. It
-// fails, leaving nothing running, when no target could be started.
-func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
-	if err := ValidateTargets(specs); err != nil {
+// fails, leaving nothing running, when no target could be started. ctx
+// bounds the Icecast checks only.
+func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
+	if err := rtmpout.ValidateAll(specs); err != nil {
 		return err
-	}
-	targets := make([]*Target, len(specs))
-	for i := range specs {
-		ep, _ := specs[i].validate()
-		targets[i] = newTarget(b, specs[i], ep)
 	}
 	// Every target carries audio: its outputs (Icecast sources checked,
 	// AAC encoders made) exist before any ingest is dialed, so a bad
 	// Icecast URL fails the start, never silently.
-	set := &audioSet{aac: map[int]*aacOutput{}}
-	failStart := func(e *Error) error {
-		set.close()
+	outs := b.s.audio.NewOutputs(b)
+	var targets []*rtmpout.Target
+	failStart := func(e *apierr.Error) error {
+		outs.Close()
 		b.mu.Lock()
 		b.targets, b.state = targets, BroadcastStopped
 		b.mu.Unlock()
-		b.s.events.publish(EventStartBroadcastError, ErrorInfo{Code: e.Code, Message: e.Message})
+		b.cancel()
+		b.s.events.Publish(StartBroadcastError{e.Info()})
 		return e
 	}
-	for _, t := range targets {
-		if t.spec.IcecastAudio {
-			if err := probeIcecast(ctx, t.spec.IcecastURL); err != nil {
-				return failStart(AsError(err))
+	for _, sp := range specs {
+		if sp.IcecastAudio {
+			if err := audio.ProbeIcecast(ctx, sp.IcecastURL); err != nil {
+				return failStart(apierr.As(err))
 			}
 		}
 	}
-	for _, t := range targets {
-		if _, err := b.attachAudio(set, t); err != nil {
-			return failStart(AsError(err))
+	for _, sp := range specs {
+		src, err := attachAudio(outs, sp)
+		if err != nil {
+			return failStart(apierr.As(err))
 		}
+		targets = append(targets, b.newTarget(sp, src))
 	}
 
-	// The publish handshakes outlive a client that hangs up mid-request.
-	dialCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.s.m.cfg.PublishTimeout)
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, t := range targets {
-		wg.Go(func() {
-			t.connect(dialCtx)
-		})
+		wg.Go(func() { t.Connect() })
 	}
 	wg.Wait()
 
-	var started []*Target
-	var firstErr *Error
+	var started []*rtmpout.Target
+	var firstErr *apierr.Error
 	for _, t := range targets {
-		if t.State() == TargetFailed {
+		if t.State() == rtmpout.Failed {
 			if firstErr == nil {
-				firstErr = t.lastError()
+				firstErr = t.Err()
 			}
+			outs.Release(t.Audio())
 			continue
 		}
 		started = append(started, t)
@@ -103,75 +113,79 @@ func (b *Broadcast) start(ctx context.Context, specs []TargetSpec) error {
 	if len(started) == 0 {
 		msgs := make([]string, len(targets))
 		for i, t := range targets {
-			msgs[i] = t.lastError().Message
+			msgs[i] = t.Err().Message
 		}
-		set.close()
-		b.mu.Lock()
-		b.targets, b.state = targets, BroadcastStopped
-		b.mu.Unlock()
-		e := &Error{Code: firstErr.Code, Message: strings.Join(msgs, "; ")}
-		b.s.events.publish(EventStartBroadcastError, ErrorInfo{Code: e.Code, Message: e.Message})
-		return e
+		return failStart(&apierr.Error{Code: firstErr.Code, Message: strings.Join(msgs, "; ")})
 	}
 
 	b.mu.Lock()
 	if b.state != BroadcastStarting {
 		// Stopped (the stream closed) while the ingests were dialed.
 		b.mu.Unlock()
-		set.close()
+		outs.Close()
 		for _, t := range started {
-			_ = t.publisher().Close()
-			t.setState(TargetStopped)
+			t.Abandon()
 		}
-		return errorf(CodeNotFound, "stream %s closed while the broadcast was starting", b.s.id)
+		return &apierr.Error{Code: apierr.CodeNotFound, StreamID: b.s.id,
+			Message: fmt.Sprintf("stream %s closed while the broadcast was starting", b.s.id)}
 	}
 	b.targets = targets
 	b.state = BroadcastLive
-	b.audio = set
+	b.audio = outs
+	for _, t := range started {
+		t.Start()
+	}
 	b.live.Store(&started)
 	b.mu.Unlock()
 	for _, t := range started {
-		t.startWriter()
-		if t.icecast != nil {
-			t.icecast.start()
+		if ic, ok := t.Audio().(*audio.IcecastOutput); ok {
+			ic.Start()
 		}
 	}
-	if a := b.s.audio; a != nil {
-		a.setOutputs(set.snapshot(b))
-	}
+	outs.Install()
 	b.s.setBitrateCap(b.bitrateCap())
 	if v := b.s.video; v != nil {
-		v.sink.Store(b)
-		v.armKeyframes()
-		v.requestKeyframe("broadcast started")
+		v.SetSink(b)
+		v.ArmKeyframes()
+		v.RequestKeyframe("broadcast started")
 	}
 	b.s.log.Info("broadcast started", "targets", len(targets), "live", len(started))
-	b.s.events.publish(EventStartBroadcastSuccess, b.Info())
+	b.s.events.Publish(StartBroadcastSuccess{b.Info()})
 	return nil
 }
 
-// ValidateTargets checks every target of a broadcast without contacting any.
-func ValidateTargets(specs []TargetSpec) error {
-	if len(specs) == 0 {
-		return errorf(CodeInvalidRequest, "a broadcast needs at least one target")
-	}
-	for i := range specs {
-		if _, err := specs[i].validate(); err != nil {
-			var e *Error
-			if len(specs) > 1 && errors.As(err, &e) {
-				e.Message = fmt.Sprintf("target %d: %s", i, e.Message)
-			}
-			return err
+func (b *Broadcast) newTarget(spec rtmpout.Spec, src rtmpout.AudioSource) *rtmpout.Target {
+	ep, _ := spec.Validate() // validated by the caller
+	return rtmpout.New(b.ctx, newID("tg_"), spec, ep, src, b.s, b.s.targetSettings())
+}
+
+// attachAudio gives a target its audio output: an Icecast source of its
+// own, the Opus passthrough, or the AAC encoder of its bit rate.
+func attachAudio(outs *audio.Outputs, spec rtmpout.Spec) (rtmpout.AudioSource, error) {
+	switch {
+	case spec.IcecastAudio:
+		return outs.Icecast(spec.IcecastURL), nil
+	case spec.AudioCodec == rtmpout.AudioOpus:
+		return outs.Opus(), nil
+	default:
+		br := spec.AudioBitrate
+		if br <= 0 {
+			br = rtmpout.DefaultAudioBitrate
 		}
+		o, err := outs.AAC(br)
+		if err != nil {
+			return nil, err
+		}
+		return o, nil
 	}
-	return nil
 }
 
 // bitrateCap is the lowest videobitrate any running target asks for.
 func (b *Broadcast) bitrateCap() int {
 	capBps := 0
 	for _, t := range b.Targets() {
-		if v := t.spec.VideoBitrate; v > 0 && t.State() != TargetFailed && t.State() != TargetStopped && (capBps == 0 || v < capBps) {
+		st := t.State()
+		if v := t.Spec().VideoBitrate; v > 0 && st != rtmpout.Failed && st != rtmpout.Stopped && (capBps == 0 || v < capBps) {
 			capBps = v
 		}
 	}
@@ -179,79 +193,84 @@ func (b *Broadcast) bitrateCap() int {
 }
 
 // AddTarget connects one more ingest to a live broadcast.
-func (b *Broadcast) AddTarget(ctx context.Context, spec TargetSpec) (*Target, error) {
-	ep, err := spec.validate()
-	if err != nil {
+func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.Target, error) {
+	if _, err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if !b.active() {
-		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", b.s.id)
+	b.mu.Lock()
+	outs := b.audio
+	live := b.state == BroadcastLive
+	b.mu.Unlock()
+	if !live {
+		return nil, b.notBroadcasting()
 	}
 	if spec.IcecastAudio {
-		if err := probeIcecast(ctx, spec.IcecastURL); err != nil {
+		if err := audio.ProbeIcecast(ctx, spec.IcecastURL); err != nil {
 			return nil, err
 		}
 	}
-	t := newTarget(b, spec, ep)
-	dialCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.s.m.cfg.PublishTimeout)
-	defer cancel()
-	t.connect(dialCtx)
-	if t.State() == TargetFailed {
-		return nil, t.lastError()
+	src, err := attachAudio(outs, spec)
+	if err != nil {
+		return nil, err
+	}
+	t := b.newTarget(spec, src)
+	if e := t.Connect(); e != nil {
+		outs.Release(src)
+		return nil, e
 	}
 	b.mu.Lock()
 	if b.state != BroadcastLive {
 		b.mu.Unlock()
-		_ = t.publisher().Close()
-		return nil, errorf(CodeNotBroadcasting, "the broadcast of stream %s stopped while the target connected", b.s.id)
-	}
-	if _, err := b.attachAudio(b.audio, t); err != nil {
-		b.mu.Unlock()
-		_ = t.publisher().Close()
-		return nil, err
+		t.Abandon()
+		outs.Release(src)
+		return nil, &apierr.Error{Code: apierr.CodeNotBroadcasting, StreamID: b.s.id,
+			Message: fmt.Sprintf("the broadcast of stream %s stopped while the target connected", b.s.id)}
 	}
 	b.targets = append(b.targets, t)
+	t.Start()
 	b.publishLiveLocked()
-	snap := b.audio.snapshot(b)
 	b.mu.Unlock()
-	if a := b.s.audio; a != nil {
-		a.setOutputs(snap)
-	}
-	t.startWriter()
-	if t.icecast != nil {
-		t.icecast.start()
+	if ic, ok := src.(*audio.IcecastOutput); ok {
+		ic.Start()
 	}
 	b.s.setBitrateCap(b.bitrateCap())
 	b.s.RequestKeyframe("target added")
 	return t, nil
 }
 
-// RemoveTarget stops one target cleanly and forgets it.
-func (b *Broadcast) RemoveTarget(ctx context.Context, id string) error {
+func (b *Broadcast) notBroadcasting() *apierr.Error {
+	return &apierr.Error{Code: apierr.CodeNotBroadcasting, StreamID: b.s.id, Message: fmt.Sprintf("stream %s is not broadcasting", b.s.id)}
+}
+
+// RemoveTarget stops one target cleanly, waits for it and forgets it.
+func (b *Broadcast) RemoveTarget(id string) error {
 	b.mu.Lock()
-	i := slices.IndexFunc(b.targets, func(t *Target) bool { return t.id == id })
+	i := slices.IndexFunc(b.targets, func(t *rtmpout.Target) bool { return t.ID() == id })
 	if i < 0 {
 		b.mu.Unlock()
-		return errorf(CodeNotFound, "broadcast of stream %s has no target %q", b.s.id, id)
+		return &apierr.Error{Code: apierr.CodeNotFound, StreamID: b.s.id, Message: fmt.Sprintf("broadcast of stream %s has no target %q", b.s.id, id)}
 	}
 	t := b.targets[i]
 	b.targets = slices.Delete(slices.Clone(b.targets), i, i+1)
 	b.publishLiveLocked()
+	outs := b.audio
 	b.mu.Unlock()
-	t.stop(ctx)
-	if t.icecast != nil {
-		t.icecast.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), b.s.cfg.CloseTimeout)
+	defer cancel()
+	t.Stop(ctx)
+	if outs != nil {
+		outs.Release(t.Audio())
 	}
-	b.s.m.retireTarget(t)
+	b.s.owner.retireTarget(t)
 	b.s.setBitrateCap(b.bitrateCap())
 	return nil
 }
 
-// publishLiveLocked rebuilds the lock-free list deliver reads.
+// publishLiveLocked rebuilds the lock-free list the senders read.
 func (b *Broadcast) publishLiveLocked() {
-	live := make([]*Target, 0, len(b.targets))
+	live := make([]*rtmpout.Target, 0, len(b.targets))
 	for _, t := range b.targets {
-		if t.writing.Load() {
+		if t.Writing() {
 			live = append(live, t)
 		}
 	}
@@ -266,31 +285,45 @@ func (b *Broadcast) deliverData(refresh bool, body []byte, ms uint32) int {
 	if lp == nil {
 		return 0
 	}
-	f := b.s.m.frames.get()
-	f.tagType = flv.TagScript
-	f.ts = ms
-	f.metaRefresh = refresh
-	f.body = append(f.body, body...)
-	f.recvAt = time.Now()
+	f := b.s.frames.Get()
+	f.TagType = flv.TagScript
+	f.TS = ms
+	f.MetaRefresh = refresh
+	f.Body = append(f.Body, body...)
+	f.RecvAt = time.Now()
 	n := 0
 	for _, t := range *lp {
-		if t.accepting.Load() {
-			t.enqueueData(f)
+		if t.EnqueueData(f) {
 			n++
 		}
 	}
-	f.release()
+	f.Release()
 	return n
 }
 
-// deliver hands a frame to every live target's queue. It never blocks.
-func (b *Broadcast) deliver(f *frame) {
+// Deliver hands a video frame to every live target's queue (video.Sink).
+// It never blocks.
+func (b *Broadcast) Deliver(f *media.Frame) {
 	lp := b.live.Load()
 	if lp == nil {
 		return
 	}
 	for _, t := range *lp {
-		t.enqueue(f)
+		t.Enqueue(f)
+	}
+}
+
+// SendAudio hands an audio frame to the live targets taking src
+// (audio.Sink); each queue holds its own reference.
+func (b *Broadcast) SendAudio(src audio.Output, f *media.Frame) {
+	lp := b.live.Load()
+	if lp == nil {
+		return
+	}
+	for _, t := range *lp {
+		if t.Audio() == src {
+			t.EnqueueAudio(f)
+		}
 	}
 }
 
@@ -300,52 +333,51 @@ func (b *Broadcast) active() bool {
 	return b.state == BroadcastStarting || b.state == BroadcastLive
 }
 
-// stop ends every target cleanly and waits for their writers.
+// stop ends every target cleanly and waits for their writers: until ctx
+// ends they say goodbye to their ingests, then they are cut off.
 func (b *Broadcast) stop(ctx context.Context) {
 	b.mu.Lock()
 	if b.state == BroadcastStopping || b.state == BroadcastStopped {
 		b.mu.Unlock()
 		return
 	}
+	wasStarting := b.state == BroadcastStarting
 	b.state = BroadcastStopping
 	targets := b.targets
-	set := b.audio
+	outs := b.audio
 	b.mu.Unlock()
+	if wasStarting {
+		b.cancel() // the dials in flight give up; start cleans up
+	}
 
 	if v := b.s.video; v != nil {
-		v.sink.CompareAndSwap(b, nil)
-		v.disarmKeyframes()
+		v.ClearSink(b)
+		v.DisarmKeyframes()
 	}
 	// The audio ends with the video: the encoders are flushed (each holds
 	// its last frame back) and what they deliver is given a moment to be
 	// written before the targets stop.
-	if a := b.s.audio; a != nil {
-		if b.s.video != nil {
-			// Video frames drive the silence (onTick), which lags
-			// silenceLagMs behind: bring it to the video's end.
-			a.fillTo(time.Now(), 0)
+	if outs != nil {
+		outs.Uninstall()
+		if !outs.Empty() {
+			outs.Close()
+			b.awaitQueues(ctx, audioDrain)
 		}
-		a.clearOutputs(b)
-	}
-	if set != nil && !set.empty() {
-		set.close()
-		b.awaitQueues(ctx, 250*time.Millisecond)
 	}
 	b.s.setBitrateCap(0)
 	b.live.Store(nil)
 	var wg sync.WaitGroup
 	for _, t := range targets {
-		wg.Go(func() {
-			t.stop(ctx)
-		})
+		wg.Go(func() { t.Stop(ctx) })
 	}
 	wg.Wait()
+	b.cancel()
 
 	b.mu.Lock()
 	b.state = BroadcastStopped
 	b.mu.Unlock()
 	b.s.log.Info("broadcast stopped")
-	b.s.events.publish(EventStopBroadcastSuccess, b.Info())
+	b.s.events.Publish(StopBroadcastSuccess{b.Info()})
 }
 
 // awaitQueues waits until every live target's queue is empty, at most d.
@@ -358,7 +390,7 @@ func (b *Broadcast) awaitQueues(ctx context.Context, d time.Duration) {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		busy := false
 		for _, t := range *lp {
-			if t.accepting.Load() && len(t.queue) > 0 {
+			if !t.Idle() {
 				busy = true
 			}
 		}
@@ -372,7 +404,7 @@ func (b *Broadcast) awaitQueues(ctx context.Context, d time.Duration) {
 // Info returns the API view of the broadcast.
 func (b *Broadcast) Info() BroadcastInfo {
 	b.mu.Lock()
-	bi := BroadcastInfo{State: b.state, StartedAt: b.startedAt, Targets: make([]TargetInfo, len(b.targets))}
+	bi := BroadcastInfo{State: b.state, StartedAt: b.startedAt, Targets: make([]rtmpout.Info, len(b.targets))}
 	targets := b.targets
 	b.mu.Unlock()
 	for i, t := range targets {
@@ -382,8 +414,8 @@ func (b *Broadcast) Info() BroadcastInfo {
 }
 
 // Targets returns the broadcast's targets.
-func (b *Broadcast) Targets() []*Target {
+func (b *Broadcast) Targets() []*rtmpout.Target {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]*Target(nil), b.targets...)
+	return append([]*rtmpout.Target(nil), b.targets...)
 }

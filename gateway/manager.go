@@ -11,9 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pion/ice/v2"
-	"github.com/pion/logging"
-	"github.com/pion/webrtc/v3"
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/gateway/webrtcin"
 )
 
 // Config is the gateway's runtime configuration.
@@ -30,8 +31,11 @@ type Config struct {
 	PublishTimeout time.Duration
 	// MediaTimeout ends a stream whose publisher sent nothing for this long.
 	MediaTimeout time.Duration
+	// CloseTimeout is how long stopping a broadcast or closing a stream
+	// waits for its ingests to be told goodbye before cutting them off.
+	CloseTimeout time.Duration
 	// Reconnect governs how targets come back after their ingest failed.
-	Reconnect ReconnectPolicy
+	Reconnect rtmpout.ReconnectPolicy
 	// Relays map WHIP stream keys to the targets their streams go to.
 	Relays []Relay
 	// MaxStreams limits concurrent sessions (0 = no limit).
@@ -49,30 +53,28 @@ func (c *Config) setDefaults() {
 	if c.MediaTimeout <= 0 {
 		c.MediaTimeout = 10 * time.Second
 	}
-	c.Reconnect.setDefaults()
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 5 * time.Second
+	}
+	c.Reconnect.SetDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
 
-// iceSocketBuffer is the receive and send buffer asked for the ICE socket.
-const iceSocketBuffer = 8 << 20
-
 // Manager owns every live Stream and the shared ICE socket.
 type Manager struct {
-	cfg    Config
-	log    *slog.Logger
-	udp    net.PacketConn
-	mux    ice.UDPMux
-	se     webrtc.SettingEngine
-	frames *framePool
+	cfg       Config
+	log       *slog.Logger
+	transport *webrtcin.Transport
+	frames    *media.FramePool
 
 	totals totals // counters of closed streams and retired targets, for metrics
 
 	mu       sync.Mutex
 	streams  map[string]*Stream
 	draining bool
-	wg       sync.WaitGroup // closeAsync goroutines
+	wg       sync.WaitGroup // closeAsync goroutines: Shutdown joins them
 }
 
 // NewManager opens the ICE UDP port and returns a manager ready to accept
@@ -82,35 +84,21 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := ValidateRelays(cfg.Relays); err != nil {
 		return nil, fmt.Errorf("relays: %w", err)
 	}
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{Port: cfg.ICEUDPPort})
+	tr, err := webrtcin.Listen(cfg.ICEUDPPort, cfg.ICEIPs)
 	if err != nil {
-		return nil, fmt.Errorf("ice udp port %d: %w", cfg.ICEUDPPort, err)
+		return nil, err
 	}
-	// One socket carries every session's media: the kernel's default
-	// receive buffer (~208 KiB, ~90 packets) overflows in bursts at tens of
-	// streams, which showed as loss in the load test. Ask for more; the
-	// kernel caps it at net.core.rmem_max.
-	_ = udp.SetReadBuffer(iceSocketBuffer)
-	_ = udp.SetWriteBuffer(iceSocketBuffer)
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelError
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("ice"), udp)
-	port := udp.LocalAddr().(*net.UDPAddr).Port
-	se := newSettingEngine(mux, port, cfg.ICEIPs)
-	se.LoggerFactory = lf
 	return &Manager{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		udp:     udp,
-		mux:     mux,
-		se:      se,
-		frames:  newFramePool(),
-		streams: map[string]*Stream{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		transport: tr,
+		frames:    media.NewFramePool(),
+		streams:   map[string]*Stream{},
 	}, nil
 }
 
 // ICEPort is the UDP port ICE listens on (useful when configured as 0).
-func (m *Manager) ICEPort() int { return m.udp.LocalAddr().(*net.UDPAddr).Port }
+func (m *Manager) ICEPort() int { return m.transport.Port() }
 
 // Ready reports whether new publishers are accepted.
 func (m *Manager) Ready() bool {
@@ -123,42 +111,42 @@ func (m *Manager) Ready() bool {
 // stream with its answer ready (ICE gathering complete: non-trickle). With
 // targets, the broadcast starts as soon as media flows, and the answer caps
 // the video at their lowest videobitrate (b=AS).
-func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets []TargetSpec) (*Stream, error) {
+func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets []rtmpout.Spec) (*Stream, error) {
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
-		return nil, errorf(CodeLimitExceeded, "the gateway is shutting down and takes no new publishers")
+		return nil, errDraining()
 	}
 	if m.cfg.MaxStreams > 0 && len(m.streams) >= m.cfg.MaxStreams {
 		m.mu.Unlock()
-		return nil, errorf(CodeLimitExceeded, "the gateway already runs %d streams, its limit", m.cfg.MaxStreams)
+		return nil, apierr.Errorf(apierr.CodeLimitExceeded, "the gateway already runs %d streams, its limit", m.cfg.MaxStreams)
 	}
 	m.mu.Unlock()
 	if targets != nil {
-		if err := ValidateTargets(targets); err != nil {
+		if err := rtmpout.ValidateAll(targets); err != nil {
 			return nil, err
 		}
 	}
-	media, err := inspectOffer(offer)
+	om, err := webrtcin.InspectOffer(offer)
 	if err != nil {
 		return nil, err
 	}
 
-	s, err := newStream(ctx, m, newID("st_"), name, offer, media)
+	s, err := newStream(ctx, m, newID("st_"), name, offer, om)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
-		s.Close(context.Background())
-		return nil, errorf(CodeLimitExceeded, "the gateway is shutting down and takes no new publishers")
+		s.Close()
+		return nil, errDraining()
 	}
 	m.streams[s.id] = s
 	m.mu.Unlock()
 	m.totals.streams.Add(1)
 	if targets != nil {
-		if kbps := minBitrate(targets) / 1000; kbps > 0 {
+		if kbps := rtmpout.MinVideoBitrate(targets) / 1000; kbps > 0 {
 			s.answer = withVideoBandwidth(s.answer, kbps)
 		}
 		s.StartBroadcastWhenReady(targets)
@@ -166,14 +154,8 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	return s, nil
 }
 
-func minBitrate(targets []TargetSpec) int {
-	low := 0
-	for _, t := range targets {
-		if t.VideoBitrate > 0 && (low == 0 || t.VideoBitrate < low) {
-			low = t.VideoBitrate
-		}
-	}
-	return low
+func errDraining() *apierr.Error {
+	return apierr.Errorf(apierr.CodeLimitExceeded, "the gateway is shutting down and takes no new publishers")
 }
 
 // withVideoBandwidth adds b=AS:<kbps> to the video section of an SDP: the
@@ -203,7 +185,7 @@ func (m *Manager) Stream(id string) (*Stream, error) {
 	defer m.mu.Unlock()
 	s, ok := m.streams[id]
 	if !ok {
-		return nil, errorf(CodeNotFound, "no stream %q: it never existed or has been closed", id)
+		return nil, apierr.Errorf(apierr.CodeNotFound, "no stream %q: it never existed or has been closed", id)
 	}
 	return s, nil
 }
@@ -220,26 +202,14 @@ func (m *Manager) Streams() []*Stream {
 	return out
 }
 
-// CloseStream stops the stream's broadcast cleanly and ends the session.
-func (m *Manager) CloseStream(ctx context.Context, id string) error {
-	s, err := m.Stream(id)
-	if err != nil {
-		return err
-	}
-	s.Close(ctx)
-	return nil
-}
-
 // closeAsync closes s on a goroutine the manager owns (Shutdown waits for it).
 func (m *Manager) closeAsync(s *Stream) {
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		s.Close(context.Background())
-	}()
+	m.wg.Go(s.Close)
 }
 
-func (m *Manager) forget(s *Stream) {
+// closed forgets a stream that finished closing and keeps its counters.
+func (m *Manager) closed(s *Stream) {
+	m.totals.addStream(s)
 	m.mu.Lock()
 	if m.streams[s.id] == s {
 		delete(m.streams, s.id)
@@ -247,8 +217,11 @@ func (m *Manager) forget(s *Stream) {
 	m.mu.Unlock()
 }
 
-// Shutdown refuses new publishers, stops every broadcast cleanly, closes every
-// stream and the ICE socket.
+func (m *Manager) retireTarget(t *rtmpout.Target) { m.totals.addTarget(t) }
+
+// Shutdown refuses new publishers, stops every broadcast, closes every
+// stream and the ICE socket, and returns when all of their goroutines have
+// ended. Until ctx ends the ingests are told goodbye; then they are cut off.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	if m.draining {
@@ -259,13 +232,11 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range m.Streams() {
-		wg.Go(func() {
-			s.Close(ctx)
-		})
+		wg.Go(func() { s.close(ctx) })
 	}
 	wg.Wait()
 	m.wg.Wait()
-	return m.mux.Close() // closes the UDP socket too
+	return m.transport.Close()
 }
 
 func newID(prefix string) string {

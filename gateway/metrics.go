@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"sync/atomic"
+
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
 // totals are process-wide counters that outlive streams, so the metrics'
@@ -17,27 +19,23 @@ type totals struct {
 	streams       atomic.Uint64 // streams ever created
 }
 
-// retire adds a closing stream's counters to the manager's totals.
-func (m *Manager) retire(s *Stream) {
-	m.totals.plis.Add(s.rtcp.plis.Load())
-	m.totals.nacks.Add(s.rtcp.nacks.Load())
+// addStream adds a closing stream's counters to the totals.
+func (t *totals) addStream(s *Stream) {
+	fb := s.session.Counters()
+	t.plis.Add(fb.PLIs())
+	t.nacks.Add(fb.NACKs())
 	if s.video != nil {
-		m.totals.packetsLost.Add(s.video.lost.Load())
+		t.packetsLost.Add(s.video.Counters().Lost)
 	}
 }
 
-// retireTarget adds a finished target's counters to the totals.
-func (m *Manager) retireTarget(t *Target) {
-	if p := t.publisher(); p != nil {
-		m.totals.bytesSent.Add(p.BytesSent() + t.bytesBefore.Load())
-	} else {
-		m.totals.bytesSent.Add(t.bytesBefore.Load())
-	}
-	m.totals.framesSent.Add(t.framesSent.Load())
-	m.totals.framesDropped.Add(t.framesDropped.Load())
-	t.mu.Lock()
-	m.totals.reconnects.Add(uint64(t.reconnects))
-	t.mu.Unlock()
+// addTarget adds a finished target's counters to the totals.
+func (t *totals) addTarget(tg *rtmpout.Target) {
+	tt := tg.Totals()
+	t.bytesSent.Add(tt.BytesSent)
+	t.framesSent.Add(tt.FramesSent)
+	t.framesDropped.Add(tt.FramesDropped)
+	t.reconnects.Add(uint64(tt.Reconnects))
 }
 
 // Metrics is a snapshot for the Prometheus endpoint. Counters include closed
@@ -46,7 +44,7 @@ type Metrics struct {
 	Streams        int
 	StreamsTotal   uint64
 	StreamsByState map[StreamState]int
-	TargetsByState map[TargetState]int
+	TargetsByState map[rtmpout.State]int
 	BytesSent      uint64
 	FramesSent     uint64
 	FramesDropped  uint64
@@ -60,7 +58,7 @@ type Metrics struct {
 func (m *Manager) Metrics() Metrics {
 	mt := Metrics{
 		StreamsByState: map[StreamState]int{},
-		TargetsByState: map[TargetState]int{},
+		TargetsByState: map[rtmpout.State]int{},
 		StreamsTotal:   m.totals.streams.Load(),
 		BytesSent:      m.totals.bytesSent.Load(),
 		FramesSent:     m.totals.framesSent.Load(),
@@ -73,10 +71,11 @@ func (m *Manager) Metrics() Metrics {
 	for _, s := range m.Streams() {
 		mt.Streams++
 		mt.StreamsByState[s.State()]++
-		mt.PLIs += s.rtcp.plis.Load()
-		mt.NACKs += s.rtcp.nacks.Load()
+		fb := s.session.Counters()
+		mt.PLIs += fb.PLIs()
+		mt.NACKs += fb.NACKs()
 		if s.video != nil {
-			mt.PacketsLost += s.video.lost.Load()
+			mt.PacketsLost += s.video.Counters().Lost
 		}
 		s.mu.Lock()
 		b := s.broadcast
@@ -89,15 +88,11 @@ func (m *Manager) Metrics() Metrics {
 			if active {
 				mt.TargetsByState[t.State()]++
 			}
-			if p := t.publisher(); p != nil {
-				mt.BytesSent += p.BytesSent()
-			}
-			mt.BytesSent += t.bytesBefore.Load()
-			mt.FramesSent += t.framesSent.Load()
-			mt.FramesDropped += t.framesDropped.Load()
-			t.mu.Lock()
-			mt.Reconnects += uint64(t.reconnects)
-			t.mu.Unlock()
+			tt := t.Totals()
+			mt.BytesSent += tt.BytesSent
+			mt.FramesSent += tt.FramesSent
+			mt.FramesDropped += tt.FramesDropped
+			mt.Reconnects += uint64(tt.Reconnects)
 		}
 	}
 	return mt

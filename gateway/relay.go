@@ -1,13 +1,18 @@
 package gateway
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
+)
 
 // Relay maps a publisher's stream key (the WHIP bearer token, or the key in
 // /whip/{key}) to the ingests its stream goes to, as OBS users configure
 // once and then just press "Start Streaming".
 type Relay struct {
 	Key     string
-	Targets []TargetSpec
+	Targets []rtmpout.Spec
 }
 
 // ValidateRelays checks every relay's targets at start-up.
@@ -15,14 +20,15 @@ func ValidateRelays(relays []Relay) error {
 	seen := map[string]bool{}
 	for i, r := range relays {
 		if r.Key == "" {
-			return errorf(CodeInvalidRequest, "relay %d has no key", i)
+			return apierr.Errorf(apierr.CodeInvalidRequest, "relay %d has no key", i)
 		}
 		if seen[r.Key] {
-			return errorf(CodeInvalidRequest, "relay %d: the same key is configured twice", i)
+			return apierr.Errorf(apierr.CodeInvalidRequest, "relay %d: the same key is configured twice", i)
 		}
 		seen[r.Key] = true
-		if err := ValidateTargets(r.Targets); err != nil {
-			return &Error{Code: AsError(err).Code, Message: "relay " + strconv.Itoa(i) + ": " + AsError(err).Message, Err: err}
+		if err := rtmpout.ValidateAll(r.Targets); err != nil {
+			e := apierr.As(err)
+			return &apierr.Error{Code: e.Code, Message: "relay " + strconv.Itoa(i) + ": " + e.Message, Err: err}
 		}
 	}
 	return nil
@@ -33,7 +39,7 @@ func ValidateRelays(relays []Relay) error {
 func (m *Manager) HasRelays() bool { return len(m.cfg.Relays) > 0 }
 
 // RelayTargets returns the targets of the relay with that key.
-func (m *Manager) RelayTargets(key string) ([]TargetSpec, bool) {
+func (m *Manager) RelayTargets(key string) ([]rtmpout.Spec, bool) {
 	if key == "" {
 		return nil, false
 	}

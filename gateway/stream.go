@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +12,15 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
 
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/audio"
+	"github.com/castbridge/castbridge/gateway/avclock"
+	"github.com/castbridge/castbridge/gateway/events"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/meter"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/gateway/video"
+	"github.com/castbridge/castbridge/gateway/webrtcin"
 	"github.com/castbridge/castbridge/transmux/flv"
 )
 
@@ -28,35 +35,51 @@ const (
 	StateClosed     StreamState = "closed"
 )
 
-// Stream is one publisher's WebRTC session (a "preview" in RtcUser terms).
+// streamOwner is what a stream needs of the manager that holds it.
+type streamOwner interface {
+	// closeAsync ends the stream from outside the goroutine that found it
+	// gone (pion's callbacks, the stream's own control loop).
+	closeAsync(s *Stream)
+	// closed forgets a stream that finished closing.
+	closed(s *Stream)
+	// retireTarget keeps a finished target's counters in the totals.
+	retireTarget(t *rtmpout.Target)
+}
+
+// Stream is one publisher's WebRTC session (a "preview" in RtcUser terms):
+// the session and its receive pipelines, its events, and the broadcast it
+// may run. It serves its targets as their rtmpout.Host.
 type Stream struct {
 	id        string
 	name      string
 	createdAt time.Time
-	m         *Manager
+	cfg       *Config
+	owner     streamOwner
+	frames    *media.FramePool
 	log       *slog.Logger
-	pc        *webrtc.PeerConnection
-	rtcpSSRC  uint32 // sender SSRC of the gateway's RTCP (reports, NACK, PLI)
+	session   *webrtcin.Session
 	answer    string
-	rtcp      *rtcpCounters
 
-	ctx    context.Context // ends when the stream closes
+	// ctx ends when the stream closes; every goroutine of the stream runs
+	// under it, in wg, and Close joins them.
+	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // goroutines reading from pion
+	wg     sync.WaitGroup
 	once   sync.Once
-	closed chan struct{}
+	done   chan struct{}
 
 	mediaSeen  atomic.Bool
 	mediaReady chan struct{} // closed on the first media packet
 	lastMedia  atomic.Int64  // unix nanos of the last RTP packet
 	audioBytes atomic.Uint64
-	audioRate  rateMeter
-	events     eventBus
+	audioRate  meter.Rate
+	videoRate  meter.Rate
+	events     events.Bus
 	bitrateCap atomic.Int64 // bit/s the publisher is capped at with REMB; 0 = none
 	iceUp      atomic.Bool
-	video      *videoPipeline // nil for audio-only offers; set before tracks start
-	clock      *avClock       // the A/V timeline both tracks are placed on
-	audio      *audioPipeline // the publisher's audio (or silence) for every target
+	clock      *avclock.Clock  // the A/V timeline both tracks are placed on
+	video      *video.Pipeline // nil for audio-only offers
+	audio      *audio.Pipeline // the publisher's audio (or silence) for every target
 
 	mu         sync.Mutex
 	audioInfo  *AudioInfo
@@ -68,89 +91,60 @@ type Stream struct {
 	userMeta   map[string]any // the client's last onMetaData values
 }
 
-func newStream(ctx context.Context, m *Manager, id, name, offer string, media offerMedia) (*Stream, error) {
-	counters := &rtcpCounters{}
-	api, err := newAPI(m.se, counters)
-	if err != nil {
-		return nil, &Error{Code: CodeInternal, Message: "cannot set up WebRTC", Err: err}
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, &Error{Code: CodeInternal, Message: "cannot create a peer connection", Err: err}
-	}
+// newStream makes the stream's pipelines and session and answers the offer.
+func newStream(ctx context.Context, m *Manager, id, name, offer string, om webrtcin.OfferMedia) (*Stream, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Stream{
 		id:         id,
 		name:       name,
 		createdAt:  time.Now().UTC(),
-		m:          m,
+		cfg:        &m.cfg,
+		owner:      m,
+		frames:     m.frames,
 		log:        m.log.With("stream", id),
-		pc:         pc,
-		rtcpSSRC:   rand.Uint32(),
-		rtcp:       counters,
 		ctx:        sctx,
 		cancel:     cancel,
-		closed:     make(chan struct{}),
+		done:       make(chan struct{}),
 		mediaReady: make(chan struct{}),
 	}
-	s.clock = newAVClock()
-	s.audio = newAudioPipeline(s)
-	if media.video {
-		s.video = newVideoPipeline(s)
-	}
-	pc.OnTrack(s.onTrack)
-	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
-		s.log.Debug("ice state", "state", st.String())
-		switch st {
-		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
-			s.iceUp.Store(true)
-		case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
-			s.iceUp.Store(false)
-			// The publisher is gone; end the session from outside pion's callback.
-			s.setCloseCause("ice " + st.String())
-			m.closeAsync(s)
-		default:
-			s.iceUp.Store(false)
-		}
-	})
-
-	fail := func(err error) (*Stream, error) {
+	sess, err := m.transport.NewSession(s.log)
+	if err != nil {
 		cancel()
-		_ = pc.Close()
 		return nil, err
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return fail(&Error{Code: CodeInvalidSDP, Message: "the SDP offer was refused: " + err.Error(), Err: err})
+	s.session = sess
+	s.clock = avclock.New()
+	s.audio = audio.New(audio.Config{Clock: s.clock, Frames: s.frames, FollowsVideo: om.Video, Logger: s.log})
+	if om.Video {
+		s.video = video.New(video.Config{
+			Feedback:         sess,
+			Clock:            s.clock,
+			Frames:           s.frames,
+			KeyframeInterval: s.cfg.KeyframeInterval,
+			OnFrame:          s.audio.FollowVideo,
+			Logger:           s.log,
+		})
 	}
-	answer, err := pc.CreateAnswer(nil)
+	sess.OnTrack(s.onTrack)
+	sess.OnICE(func(st webrtcin.ICEState, detail string) {
+		s.log.Debug("ice state", "state", detail)
+		s.iceUp.Store(st == webrtcin.ICEUp)
+		if st == webrtcin.ICEGone {
+			// The publisher is gone; end the session from outside pion's callback.
+			s.setCloseCause("ice " + detail)
+			s.owner.closeAsync(s)
+		}
+	})
+	answer, err := sess.Answer(ctx, offer)
 	if err != nil {
-		return fail(&Error{Code: CodeUnsupportedCodec, Message: "no answer can be made to this offer: " + err.Error(), Err: err})
+		_ = sess.Close()
+		cancel()
+		return nil, err
 	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(answer); err != nil {
-		return fail(&Error{Code: CodeInternal, Message: "cannot apply the answer", Err: err})
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return fail(&Error{Code: CodeInternal, Message: "ICE gathering did not finish", Err: ctx.Err()})
-	}
-	s.answer = pc.LocalDescription().SDP
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.control()
-	}()
-	if s.video == nil {
-		// With video, the video frames drive the audio clock (see
-		// videoPipeline.onAccessUnit): no 20 ms ticker per stream.
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.audio.clockLoop(s.ctx)
-		}()
-	}
-	s.log.Info("stream created", "video", media.video, "audio", media.audio)
+	s.answer = answer
+	s.wg.Go(s.control)
+	s.wg.Go(func() { s.audio.Run(s.ctx) })
+	s.log.Info("stream created", "video", om.Video, "audio", om.Audio)
 	return s, nil
 }
 
@@ -161,117 +155,62 @@ func (s *Stream) ID() string { return s.id }
 func (s *Stream) Answer() string { return s.answer }
 
 // Done is closed when the stream has closed.
-func (s *Stream) Done() <-chan struct{} { return s.closed }
+func (s *Stream) Done() <-chan struct{} { return s.done }
 
+// Subscribe listens to the stream's events; see events.Bus.Subscribe.
+func (s *Stream) Subscribe(afterID uint64) *events.Subscription { return s.events.Subscribe(afterID) }
+
+// onTrack routes a track to its reader, on pion's goroutine: the video
+// pipeline for H.264, the audio pipeline for Opus, and for a track no
+// pipeline takes, a reader that keeps its statistics (the publisher still
+// gets receiver reports). Each track gets two goroutines the stream owns.
 func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-	s.log.Info("track", "kind", track.Kind().String(), "codec", track.Codec().MimeType, "ssrc", uint32(track.SSRC()))
-	isVideo := track.Kind() == webrtc.RTPCodecTypeVideo
-	// Who reads the track, and its reception statistics: its pipeline's, or
-	// for a track no pipeline takes, its own (the publisher still gets
-	// receiver reports).
-	stats := newRTPStats(track.Codec().ClockRate)
-	var consume func()
+	codec := track.Codec()
+	ssrc := uint32(track.SSRC())
+	s.log.Info("track", "kind", track.Kind().String(), "codec", codec.MimeType, "ssrc", ssrc)
+	stats := webrtcin.NewRTPStats(codec.ClockRate)
+	arrived := s.onMedia
+	var handle func([]byte, time.Time)
+	var onSR func(*rtcp.SenderReport)
 	switch {
-	case isVideo && s.video != nil && strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264):
-		stats = s.video.rtp
-		consume = func() { s.video.run(track) }
+	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264):
+		stats = s.video.RTP()
+		s.video.Start(ssrc)
+		handle = s.video.HandlePacket
+		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, sr) }
 	case track.Kind() == webrtc.RTPCodecTypeAudio:
 		s.mu.Lock()
-		s.audioInfo = &AudioInfo{Codec: "opus", SampleRate: int(track.Codec().ClockRate), Channels: int(max(track.Codec().Channels, 1))}
+		s.audioInfo = &AudioInfo{Codec: "opus", SampleRate: int(codec.ClockRate), Channels: int(max(codec.Channels, 1))}
 		s.mu.Unlock()
-		if s.audio != nil && strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeOpus) {
-			stats = s.audio.rtp
-			consume = func() { s.audio.run(track) }
-		} else {
-			consume = func() { s.drainRTP(track, &s.audioBytes, stats) }
+		arrived = s.onAudio
+		if !strings.EqualFold(codec.MimeType, webrtc.MimeTypeOpus) {
+			break
 		}
-	default:
-		consume = func() { s.drainRTP(track, nil, stats) }
+		if err := s.audio.StartTrack(); err != nil {
+			s.log.Error("opus decoder", "err", err)
+			break
+		}
+		stats = s.audio.RTP()
+		handle = s.audio.HandlePacket
+		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(false, sr) }
 	}
-	s.wg.Add(2)
-	go func() {
-		defer s.wg.Done()
-		s.drainRTCP(recv, isVideo, uint32(track.SSRC()), stats)
-	}()
-	go func() {
-		defer s.wg.Done()
-		consume()
-	}()
-}
-
-// drainRTCP reads the receiver's RTCP so pion's interceptors run and its
-// buffers never fill, and hands the track's Sender Reports to the A/V clock
-// and to the track's reception statistics (for the reports' LSR/DLSR).
-func (s *Stream) drainRTCP(recv *webrtc.RTPReceiver, video bool, ssrc uint32, stats *rtpStats) {
-	buf := make([]byte, 1500)
-	for {
-		n, _, err := recv.Read(buf)
-		if err != nil {
-			return
-		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		for _, p := range pkts {
-			if sr, ok := p.(*rtcp.SenderReport); ok && (sr.SSRC == ssrc || ssrc == 0) {
-				stats.onSenderReport(sr.NTPTime, time.Now())
-				s.clock.onSenderReport(video, sr)
-			}
-		}
-	}
-}
-
-// drainRTP consumes a track the gateway does not forward (yet), keeping the
-// media-arrival state up to date and reporting reception to the publisher.
-func (s *Stream) drainRTP(track *webrtc.TrackRemote, bytesIn *atomic.Uint64, stats *rtpStats) {
-	buf := make([]byte, 1500)
-	ssrc := uint32(track.SSRC())
-	for {
-		n, _, err := track.Read(buf)
-		if err != nil {
-			return
-		}
-		now := time.Now()
-		s.onMedia(now)
-		if bytesIn != nil {
-			bytesIn.Add(uint64(n))
-		}
-		stats.observe(buf[:n], now)
-		s.maybeReport(stats, ssrc, now)
-	}
-}
-
-// maybeReport sends the publisher a receiver report for ssrc when one is
-// due. The track's receive goroutine calls it per packet, so reports need no
-// timer; a track that stopped sending has nothing new to report.
-func (s *Stream) maybeReport(stats *rtpStats, ssrc uint32, now time.Time) {
-	rep, ok := stats.report(ssrc, now)
-	if !ok {
-		return
-	}
-	s.writeRTCP(&rtcp.ReceiverReport{SSRC: s.rtcpSSRC, Reports: []rtcp.ReceptionReport{rep}}, "receiver report")
-}
-
-// sendNACK asks the publisher to resend packets of ssrc.
-func (s *Stream) sendNACK(ssrc uint32, pairs []rtcp.NackPair) {
-	s.writeRTCP(&rtcp.TransportLayerNack{SenderSSRC: s.rtcpSSRC, MediaSSRC: ssrc, Nacks: pairs}, "nack")
-}
-
-func (s *Stream) writeRTCP(p rtcp.Packet, what string) {
-	if err := s.pc.WriteRTCP([]rtcp.Packet{p}); err != nil && !errors.Is(err, context.Canceled) {
-		s.log.Debug(what+" not sent", "err", err)
-	}
+	s.wg.Go(func() { webrtcin.ReadRTCP(recv, ssrc, stats, onSR) })
+	s.wg.Go(func() { s.session.ReadRTP(track, stats, arrived, handle) })
 }
 
 // onMedia notes that a packet arrived; the first one makes the publisher
 // connected.
-func (s *Stream) onMedia(now time.Time) {
+func (s *Stream) onMedia(now time.Time, _ int) {
 	s.lastMedia.Store(now.UnixNano())
 	if !s.mediaSeen.Load() && s.mediaSeen.CompareAndSwap(false, true) {
-		s.events.publish(EventPublisherConnected, map[string]any{"streamId": s.id})
+		s.events.Publish(PublisherConnected{StreamID: s.id})
 		close(s.mediaReady)
 	}
+}
+
+func (s *Stream) onAudio(now time.Time, n int) {
+	s.onMedia(now, n)
+	s.audioBytes.Add(uint64(n))
 }
 
 // control runs the stream's periodic work until it closes: REMB while the
@@ -284,18 +223,14 @@ func (s *Stream) control() {
 		case <-s.ctx.Done():
 			return
 		case now := <-tick.C:
-			if cap := s.bitrateCap.Load(); cap > 0 && s.video != nil {
-				if ssrc := s.video.ssrc.Load(); ssrc != 0 {
-					_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(cap), SSRCs: []uint32{ssrc}}})
-				}
-			}
+			s.sendREMB()
 			last := s.lastMedia.Load()
 			if last == 0 {
 				last = s.createdAt.UnixNano()
 			}
-			if timeout := s.m.cfg.MediaTimeout; now.Sub(time.Unix(0, last)) > timeout {
+			if timeout := s.cfg.MediaTimeout; now.Sub(time.Unix(0, last)) > timeout {
 				s.setCloseCause(fmt.Sprintf("no media for %v", timeout))
-				s.m.closeAsync(s)
+				s.owner.closeAsync(s)
 				return
 			}
 		}
@@ -314,20 +249,49 @@ func (s *Stream) setCloseCause(cause string) {
 // 0 lifts the cap.
 func (s *Stream) setBitrateCap(bps int) {
 	s.bitrateCap.Store(int64(bps))
-	if bps > 0 && s.video != nil {
-		if ssrc := s.video.ssrc.Load(); ssrc != 0 {
-			_ = s.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(bps), SSRCs: []uint32{ssrc}}})
+	s.sendREMB()
+}
+
+func (s *Stream) sendREMB() {
+	if c := s.bitrateCap.Load(); c > 0 && s.video != nil {
+		if ssrc := s.video.SSRC(); ssrc != 0 {
+			s.session.SendREMB(c, ssrc)
 		}
 	}
 }
 
-// Subscribe listens to the stream's events; see eventBus.subscribe.
-func (s *Stream) Subscribe(afterID uint64) *Subscription { return s.events.subscribe(afterID) }
+// The stream as its targets' rtmpout.Host.
 
-func (s *Stream) userMetadata() map[string]any {
+// RequestKeyframe asks the publisher for a keyframe now (rate-limited).
+func (s *Stream) RequestKeyframe(reason string) {
+	if s.video != nil {
+		s.video.RequestKeyframe(reason)
+	}
+}
+
+// Publish reports an event on the stream's bus.
+func (s *Stream) Publish(p events.Payload) { s.events.Publish(p) }
+
+// HasVideo reports whether the stream has a video pipeline.
+func (s *Stream) HasVideo() bool { return s.video != nil }
+
+// ObservedFPS is the video's frame rate as received.
+func (s *Stream) ObservedFPS() float64 {
+	if s.video == nil {
+		return 0
+	}
+	return s.video.FPS()
+}
+
+// UserMetadata is the client's last onMetaData values.
+func (s *Stream) UserMetadata() map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.userMeta
+}
+
+func (s *Stream) targetSettings() rtmpout.Settings {
+	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, Logger: s.log}
 }
 
 // SendMetadata writes onMetaData or onCuePoint into every running target at
@@ -347,10 +311,10 @@ func (s *Stream) SendMetadata(handler string, values any) error {
 		s.userMeta = values.(map[string]any)
 		s.mu.Unlock()
 	} else if body, err = flv.AppendDataMessage(nil, handler, values); err != nil {
-		return &Error{Code: CodeMetadataInvalid, Message: err.Error(), Err: err}
+		return apierr.Wrap(apierr.CodeMetadataInvalid, err, "%v", err)
 	}
 	n := b.deliverData(handler == HandlerOnMetaData, body, s.currentMillis())
-	s.events.publish(EventMetaDataSent, map[string]any{"handlerName": handler, "values": values, "targets": n})
+	s.events.Publish(MetaDataSent{HandlerName: handler, Values: values, Targets: n})
 	return nil
 }
 
@@ -358,27 +322,15 @@ func (s *Stream) SendMetadata(handler string, values any) error {
 func (s *Stream) currentMillis() uint32 {
 	var ms uint32
 	if s.video != nil {
-		ms = s.video.lastMs.Load()
+		ms = s.video.LastMillis()
 	}
-	return max(ms, uint32(s.audio.lastMs.Load()))
-}
-
-// requestKeyframe asks the publisher for an IDR.
-func (s *Stream) requestKeyframe(ssrc uint32) {
-	s.writeRTCP(&rtcp.PictureLossIndication{SenderSSRC: s.rtcpSSRC, MediaSSRC: ssrc}, "pli")
-}
-
-// RequestKeyframe asks the publisher for a keyframe now (rate-limited).
-func (s *Stream) RequestKeyframe(reason string) {
-	if s.video != nil {
-		s.video.requestKeyframe(reason)
-	}
+	return max(ms, uint32(s.audio.LastMillis()))
 }
 
 // State is the stream's current state.
 func (s *Stream) State() StreamState {
 	select {
-	case <-s.closed:
+	case <-s.done:
 		return StateClosed
 	default:
 	}
@@ -395,19 +347,22 @@ func (s *Stream) State() StreamState {
 }
 
 // StartBroadcast starts pushing the stream to the given targets and returns
-// once every target has answered its publish (or timed out).
-func (s *Stream) StartBroadcast(ctx context.Context, specs []TargetSpec) (*Broadcast, error) {
-	if err := ValidateTargets(specs); err != nil {
+// once every target has answered its publish (or timed out). ctx bounds
+// only the checks of Icecast sources: the publish handshakes outlive a
+// client that hangs up, and end with the stream.
+func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Broadcast, error) {
+	if err := rtmpout.ValidateAll(specs); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return nil, errorf(CodeNotFound, "stream %s is closing", s.id)
+		return nil, &apierr.Error{Code: apierr.CodeNotFound, Message: fmt.Sprintf("stream %s is closing", s.id), StreamID: s.id}
 	}
 	if s.broadcast != nil && s.broadcast.active() {
 		s.mu.Unlock()
-		return nil, errorf(CodeAlreadyBroadcasting, "stream %s is already broadcasting: stop it first (DELETE /v1/streams/%s/broadcast)", s.id, s.id)
+		return nil, &apierr.Error{Code: apierr.CodeAlreadyBroadcasting, StreamID: s.id,
+			Message: fmt.Sprintf("stream %s is already broadcasting: stop it first", s.id)}
 	}
 	old := s.broadcast
 	b := newBroadcast(s)
@@ -415,7 +370,7 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []TargetSpec) (*Broad
 	s.mu.Unlock()
 	if old != nil {
 		for _, t := range old.Targets() {
-			s.m.retireTarget(t)
+			s.owner.retireTarget(t)
 		}
 	}
 
@@ -427,21 +382,20 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []TargetSpec) (*Broad
 	return b, nil
 }
 
-// StartBroadcastWhenReady starts the broadcast in the background as soon as
-// media flows, as POST /v1/streams with a "broadcast" asks. Failures show in the broadcast's targets and the stream's log.
-func (s *Stream) StartBroadcastWhenReady(specs []TargetSpec) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+// StartBroadcastWhenReady starts the broadcast on a goroutine of the
+// stream's as soon as media flows, as creating a stream with a broadcast
+// asks. Failures show in the broadcast's targets and the stream's log.
+func (s *Stream) StartBroadcastWhenReady(specs []rtmpout.Spec) {
+	s.wg.Go(func() {
 		select {
 		case <-s.mediaReady:
 		case <-s.ctx.Done():
 			return
 		}
 		if _, err := s.StartBroadcast(s.ctx, specs); err != nil {
-			s.log.Warn("broadcast did not start", "err", AsError(err).Message)
+			s.log.Warn("broadcast did not start", "err", apierr.As(err).Message)
 		}
-	}()
+	})
 }
 
 // Broadcast returns the running broadcast.
@@ -450,20 +404,20 @@ func (s *Stream) Broadcast() (*Broadcast, error) {
 	b := s.broadcast
 	s.mu.Unlock()
 	if b == nil || !b.active() {
-		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", s.id)
+		return nil, &apierr.Error{Code: apierr.CodeNotBroadcasting, StreamID: s.id, Message: fmt.Sprintf("stream %s is not broadcasting", s.id)}
 	}
 	return b, nil
 }
 
 // StopBroadcast ends the running broadcast cleanly: every ingest is told
-// FCUnpublish/deleteStream and closed.
-func (s *Stream) StopBroadcast(ctx context.Context) (*Broadcast, error) {
-	s.mu.Lock()
-	b := s.broadcast
-	s.mu.Unlock()
-	if b == nil || !b.active() {
-		return nil, errorf(CodeNotBroadcasting, "stream %s is not broadcasting", s.id)
+// FCUnpublish/deleteStream and closed, within the stream's close timeout.
+func (s *Stream) StopBroadcast() (*Broadcast, error) {
+	b, err := s.Broadcast()
+	if err != nil {
+		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	defer cancel()
 	b.stop(ctx)
 	return b, nil
 }
@@ -474,7 +428,7 @@ func (s *Stream) SetMuted(audio, video *bool) {
 	defer s.mu.Unlock()
 	if audio != nil {
 		s.audioMuted = *audio
-		s.audio.muted.Store(*audio)
+		s.audio.SetMuted(*audio)
 	}
 	if video != nil {
 		s.videoMuted = *video
@@ -482,8 +436,17 @@ func (s *Stream) SetMuted(audio, video *bool) {
 }
 
 // Close stops the broadcast cleanly, closes the peer connection and waits for
-// every goroutine of the stream. Safe to call more than once.
-func (s *Stream) Close(ctx context.Context) {
+// every goroutine of the stream. The ingests get the stream's close timeout
+// to be told goodbye; then their connections are cut. Safe to call more
+// than once and from any goroutine but the stream's own.
+func (s *Stream) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CloseTimeout)
+	defer cancel()
+	s.close(ctx)
+}
+
+// close is Close with the deadline for the clean stop in ctx.
+func (s *Stream) close(ctx context.Context) {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.closing = true
@@ -491,30 +454,29 @@ func (s *Stream) Close(ctx context.Context) {
 		cause := s.closeCause
 		s.mu.Unlock()
 		if cause != "" {
-			s.events.publish(EventPublisherDisconnected, map[string]any{"streamId": s.id, "reason": cause})
+			s.events.Publish(PublisherDisconnected{StreamID: s.id, Reason: cause})
 		}
 		if b != nil {
 			b.stop(ctx)
 			for _, t := range b.Targets() {
-				s.m.retireTarget(t)
+				s.owner.retireTarget(t)
 			}
 		}
-		if err := s.pc.Close(); err != nil {
+		if err := s.session.Close(); err != nil {
 			s.log.Debug("peer connection close", "err", err)
 		}
 		s.cancel()
 		s.wg.Wait()
 		if s.video != nil {
-			s.video.close()
+			s.video.Close()
 		}
-		s.m.retire(s)
-		s.events.publish(EventStreamClosed, map[string]any{"streamId": s.id})
-		s.events.close()
-		close(s.closed)
-		s.m.forget(s)
+		s.owner.closed(s)
+		s.events.Publish(StreamClosed{StreamID: s.id})
+		s.events.Close()
+		close(s.done)
 		s.log.Info("stream closed", "cause", cause)
 	})
-	<-s.closed
+	<-s.done
 }
 
 func (s *Stream) String() string { return fmt.Sprintf("stream %s", s.id) }

@@ -1,6 +1,11 @@
 package gateway
 
-import "time"
+import (
+	"math"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway/rtmpout"
+)
 
 // The API views of the gateway's objects. They are snapshots: building one
 // takes the owners' locks briefly and copies.
@@ -38,35 +43,16 @@ type StreamInfo struct {
 type BroadcastInfo struct {
 	State     BroadcastState `json:"state"`
 	StartedAt time.Time      `json:"startedAt"`
-	Targets   []TargetInfo   `json:"targets"`
-}
-
-// TargetInfo is the API view of a target. Output is redacted.
-type TargetInfo struct {
-	ID         string      `json:"id"`
-	Output     string      `json:"output"`
-	State      TargetState `json:"state"`
-	Error      *ErrorInfo  `json:"error"`
-	Reconnects int         `json:"reconnects"`
-	// What the target asked for, echoed: videobitrate caps the publisher
-	// (REMB, b=AS); framerate is for the client to apply.
-	VideoBitrate int     `json:"videobitrate,omitempty"`
-	Framerate    float64 `json:"framerate,omitempty"`
-	AudioBitrate int     `json:"audiobitrate,omitempty"`
-	AudioCodec   string  `json:"audiocodec"`
-}
-
-// ErrorInfo is an error as the API shows it.
-type ErrorInfo struct {
-	Code    Code   `json:"code"`
-	Message string `json:"message"`
+	Targets   []rtmpout.Info `json:"targets"`
 }
 
 // Info returns the API view of the stream.
 func (s *Stream) Info() StreamInfo {
 	si := StreamInfo{ID: s.id, Name: s.name, State: s.State(), CreatedAt: s.createdAt}
 	if s.video != nil {
-		si.Video = s.video.info()
+		if ps := s.video.Params(); ps != nil {
+			si.Video = &VideoInfo{Codec: "H264", Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}
+		}
 	}
 	s.mu.Lock()
 	if s.audioInfo != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/apierr"
 )
 
 // maxBody bounds JSON and SDP request bodies.
@@ -82,11 +83,11 @@ func New(cfg Config) *API {
 	r.Patch("/whip/{key}", a.whipPatch)
 
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		a.writeErrorCode(w, r, gateway.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		a.writeErrorCode(w, r, apierr.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: gateway.ErrorInfo{
-			Code: gateway.CodeInvalidRequest, Message: r.Method + " is not allowed on " + r.URL.Path}})
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: apierr.Info{
+			Code: apierr.CodeInvalidRequest, Message: r.Method + " is not allowed on " + r.URL.Path}})
 	})
 	a.router = r
 	return a
@@ -114,7 +115,7 @@ func (a *API) requireKey(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodOptions && !a.keyOK(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-			a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs an API key: send Authorization: Bearer <key>")
+			a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs an API key: send Authorization: Bearer <key>")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -130,7 +131,7 @@ func (a *API) recoverer(next http.Handler) http.Handler {
 					panic(v)
 				}
 				a.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
-				a.writeErrorCode(w, r, gateway.CodeInternal, "internal error")
+				a.writeErrorCode(w, r, apierr.CodeInternal, "internal error")
 			}
 		}()
 		next.ServeHTTP(w, r)

@@ -3,9 +3,9 @@ package httpapi
 import (
 	"net/http"
 
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/go-chi/chi/v5"
-
-	"github.com/castbridge/castbridge/gateway"
 )
 
 func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
@@ -13,11 +13,11 @@ func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var body targetBody
+	var body rtmpout.Body
 	if !a.decode(w, r, &body) {
 		return
 	}
-	spec, err := body.spec()
+	spec, err := body.Spec()
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -46,7 +46,7 @@ func (a *API) removeTarget(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := b.RemoveTarget(r.Context(), chi.URLParam(r, "targetId")); err != nil {
+	if err := b.RemoveTarget(chi.URLParam(r, "targetId")); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -69,9 +69,9 @@ func (a *API) sendMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.SendMetadata(body.HandlerName, body.Values); err != nil {
-		if e := gateway.AsError(err); e.Code == gateway.CodeNotBroadcasting {
+		if e := apierr.As(err); e.Code == apierr.CodeNotBroadcasting {
 			// API.md: metadata without a broadcast is a conflict, not a 404.
-			writeJSON(w, http.StatusConflict, errorBody{Error: gateway.ErrorInfo{Code: e.Code, Message: e.Message}})
+			writeJSON(w, http.StatusConflict, errorBody{Error: apierr.Info{Code: e.Code, Message: e.Message}})
 			return
 		}
 		a.writeError(w, r, err)

@@ -5,29 +5,29 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/apierr"
 )
 
 type errorBody struct {
-	Error gateway.ErrorInfo `json:"error"`
+	Error apierr.Info `json:"error"`
 }
 
 // statusOf maps an API error code to its HTTP status (API.md).
-func statusOf(code gateway.Code) int {
+func statusOf(code apierr.Code) int {
 	switch code {
-	case gateway.CodeInvalidRequest, gateway.CodeInvalidSDP, gateway.CodeInvalidOutput, gateway.CodeMetadataInvalid:
+	case apierr.CodeInvalidRequest, apierr.CodeInvalidSDP, apierr.CodeInvalidOutput, apierr.CodeMetadataInvalid:
 		return http.StatusBadRequest
-	case gateway.CodeUnauthorized:
+	case apierr.CodeUnauthorized:
 		return http.StatusUnauthorized
-	case gateway.CodeNotFound, gateway.CodeNotBroadcasting:
+	case apierr.CodeNotFound, apierr.CodeNotBroadcasting:
 		return http.StatusNotFound
-	case gateway.CodeAlreadyBroadcasting, gateway.CodeNotConnected:
+	case apierr.CodeAlreadyBroadcasting, apierr.CodeNotConnected:
 		return http.StatusConflict
-	case gateway.CodeUnsupportedCodec:
+	case apierr.CodeUnsupportedCodec:
 		return http.StatusUnprocessableEntity
-	case gateway.CodeIngestUnreachable, gateway.CodeIngestRejected:
+	case apierr.CodeIngestUnreachable, apierr.CodeIngestRejected:
 		return http.StatusBadGateway
-	case gateway.CodeLimitExceeded:
+	case apierr.CodeLimitExceeded:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -37,16 +37,31 @@ func statusOf(code gateway.Code) int {
 // writeError answers with the API's error body. Internal causes are logged,
 // never sent.
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e := gateway.AsError(err)
+	e := apierr.As(err)
 	status := statusOf(e.Code)
-	if status >= 500 && e.Code == gateway.CodeInternal {
+	if status >= 500 && e.Code == apierr.CodeInternal {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: gateway.ErrorInfo{Code: e.Code, Message: e.Message}})
+	writeJSON(w, status, errorBody{Error: apierr.Info{Code: e.Code, Message: e.Message + routeHint(e)}})
 }
 
-func (a *API) writeErrorCode(w http.ResponseWriter, r *http.Request, code gateway.Code, msg string) {
-	a.writeError(w, r, &gateway.Error{Code: code, Message: msg})
+// routeHint names the call that fixes an error, where there is one: the
+// gateway's errors say what is wrong; the routes are the API's.
+func routeHint(e *apierr.Error) string {
+	if e.StreamID == "" {
+		return ""
+	}
+	switch e.Code {
+	case apierr.CodeAlreadyBroadcasting:
+		return " (DELETE /v1/streams/" + e.StreamID + "/broadcast)"
+	case apierr.CodeNotBroadcasting:
+		return " (start one with POST /v1/streams/" + e.StreamID + "/broadcast)"
+	}
+	return ""
+}
+
+func (a *API) writeErrorCode(w http.ResponseWriter, r *http.Request, code apierr.Code, msg string) {
+	a.writeError(w, r, &apierr.Error{Code: code, Message: msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -64,16 +79,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
-		var reqErr *gateway.Error
+		var reqErr *apierr.Error
 		switch {
 		case errors.As(err, &tooBig):
-			return &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "the request body is larger than 1 MiB"}
+			return &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "the request body is larger than 1 MiB"}
 		case errors.As(err, &reqErr):
 			return reqErr
 		case errors.As(err, &typeErr):
-			return &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "field " + typeErr.Field + " has the wrong type: expected " + typeErr.Type.String()}
+			return &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "field " + typeErr.Field + " has the wrong type: expected " + typeErr.Type.String()}
 		default:
-			return &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "the request body is not valid JSON: " + err.Error()}
+			return &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "the request body is not valid JSON: " + err.Error()}
 		}
 	}
 	return nil

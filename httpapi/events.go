@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/apierr"
 )
 
 // minStatsInterval is the shortest ?stats= period (API.md).
@@ -29,7 +30,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("stats"); q != "" {
 		ms, err := strconv.Atoi(q)
 		if err != nil || (ms != 0 && time.Duration(ms)*time.Millisecond < minStatsInterval) {
-			a.writeErrorCode(w, r, gateway.CodeInvalidRequest, "stats must be a whole number of milliseconds, at least 250 (or 0 for none)")
+			a.writeErrorCode(w, r, apierr.CodeInvalidRequest, "stats must be a whole number of milliseconds, at least 250 (or 0 for none)")
 			return
 		}
 		statsEvery = time.Duration(ms) * time.Millisecond
@@ -78,7 +79,12 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-statsC:
-			if !send(sseEvent("", gateway.EventReceivedWebRTCStats, s.Stats())) {
+			st := gateway.ReceivedWebRTCStats{Stats: s.Stats()}
+			data, err := json.Marshal(st)
+			if err != nil {
+				return
+			}
+			if !send(sseEvent("", st.EventName(), data)) {
 				return
 			}
 		case <-keepAlive.C:
@@ -89,13 +95,10 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func sseEvent(id, name string, data any) string {
-	b, err := json.Marshal(data)
-	if err != nil {
-		b = []byte(`{}`)
-	}
+// sseEvent frames one event; data is its JSON, on one line.
+func sseEvent(id, name string, data []byte) string {
 	if id != "" {
-		return "id: " + id + "\nevent: " + name + "\ndata: " + string(b) + "\n\n"
+		return "id: " + id + "\nevent: " + name + "\ndata: " + string(data) + "\n\n"
 	}
-	return "event: " + name + "\ndata: " + string(b) + "\n\n"
+	return "event: " + name + "\ndata: " + string(data) + "\n\n"
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
 // answerTimeout bounds ICE gathering for an answer.
@@ -31,15 +32,15 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 	if !a.decode(w, r, &body) {
 		return
 	}
-	var specs []gateway.TargetSpec
+	var specs []rtmpout.Spec
 	if len(body.Broadcast) > 0 && string(body.Broadcast) != "null" {
-		var bb broadcastBody
-		if err := unmarshalTarget(body.Broadcast, &bb); err != nil {
+		var bb rtmpout.BroadcastBody
+		if err := rtmpout.Unmarshal(body.Broadcast, &bb); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
 		var err error
-		if specs, err = bb.specs(); err != nil {
+		if specs, err = bb.Specs(); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
@@ -105,7 +106,7 @@ func (a *API) deleteStream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.Close(r.Context())
+	s.Close()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -114,11 +115,11 @@ func (a *API) startBroadcast(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var body broadcastBody
+	var body rtmpout.BroadcastBody
 	if !a.decode(w, r, &body) {
 		return
 	}
-	specs, err := body.specs()
+	specs, err := body.Specs()
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -150,7 +151,7 @@ func (a *API) stopBroadcast(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	b, err := s.StopBroadcast(r.Context())
+	b, err := s.StopBroadcast()
 	if err != nil {
 		a.writeError(w, r, err)
 		return

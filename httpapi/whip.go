@@ -6,9 +6,8 @@ import (
 	"mime"
 	"net/http"
 
+	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/go-chi/chi/v5"
-
-	"github.com/castbridge/castbridge/gateway"
 )
 
 // whipOptions answers WHIP clients' pre-flight (RFC 9725 §4.2).
@@ -34,21 +33,21 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	case isRelay:
 	case a.m.HasRelays() && (a.apiKey == "" || !a.keyOK(r)):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "unknown stream key: set the WHIP client's bearer token to a stream key configured on the server")
+		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "unknown stream key: set the WHIP client's bearer token to a stream key configured on the server")
 		return
 	case !a.keyOK(r):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs a bearer token: set it as the WHIP client's token")
+		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs a bearer token: set it as the WHIP client's token")
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/sdp" {
-		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: gateway.ErrorInfo{
-			Code: gateway.CodeInvalidRequest, Message: "WHIP offers must be sent as Content-Type: application/sdp"}})
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: apierr.Info{
+			Code: apierr.CodeInvalidRequest, Message: "WHIP offers must be sent as Content-Type: application/sdp"}})
 		return
 	}
 	offer, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		a.writeErrorCode(w, r, gateway.CodeInvalidRequest, "the SDP offer is larger than 1 MiB or could not be read")
+		a.writeErrorCode(w, r, apierr.CodeInvalidRequest, "the SDP offer is larger than 1 MiB or could not be read")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
@@ -70,13 +69,15 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) whipDelete(w http.ResponseWriter, r *http.Request) {
 	if !a.keyOK(r) {
-		a.writeErrorCode(w, r, gateway.CodeUnauthorized, "this server needs a bearer token")
+		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs a bearer token")
 		return
 	}
-	if err := a.m.CloseStream(r.Context(), chi.URLParam(r, "key")); err != nil {
+	s, err := a.m.Stream(chi.URLParam(r, "key"))
+	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
+	s.Close()
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -84,6 +85,6 @@ func (a *API) whipDelete(w http.ResponseWriter, r *http.Request) {
 // trickled ones, which RFC 9725 allows with 405.
 func (a *API) whipPatch(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Allow", "POST, DELETE, OPTIONS")
-	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: gateway.ErrorInfo{
-		Code: gateway.CodeInvalidRequest, Message: "trickle ICE and ICE restarts are not supported: the offer must carry its candidates"}})
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: apierr.Info{
+		Code: apierr.CodeInvalidRequest, Message: "trickle ICE and ICE restarts are not supported: the offer must carry its candidates"}})
 }

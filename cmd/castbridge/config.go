@@ -8,7 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/castbridge/castbridge/gateway"
-	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
 // fileConfig is castbridge.yaml: OBS relays, each a stream key and the
@@ -45,7 +45,7 @@ func loadRelays(path string) ([]gateway.Relay, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config %s: relay %d: %w", path, i, err)
 		}
-		specs, err := httpapi.ParseTargets(body)
+		specs, err := rtmpout.ParseBroadcast(body)
 		if err != nil {
 			return nil, fmt.Errorf("config %s: relay %d: %w", path, i, err)
 		}

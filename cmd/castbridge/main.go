@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
 	"github.com/castbridge/castbridge/transmux/ingest"
 )
@@ -49,7 +50,7 @@ type options struct {
 	shutdownTimeout  time.Duration
 	config           string
 	mediaTimeout     time.Duration
-	reconnect        gateway.ReconnectPolicy
+	reconnect        rtmpout.ReconnectPolicy
 	pprofAddr        string
 }
 

@@ -1,4 +1,4 @@
-package gateway
+package webrtcin
 
 import (
 	"time"
@@ -19,14 +19,14 @@ const (
 	nackMaxGap = 512
 )
 
-// nackTracker decides which video packets to ask the publisher for again
+// NACKTracker decides which video packets to ask the publisher for again
 // (RFC 4585 generic NACK). It runs on the video goroutine and is driven by
 // arrivals: a gap can only be seen when a later packet arrives, so the first
 // request goes out at once, and retries are checked on later arrivals. A
 // stream with nothing missing costs a comparison per packet and no timer
 // (pion's generator woke every stream every 20 ms and walked its receive
 // log whether or not anything was missing).
-type nackTracker struct {
+type NACKTracker struct {
 	started bool
 	highest uint16
 	missing []nackEntry // in sequence order, oldest first
@@ -40,8 +40,8 @@ type nackEntry struct {
 	asked time.Time // the last request; zero before the first
 }
 
-// onPacket records that packet seq arrived.
-func (n *nackTracker) onPacket(seq uint16, now time.Time) {
+// OnPacket records that packet seq arrived.
+func (n *NACKTracker) OnPacket(seq uint16, now time.Time) {
 	if !n.started {
 		n.started, n.highest = true, seq
 		return
@@ -70,10 +70,10 @@ func (n *nackTracker) onPacket(seq uint16, now time.Time) {
 	}
 }
 
-// due returns the packets to ask for now, and forgets those missing for
+// Due returns the packets to ask for now, and forgets those missing for
 // longer than giveUp (the reorder buffer no longer waits for them). The
 // result is valid until the next call.
-func (n *nackTracker) due(now time.Time, giveUp time.Duration) []uint16 {
+func (n *NACKTracker) Due(now time.Time, giveUp time.Duration) []uint16 {
 	if len(n.missing) == 0 {
 		return nil
 	}
@@ -93,9 +93,9 @@ func (n *nackTracker) due(now time.Time, giveUp time.Duration) []uint16 {
 	return n.seqs
 }
 
-// nackPairs packs sequence numbers (ascending, modulo wrap) into NACK
+// Pairs packs sequence numbers (ascending, modulo wrap) into NACK
 // pairs: a packet id and a bitmask of the 16 that follow it.
-func (n *nackTracker) nackPairs(seqs []uint16) []rtcp.NackPair {
+func (n *NACKTracker) Pairs(seqs []uint16) []rtcp.NackPair {
 	n.pairs = n.pairs[:0]
 	for _, s := range seqs {
 		if k := len(n.pairs) - 1; k >= 0 {

@@ -1,4 +1,4 @@
-package gateway
+package rtmpout
 
 import (
 	"sync/atomic"

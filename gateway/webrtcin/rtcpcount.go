@@ -1,4 +1,4 @@
-package gateway
+package webrtcin
 
 import (
 	"sync/atomic"
@@ -7,18 +7,22 @@ import (
 	"github.com/pion/rtcp"
 )
 
-// rtcpCounters counts the feedback a stream sends its publisher. They are
+// Counters counts the feedback a stream sends its publisher. They are
 // read by stats and by tests that prove loss recovery really happened.
-type rtcpCounters struct {
+type Counters struct {
 	nacks atomic.Uint64 // NACK packets
 	plis  atomic.Uint64
-	firs  atomic.Uint64
-	rembs atomic.Uint64
 }
 
-// rtcpCounterFactory builds the interceptor for one PeerConnection. It must be
-// registered before the NACK generator so the generator writes through it.
-type rtcpCounterFactory struct{ c *rtcpCounters }
+// NACKs is the number of NACK packets sent.
+func (c *Counters) NACKs() uint64 { return c.nacks.Load() }
+
+// PLIs is the number of picture loss indications sent.
+func (c *Counters) PLIs() uint64 { return c.plis.Load() }
+
+// rtcpCounterFactory builds the interceptor for one PeerConnection: every
+// RTCP packet the connection writes goes through it.
+type rtcpCounterFactory struct{ c *Counters }
 
 func (f rtcpCounterFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
 	return &rtcpCounter{c: f.c}, nil
@@ -26,7 +30,7 @@ func (f rtcpCounterFactory) NewInterceptor(string) (interceptor.Interceptor, err
 
 type rtcpCounter struct {
 	interceptor.NoOp
-	c *rtcpCounters
+	c *Counters
 }
 
 func (r *rtcpCounter) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
@@ -37,10 +41,6 @@ func (r *rtcpCounter) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPW
 				r.c.nacks.Add(1)
 			case *rtcp.PictureLossIndication:
 				r.c.plis.Add(1)
-			case *rtcp.FullIntraRequest:
-				r.c.firs.Add(1)
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				r.c.rembs.Add(1)
 			}
 		}
 		return w.Write(pkts, attrs)

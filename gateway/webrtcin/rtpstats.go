@@ -1,4 +1,4 @@
-package gateway
+package webrtcin
 
 import (
 	"encoding/binary"
@@ -9,11 +9,11 @@ import (
 	"github.com/pion/rtcp"
 )
 
-// rtpStats measures one inbound track the way a receiver report does
+// RTPStats measures one inbound track the way a receiver report does
 // (RFC 3550 A.3 and A.8): interarrival jitter, and packets lost as expected
 // minus received. observe runs on the track's receive goroutine; the
 // results are read atomically from anywhere.
-type rtpStats struct {
+type RTPStats struct {
 	clockRate float64
 
 	started     bool
@@ -43,10 +43,10 @@ type rtpStats struct {
 // publisher (pion's report interceptor used the same).
 const receiverReportInterval = time.Second
 
-func newRTPStats(clockRate uint32) *rtpStats { return &rtpStats{clockRate: float64(clockRate)} }
+func NewRTPStats(clockRate uint32) *RTPStats { return &RTPStats{clockRate: float64(clockRate)} }
 
-// observe takes a raw RTP packet (header unparsed) and its arrival time.
-func (r *rtpStats) observe(raw []byte, now time.Time) {
+// Observe takes a raw RTP packet (header unparsed) and its arrival time.
+func (r *RTPStats) Observe(raw []byte, now time.Time) {
 	if len(raw) < 12 {
 		return
 	}
@@ -82,15 +82,15 @@ func (r *rtpStats) observe(raw []byte, now time.Time) {
 	r.lost.Store(max(0, r.expected-int64(r.received)))
 }
 
-// onSenderReport notes the publisher's SR for the LSR/DLSR fields.
-func (r *rtpStats) onSenderReport(ntp uint64, at time.Time) {
+// OnSenderReport notes the publisher's SR for the LSR/DLSR fields.
+func (r *RTPStats) OnSenderReport(ntp uint64, at time.Time) {
 	r.srNTP.Store(uint32(ntp >> 16))
 	r.srAt.Store(at.UnixNano())
 }
 
-// report returns the reception report for ssrc (RFC 3550 6.4.1) when one is
+// Report returns the reception report for ssrc (RFC 3550 6.4.1) when one is
 // due, and starts the next interval.
-func (r *rtpStats) report(ssrc uint32, now time.Time) (rtcp.ReceptionReport, bool) {
+func (r *RTPStats) Report(ssrc uint32, now time.Time) (rtcp.ReceptionReport, bool) {
 	if !r.started || now.Before(r.nextReport) {
 		return rtcp.ReceptionReport{}, false
 	}
@@ -116,7 +116,10 @@ func (r *rtpStats) report(ssrc uint32, now time.Time) (rtcp.ReceptionReport, boo
 	return rep, true
 }
 
-// jitterMs is the interarrival jitter in milliseconds.
-func (r *rtpStats) jitterMs() float64 {
+// Lost is the number of packets lost: expected minus received.
+func (r *RTPStats) Lost() uint64 { return uint64(r.lost.Load()) }
+
+// JitterMs is the interarrival jitter in milliseconds.
+func (r *RTPStats) JitterMs() float64 {
 	return math.Round(math.Float64frombits(r.jitterBits.Load())*100) / 100
 }

@@ -1,4 +1,4 @@
-package httpapi
+package rtmpout
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/apierr"
 )
 
 // flag is a nanoStream-style boolean: "0"/"1", "true"/"false", true/false,
@@ -21,13 +21,14 @@ func (f *flag) UnmarshalJSON(b []byte) error {
 	case "0", "false", "", "null":
 		*f = false
 	default:
-		return &gateway.Error{Code: gateway.CodeInvalidRequest, Message: fmt.Sprintf("flag value %s must be \"0\", \"1\", true or false", b)}
+		return &apierr.Error{Code: apierr.CodeInvalidRequest, Message: fmt.Sprintf("flag value %s must be \"0\", \"1\", true or false", b)}
 	}
 	return nil
 }
 
-// targetBody is one entry of transcodingTargets / targets.
-type targetBody struct {
+// Body is one entry of transcodingTargets / targets as JSON carries it:
+// numbers may be floats, flags nanoStream-style strings.
+type Body struct {
 	Output          string          `json:"output"`
 	StreamName      *string         `json:"streamname"`
 	VideoBitrate    *float64        `json:"videobitrate"`
@@ -41,15 +42,16 @@ type targetBody struct {
 	AudioCodec      string          `json:"audiocodec"`
 }
 
-func (t targetBody) spec() (gateway.TargetSpec, error) {
-	s := gateway.TargetSpec{
+// Spec reads the body into a spec (not yet validated: see Spec.Validate).
+func (t Body) Spec() (Spec, error) {
+	s := Spec{
 		Output:          t.Output,
 		DropFrames:      bool(t.DropFrames),
 		H264Passthrough: bool(t.H264Passthrough),
 		IcecastAudio:    bool(t.IcecastAudio),
 		IcecastURL:      t.IcecastURL,
 		AudioCodec:      strings.ToLower(t.AudioCodec),
-		AudioBitrate:    gateway.DefaultAudioBitrate,
+		AudioBitrate:    DefaultAudioBitrate,
 	}
 	if t.StreamName != nil {
 		s.StreamName = *t.StreamName
@@ -64,49 +66,50 @@ func (t targetBody) spec() (gateway.TargetSpec, error) {
 		s.Framerate = *t.Framerate
 	}
 	if strings.TrimSpace(t.Output) == "" {
-		return s, &gateway.Error{Code: gateway.CodeInvalidOutput, Message: "output is required: an rtmp:// or rtmps:// ingest URL"}
+		return s, &apierr.Error{Code: apierr.CodeInvalidOutput, Message: "output is required: an rtmp:// or rtmps:// ingest URL"}
 	}
 	if len(t.ConnectInfo) > 0 && !bytes.Equal(t.ConnectInfo, []byte("null")) {
 		var info map[string]any
 		if err := json.Unmarshal(t.ConnectInfo, &info); err != nil {
-			return s, &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "rtmpconnectinfo must be a flat object of string, number and boolean values"}
+			return s, &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "rtmpconnectinfo must be a flat object of string, number and boolean values"}
 		}
 		s.ConnectInfo = info
 	}
 	return s, nil
 }
 
-// broadcastBody accepts nanoStream's startBroadcast config as it is
+// BroadcastBody accepts nanoStream's startBroadcast config as it is
 // ({"transcodingTargets": {...}}, one target or a list) or {"targets": [...]}.
-type broadcastBody struct {
+type BroadcastBody struct {
 	TranscodingTargets json.RawMessage `json:"transcodingTargets"`
-	Targets            []targetBody    `json:"targets"`
+	Targets            []Body    `json:"targets"`
 }
 
-func (b broadcastBody) specs() ([]gateway.TargetSpec, error) {
-	var bodies []targetBody
+// Specs reads the body's targets into specs (not yet validated).
+func (b BroadcastBody) Specs() ([]Spec, error) {
+	var bodies []Body
 	tt := bytes.TrimSpace(b.TranscodingTargets)
 	switch {
 	case len(tt) > 0 && tt[0] == '{':
-		var one targetBody
-		if err := unmarshalTarget(tt, &one); err != nil {
+		var one Body
+		if err := Unmarshal(tt, &one); err != nil {
 			return nil, err
 		}
 		bodies = append(bodies, one)
 	case len(tt) > 0 && tt[0] == '[':
-		if err := unmarshalTarget(tt, &bodies); err != nil {
+		if err := Unmarshal(tt, &bodies); err != nil {
 			return nil, err
 		}
 	case len(tt) > 0 && !bytes.Equal(tt, []byte("null")):
-		return nil, &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "transcodingTargets must be an object or a list of objects"}
+		return nil, &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "transcodingTargets must be an object or a list of objects"}
 	}
 	bodies = append(bodies, b.Targets...)
 	if len(bodies) == 0 {
-		return nil, &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "give the ingests in transcodingTargets or targets"}
+		return nil, &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "give the ingests in transcodingTargets or targets"}
 	}
-	specs := make([]gateway.TargetSpec, len(bodies))
+	specs := make([]Spec, len(bodies))
 	for i, tb := range bodies {
-		s, err := tb.spec()
+		s, err := tb.Spec()
 		if err != nil {
 			return nil, err
 		}
@@ -115,27 +118,29 @@ func (b broadcastBody) specs() ([]gateway.TargetSpec, error) {
 	return specs, nil
 }
 
-func unmarshalTarget(data []byte, v any) error {
+// Unmarshal decodes target JSON into v (a Body, []Body or BroadcastBody),
+// with errors that name the field at fault.
+func Unmarshal(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
-		var e *gateway.Error
+		var e *apierr.Error
 		if errors.As(err, &e) {
 			return e
 		}
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
-			return &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "target field " + typeErr.Field + " has the wrong type: expected " + typeErr.Type.String()}
+			return &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "target field " + typeErr.Field + " has the wrong type: expected " + typeErr.Type.String()}
 		}
-		return &gateway.Error{Code: gateway.CodeInvalidRequest, Message: "transcodingTargets: " + err.Error()}
+		return &apierr.Error{Code: apierr.CodeInvalidRequest, Message: "transcodingTargets: " + err.Error()}
 	}
 	return nil
 }
 
-// ParseTargets reads a broadcast body ({"transcodingTargets": ...} or
-// {"targets": [...]}) into target specs, as POST /broadcast does.
-func ParseTargets(body []byte) ([]gateway.TargetSpec, error) {
-	var bb broadcastBody
-	if err := unmarshalTarget(body, &bb); err != nil {
+// ParseBroadcast reads a broadcast body ({"transcodingTargets": ...} or
+// {"targets": [...]}) into target specs, as a broadcast start takes them.
+func ParseBroadcast(body []byte) ([]Spec, error) {
+	var bb BroadcastBody
+	if err := Unmarshal(body, &bb); err != nil {
 		return nil, err
 	}
-	return bb.specs()
+	return bb.Specs()
 }

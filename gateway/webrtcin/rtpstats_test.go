@@ -1,4 +1,4 @@
-package gateway
+package webrtcin
 
 import (
 	"encoding/binary"
@@ -15,7 +15,7 @@ func rtpHeader(seq uint16, ts uint32) []byte {
 }
 
 func TestRTPStatsLossAndJitter(t *testing.T) {
-	r := newRTPStats(48000)
+	r := NewRTPStats(48000)
 	t0 := time.Unix(1000, 0)
 	// 20 ms packets from seq 65530 across the wrap; every 10th lost, and
 	// every other one arrives 4 ms late.
@@ -29,7 +29,7 @@ func TestRTPStatsLossAndJitter(t *testing.T) {
 		if i%10 == 5 {
 			dropped++
 		} else {
-			r.observe(rtpHeader(seq, ts), at)
+			r.Observe(rtpHeader(seq, ts), at)
 		}
 		sent++
 		seq++
@@ -40,17 +40,17 @@ func TestRTPStatsLossAndJitter(t *testing.T) {
 	}
 	// Alternating 4 ms delays give transit differences of 4 ms: jitter
 	// converges to about 4 ms.
-	if j := r.jitterMs(); j < 3 || j > 4.5 {
+	if j := r.JitterMs(); j < 3 || j > 4.5 {
 		t.Errorf("jitter %.2f ms, want about 4", j)
 	}
-	r.observe(rtpHeader(seq-100, ts), t0) // a late duplicate does not count as new
+	r.Observe(rtpHeader(seq-100, ts), t0) // a late duplicate does not count as new
 	if got := r.lost.Load(); got < int64(dropped)-1 {
 		t.Errorf("late packet made loss %d", got)
 	}
 }
 
 func TestRTPStatsReceptionReport(t *testing.T) {
-	r := newRTPStats(90000)
+	r := NewRTPStats(90000)
 	t0 := time.Unix(2000, 0)
 	seq := uint16(65500)
 	// 2 s at 100 packets/s; in the second second packets 10..29 are lost.
@@ -60,12 +60,12 @@ func TestRTPStatsReceptionReport(t *testing.T) {
 		at = t0.Add(time.Duration(i) * 10 * time.Millisecond)
 		if i == 50 {
 			// a Sender Report arrives; NTP 0x0001_2345_6789_0000
-			r.onSenderReport(0x0001234567890000, at)
+			r.OnSenderReport(0x0001234567890000, at)
 		}
 		if !(i >= 110 && i < 130) {
-			r.observe(rtpHeader(seq+uint16(i), uint32(i)*900), at)
+			r.Observe(rtpHeader(seq+uint16(i), uint32(i)*900), at)
 		}
-		if rep, ok := r.report(0xfeed, at); ok {
+		if rep, ok := r.Report(0xfeed, at); ok {
 			reports = append(reports, at)
 			if rep.SSRC != 0xfeed {
 				t.Fatalf("report for %x", rep.SSRC)
@@ -91,7 +91,7 @@ func TestRTPStatsReceptionReport(t *testing.T) {
 	if len(reports) != 1 || reports[0] != t0.Add(time.Second) {
 		t.Fatalf("reports at %v, want one at t0+1s", reports)
 	}
-	rep, ok := r.report(0xfeed, t0.Add(2*time.Second))
+	rep, ok := r.Report(0xfeed, t0.Add(2*time.Second))
 	if !ok {
 		t.Fatal("no second report")
 	}
@@ -99,7 +99,7 @@ func TestRTPStatsReceptionReport(t *testing.T) {
 	if rep.TotalLost != 20 || rep.FractionLost != 20*256/100 {
 		t.Errorf("second report: lost %d fraction %d, want 20 and %d", rep.TotalLost, rep.FractionLost, 20*256/100)
 	}
-	if _, ok := r.report(0xfeed, t0.Add(2*time.Second+500*time.Millisecond)); ok {
+	if _, ok := r.Report(0xfeed, t0.Add(2*time.Second+500*time.Millisecond)); ok {
 		t.Error("a report 0.5 s after the last")
 	}
 }

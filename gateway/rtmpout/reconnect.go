@@ -1,4 +1,4 @@
-package gateway
+package rtmpout
 
 import (
 	"math/rand/v2"
@@ -13,7 +13,8 @@ type ReconnectPolicy struct {
 	Window  time.Duration // give up (target failed) after this long (default 5 min)
 }
 
-func (p *ReconnectPolicy) setDefaults() {
+// SetDefaults fills in what is unset.
+func (p *ReconnectPolicy) SetDefaults() {
 	if p.Initial <= 0 {
 		p.Initial = time.Second
 	}

@@ -1,4 +1,4 @@
-package gateway
+package webrtcin
 
 import (
 	"slices"
@@ -8,14 +8,17 @@ import (
 	"github.com/pion/rtcp"
 )
 
+// giveUp is the video pipeline's reorder wait, what it passes to Due.
+const giveUp = 150 * time.Millisecond
+
 func TestNACKTracker(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	var n nackTracker
+	var n NACKTracker
 	step := func(seq uint16, ms int, want ...uint16) {
 		t.Helper()
-		n.onPacket(seq, at(ms))
-		got := n.due(at(ms), reorderDelay)
+		n.OnPacket(seq, at(ms))
+		got := n.Due(at(ms), giveUp)
 		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
 			t.Fatalf("seq %d at %d ms: asked for %v, want %v", seq, ms, got, want)
 		}
@@ -43,15 +46,15 @@ func TestNACKTracker(t *testing.T) {
 	}
 	// a large burst of loss is bounded
 	base := uint16(7 + nackMaxGap + 1)
-	n.onPacket(base+400, at(170))
+	n.OnPacket(base+400, at(170))
 	if len(n.missing) != nackMaxMissing || n.missing[0].seq != base+400-nackMaxMissing {
 		t.Fatalf("tracking %d from %d, want %d from %d", len(n.missing), n.missing[0].seq, nackMaxMissing, base+400-nackMaxMissing)
 	}
 }
 
 func TestNACKPairs(t *testing.T) {
-	var n nackTracker
-	got := n.nackPairs([]uint16{65530, 65531, 65535, 0, 10, 11, 40})
+	var n NACKTracker
+	got := n.Pairs([]uint16{65530, 65531, 65535, 0, 10, 11, 40})
 	want := []rtcp.NackPair{
 		{PacketID: 65530, LostPackets: 1<<0 | 1<<4 | 1<<5 | 1<<15}, // 65531, 65535, 0, 10 (16 after the wrap)
 		{PacketID: 11},
@@ -72,12 +75,12 @@ func TestNACKPairs(t *testing.T) {
 
 // BenchmarkNACKClean is the per-packet cost on a path without loss.
 func BenchmarkNACKClean(b *testing.B) {
-	var n nackTracker
+	var n NACKTracker
 	now := time.Now()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		n.onPacket(uint16(i), now)
-		if len(n.due(now, reorderDelay)) != 0 {
+		n.OnPacket(uint16(i), now)
+		if len(n.Due(now, giveUp)) != 0 {
 			b.Fatal("asked on a clean path")
 		}
 	}

@@ -1,4 +1,6 @@
-package gateway
+// Package avclock is a stream's one A/V timeline, on which the video
+// frames and the audio samples are placed against each other.
+package avclock
 
 import (
 	"math"
@@ -11,7 +13,7 @@ import (
 	"github.com/castbridge/castbridge/transmux/avsync"
 )
 
-// avClock is a stream's one A/V timeline: both tracks are observed by the
+// Clock is a stream's one A/V timeline: both tracks are observed by the
 // same avsync.Sync, so they are placed against each other by the
 // publisher's RTCP Sender Reports (by arrival time before the first SR, or
 // for publishers that never send one).
@@ -22,7 +24,7 @@ import (
 // arrival time to SR time) is kept in corr and applied to the audio
 // instead, so the audio lands where the SRs say relative to the video
 // without the video's timestamps ever deviating from the source's.
-type avClock struct {
+type Clock struct {
 	mu       sync.Mutex
 	sync     *avsync.Sync
 	video    avsync.Track
@@ -37,17 +39,17 @@ type avClock struct {
 	epoch atomic.Int64 // math.MaxInt64 until media arrived
 }
 
-func newAVClock() *avClock {
-	c := &avClock{sync: avsync.New()}
+func New() *Clock {
+	c := &Clock{sync: avsync.New()}
 	c.video = c.sync.AddTrack(90000)
 	c.audio = c.sync.AddTrack(48000)
 	c.epoch.Store(math.MaxInt64)
 	return c
 }
 
-// videoMillis returns the stream time of the video frame whose exact time
+// VideoMillis returns the stream time of the video frame whose exact time
 // on the video's own RTP timeline is exact (ms from its first frame).
-func (c *avClock) videoMillis(exact uint32, rtpTS uint32, arrival time.Time) uint32 {
+func (c *Clock) VideoMillis(exact uint32, rtpTS uint32, arrival time.Time) uint32 {
 	c.mu.Lock()
 	obs := c.sync.Observe(c.video, rtpTS, arrival)
 	if !c.vStarted {
@@ -61,9 +63,9 @@ func (c *avClock) videoMillis(exact uint32, rtpTS uint32, arrival time.Time) uin
 	return uint32(out)
 }
 
-// audioMillis returns the stream time of the audio packet with RTP time
+// AudioMillis returns the stream time of the audio packet with RTP time
 // rtpTS (48 kHz) that arrived at arrival.
-func (c *avClock) audioMillis(rtpTS uint32, arrival time.Time) int64 {
+func (c *Clock) AudioMillis(rtpTS uint32, arrival time.Time) int64 {
 	c.mu.Lock()
 	out := c.sync.Observe(c.audio, rtpTS, arrival) - c.corr
 	c.mu.Unlock()
@@ -71,8 +73,8 @@ func (c *avClock) audioMillis(rtpTS uint32, arrival time.Time) int64 {
 	return out
 }
 
-// onSenderReport records a track's SR (video when video is set).
-func (c *avClock) onSenderReport(video bool, sr *rtcp.SenderReport) {
+// OnSenderReport records a track's SR (video when video is set).
+func (c *Clock) OnSenderReport(video bool, sr *rtcp.SenderReport) {
 	tr := c.audio
 	if video {
 		tr = c.video
@@ -82,7 +84,7 @@ func (c *avClock) onSenderReport(video bool, sr *rtcp.SenderReport) {
 	c.mu.Unlock()
 }
 
-func (c *avClock) noteEpoch(arrival time.Time, ms int64) {
+func (c *Clock) noteEpoch(arrival time.Time, ms int64) {
 	e := arrival.UnixNano() - ms*int64(time.Millisecond)
 	for {
 		cur := c.epoch.Load()
@@ -92,9 +94,9 @@ func (c *avClock) noteEpoch(arrival time.Time, ms int64) {
 	}
 }
 
-// nowMillis is the stream time of the wall-clock instant now, false before
+// NowMillis is the stream time of the wall-clock instant now, false before
 // any media arrived.
-func (c *avClock) nowMillis(now time.Time) (int64, bool) {
+func (c *Clock) NowMillis(now time.Time) (int64, bool) {
 	e := c.epoch.Load()
 	if e == math.MaxInt64 {
 		return 0, false

@@ -1,4 +1,10 @@
-package gateway
+// Package rtmpout is a broadcast's RTMP outputs: one Target per ingest,
+// with its own bounded queue and writer goroutine (so a slow ingest never
+// holds up the others), reconnects with backoff, the onMetaData it writes,
+// its latency and counters, and the target configuration the API takes
+// (nanoStream's transcodingTargets). A target knows its stream only
+// through the small Host interface.
+package rtmpout
 
 import (
 	"context"
@@ -9,22 +15,56 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/events"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/meter"
 	"github.com/castbridge/castbridge/transmux/flv"
 	"github.com/castbridge/castbridge/transmux/rtmppush"
 )
 
-// TargetState is a target's state as the API reports it.
-type TargetState string
+// State is a target's state as the API reports it.
+type State string
 
 // Target states. A target is live only while its connection is up and
 // video flows on it: a dead push never shows live.
 const (
-	TargetConnecting   TargetState = "connecting" // dialing, or published and waiting for a keyframe
-	TargetLive         TargetState = "live"
-	TargetReconnecting TargetState = "reconnecting"
-	TargetFailed       TargetState = "failed"
-	TargetStopped      TargetState = "stopped"
+	Connecting   State = "connecting" // dialing, or published and waiting for a keyframe
+	Live         State = "live"
+	Reconnecting State = "reconnecting"
+	Failed       State = "failed"
+	Stopped      State = "stopped"
 )
+
+// Host is what a target needs of the stream it serves.
+type Host interface {
+	// RequestKeyframe asks the publisher for a keyframe (rate-limited).
+	RequestKeyframe(reason string)
+	// Publish reports one of the target's events.
+	events.Publisher
+	// HasVideo: the stream has a video track (else the target starts on
+	// its first audio frame).
+	HasVideo() bool
+	// ObservedFPS is the publisher's frame rate as received, for
+	// onMetaData when the SPS carries none.
+	ObservedFPS() float64
+	// UserMetadata is the client's last onMetaData values, or nil.
+	UserMetadata() map[string]any
+}
+
+// AudioSource is the audio output a target takes frames from; it says what
+// the audio is in onMetaData.
+type AudioSource interface {
+	AudioMetadata(md map[string]any)
+}
+
+// Settings are the gateway-wide settings a target runs with.
+type Settings struct {
+	// PublishTimeout bounds a connect + publish handshake.
+	PublishTimeout time.Duration
+	Reconnect      ReconnectPolicy
+	Logger         *slog.Logger
+}
 
 const (
 	// queueFrames bounds a target's backlog (~13 s of 30 fps video with
@@ -34,8 +74,6 @@ const (
 	dropQueueFrames = 40
 	// maxQueueBytes bounds a target's backlog in bytes.
 	maxQueueBytes = 8 << 20
-	// encoderName goes into onMetaData.
-	encoderName = "castbridge"
 	// audioFlushDelay is the longest an audio frame waits in the target's
 	// send buffer. Audio is not written on its own (one write syscall per
 	// 20 ms frame was about a third of the gateway's CPU in the 100-stream
@@ -45,32 +83,26 @@ const (
 )
 
 // Target is one RTMP ingest of a broadcast, with its own bounded queue and
-// writer goroutine.
+// writer goroutine. Its owner (the broadcast) starts it with Connect and
+// Start and joins it with Stop.
 type Target struct {
-	id   string
-	spec TargetSpec
-	ep   rtmppush.Endpoint
-	b    *Broadcast
-	log  *slog.Logger
+	id    string
+	spec  Spec
+	ep    rtmppush.Endpoint
+	host  Host
+	cfg   Settings
+	log   *slog.Logger
+	audio AudioSource // the output whose frames it takes, nil for none
 
-	queue     chan *frame
+	queue     chan *media.Frame
 	writing   atomic.Bool     // the writer goroutine was started
 	accepting atomic.Bool     // enqueue takes frames
 	needKey   atomic.Bool     // a frame was dropped: skip to the next keyframe
 	gap       atomic.Bool     // enqueue only: a frame was dropped and no keyframe queued since
 	ctx       context.Context // ends when the target is stopped
 	cancel    context.CancelFunc
-	stopCh    chan struct{}
-	stopOnce  sync.Once
 	done      chan struct{}
-	pub       atomic.Pointer[rtmppush.Publisher] // set by connect; written by the writer only
-
-	// The target's audio, set before its writer starts: which output's
-	// frames it takes (audioSrc is the routing key).
-	audioSrc     *audioSource
-	audioKind    string
-	audioBitrate int
-	icecast      *icecastOutput
+	pub       atomic.Pointer[rtmppush.Publisher] // set by Connect; written by the writer only
 
 	// queuedBytes bounds memory too: a frame count alone allows 512 huge IDRs.
 	queuedBytes atomic.Int64
@@ -83,33 +115,35 @@ type Target struct {
 	audioSent     atomic.Uint64 // audio frames
 	framesDropped atomic.Uint64
 	latency       latencyHistogram
-	rate          rateMeter
+	rate          meter.Rate
 
 	mu         sync.Mutex
-	state      TargetState
-	err        *Error
+	state      State
+	err        *apierr.Error
 	reconnects int
 }
 
-func newTarget(b *Broadcast, spec TargetSpec, ep rtmppush.Endpoint) *Target {
+// New makes a target for a validated spec (see Spec.Validate for ep) that
+// lives until Stop or until ctx ends. It does nothing until Connect.
+func New(ctx context.Context, id string, spec Spec, ep rtmppush.Endpoint, audio AudioSource, host Host, cfg Settings) *Target {
 	n := queueFrames
 	if spec.DropFrames {
 		n = dropQueueFrames
 	}
-	id := newID("tg_")
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	return &Target{
 		ctx:    ctx,
 		cancel: cancel,
 		id:     id,
 		spec:   spec,
 		ep:     ep,
-		b:      b,
-		log:    b.s.log.With("target", id, "output", ep.Redacted()),
-		queue:  make(chan *frame, n),
-		stopCh: make(chan struct{}),
+		host:   host,
+		cfg:    cfg,
+		audio:  audio,
+		log:    cfg.Logger.With("target", id, "output", ep.Redacted()),
+		queue:  make(chan *media.Frame, n),
 		done:   make(chan struct{}),
-		state:  TargetConnecting,
+		state:  Connecting,
 	}
 }
 
@@ -118,145 +152,177 @@ func (t *Target) publisher() *rtmppush.Publisher { return t.pub.Load() }
 // ID is the target's API id.
 func (t *Target) ID() string { return t.id }
 
-// connect dials the ingest and publishes. On failure the target is failed
-// with the ingest's error.
-func (t *Target) connect(ctx context.Context) {
+// Spec is what the target was asked for.
+func (t *Target) Spec() Spec { return t.spec }
+
+// Audio is the audio output the target takes.
+func (t *Target) Audio() AudioSource { return t.audio }
+
+// Connect dials the ingest and publishes, within the publish timeout. On
+// failure the target is failed with the ingest's error, which is returned.
+func (t *Target) Connect() *apierr.Error {
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.PublishTimeout)
+	defer cancel()
 	pub, err := rtmppush.Dial(ctx, t.dialConfig())
 	if err != nil {
-		t.fail(ingestError(t.ep, err))
-		return
+		e := ingestError(t.ep, err)
+		t.fail(e)
+		return e
 	}
 	t.pub.Store(pub)
 	t.log.Info("publishing")
+	return nil
+}
+
+// Abandon closes a connected target that will not be started (its
+// broadcast stopped while it connected).
+func (t *Target) Abandon() {
+	t.cancel()
+	if p := t.publisher(); p != nil {
+		_ = p.Close()
+	}
+	t.setState(Stopped)
 }
 
 func (t *Target) dialConfig() rtmppush.Config {
 	return rtmppush.Config{
 		Endpoint:       t.ep,
 		ConnectInfo:    t.spec.ConnectInfo,
-		PublishTimeout: t.b.s.m.cfg.PublishTimeout,
+		PublishTimeout: t.cfg.PublishTimeout,
 		Logger:         t.log,
 	}
 }
 
 // ingestError turns a publish failure into the API's error.
-func ingestError(ep rtmppush.Endpoint, err error) *Error {
+func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 	var rej *rtmppush.RejectedError
 	if errors.As(err, &rej) {
-		return &Error{Code: CodeIngestRejected, Err: err, Message: fmt.Sprintf(
-			"ingest %s refused the publish: %s %s", ep.Redacted(), rej.Code, rej.Description)}
+		return apierr.Wrap(apierr.CodeIngestRejected, err,
+			"ingest %s refused the publish: %s %s", ep.Redacted(), rej.Code, rej.Description)
 	}
-	return &Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf(
-		"ingest %s cannot be reached: %v", ep.Redacted(), err)}
+	return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: %v", ep.Redacted(), err)
 }
 
 // fail marks the target failed for good and says so.
-func (t *Target) fail(e *Error) {
+func (t *Target) fail(e *apierr.Error) {
 	t.accepting.Store(false)
 	t.mu.Lock()
-	t.state, t.err = TargetFailed, e
+	t.state, t.err = Failed, e
 	t.mu.Unlock()
 	t.log.Warn("target failed", "code", e.Code, "err", e.Message)
-	t.b.s.events.publish(EventTargetFailed, map[string]any{"targetId": t.id, "output": t.ep.Redacted(), "code": e.Code, "message": e.Message})
+	t.host.Publish(TargetFailed{TargetID: t.id, Output: t.ep.Redacted(), Code: e.Code, Message: e.Message})
 }
 
-func (t *Target) setState(st TargetState) {
+func (t *Target) setState(st State) {
 	t.mu.Lock()
 	t.state = st
 	t.mu.Unlock()
 }
 
 // State is the target's current state.
-func (t *Target) State() TargetState {
+func (t *Target) State() State {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.state
 }
 
-func (t *Target) lastError() *Error {
+// Err is why the target failed or is reconnecting, nil otherwise.
+func (t *Target) Err() *apierr.Error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.err
 }
 
-func (t *Target) startWriter() {
+// Start runs the writer goroutine of a connected target.
+func (t *Target) Start() {
 	t.writing.Store(true)
 	t.accepting.Store(true)
 	go t.run()
 }
 
-// enqueue offers a frame without blocking. A full queue drops the frame and
+// Writing reports whether the writer was started: the target takes frames.
+func (t *Target) Writing() bool { return t.writing.Load() }
+
+// Enqueue offers a video frame without blocking. A full queue drops the frame and
 // makes the writer skip to the next keyframe, which is asked for. Frames
 // after a drop are not queued until a keyframe is: they reference the
 // dropped one, and a keyframe queued before the drop (which ends the
 // writer's skip) must not let them through.
-func (t *Target) enqueue(f *frame) {
+func (t *Target) Enqueue(f *media.Frame) {
 	if !t.accepting.Load() {
 		return
 	}
-	if !f.keyframe && t.gap.Load() {
+	if !f.Keyframe && t.gap.Load() {
 		t.framesDropped.Add(1)
 		return
 	}
-	size := int64(len(f.body))
+	size := int64(len(f.Body))
 	if t.queuedBytes.Load()+size > maxQueueBytes {
 		t.dropForGap(f)
 		return
 	}
-	f.retain()
+	f.Retain()
 	t.queuedBytes.Add(size)
 	select {
 	case t.queue <- f:
-		t.enqueuedMs.Store(f.ts)
-		if f.keyframe {
+		t.enqueuedMs.Store(f.TS)
+		if f.Keyframe {
 			t.gap.Store(false)
 		}
 	default:
 		t.queuedBytes.Add(-size)
-		f.release()
+		f.Release()
 		t.dropForGap(f)
 	}
 }
 
 // dropForGap drops a frame the queue cannot take: what follows waits for a
 // keyframe, which is asked for.
-func (t *Target) dropForGap(f *frame) {
+func (t *Target) dropForGap(f *media.Frame) {
 	t.framesDropped.Add(1)
 	t.gap.Store(true)
-	if !t.needKey.Swap(true) || f.keyframe {
-		t.b.s.RequestKeyframe("target queue full")
+	if !t.needKey.Swap(true) || f.Keyframe {
+		t.host.RequestKeyframe("target queue full")
 	}
 }
 
-// enqueueData queues a data frame. It is never dropped for a gap (it does
-// not depend on other frames) but still bounded by the queue.
-func (t *Target) enqueueData(f *frame) {
-	f.retain()
-	t.queuedBytes.Add(int64(len(f.body)))
+// EnqueueData queues a data frame and says whether the target took it. It
+// is never dropped for a gap (it does not depend on other frames) but
+// still bounded by the queue.
+func (t *Target) EnqueueData(f *media.Frame) bool {
+	if !t.accepting.Load() {
+		return false
+	}
+	f.Retain()
+	t.queuedBytes.Add(int64(len(f.Body)))
 	select {
 	case t.queue <- f:
-		t.enqueuedMs.Store(f.ts)
+		t.enqueuedMs.Store(f.TS)
 	default:
-		t.queuedBytes.Add(-int64(len(f.body)))
-		f.release()
+		t.queuedBytes.Add(-int64(len(f.Body)))
+		f.Release()
 	}
+	return true
 }
 
-// enqueueAudio queues an audio frame. Audio depends on no other frame and
+// EnqueueAudio queues an audio frame. Audio depends on no other frame and
 // never waits for a keyframe; a full queue drops it.
-func (t *Target) enqueueAudio(f *frame) {
+func (t *Target) EnqueueAudio(f *media.Frame) {
 	if !t.accepting.Load() {
 		return
 	}
-	f.retain()
+	f.Retain()
 	select {
 	case t.queue <- f:
-		t.enqueuedMs.Store(f.ts)
+		t.enqueuedMs.Store(f.TS)
 	default:
-		f.release()
+		f.Release()
 		t.framesDropped.Add(1)
 	}
 }
+
+// Idle reports whether nothing waits in the queue (or nothing can).
+func (t *Target) Idle() bool { return !t.accepting.Load() || len(t.queue) == 0 }
 
 // writer is the state of the writer goroutine for one connection.
 type writer struct {
@@ -265,8 +331,8 @@ type writer struct {
 	base       uint32 // stream time of that frame: connection time 0
 	last       uint32 // last connection timestamp written (video and data)
 	lastAudio  uint32 // last audio timestamp written
-	sentParams *paramSet
-	sentAudio  *audioHeader // the audio sequence header sent on this connection
+	sentParams *media.ParamSet
+	sentAudio  *media.AudioHeader // the audio sequence header sent on this connection
 }
 
 // ts maps stream time to this connection's time, never going back.
@@ -287,7 +353,7 @@ func (t *Target) run() {
 		err := t.pump(&writer{pub: t.publisher()})
 		t.closeConnection()
 		if err == nil {
-			t.setState(TargetStopped)
+			t.setState(Stopped)
 			return
 		}
 		if !t.reconnect(err) {
@@ -305,15 +371,15 @@ func (t *Target) pump(w *writer) error {
 	defer flush.Stop()
 	armed := false
 	writeFailed := func(err error) error {
-		return &Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf("ingest %s: write failed: %v", t.ep.Redacted(), err)}
+		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s: write failed: %v", t.ep.Redacted(), err)
 	}
 	for {
 		select {
 		case f := <-t.queue:
-			t.queuedBytes.Add(-int64(len(f.body)))
-			t.dequeuedMs.Store(f.ts)
+			t.queuedBytes.Add(-int64(len(f.Body)))
+			t.dequeuedMs.Store(f.TS)
 			err := t.write(w, f)
-			f.release()
+			f.Release()
 			if err != nil {
 				return writeFailed(err)
 			}
@@ -333,8 +399,8 @@ func (t *Target) pump(w *writer) error {
 			}
 		case <-w.pub.Done():
 			err := w.pub.Err()
-			return &Error{Code: CodeIngestUnreachable, Err: err, Message: fmt.Sprintf("ingest %s closed the connection: %v", t.ep.Redacted(), err)}
-		case <-t.stopCh:
+			return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s closed the connection: %v", t.ep.Redacted(), err)
+		case <-t.ctx.Done():
 			return nil
 		}
 	}
@@ -348,8 +414,8 @@ func (t *Target) closeConnection() {
 	for drained := false; !drained; {
 		select {
 		case f := <-t.queue:
-			t.queuedBytes.Add(-int64(len(f.body)))
-			f.release()
+			t.queuedBytes.Add(-int64(len(f.Body)))
+			f.Release()
 		default:
 			drained = true
 		}
@@ -365,37 +431,37 @@ func (t *Target) closeConnection() {
 // reconnect dials again with backoff until it succeeds (true), the target is
 // stopped, the ingest refuses the publish, or the policy's window ends.
 func (t *Target) reconnect(cause error) bool {
-	policy := t.b.s.m.cfg.Reconnect
+	policy := t.cfg.Reconnect
 	started := time.Now()
 	for attempt := 1; ; attempt++ {
 		if time.Since(started) > policy.Window {
-			t.fail(&Error{Code: CodeIngestUnreachable, Err: cause, Message: fmt.Sprintf(
-				"ingest %s: gave up after %v of reconnecting: %v", t.ep.Redacted(), policy.Window, AsError(cause).Message)})
+			t.fail(apierr.Wrap(apierr.CodeIngestUnreachable, cause,
+				"ingest %s: gave up after %v of reconnecting: %v", t.ep.Redacted(), policy.Window, apierr.As(cause).Message))
 			return false
 		}
 		delay := policy.delay(attempt)
+		ce := apierr.As(cause)
 		t.mu.Lock()
-		t.state = TargetReconnecting
-		t.err = AsError(cause)
+		t.state = Reconnecting
+		t.err = ce
 		t.mu.Unlock()
-		t.log.Warn("reconnecting", "attempt", attempt, "in", delay, "err", AsError(cause).Message)
-		t.b.s.events.publish(EventTargetReconnecting, map[string]any{
-			"targetId": t.id, "output": t.ep.Redacted(), "attempt": attempt, "delayMs": delay.Milliseconds(),
-			"code": AsError(cause).Code, "message": AsError(cause).Message})
+		t.log.Warn("reconnecting", "attempt", attempt, "in", delay, "err", ce.Message)
+		t.host.Publish(TargetReconnecting{TargetID: t.id, Output: t.ep.Redacted(), Attempt: attempt,
+			DelayMs: delay.Milliseconds(), Code: ce.Code, Message: ce.Message})
 		timer := time.NewTimer(delay)
 		select {
 		case <-timer.C:
-		case <-t.stopCh:
+		case <-t.ctx.Done():
 			timer.Stop()
-			t.setState(TargetStopped)
+			t.setState(Stopped)
 			return false
 		}
-		ctx, cancel := context.WithTimeout(t.ctx, t.b.s.m.cfg.PublishTimeout)
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.PublishTimeout)
 		pub, err := rtmppush.Dial(ctx, t.dialConfig())
 		cancel()
 		if err != nil {
 			ierr := ingestError(t.ep, err)
-			if ierr.Code == CodeIngestRejected {
+			if ierr.Code == apierr.CodeIngestRejected {
 				t.fail(ierr) // a bad key stays bad: no retrying forever
 				return false
 			}
@@ -405,12 +471,12 @@ func (t *Target) reconnect(cause error) bool {
 		t.pub.Store(pub)
 		t.mu.Lock()
 		t.reconnects++
-		t.state = TargetConnecting
+		t.state = Connecting
 		t.mu.Unlock()
 		t.needKey.Store(true)
 		t.gap.Store(true)
 		t.accepting.Store(true)
-		t.b.s.RequestKeyframe("target reconnected")
+		t.host.RequestKeyframe("target reconnected")
 		t.log.Info("reconnected", "attempt", attempt)
 		return true
 	}
@@ -419,38 +485,38 @@ func (t *Target) reconnect(cause error) bool {
 // write sends one frame. Video starts on a keyframe with onMetaData and the
 // AVC sequence header before it; a new sequence header goes out whenever
 // the SPS/PPS change. Timestamps start at 0 on each connection.
-func (t *Target) write(w *writer, f *frame) error {
-	switch f.tagType {
+func (t *Target) write(w *writer, f *media.Frame) error {
+	switch f.TagType {
 	case flv.TagScript:
 		return t.writeData(w, f)
 	case flv.TagAudio:
 		return t.writeAudio(w, f)
 	}
-	if !f.keyframe && (!w.started || t.needKey.Load()) {
+	if !f.Keyframe && (!w.started || t.needKey.Load()) {
 		if w.started {
 			t.framesDropped.Add(1)
 		}
 		return nil
 	}
-	if f.keyframe {
+	if f.Keyframe {
 		t.needKey.Store(false)
 		if !w.started {
-			w.base = f.ts
+			w.base = f.TS
 		}
-		ts := w.ts(f.ts)
-		if f.params != w.sentParams {
-			if w.sentParams == nil || w.sentParams.width != f.params.width || w.sentParams.height != f.params.height {
-				if err := t.writeMetadata(w.pub, ts, f.params); err != nil {
+		ts := w.ts(f.TS)
+		if f.Params != w.sentParams {
+			if w.sentParams == nil || w.sentParams.Width != f.Params.Width || w.sentParams.Height != f.Params.Height {
+				if err := t.writeMetadata(w.pub, ts, f.Params); err != nil {
 					return err
 				}
 			}
-			if err := w.pub.WriteVideo(ts, f.params.seqHeader); err != nil {
+			if err := w.pub.WriteVideo(ts, f.Params.SeqHeader); err != nil {
 				return fmt.Errorf("sequence header: %w", err)
 			}
-			w.sentParams = f.params
+			w.sentParams = f.Params
 		}
 	}
-	if err := w.pub.WriteVideo(w.ts(f.ts), f.body); err != nil {
+	if err := w.pub.WriteVideo(w.ts(f.TS), f.Body); err != nil {
 		return err
 	}
 	// With the audio written since the last video frame, in one write.
@@ -458,7 +524,7 @@ func (t *Target) write(w *writer, f *frame) error {
 		return err
 	}
 	t.framesSent.Add(1)
-	t.latency.observe(time.Since(f.recvAt))
+	t.latency.observe(time.Since(f.RecvAt))
 	if !w.started {
 		t.goneLive(w)
 	}
@@ -467,13 +533,13 @@ func (t *Target) write(w *writer, f *frame) error {
 
 func (t *Target) goneLive(w *writer) {
 	w.started = true
-	t.setState(TargetLive)
+	t.setState(Live)
 	t.log.Info("live")
 	t.mu.Lock()
 	reconnects := t.reconnects
 	t.err = nil
 	t.mu.Unlock()
-	t.b.s.events.publish(EventTargetConnected, map[string]any{"targetId": t.id, "output": t.ep.Redacted(), "reconnects": reconnects})
+	t.host.Publish(TargetConnected{TargetID: t.id, Output: t.ep.Redacted(), Reconnects: reconnects})
 }
 
 // writeAudio writes an audio frame, after its sequence header when this
@@ -481,18 +547,18 @@ func (t *Target) goneLive(w *writer) {
 // the first keyframe (the FLV starts with onMetaData, the sequence headers
 // and an IDR), and audio from before it is dropped; an audio-only stream
 // starts on its first audio frame.
-func (t *Target) writeAudio(w *writer, f *frame) error {
+func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 	if !w.started {
-		if t.b.s.video != nil {
+		if t.host.HasVideo() {
 			return nil
 		}
-		w.base = f.ts
+		w.base = f.TS
 		if err := t.writeMetadata(w.pub, 0, nil); err != nil {
 			return err
 		}
 		t.goneLive(w)
 	}
-	d := int32(f.ts - w.base)
+	d := int32(f.TS - w.base)
 	if d < 0 {
 		return nil // before the connection's first frame
 	}
@@ -500,16 +566,16 @@ func (t *Target) writeAudio(w *writer, f *frame) error {
 	if w.sentAudio != nil && int32(ts-w.lastAudio) < 0 {
 		ts = w.lastAudio
 	}
-	if f.ahdr != w.sentAudio {
-		if f.ahdr != nil && f.ahdr.body != nil {
-			if err := w.pub.WriteAudio(ts, f.ahdr.body); err != nil {
+	if f.AudioHeader != w.sentAudio {
+		if f.AudioHeader != nil && f.AudioHeader.Body != nil {
+			if err := w.pub.WriteAudio(ts, f.AudioHeader.Body); err != nil {
 				return fmt.Errorf("audio sequence header: %w", err)
 			}
 		}
-		w.sentAudio = f.ahdr
+		w.sentAudio = f.AudioHeader
 	}
 	w.lastAudio = ts
-	if err := w.pub.WriteAudio(ts, f.body); err != nil {
+	if err := w.pub.WriteAudio(ts, f.Body); err != nil {
 		return err
 	}
 	t.audioSent.Add(1)
@@ -519,15 +585,15 @@ func (t *Target) writeAudio(w *writer, f *frame) error {
 // writeData writes a client's metadata. Before video has started on this
 // connection there is nothing to attach it to: onMetaData goes out with the
 // first keyframe anyway, and a cue point before any picture means nothing.
-func (t *Target) writeData(w *writer, f *frame) error {
+func (t *Target) writeData(w *writer, f *media.Frame) error {
 	if !w.started {
 		return nil
 	}
 	var err error
-	if f.metaRefresh {
-		err = t.writeMetadata(w.pub, w.ts(f.ts), w.sentParams)
+	if f.MetaRefresh {
+		err = t.writeMetadata(w.pub, w.ts(f.TS), w.sentParams)
 	} else {
-		err = w.pub.WriteData(w.ts(f.ts), f.body)
+		err = w.pub.WriteData(w.ts(f.TS), f.Body)
 	}
 	if err != nil {
 		return err
@@ -535,7 +601,7 @@ func (t *Target) writeData(w *writer, f *frame) error {
 	return w.pub.Flush()
 }
 
-func (t *Target) writeMetadata(pub *rtmppush.Publisher, ts uint32, ps *paramSet) error {
+func (t *Target) writeMetadata(pub *rtmppush.Publisher, ts uint32, ps *media.ParamSet) error {
 	body, err := appendOnMetaData(nil, t.metadataValues(ps))
 	if err != nil {
 		return fmt.Errorf("onMetaData: %w", err)
@@ -546,26 +612,32 @@ func (t *Target) writeMetadata(pub *rtmppush.Publisher, ts uint32, ps *paramSet)
 	return nil
 }
 
-// stop ends the target and waits for its writer (or ctx).
-func (t *Target) stop(ctx context.Context) {
-	t.stopOnce.Do(func() {
-		close(t.stopCh)
-		t.cancel()
-	})
+// Stop ends the target and waits for its writer. The writer says
+// FCUnpublish/deleteStream to the ingest unless ctx ends first; then the
+// connection is cut. Either way the writer has ended when Stop returns.
+func (t *Target) Stop(ctx context.Context) {
+	t.cancel()
 	if !t.writing.Load() {
-		return // never connected
+		if p := t.publisher(); p != nil {
+			_ = p.Close() // connected, never started
+		}
+		return
 	}
 	select {
 	case <-t.done:
 	case <-ctx.Done():
+		if p := t.publisher(); p != nil {
+			p.Abort()
+		}
+		<-t.done
 	}
 }
 
 // Info returns the API view of the target.
-func (t *Target) Info() TargetInfo {
+func (t *Target) Info() Info {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ti := TargetInfo{ID: t.id, Output: t.ep.Redacted(), State: t.state, Reconnects: t.reconnects,
+	ti := Info{ID: t.id, Output: t.ep.Redacted(), State: t.state, Reconnects: t.reconnects,
 		VideoBitrate: t.spec.VideoBitrate, Framerate: t.spec.Framerate, AudioCodec: "aac"}
 	switch {
 	case t.spec.AudioCodec == "opus":
@@ -576,11 +648,8 @@ func (t *Target) Info() TargetInfo {
 		ti.AudioBitrate = t.spec.AudioBitrate
 	}
 	if t.err != nil {
-		ti.Error = &ErrorInfo{Code: t.err.Code, Message: t.err.Message}
+		ei := t.err.Info()
+		ti.Error = &ei
 	}
 	return ti
-}
-
-func roundTo(v float64, scale float64) float64 {
-	return float64(int64(v*scale+0.5)) / scale
 }

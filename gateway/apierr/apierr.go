@@ -1,0 +1,78 @@
+// Package apierr is the vocabulary of errors every part of the gateway
+// returns to its callers: a machine-readable Code from the public API and a
+// message that says what went wrong and how to fix it. It knows nothing of
+// HTTP; the API layer maps codes to statuses and adds routes to messages.
+package apierr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a machine-readable error code of the public API.
+type Code string
+
+// The API's error codes (see API.md).
+const (
+	CodeInvalidRequest      Code = "INVALID_REQUEST"
+	CodeInvalidSDP          Code = "INVALID_SDP"
+	CodeUnsupportedCodec    Code = "UNSUPPORTED_CODEC"
+	CodeNotFound            Code = "NOT_FOUND"
+	CodeNotConnected        Code = "NOT_CONNECTED"
+	CodeAlreadyBroadcasting Code = "ALREADY_BROADCASTING"
+	CodeNotBroadcasting     Code = "NOT_BROADCASTING"
+	CodeInvalidOutput       Code = "INVALID_OUTPUT"
+	CodeIngestUnreachable   Code = "INGEST_UNREACHABLE"
+	CodeIngestRejected      Code = "INGEST_REJECTED"
+	CodeMetadataInvalid     Code = "METADATA_INVALID"
+	CodeUnauthorized        Code = "UNAUTHORIZED"
+	CodeLimitExceeded       Code = "LIMIT_EXCEEDED"
+	CodeInternal            Code = "INTERNAL"
+)
+
+// Error is an error a caller of the API can act on. Messages never carry
+// secrets. StreamID names the stream the error is about, when there is one,
+// so that the API layer can point at the resource to act on.
+type Error struct {
+	Code     Code
+	Message  string
+	StreamID string
+	Err      error // cause, for logs; may be nil
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Info is the part of an Error the API shows.
+func (e *Error) Info() Info { return Info{Code: e.Code, Message: e.Message} }
+
+// Errorf makes an Error with a formatted message and no cause.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap makes an Error with a message and a cause (for logs only).
+func Wrap(code Code, err error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// As returns err as an *Error, or wraps it as INTERNAL.
+func As(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+}
+
+// Info is an error as the API shows it.
+type Info struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}

@@ -1,0 +1,314 @@
+// Package audio is a stream's audio: the publisher's Opus decoded into one
+// gap-free 48 kHz stereo PCM timeline on the stream's A/V clock, and the
+// outputs a broadcast's targets take from it (AAC encoders, the Opus
+// passthrough, Icecast sources), which hand their frames to a Sink.
+package audio
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/castbridge/castbridge/gateway/avclock"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/webrtcin"
+	"github.com/castbridge/castbridge/transmux/opusdec"
+	"github.com/castbridge/castbridge/transmux/rtptime"
+)
+
+const (
+	// Rate is the sample rate of the PCM timeline and of every output.
+	Rate             = 48000
+	opusFrameSamples = 960 // 20 ms, what the silence packets of a passthrough carry
+	// resyncMs is how far the audio may drift from where the A/V clock puts
+	// it before it is moved back (silence inserted or samples dropped).
+	resyncMs = 10
+	// silenceAfter is how long the publisher's audio may pause (longer than
+	// Opus DTX's 400 ms keep-alive) before the clock fills in silence.
+	silenceAfter = 500 * time.Millisecond
+	// silenceLagMs is how far behind "now" the clock fills, leaving room for
+	// packets still on their way.
+	silenceLagMs = 100
+	// tick is how often an audio-only stream's clock fills silence.
+	tick = 20 * time.Millisecond
+)
+
+// opusSilence is a 20 ms CELT stereo Opus packet that decodes to silence
+// (the one WebRTC stacks send for muted tracks): what an Opus passthrough
+// carries while the publisher sends no audio or is muted.
+var opusSilence = []byte{0xfc, 0xff, 0xfe}
+
+// silencePCM is 100 ms of stereo zeros, shared (read only) by every stream.
+var silencePCM = make([]int16, 2*4800)
+
+// Config is what a Pipeline is made from.
+type Config struct {
+	Clock  *avclock.Clock
+	Frames *media.FramePool
+	// FollowsVideo is set for a stream with video: silence starts only
+	// once video did and never runs past its newest frame (it ends with
+	// the video when the publisher goes away).
+	FollowsVideo bool
+	Logger       *slog.Logger
+}
+
+// Pipeline turns the publisher's Opus into one gap-free 48 kHz stereo PCM
+// timeline and feeds the installed outputs. The timeline runs on the
+// stream's A/V clock: position 0 is at stream time baseMs, sample p at
+// baseMs + p/48 ms. Lost packets and DTX are concealed (opusdec), pauses
+// longer than silenceAfter (or no audio track at all) are filled with
+// silence by the clock goroutine (Run), and when the A/V clock moves
+// (Sender Reports) the PCM is shifted by inserting silence or dropping
+// samples, so the AAC timestamps, which count samples, stay right.
+//
+// Two goroutines feed it, the track's receive goroutine and Run, under mu;
+// the video goroutine never takes mu (FollowVideo is atomic and wakes Run),
+// so video receive never waits behind an AAC encode.
+type Pipeline struct {
+	cfg    Config
+	outs   atomic.Pointer[snapshot] // what the installed outputs take
+	muted  atomic.Bool
+	lastMs atomic.Int64 // stream time of the end of the PCM fed
+
+	concealed atomic.Int64 // samples per channel concealed or filled
+	rtp       *webrtcin.RTPStats
+	resyncs   atomic.Int64
+
+	videoEnd   atomic.Int64 // stream ms the newest video frame ends at; -1 before one
+	lastPacket atomic.Int64 // unix ns of the newest Opus packet; 0 before one
+	kick       chan struct{}
+
+	mu     sync.Mutex
+	dec    *opusdec.Stream
+	unwrap rtptime.Unwrapper
+	pcm    []int16 // reused decode buffer, made when an Opus track starts
+	pkt    rtp.Packet
+	tl     timeline
+	pos    int64 // samples per channel fed so far
+	reset  bool  // the clock filled silence: the next packet starts a new RTP timeline
+}
+
+// timeline maps pipeline positions (samples per channel) to stream time.
+type timeline struct {
+	set    bool
+	baseMs int64
+}
+
+func (t *timeline) msAt(pos int64) int64 {
+	return t.baseMs + (pos*1000+Rate/2)/Rate
+}
+
+// New returns a pipeline with no track and no outputs.
+func New(cfg Config) *Pipeline {
+	p := &Pipeline{cfg: cfg, rtp: webrtcin.NewRTPStats(Rate), kick: make(chan struct{}, 1)}
+	p.videoEnd.Store(-1)
+	return p
+}
+
+// RTP is the track's reception statistics.
+func (p *Pipeline) RTP() *webrtcin.RTPStats { return p.rtp }
+
+// StartTrack readies the Opus decoder for a track, before its first packet.
+func (p *Pipeline) StartTrack() error {
+	dec, err := opusdec.NewStream()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.dec = dec
+	p.pcm = make([]int16, 0, 2*opusdec.MaxPacketSamples*2)
+	p.mu.Unlock()
+	return nil
+}
+
+// HandlePacket takes one RTP packet of the Opus track (the read loop's
+// handler), after StartTrack.
+func (p *Pipeline) HandlePacket(raw []byte, now time.Time) {
+	// p.pkt is the receive goroutine's alone.
+	if err := p.pkt.Unmarshal(raw); err != nil || len(p.pkt.Payload) == 0 {
+		return
+	}
+	p.lastPacket.Store(now.UnixNano())
+	p.onPacket(p.pkt.Timestamp, p.pkt.Payload, now)
+}
+
+func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
+	want := p.cfg.Clock.AudioMillis(rtpTS, now)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reset {
+		p.dec.Reset()
+		p.unwrap.Reset()
+		p.reset = false
+	}
+	pcm, pl, _ := p.dec.Push(p.unwrap.Unwrap(rtpTS), payload, p.pcm[:0])
+	if cap(pcm) > cap(p.pcm) {
+		p.pcm = pcm[:0] // keep the grown buffer
+	}
+	if pl.Drop {
+		return
+	}
+	if pl.Gap > 0 {
+		p.concealed.Add(int64(pl.Gap))
+	}
+	if !p.tl.set {
+		p.setBase(want)
+	}
+	// Where the packet's audio starts on the output, and where the clock
+	// wants it.
+	drift := want - p.tl.msAt(p.pos+int64(pl.Gap))
+	switch {
+	case drift > resyncMs:
+		p.resyncs.Add(1)
+		p.fillSilence(drift * Rate / 1000)
+	case drift < -resyncMs:
+		p.resyncs.Add(1)
+		drop := min(int(-drift*Rate/1000), len(pcm)/2)
+		pcm = pcm[2*drop:]
+	}
+	muted := p.muted.Load()
+	if muted {
+		clear(pcm)
+	}
+	pktSamples := opusdec.PacketSamples(payload)
+	p.feed(pcm)
+	if outs := p.outs.Load(); outs != nil && outs.opus != nil && pktSamples > 0 {
+		pk := payload
+		if muted {
+			pk = opusSilence
+		}
+		outs.opus.send(p.tl.msAt(max(p.pos-int64(pktSamples), 0)), pk)
+	}
+}
+
+func (p *Pipeline) setBase(ms int64) {
+	p.tl.set, p.tl.baseMs = true, max(ms, 0)
+}
+
+// feed hands PCM to every AAC encoder and advances the timeline. p.mu held.
+func (p *Pipeline) feed(pcm []int16) {
+	if outs := p.outs.Load(); outs != nil {
+		for _, o := range outs.aac {
+			o.write(p.pos, pcm)
+		}
+	}
+	p.pos += int64(len(pcm) / 2)
+	p.lastMs.Store(p.tl.msAt(p.pos))
+}
+
+// fillSilence feeds n samples per channel of silence, and the matching
+// silence packets to an Opus passthrough. p.mu held.
+func (p *Pipeline) fillSilence(n int64) {
+	p.concealed.Add(n)
+	outs := p.outs.Load()
+	if outs != nil && outs.opus != nil {
+		for q := int64(0); q+opusFrameSamples <= n; q += opusFrameSamples {
+			outs.opus.send(p.tl.msAt(p.pos+q), opusSilence)
+		}
+	}
+	for n > 0 {
+		k := min(n, int64(len(silencePCM)/2))
+		p.feed(silencePCM[:2*k])
+		n -= k
+	}
+}
+
+// FollowVideo is told of every video frame (on the video goroutine): the
+// stream time its display ends at. It never blocks and takes no lock the
+// audio holds while encoding: when the publisher's audio has paused, it
+// wakes Run to fill silence up to the video.
+func (p *Pipeline) FollowVideo(now time.Time, endMs int64) {
+	p.videoEnd.Store(endMs)
+	if last := p.lastPacket.Load(); last != 0 && now.UnixNano()-last < int64(silenceAfter) {
+		return // audio is flowing: nothing to fill
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// Run is the pipeline's clock goroutine: it fills silence while the
+// publisher sends no audio (none at all, or a track that paused), so the
+// outputs' audio keeps running, until ctx ends. With video it wakes on
+// the video's frames (FollowVideo); audio-only, on a ticker.
+func (p *Pipeline) Run(ctx context.Context) {
+	var tickC <-chan time.Time
+	if !p.cfg.FollowsVideo {
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		tickC = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+			p.fillTo(time.Now(), silenceLagMs)
+		case now := <-tickC:
+			p.fillTo(now, silenceLagMs)
+		}
+	}
+}
+
+// fillTo fills silence up to lagMs before now, never past the newest video
+// frame, when the publisher sends no audio. At the end of a broadcast lagMs
+// 0 brings the audio to the video's end.
+func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
+	outs := p.outs.Load()
+	if outs == nil || (len(outs.aac) == 0 && outs.opus == nil) {
+		return
+	}
+	nowMs, ok := p.cfg.Clock.NowMillis(now)
+	if !ok {
+		return
+	}
+	target := nowMs - lagMs
+	if p.cfg.FollowsVideo {
+		end := p.videoEnd.Load()
+		if end < 0 {
+			return // no video yet
+		}
+		target = min(target, end)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last := p.lastPacket.Load(); last != 0 && now.UnixNano()-last < int64(silenceAfter) {
+		return
+	}
+	if !p.tl.set {
+		if target < 0 {
+			return
+		}
+		p.setBase(target)
+	}
+	end := p.tl.msAt(p.pos)
+	if target <= end {
+		return
+	}
+	// Whole 20 ms Opus frames only, so that an Opus passthrough gets a
+	// silence packet for every sample fed; the rest waits for the next call.
+	n := (target - end) * Rate / 1000
+	n -= n % opusFrameSamples
+	if n == 0 {
+		return
+	}
+	p.fillSilence(n)
+	if p.dec != nil {
+		p.reset = true
+	}
+}
+
+// SetMuted replaces the publisher's audio with silence, or stops doing so.
+func (p *Pipeline) SetMuted(on bool) { p.muted.Store(on) }
+
+// LastMillis is the stream time of the end of the PCM fed.
+func (p *Pipeline) LastMillis() int64 { return p.lastMs.Load() }
+
+// ConcealedSamples is how much audio (samples per channel) was made up for
+// loss, DTX or a missing track.
+func (p *Pipeline) ConcealedSamples() int64 { return p.concealed.Load() }

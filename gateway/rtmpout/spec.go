@@ -1,0 +1,110 @@
+package rtmpout
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/transmux/rtmppush"
+)
+
+// Spec is one RTMP ingest a broadcast pushes to, as the API takes it
+// (nanoStream's transcodingTargets).
+type Spec struct {
+	Output          string
+	StreamName      string
+	VideoBitrate    int
+	AudioBitrate    int
+	Framerate       float64
+	DropFrames      bool
+	H264Passthrough bool
+	IcecastAudio    bool
+	IcecastURL      string
+	ConnectInfo     map[string]any
+	AudioCodec      string
+}
+
+// AAC bit rates: the default when a target names none, and the range the
+// encoder takes for 48 kHz stereo (16 kbit/s per channel up to the largest
+// frame a decoder must accept).
+const (
+	DefaultAudioBitrate = 128000
+	MinAudioBitrate     = 32000
+	MaxAudioBitrate     = 576000
+)
+
+// Audio codecs a target may ask for.
+const (
+	AudioAAC  = "aac"
+	AudioOpus = "opus"
+)
+
+// Validate checks the spec and parses its ingest address. Nothing is
+// contacted; the errors name the field to fix and never echo a stream key.
+func (t *Spec) Validate() (rtmppush.Endpoint, error) {
+	ep, err := rtmppush.ParseEndpoint(t.Output, t.StreamName)
+	if err != nil {
+		return ep, apierr.Wrap(apierr.CodeInvalidOutput, err,
+			"output must be an rtmp:// or rtmps:// URL with a host, an application and a stream name (or give streamname): %v", err)
+	}
+	keys := make([]string, 0, len(t.ConnectInfo))
+	for k := range t.ConnectInfo {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch t.ConnectInfo[k].(type) {
+		case string, float64, bool:
+		default:
+			return ep, apierr.Errorf(apierr.CodeInvalidRequest, "rtmpconnectinfo.%s must be a string, number or boolean, not %T", k, t.ConnectInfo[k])
+		}
+	}
+	if t.VideoBitrate < 0 || t.AudioBitrate < 0 || t.Framerate < 0 {
+		return ep, apierr.Errorf(apierr.CodeInvalidRequest, "videobitrate, audiobitrate and framerate must not be negative")
+	}
+	if t.AudioBitrate != 0 && (t.AudioBitrate < MinAudioBitrate || t.AudioBitrate > MaxAudioBitrate) {
+		return ep, apierr.Errorf(apierr.CodeInvalidRequest, "audiobitrate %d is outside the AAC encoder's range %d..%d", t.AudioBitrate, MinAudioBitrate, MaxAudioBitrate)
+	}
+	switch t.AudioCodec {
+	case "", AudioAAC, AudioOpus:
+	default:
+		return ep, apierr.Errorf(apierr.CodeInvalidRequest, "audiocodec must be \"aac\" or \"opus\", not %q", t.AudioCodec)
+	}
+	if t.IcecastAudio {
+		u, err := url.Parse(t.IcecastURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return ep, apierr.Errorf(apierr.CodeInvalidRequest, "icecast_audio needs icecast_url, an http:// or https:// URL of an MP3 or AAC stream")
+		}
+	}
+	return ep, nil
+}
+
+// ValidateAll checks every target of a broadcast without contacting any.
+func ValidateAll(specs []Spec) error {
+	if len(specs) == 0 {
+		return apierr.Errorf(apierr.CodeInvalidRequest, "a broadcast needs at least one target")
+	}
+	for i := range specs {
+		if _, err := specs[i].Validate(); err != nil {
+			var e *apierr.Error
+			if len(specs) > 1 && errors.As(err, &e) {
+				e.Message = fmt.Sprintf("target %d: %s", i, e.Message)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// MinVideoBitrate is the lowest videobitrate any of specs asks for, 0 for none.
+func MinVideoBitrate(specs []Spec) int {
+	low := 0
+	for _, t := range specs {
+		if t.VideoBitrate > 0 && (low == 0 || t.VideoBitrate < low) {
+			low = t.VideoBitrate
+		}
+	}
+	return low
+}

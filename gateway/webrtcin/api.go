@@ -1,0 +1,78 @@
+// Package webrtcin is the gateway's WebRTC receive side: one UDP socket
+// (ICE mux) for every session, the pion API with the codecs and feedback
+// the gateway takes, the publisher's PeerConnection (Session), offer
+// inspection, and per-packet receive work (one read loop per track, NACK,
+// receiver reports, TWCC feedback, reception statistics). It knows nothing
+// of streams or broadcasts.
+package webrtcin
+
+import (
+	"fmt"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v3"
+)
+
+// h264Profiles are the profile-level-ids browsers and OBS offer. pion matches
+// H.264 on profile_idc and constraint flags only, so level variants of these
+// (42e028, 640034, ...) are accepted too.
+var h264Profiles = []string{"42001f", "42e01f", "4d001f", "64001f"}
+
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: "goog-remb"},
+	{Type: "ccm", Parameter: "fir"},
+	{Type: "nack"},
+	{Type: "nack", Parameter: "pli"},
+	{Type: webrtc.TypeRTCPFBTransportCC},
+}
+
+// newAPI builds a pion API for one PeerConnection: the codecs the gateway
+// accepts (H.264 packetization-mode 1 and Opus, nothing else), NACK, RTCP
+// reports and TWCC, and an RTCP counter feeding the stream's stats.
+func newAPI(se webrtc.SettingEngine, counters *Counters) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	for i, profile := range h264Profiles {
+		codec := webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType:     webrtc.MimeTypeH264,
+				ClockRate:    90000,
+				SDPFmtpLine:  "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=" + profile,
+				RTCPFeedback: videoFeedback,
+			},
+			PayloadType: webrtc.PayloadType(102 + 2*i),
+		}
+		if err := me.RegisterCodec(codec, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register h264 %s: %w", profile, err)
+		}
+	}
+	opus := webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType:     webrtc.MimeTypeOpus,
+			ClockRate:    48000,
+			Channels:     2,
+			SDPFmtpLine:  "minptime=10;useinbandfec=1",
+			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}},
+		},
+		PayloadType: 111,
+	}
+	if err := me.RegisterCodec(opus, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("register opus: %w", err)
+	}
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, fmt.Errorf("register twcc extension: %w", err)
+		}
+	}
+
+	// NACKs and receiver reports are the track goroutines' own (nack.go,
+	// rtpstats.go), driven by packet arrivals: pion's generator and report
+	// interceptors each took a lock and parsed the header per packet and
+	// woke every stream on their own tickers.
+	reg := &interceptor.Registry{}
+	reg.Add(rtcpCounterFactory{c: counters})
+	// Transport-wide CC feedback without pion's per-packet goroutine hop.
+	reg.Add(twccFactory{})
+
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+}

@@ -1,0 +1,66 @@
+package webrtcin
+
+import (
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v3"
+)
+
+// maxPacket is the largest RTP or RTCP packet read: above any MTU.
+const maxPacket = 1500
+
+// Arrivals is told of every RTP packet a track receives, with its size:
+// the stream's media clock and byte counters.
+type Arrivals func(now time.Time, size int)
+
+// ReadRTP is the one read loop of a track: it reads until the track ends,
+// and for every packet notes its arrival, updates the track's reception
+// statistics, sends the publisher a receiver report when one is due (so
+// reports need no timer, and a track that stopped has nothing to report),
+// then hands the packet to handle. The packet is valid until handle
+// returns; handle may be nil for a track the gateway does not forward.
+func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Arrivals, handle func(pkt []byte, now time.Time)) {
+	buf := make([]byte, maxPacket)
+	ssrc := uint32(track.SSRC())
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		arrived(now, n)
+		stats.Observe(buf[:n], now)
+		if rep, ok := stats.Report(ssrc, now); ok {
+			s.SendReport(rep)
+		}
+		if handle != nil {
+			handle(buf[:n], now)
+		}
+	}
+}
+
+// ReadRTCP reads a receiver's RTCP until it ends, so pion's interceptors
+// run and its buffers never fill, and hands the track's Sender Reports to
+// its reception statistics (for the reports' LSR/DLSR) and to onSR.
+func ReadRTCP(recv *webrtc.RTPReceiver, ssrc uint32, stats *RTPStats, onSR func(*rtcp.SenderReport)) {
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, err := recv.Read(buf)
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, p := range pkts {
+			if sr, ok := p.(*rtcp.SenderReport); ok && (sr.SSRC == ssrc || ssrc == 0) {
+				stats.OnSenderReport(sr.NTPTime, time.Now())
+				if onSR != nil {
+					onSR(sr)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package webrtcin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v3"
+
+	"github.com/castbridge/castbridge/gateway/apierr"
+)
+
+// ICEState is what a session's owner needs to know of ICE.
+type ICEState int
+
+// ICE states as the gateway sees them.
+const (
+	ICEPending ICEState = iota // checking, or not started
+	ICEUp                      // connected or completed
+	ICEGone                    // disconnected or failed: the publisher is gone
+)
+
+// Session is one publisher's PeerConnection as the gateway uses it: the
+// offer answered without trickle, and the RTCP feedback the gateway sends
+// (from its own sender SSRC, counted).
+type Session struct {
+	pc       *webrtc.PeerConnection
+	ssrc     uint32 // sender SSRC of the gateway's RTCP
+	counters *Counters
+	log      *slog.Logger
+}
+
+// NewSession makes a PeerConnection on the transport. Set its handlers
+// (OnTrack, OnICE), then Answer the offer.
+func (t *Transport) NewSession(log *slog.Logger) (*Session, error) {
+	counters := &Counters{}
+	api, err := newAPI(t.se, counters)
+	if err != nil {
+		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot set up WebRTC")
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot create a peer connection")
+	}
+	return &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log}, nil
+}
+
+// OnTrack sets the handler pion calls, on its own goroutine, for every
+// remote track; the handler starts (and its owner joins) the goroutines
+// that read the track.
+func (s *Session) OnTrack(f func(*webrtc.TrackRemote, *webrtc.RTPReceiver)) { s.pc.OnTrack(f) }
+
+// OnICE sets the handler pion calls, on its own goroutine, when ICE changes
+// state; detail is pion's name for the state, for logs.
+func (s *Session) OnICE(f func(st ICEState, detail string)) {
+	s.pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		switch st {
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			f(ICEUp, st.String())
+		case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+			f(ICEGone, st.String())
+		default:
+			f(ICEPending, st.String())
+		}
+	})
+}
+
+// Answer answers the offer and waits (at most until ctx ends) for ICE
+// gathering, so the answer carries the gateway's candidates. A refused
+// offer is INVALID_SDP; one no answer can be made to, UNSUPPORTED_CODEC.
+// On error the caller still closes the session.
+func (s *Session) Answer(ctx context.Context, offer string) (string, error) {
+	pc := s.pc
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", apierr.Wrap(apierr.CodeInvalidSDP, err, "the SDP offer was refused: %v", err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", apierr.Wrap(apierr.CodeUnsupportedCodec, err, "no answer can be made to this offer: %v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", apierr.Wrap(apierr.CodeInternal, err, "cannot apply the answer")
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", apierr.Wrap(apierr.CodeInternal, ctx.Err(), "ICE gathering did not finish")
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// Counters counts the feedback sent to the publisher.
+func (s *Session) Counters() *Counters { return s.counters }
+
+// SendNACK asks the publisher to resend packets of ssrc.
+func (s *Session) SendNACK(ssrc uint32, pairs []rtcp.NackPair) {
+	s.write(&rtcp.TransportLayerNack{SenderSSRC: s.ssrc, MediaSSRC: ssrc, Nacks: pairs}, "nack")
+}
+
+// SendPLI asks the publisher for a keyframe of ssrc.
+func (s *Session) SendPLI(ssrc uint32) {
+	s.write(&rtcp.PictureLossIndication{SenderSSRC: s.ssrc, MediaSSRC: ssrc}, "pli")
+}
+
+// SendREMB caps the publisher's bit rate for ssrc.
+func (s *Session) SendREMB(bps int64, ssrc uint32) {
+	s.write(&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(bps), SSRCs: []uint32{ssrc}}, "remb")
+}
+
+// SendReport sends a receiver report with one reception report.
+func (s *Session) SendReport(rep rtcp.ReceptionReport) {
+	s.write(&rtcp.ReceiverReport{SSRC: s.ssrc, Reports: []rtcp.ReceptionReport{rep}}, "receiver report")
+}
+
+func (s *Session) write(p rtcp.Packet, what string) {
+	if err := s.pc.WriteRTCP([]rtcp.Packet{p}); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Debug(what+" not sent", "err", err)
+	}
+}
+
+// RTTMs is the selected ICE candidate pair's current round-trip time.
+func (s *Session) RTTMs() float64 {
+	for _, st := range s.pc.GetStats() {
+		if p, ok := st.(webrtc.ICECandidatePairStats); ok && p.Nominated && p.CurrentRoundTripTime > 0 {
+			return math.Round(p.CurrentRoundTripTime*1e5) / 100
+		}
+	}
+	return 0
+}
+
+// Close closes the PeerConnection: every track's reads end.
+func (s *Session) Close() error { return s.pc.Close() }
