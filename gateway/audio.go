@@ -9,8 +9,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
 
-	"github.com/castbridge/castbridge/transmux/opusdec"
-	"github.com/castbridge/castbridge/transmux/rtptime"
+	"github.com/castbridge/castbridge/transmux/codec/opusdec"
+	"github.com/castbridge/castbridge/transmux/rtp/rtptime"
 )
 
 const (

@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/castbridge/castbridge/transmux/aaclc"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/icecast"
+	"github.com/castbridge/castbridge/transmux/codec/aaclc"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/source/icecast"
 )
 
 // Audio kinds a target carries.

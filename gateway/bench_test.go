@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // benchBacklog bounds each target's queue during the benchmark: the writers

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // BroadcastState is a broadcast's state as the API reports it.

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/icecast"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/source/icecast"
 )
 
 // Metadata handler names a client may send (sendMetaData).

@@ -14,7 +14,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
 
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // StreamState is a publisher session's state as the API reports it.

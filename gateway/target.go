@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/rtmppush"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
 // TargetState is a target's state as the API reports it.

@@ -16,10 +16,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/flv/flvtest"
-	"github.com/castbridge/castbridge/transmux/ingest"
-	"github.com/castbridge/castbridge/transmux/rtph264"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
+	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
 )
 
 // These tests drive a Broadcast and its Targets without WebRTC: a Stream is

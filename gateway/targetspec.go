@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"sort"
 
-	"github.com/castbridge/castbridge/transmux/rtmppush"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
 // TargetSpec is one RTMP ingest a broadcast pushes to, as the API takes it

@@ -12,10 +12,10 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/webrtc/v3"
 
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/rtph264"
-	"github.com/castbridge/castbridge/transmux/rtpreorder"
-	"github.com/castbridge/castbridge/transmux/rtptime"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
+	"github.com/castbridge/castbridge/transmux/rtp/rtpreorder"
+	"github.com/castbridge/castbridge/transmux/rtp/rtptime"
 )
 
 const (

@@ -20,7 +20,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // makeClickOpus encodes 10 s of 48 kHz stereo Opus (20 ms packets) that is

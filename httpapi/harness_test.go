@@ -19,7 +19,7 @@ import (
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/httpapi"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // harness runs a real gateway (ICE on loopback UDP), its HTTP API and an

@@ -21,7 +21,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/httpapi"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 func main() {

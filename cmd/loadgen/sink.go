@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // sink is the built-in RTMP ingest every stream is broadcast to, each to

@@ -29,7 +29,7 @@ import (
 	"github.com/yutopp/go-rtmp/handshake"
 	"github.com/yutopp/go-rtmp/message"
 
-	"github.com/castbridge/castbridge/transmux/rtmppush/chunk"
+	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 )
 
 // Errors reported by Dial and the Publisher. Match them with errors.Is.

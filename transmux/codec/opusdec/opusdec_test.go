@@ -12,7 +12,7 @@ import (
 	"github.com/pion/webrtc/v3/pkg/media/oggreader"
 )
 
-const testFile = "../../testdata/audio.ogg"
+const testFile = "../../../testdata/audio.ogg"
 
 func readPackets(t testing.TB) [][]byte {
 	t.Helper()
