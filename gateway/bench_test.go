@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // benchBacklog bounds each target's queue during the benchmark: the writers
@@ -22,7 +22,7 @@ const benchBacklog = 64
 // framePathRig is a broadcast to n targets, each publishing to an
 // in-process ingest that records nothing, fed with the 1280x720 clip.
 type framePathRig struct {
-	frames  []gatewaytest.Frame
+	frames  []mediafile.Frame
 	ps      *paramSet
 	b       *Broadcast
 	targets []*Target

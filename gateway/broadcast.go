@@ -13,7 +13,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/audio"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // BroadcastState is a broadcast's state as the API reports it.

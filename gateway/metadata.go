@@ -2,7 +2,7 @@ package gateway
 
 import (
 	"github.com/castbridge/castbridge/gateway/apierr"
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // Metadata handler names a client may send (sendMetaData).

@@ -21,7 +21,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/video"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // StreamState is a publisher session's state as the API reports it.

@@ -15,11 +15,11 @@ import (
 	"github.com/pion/webrtc/v3"
 	"go.uber.org/goleak"
 
-	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/flv/flvtest"
-	"github.com/castbridge/castbridge/transmux/ingest"
-	"github.com/castbridge/castbridge/transmux/rtph264"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
+	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
 )
 
 // These tests drive a Broadcast and its Targets without WebRTC: a Stream is
@@ -226,9 +226,9 @@ func newTestStream(log *slog.Logger) *Stream {
 
 // load720 reads the 1280x720 test clip (IDRs at frames 0 and 135, SPS+PPS
 // before each) and its parameter set.
-func load720(t testing.TB) ([]gatewaytest.Frame, *paramSet) {
+func load720(t testing.TB) ([]mediafile.Frame, *paramSet) {
 	t.Helper()
-	frames, err := gatewaytest.ReadH264File(gatewaytest.TestdataPath("video.h264"))
+	frames, err := mediafile.ReadH264File(mediafile.TestdataPath("video.h264"))
 	if err != nil {
 		t.Fatal(err)
 	}

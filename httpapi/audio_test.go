@@ -20,7 +20,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // makeClickOpus encodes 10 s of 48 kHz stereo Opus (20 ms packets) that is
@@ -222,7 +223,7 @@ func TestAudioLipSync(t *testing.T) {
 	pFirst := float64(sent[first].PTS) / float64(time.Millisecond)
 	// The material loops after its packets' total duration (a little over
 	// the 10 s it was made from: the encoder pads the last packet).
-	pkts, err := gatewaytest.ReadOpusFile(clicks)
+	pkts, err := mediafile.ReadOpusFile(clicks)
 	if err != nil {
 		t.Fatal(err)
 	}

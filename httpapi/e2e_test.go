@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // videoTag is a parsed FLV video tag body as the ingest received it.
@@ -51,7 +52,7 @@ func parseVideo(t *testing.T, r received) videoTag {
 		nalus = append(nalus, p[4:4+n])
 		p = p[4+n:]
 	}
-	vt.digest = gatewaytest.SliceDigest(nalus)
+	vt.digest = mediafile.SliceDigest(nalus)
 	return vt
 }
 

@@ -206,7 +206,7 @@ func TestCloseFreesEverything(t *testing.T) {
 	h.expectError("GET", "/v1/streams/"+id, nil, 404, "NOT_FOUND")
 	http.DefaultClient.CloseIdleConnections()
 	// The harness's ingest outlives the stream; TestMain checks it at the end.
-	goleak.VerifyNone(t, before, goleak.IgnoreAnyFunction("github.com/castbridge/castbridge/transmux/ingest.(*Server).Serve.func1"))
+	goleak.VerifyNone(t, before, goleak.IgnoreAnyFunction("github.com/castbridge/castbridge/transmux/rtmp/ingest.(*Server).Serve.func1"))
 }
 
 func (h *harness) videoFrames(stream string) int {

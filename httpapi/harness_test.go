@@ -19,7 +19,8 @@ import (
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/httpapi"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // harness runs a real gateway (ICE on loopback UDP), its HTTP API and an
@@ -336,7 +337,7 @@ func (r *recorder) get(stream string) (ingest.PublishInfo, []received) {
 	return r.publish[stream], append([]received(nil), r.messages[stream]...)
 }
 
-func testdata(name string) string { return gatewaytest.TestdataPath(name) }
+func testdata(name string) string { return mediafile.TestdataPath(name) }
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)

@@ -91,5 +91,5 @@ if [ -n "$AUDIO_SWEEP" ]; then
 fi
 
 echo "== Go benchmarks"
-go test -run XXX -bench . -benchmem -benchtime "$BENCHTIME" ./transmux/... ./gateway/ | tee "$OUT/gobench.txt"
+go test -run XXX -bench . -benchmem -benchtime "$BENCHTIME" ./transmux/... ./gateway/ ./cmd/loadgen/srtpfloor | tee "$OUT/gobench.txt"
 echo "results in $OUT"

@@ -22,7 +22,7 @@ import (
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 func main() {

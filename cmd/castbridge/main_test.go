@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
@@ -94,8 +95,8 @@ func TestEmbeddedDefaults(t *testing.T) {
 
 	pubCtx, pubStop := context.WithCancel(context.Background())
 	defer pubStop()
-	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: gatewaytest.TestdataPath("video.h264"),
-		AudioFile: gatewaytest.TestdataPath("audio.ogg"), SeparateParameterSets: true, NoSenderReports: true, Loop: true})
+	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: mediafile.TestdataPath("video.h264"),
+		AudioFile: mediafile.TestdataPath("audio.ogg"), SeparateParameterSets: true, NoSenderReports: true, Loop: true})
 	if err != nil {
 		t.Fatal(err)
 	}

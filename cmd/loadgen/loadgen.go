@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // Config configures a LoadGen.
@@ -165,11 +166,11 @@ type LoadGen struct {
 // New starts the sink and takes the gateway's baseline RSS.
 func New(cfg Config) (*LoadGen, error) {
 	if cfg.VideoFile == "" {
-		cfg.VideoFile = gatewaytest.TestdataPath("video-2500k.h264")
+		cfg.VideoFile = mediafile.TestdataPath("video-2500k.h264")
 	}
 	switch cfg.AudioFile {
 	case "":
-		cfg.AudioFile = gatewaytest.TestdataPath("audio.ogg")
+		cfg.AudioFile = mediafile.TestdataPath("audio.ogg")
 	case "none":
 		cfg.AudioFile = ""
 	}
@@ -229,7 +230,7 @@ func (lg *LoadGen) Info() Info { return lg.info }
 // publisher does (MTU 1200: single NAL units up to 1188 bytes, FU-A beyond,
 // SPS+PPS in one STAP-A, AUDs and filler skipped).
 func (lg *LoadGen) readMaterial() error {
-	frames, err := gatewaytest.ReadH264File(lg.cfg.VideoFile)
+	frames, err := mediafile.ReadH264File(lg.cfg.VideoFile)
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/castbridge/castbridge/gateway/gatewaytest"
-	"github.com/castbridge/castbridge/transmux/ingest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // sink is the built-in RTMP ingest every stream is broadcast to, each to
@@ -108,7 +108,7 @@ func (s *sink) onMessage(name string, m ingest.Message) {
 		p = p[4+n:]
 	}
 	ss.nalus = nalus[:0]
-	ss.recv = append(ss.recv, recvFrame{digest: gatewaytest.SliceDigest(nalus), at: at})
+	ss.recv = append(ss.recv, recvFrame{digest: mediafile.SliceDigest(nalus), at: at})
 }
 
 func (ss *sinkStream) live() bool {

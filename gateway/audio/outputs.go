@@ -11,9 +11,9 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/media"
-	"github.com/castbridge/castbridge/transmux/aaclc"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/icecast"
+	"github.com/castbridge/castbridge/transmux/codec/aaclc"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/source/icecast"
 )
 
 // fourCCOpusID is the E-RTMP FourCC "Opus" as onMetaData's audiocodecid.

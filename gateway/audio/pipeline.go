@@ -16,8 +16,8 @@ import (
 	"github.com/castbridge/castbridge/gateway/avclock"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
-	"github.com/castbridge/castbridge/transmux/opusdec"
-	"github.com/castbridge/castbridge/transmux/rtptime"
+	"github.com/castbridge/castbridge/transmux/codec/opusdec"
+	"github.com/castbridge/castbridge/transmux/rtp/rtptime"
 )
 
 const (

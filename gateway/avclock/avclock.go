@@ -10,7 +10,7 @@ import (
 
 	"github.com/pion/rtcp"
 
-	"github.com/castbridge/castbridge/transmux/avsync"
+	"github.com/castbridge/castbridge/transmux/rtp/avsync"
 )
 
 // Clock is a stream's one A/V timeline: both tracks are observed by the

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 func TestNginxFFmpegProbeRoundTrip(t *testing.T) {
@@ -15,8 +17,8 @@ func TestNginxFFmpegProbeRoundTrip(t *testing.T) {
 	addr := StartNginx(t, rec)
 
 	cmd := exec.Command(ffmpeg, "-nostdin", "-v", "error",
-		"-fflags", "+genpts", "-framerate", "30", "-f", "h264", "-i", TestdataPath("video.h264"),
-		"-i", TestdataPath("audio.ogg"), "-map", "0:v", "-map", "1:a",
+		"-fflags", "+genpts", "-framerate", "30", "-f", "h264", "-i", mediafile.TestdataPath("video.h264"),
+		"-i", mediafile.TestdataPath("audio.ogg"), "-map", "0:v", "-map", "1:a",
 		"-c:v", "copy", "-c:a", "aac", "-b:a", "128k",
 		"-f", "flv", "rtmp://"+addr+"/live/roundtrip")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -77,7 +79,7 @@ func TestNginxFFmpegProbeRoundTrip(t *testing.T) {
 
 func TestDecodeErrorsReportsDamage(t *testing.T) {
 	NeedTool(t, "ffmpeg")
-	data, err := os.ReadFile(TestdataPath("video.h264"))
+	data, err := os.ReadFile(mediafile.TestdataPath("video.h264"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,10 @@
+// Package gatewaytest provides reusable helpers for testing the gateway
+// against real peers, in the spirit of net/http/httptest: a real pion/webrtc
+// publisher on loopback UDP (fed from the test media that package
+// transmux/format/mediafile reads), a lossy UDP relay, a real nginx-rtmp
+// ingest and ffprobe/ffmpeg wrappers to check what was recorded.
+//
+// It is a normal package, but is meant to be imported from tests only.
 package gatewaytest
 
 import (
@@ -18,13 +25,15 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
+
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
-	// VideoFile is an Annex B H.264 file (see ReadH264File); "" = no video.
+	// VideoFile is an Annex B H.264 file (see mediafile.ReadH264File); "" = no video.
 	VideoFile string
-	// AudioFile is an Ogg Opus file (see ReadOpusFile); "" = no audio.
+	// AudioFile is an Ogg Opus file (see mediafile.ReadOpusFile); "" = no audio.
 	AudioFile string
 	// FPS is the video frame rate; 0 means 30.
 	FPS int
@@ -70,7 +79,7 @@ type SentFrame struct {
 	RTPTimestamp uint32        // RTP timestamp (90 kHz)
 	PTS          time.Duration // relative to the first sent frame
 	IDR          bool          // an IDR access unit
-	Digest       uint64        // SliceDigest of the frame
+	Digest       uint64        // mediafile.SliceDigest of the frame
 	// FirstPacketAt is the wall clock just before its first RTP packet was
 	// written: nothing downstream can have the frame earlier, so it orders
 	// a frame against its receipt. LastPacketAt is taken after its last
@@ -94,8 +103,8 @@ type SentAudio struct {
 // to the next IDR of the material.
 type Publisher struct {
 	cfg    PublisherConfig
-	frames []Frame
-	audio  []OpusPacket
+	frames []mediafile.Frame
+	audio  []mediafile.OpusPacket
 
 	pc          *webrtc.PeerConnection
 	videoTrack  *webrtc.TrackLocalStaticRTP
@@ -153,12 +162,12 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	p := &Publisher{cfg: cfg, connected: make(chan struct{}), gone: make(chan struct{})}
 	var err error
 	if cfg.VideoFile != "" {
-		if p.frames, err = ReadH264File(cfg.VideoFile); err != nil {
+		if p.frames, err = mediafile.ReadH264File(cfg.VideoFile); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.AudioFile != "" {
-		if p.audio, err = ReadOpusFile(cfg.AudioFile); err != nil {
+		if p.audio, err = mediafile.ReadOpusFile(cfg.AudioFile); err != nil {
 			return nil, err
 		}
 	}
@@ -285,7 +294,7 @@ func LoopbackSettingEngine() webrtc.SettingEngine {
 func (p *Publisher) PeerConnection() *webrtc.PeerConnection { return p.pc }
 
 // Frames returns the video material as read from VideoFile.
-func (p *Publisher) Frames() []Frame { return p.frames }
+func (p *Publisher) Frames() []mediafile.Frame { return p.frames }
 
 // Offer creates the SDP offer and returns it complete, after ICE gathering
 // (no trickle).
@@ -541,7 +550,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		p.mu.Lock()
 		p.sent = append(p.sent, SentFrame{
 			Seq: n, Source: pos, RTPTimestamp: ts, PTS: pts, IDR: f.IDR,
-			Digest: SliceDigest(f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
+			Digest: mediafile.SliceDigest(f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
 		})
 		p.mu.Unlock()
 		pos++

@@ -7,6 +7,8 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
+
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 func connectPublisher(t *testing.T, ctx context.Context, cfg PublisherConfig,
@@ -40,8 +42,8 @@ func TestPublisherToPionReceiver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub, rx := connectPublisher(t, ctx, PublisherConfig{
-		VideoFile: TestdataPath("video.h264"),
-		AudioFile: TestdataPath("audio.ogg"),
+		VideoFile: mediafile.TestdataPath("video.h264"),
+		AudioFile: mediafile.TestdataPath("audio.ogg"),
 	}, nil)
 	pub.Start(ctx)
 	select {
@@ -126,7 +128,7 @@ func TestPublisherOBSLike(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pub, rx := connectPublisher(t, ctx, PublisherConfig{
-		VideoFile:             TestdataPath("video.h264"),
+		VideoFile:             mediafile.TestdataPath("video.h264"),
 		SeparateParameterSets: true,
 		NearWrap:              true,
 		MTU:                   600,
@@ -165,7 +167,7 @@ func TestPublisherOBSLike(t *testing.T) {
 }
 
 func TestPublisherOfferCodec(t *testing.T) {
-	pub, err := NewPublisher(PublisherConfig{VideoFile: TestdataPath("video.h264"), OfferCodec: "VP8"})
+	pub, err := NewPublisher(PublisherConfig{VideoFile: mediafile.TestdataPath("video.h264"), OfferCodec: "VP8"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +207,7 @@ func waitConnected(t *testing.T, ctx context.Context, pub *Publisher) {
 // first pacingBurst worth of packets at once and the rest at its pacing
 // rate, and an unpaced one sends them all at once.
 func TestPublisherPacing(t *testing.T) {
-	frames, err := ReadH264File(TestdataPath("video-2500k.h264"))
+	frames, err := mediafile.ReadH264File(mediafile.TestdataPath("video-2500k.h264"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestPublisherPacing(t *testing.T) {
 	want := time.Duration(idrBytes)*8*time.Second/rate - pacingBurst
 	for _, paced := range []bool{false, true} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		cfg := PublisherConfig{VideoFile: TestdataPath("video-2500k.h264")}
+		cfg := PublisherConfig{VideoFile: mediafile.TestdataPath("video-2500k.h264")}
 		if paced {
 			cfg.PacingRate = rate
 		}

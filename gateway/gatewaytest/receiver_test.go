@@ -12,6 +12,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
+
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // depacketizeH264 reassembles the NAL units of RTP payloads in sequence
@@ -230,7 +232,7 @@ func (r *testReceiver) frames() (complete map[uint32]uint64, seen int) {
 		}
 		if ok {
 			if nalus, err := depacketizeH264(payloads); err == nil {
-				complete[ts] = SliceDigest(nalus)
+				complete[ts] = mediafile.SliceDigest(nalus)
 			}
 		}
 	}

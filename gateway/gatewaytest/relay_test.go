@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v3"
+
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 func TestRewriteAnswer(t *testing.T) {
@@ -43,8 +45,8 @@ func TestLossyRelayWithPion(t *testing.T) {
 	const drop = 0.1
 	var relay *LossyRelay
 	pub, rx := connectPublisher(t, ctx, PublisherConfig{
-		VideoFile: TestdataPath("video.h264"),
-		AudioFile: TestdataPath("audio.ogg"),
+		VideoFile: mediafile.TestdataPath("video.h264"),
+		AudioFile: mediafile.TestdataPath("audio.ogg"),
 		Loop:      true,
 	}, func(answer string) string {
 		up, err := CandidateAddr(answer)

@@ -4,7 +4,7 @@ import (
 	"maps"
 
 	"github.com/castbridge/castbridge/gateway/media"
-	"github.com/castbridge/castbridge/transmux/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
 // encoderName goes into onMetaData.

@@ -7,7 +7,7 @@ import (
 	"sort"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
-	"github.com/castbridge/castbridge/transmux/rtmppush"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
 // Spec is one RTMP ingest a broadcast pushes to, as the API takes it

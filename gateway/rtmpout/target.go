@@ -19,8 +19,8 @@ import (
 	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/meter"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/rtmppush"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
 // State is a target's state as the API reports it.

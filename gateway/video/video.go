@@ -19,10 +19,10 @@ import (
 	"github.com/castbridge/castbridge/gateway/avclock"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/rtph264"
-	"github.com/castbridge/castbridge/transmux/rtpreorder"
-	"github.com/castbridge/castbridge/transmux/rtptime"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
+	"github.com/castbridge/castbridge/transmux/rtp/rtpreorder"
+	"github.com/castbridge/castbridge/transmux/rtp/rtptime"
 )
 
 const (

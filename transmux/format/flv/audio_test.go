@@ -15,7 +15,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/yutopp/go-flv/tag"
 
-	"github.com/castbridge/castbridge/transmux/flv/flvtest"
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
 )
 
 // AAC LC, 48 kHz, stereo.

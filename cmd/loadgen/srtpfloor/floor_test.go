@@ -9,7 +9,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/srtp/v2"
 
-	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // profiles are the SRTP protection profiles measured: AEAD_AES_256_GCM is
@@ -35,7 +35,7 @@ const batch = 64
 // RTP packets marshalled in plain text.
 func testPackets(tb testing.TB) [][]byte {
 	tb.Helper()
-	frames, err := gatewaytest.ReadH264File(gatewaytest.TestdataPath("video.h264"))
+	frames, err := mediafile.ReadH264File(mediafile.TestdataPath("video.h264"))
 	if err != nil {
 		tb.Fatal(err)
 	}

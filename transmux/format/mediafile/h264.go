@@ -1,10 +1,12 @@
-// Package gatewaytest provides reusable helpers for testing the gateway
-// against real peers, in the spirit of net/http/httptest: test media readers,
-// a real pion/webrtc publisher on loopback UDP, a lossy UDP relay, a real
-// nginx-rtmp ingest and ffprobe/ffmpeg wrappers to check what was recorded.
+// Package mediafile reads the test media in the repository's testdata/
+// directory: Annex B H.264 elementary streams split into access units
+// (ReadH264File) and the Opus packets of Ogg Opus files (ReadOpusFile).
+// SliceDigest fingerprints an access unit so that a sender and a receiver
+// can match frames.
 //
-// It is a normal package, but is meant to be imported from tests only.
-package gatewaytest
+// It has no dependency on the rest of castbridge, so tests anywhere in the
+// tree (and cmd/loadgen) can use it.
+package mediafile
 
 import (
 	"bytes"
@@ -31,12 +33,34 @@ type Frame struct {
 // testdata directory (e.g. TestdataPath("video.h264")), independent of the
 // working directory of the test that calls it.
 func TestdataPath(name string) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return filepath.Join("testdata", name)
+	// The module root is the nearest directory above this source file
+	// holding go.mod; failing that (a -trimpath build), above the working
+	// directory.
+	if _, file, _, ok := runtime.Caller(0); ok {
+		if root, ok := moduleRoot(filepath.Dir(file)); ok {
+			return filepath.Join(root, "testdata", name)
+		}
 	}
-	// file is <repo>/gateway/gatewaytest/h264.go
-	return filepath.Join(filepath.Dir(file), "..", "..", "testdata", name)
+	if wd, err := os.Getwd(); err == nil {
+		if root, ok := moduleRoot(wd); ok {
+			return filepath.Join(root, "testdata", name)
+		}
+	}
+	return filepath.Join("testdata", name)
+}
+
+// moduleRoot returns dir or its nearest parent holding a go.mod file.
+func moduleRoot(dir string) (string, bool) {
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
 }
 
 // ReadH264File reads an Annex B H.264 elementary stream and splits it into

@@ -17,8 +17,8 @@ import (
 	rtmp "github.com/yutopp/go-rtmp"
 	"github.com/yutopp/go-rtmp/message"
 
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/rtmppush/chunk"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 )
 
 // handshakeSize is C0+C1+C2, which pass to go-rtmp untouched.

@@ -8,15 +8,16 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/pion/webrtc/v3/pkg/media/oggreader"
+
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
-const testFile = "../../testdata/audio.ogg"
+var testFile = mediafile.TestdataPath("audio.ogg")
 
 func readPackets(t testing.TB) [][]byte {
 	t.Helper()
-	pkts, err := gatewaytest.ReadOpusFile(testFile)
+	pkts, err := mediafile.ReadOpusFile(testFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +251,7 @@ func TestMonoUpmix(t *testing.T) {
 	if err != nil {
 		t.Skipf("ffmpeg cannot encode Opus here: %v: %s", err, out)
 	}
-	pkts, err := gatewaytest.ReadOpusFile(path)
+	pkts, err := mediafile.ReadOpusFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	goflv "github.com/yutopp/go-flv"
 	"github.com/yutopp/go-flv/tag"
 
-	"github.com/castbridge/castbridge/transmux/flv/flvtest"
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
 )
 
 // Baseline 320x240 SPS and a PPS as produced by libx264.

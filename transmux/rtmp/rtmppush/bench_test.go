@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/castbridge/castbridge/transmux/rtmppush/chunk"
+	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 )
 
 // discardConn is a connection that accepts every write.

@@ -13,9 +13,9 @@ import (
 	"github.com/yutopp/go-flv/tag"
 	"go.uber.org/goleak"
 
-	"github.com/castbridge/castbridge/transmux/flv"
-	"github.com/castbridge/castbridge/transmux/flv/flvtest"
-	"github.com/castbridge/castbridge/transmux/rtmppush"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

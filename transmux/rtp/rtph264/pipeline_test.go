@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/castbridge/castbridge/transmux/rtpreorder"
+	"github.com/castbridge/castbridge/transmux/rtp/rtpreorder"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 )
