@@ -48,4 +48,3 @@ func depth(v any) int {
 	}
 	return 0
 }
-

@@ -9,8 +9,8 @@ import (
 
 // Stats is a snapshot of a stream's counters (GET /v1/streams/{id}/stats).
 type Stats struct {
-	At      time.Time     `json:"at"`
-	Inbound InboundStats  `json:"inbound"`
+	At      time.Time       `json:"at"`
+	Inbound InboundStats    `json:"inbound"`
 	Targets []rtmpout.Stats `json:"targets"`
 }
 
@@ -92,4 +92,3 @@ func (s *Stream) Stats() Stats {
 	}
 	return st
 }
-

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
 // TestMetadataEventsStatsAndREMB: live metadata reaches the ingest with its
@@ -245,7 +245,7 @@ func newStallProxy(t *testing.T, upstream string, stallAfter int) *stallProxy {
 // and a third is killed and restarted mid-stream (and comes back on a
 // keyframe with its metadata).
 func TestFanOutStallAndRestart(t *testing.T) {
-	h := newHarness(t, harnessOptions{reconnect: gateway.ReconnectPolicy{Initial: 200 * time.Millisecond, Max: time.Second, Window: 30 * time.Second}})
+	h := newHarness(t, harnessOptions{reconnect: rtmpout.ReconnectPolicy{Initial: 200 * time.Millisecond, Max: time.Second, Window: 30 * time.Second}})
 	restartAddr := freeTCPAddr(t)
 	restartable, _ := startIngest(t, restartAddr, h.log)
 	stall := newStallProxy(t, h.ingest.Addr().String(), 64<<10)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
@@ -39,7 +40,7 @@ type harnessOptions struct {
 	keyframeInterval time.Duration
 	apiKey           string
 	mediaTimeout     time.Duration
-	reconnect        gateway.ReconnectPolicy
+	reconnect        rtmpout.ReconnectPolicy
 	relays           func(ingestURL string) []gateway.Relay
 }
 

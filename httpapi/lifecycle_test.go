@@ -12,6 +12,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
 // whipPublish offers over WHIP with a bearer token and returns the session
@@ -47,8 +48,8 @@ func (h *harness) whipPublish(ctx context.Context, path, token string, pub *gate
 func TestWHIPRelay(t *testing.T) {
 	h := newHarness(t, harnessOptions{relays: func(ingest string) []gateway.Relay {
 		return []gateway.Relay{
-			{Key: "obs-key-1", Targets: []gateway.TargetSpec{{Output: ingest + "/relayed-a"}, {Output: ingest, StreamName: "relayed-b"}}},
-			{Key: "obs-key-2", Targets: []gateway.TargetSpec{{Output: ingest + "/relayed-c"}}},
+			{Key: "obs-key-1", Targets: []rtmpout.Spec{{Output: ingest + "/relayed-a"}, {Output: ingest, StreamName: "relayed-b"}}},
+			{Key: "obs-key-2", Targets: []rtmpout.Spec{{Output: ingest + "/relayed-c"}}},
 		}
 	}})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -199,7 +200,7 @@ func TestShutdownStopsBroadcasts(t *testing.T) {
 // or metrics, whatever happens to the targets.
 func TestNoSecretsLeak(t *testing.T) {
 	const secret = "SeCrEtKeY"
-	h := newHarness(t, harnessOptions{reconnect: gateway.ReconnectPolicy{Initial: 100 * time.Millisecond, Window: 2 * time.Second}})
+	h := newHarness(t, harnessOptions{reconnect: rtmpout.ReconnectPolicy{Initial: 100 * time.Millisecond, Window: 2 * time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	_, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), Loop: true})

@@ -82,7 +82,7 @@ func (t Body) Spec() (Spec, error) {
 // ({"transcodingTargets": {...}}, one target or a list) or {"targets": [...]}.
 type BroadcastBody struct {
 	TranscodingTargets json.RawMessage `json:"transcodingTargets"`
-	Targets            []Body    `json:"targets"`
+	Targets            []Body          `json:"targets"`
 }
 
 // Specs reads the body's targets into specs (not yet validated).

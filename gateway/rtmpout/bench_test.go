@@ -1,4 +1,4 @@
-package gateway
+package rtmpout
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
@@ -23,9 +23,8 @@ const benchBacklog = 64
 // in-process ingest that records nothing, fed with the 1280x720 clip.
 type framePathRig struct {
 	frames  []mediafile.Frame
-	ps      *paramSet
-	b       *Broadcast
-	targets []*Target
+	ps      *media.ParamSet
+	r       *rig
 	srv     *ingest.Server
 	stopSrv func()
 	next    int // frames delivered
@@ -43,13 +42,11 @@ func newFramePathRig(tb testing.TB, n int) *framePathRig {
 	go func() { served <- srv.Serve(ctx) }()
 	r := &framePathRig{frames: frames, ps: ps, srv: srv, stopSrv: func() { cancel(); <-served }}
 
-	s := newTestStream(slog.New(slog.DiscardHandler))
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("rtmp://%s/live/bench%d", srv.Addr(), i)
 	}
-	r.b = startBroadcast(tb, s, names...)
-	r.targets = r.b.Targets()
+	r.r = startTargets(tb, slog.New(slog.DiscardHandler), names...)
 	// Open every target with its keyframe and headers, then warm the pool
 	// and the buffers up.
 	for range 4 * len(frames) {
@@ -60,26 +57,19 @@ func newFramePathRig(tb testing.TB, n int) *framePathRig {
 	return r
 }
 
-// deliver is videoPipeline.onAccessUnit's per-frame work for the next frame
-// of the clip (looped; IDRs at 0 and 135 keep their parameter set).
+// deliver is the video pipeline's and the broadcast's per-frame work for
+// the next frame of the clip (looped; IDRs at 0 and 135 keep their
+// parameter set): a pooled frame, muxed once, queued on every target.
 func (r *framePathRig) deliver() {
 	fr := &r.frames[r.next%len(r.frames)]
-	f := r.b.s.m.frames.get()
-	f.tagType = flv.TagVideo
-	f.ts = uint32(r.next * 33)
-	f.keyframe = fr.IDR
-	f.params = r.ps
-	f.recvAt = time.Now()
-	f.body = flv.AppendAVCNALUs(f.body, fr.NALUs, fr.IDR, 0)
-	r.b.deliver(f)
-	f.release()
+	r.r.feed(r.ps, uint32(r.next*33), fr.NALUs, fr.IDR)
 	r.next++
 }
 
 // throttle waits while a target's backlog exceeds max frames, so that the
 // producer never outruns the writers into dropping.
 func (r *framePathRig) throttle(max int) {
-	for _, t := range r.targets {
+	for _, t := range r.r.targets {
 		for len(t.queue) > max {
 			runtime.Gosched()
 		}
@@ -89,7 +79,7 @@ func (r *framePathRig) throttle(max int) {
 // drain waits until every delivered frame was written by every target.
 func (r *framePathRig) drain(tb testing.TB) {
 	deadline := time.Now().Add(10 * time.Second)
-	for _, t := range r.targets {
+	for _, t := range r.r.targets {
 		for t.framesSent.Load()+t.framesDropped.Load() < uint64(r.next) {
 			if time.Now().After(deadline) {
 				tb.Fatalf("target wrote %d of %d frames", t.framesSent.Load(), r.next)
@@ -99,14 +89,14 @@ func (r *framePathRig) drain(tb testing.TB) {
 		if d := t.framesDropped.Load(); d != 0 {
 			tb.Fatalf("target dropped %d frames", d)
 		}
-		if st := t.State(); st != TargetLive {
+		if st := t.State(); st != Live {
 			tb.Fatalf("target is %s", st)
 		}
 	}
 }
 
 func (r *framePathRig) close(tb testing.TB) {
-	stopBroadcast(tb, r.b)
+	r.r.stop(tb)
 	r.stopSrv()
 }
 

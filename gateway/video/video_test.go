@@ -1,0 +1,148 @@
+package video
+
+import (
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtcp"
+
+	"github.com/castbridge/castbridge/gateway/avclock"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
+	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
+)
+
+// fakeFeedback records what the pipeline sends the publisher.
+type fakeFeedback struct {
+	mu   sync.Mutex
+	plis int
+}
+
+func (f *fakeFeedback) SendNACK(uint32, []rtcp.NackPair) {}
+func (f *fakeFeedback) SendPLI(uint32) {
+	f.mu.Lock()
+	f.plis++
+	f.mu.Unlock()
+}
+
+// delivered is one frame as the sink saw it.
+type delivered struct {
+	ts     uint32
+	key    bool
+	params *media.ParamSet
+	body   []byte
+}
+
+type recordingSink struct{ frames []delivered }
+
+func (r *recordingSink) Deliver(f *media.Frame) {
+	r.frames = append(r.frames, delivered{ts: f.TS, key: f.Keyframe, params: f.Params, body: append([]byte(nil), f.Body...)})
+}
+
+func findParams(nalus [][]byte) (sps, pps []byte) {
+	for _, n := range nalus {
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			if sps == nil {
+				sps = n
+			}
+		case h264.NALUTypePPS:
+			if pps == nil {
+				pps = n
+			}
+		}
+	}
+	return sps, pps
+}
+
+// TestRepeatedParameterSets goes through onAccessUnit: a publisher
+// repeating the same SPS/PPS before every IDR keeps one parameter set (so
+// targets send one sequence header), P-frames before the first IDR are held
+// back, timestamps keep the RTP timing across the 32-bit wrap, and the
+// audio is told where every frame ends.
+func TestRepeatedParameterSets(t *testing.T) {
+	frames, err := mediafile.ReadH264File(mediafile.TestdataPath("video.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !frames[0].IDR || !frames[135].IDR || frames[1].IDR {
+		t.Fatal("video.h264 is not the clip this test expects")
+	}
+	fb := &fakeFeedback{}
+	var ends []int64
+	v := New(Config{
+		Feedback:         fb,
+		Clock:            avclock.New(),
+		Frames:           media.NewFramePool(),
+		KeyframeInterval: 2 * time.Second,
+		OnFrame:          func(_ time.Time, end int64) { ends = append(ends, end) },
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	defer v.Close()
+	sink := &recordingSink{}
+	v.SetSink(sink)
+	v.Start(0x1234)
+	if fb.plis != 1 {
+		t.Fatalf("a starting track sent %d PLIs, want 1", fb.plis)
+	}
+
+	// Join mid-GOP: 130..134 are P-frames, then the IDR at 135 (with
+	// SPS/PPS), then the whole clip again from its IDR at 0 (SPS/PPS again).
+	order := []int{130, 131, 132, 133, 134, 135, 136, 137}
+	for k := range 150 {
+		order = append(order, k)
+	}
+	rtpTS := uint32(0xfffff000) // wraps during the test
+	for _, i := range order {
+		au := rtph264.AccessUnit{Timestamp: rtpTS, NALUs: frames[i].NALUs, IDR: frames[i].IDR}
+		au.SPS, au.PPS = findParams(frames[i].NALUs)
+		v.onAccessUnit(&au, time.Now())
+		rtpTS += 3000
+	}
+
+	if len(sink.frames) != 153 {
+		t.Fatalf("sink got %d frames, want 153 (all but the 5 P-frames before the first IDR)", len(sink.frames))
+	}
+	first := sink.frames[0]
+	if !first.key || first.params == nil || first.params.Width != 1280 || first.params.Height != 720 {
+		t.Fatalf("first frame: key %v, params %+v", first.key, first.params)
+	}
+	for i, f := range sink.frames {
+		if f.params != first.params {
+			t.Fatalf("frame %d: identical SPS/PPS made a new parameter set", i)
+		}
+		if i > 0 && f.ts < sink.frames[i-1].ts {
+			t.Fatalf("timestamp went back at frame %d: %d after %d", i, f.ts, sink.frames[i-1].ts)
+		}
+	}
+	// Frame 135 of the clip, the first delivered, carries its NALUs muxed.
+	if want := flv.AppendAVCNALUs(nil, frames[135].NALUs, true, 0); string(first.body) != string(want) {
+		t.Error("the first frame's body is not frame 135 muxed")
+	}
+	// 152 frames of 3000 ticks after the first one delivered.
+	if d, want := sink.frames[152].ts-first.ts, uint32(152*3000/90); d != want && d != want+1 {
+		t.Errorf("last frame %d ms after the first, want about %d", d, want)
+	}
+	if len(ends) != len(order) {
+		t.Fatalf("the audio was told of %d frames, want %d", len(ends), len(order))
+	}
+	if last := sink.frames[152].ts; ends[len(ends)-1] <= int64(last) {
+		t.Errorf("the last frame ends at %d, not after its start %d", ends[len(ends)-1], last)
+	}
+	if c := v.Counters(); c.Frames != uint64(len(order)) || c.Keyframes != 3 {
+		t.Errorf("counters %+v, want %d frames and 3 keyframes", c, len(order))
+	}
+
+	// Once the sink is cleared, nothing more is delivered.
+	v.ClearSink(sink)
+	au := rtph264.AccessUnit{Timestamp: rtpTS, NALUs: frames[0].NALUs, IDR: true}
+	v.onAccessUnit(&au, time.Now())
+	if len(sink.frames) != 153 {
+		t.Errorf("a cleared sink still got frames")
+	}
+}
