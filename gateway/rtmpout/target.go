@@ -352,7 +352,9 @@ func (t *Target) run() {
 	for {
 		err := t.pump(&writer{pub: t.publisher()})
 		t.closeConnection()
-		if err == nil {
+		if err == nil || t.ctx.Err() != nil {
+			// Stopped; a write that failed after the stop is the cut
+			// connection of Stop's deadline, not an ingest to come back to.
 			t.setState(Stopped)
 			return
 		}

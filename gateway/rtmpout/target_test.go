@@ -671,3 +671,63 @@ func TestTargetIngestCloses(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetStopCutsStalledIngest: an ingest that stopped reading holds the
+// writer in a write; Stop's deadline cuts the connection, the writer ends
+// before Stop returns, and the target stops without trying to reconnect.
+func TestTargetStopCutsStalledIngest(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	_, log := newTestLog(t)
+	gate := make(chan struct{})
+	var gated atomic.Bool
+	in := startIngest(t, func(m ingest.Message) {
+		if m.Type == flv.TagVideo && !gated.Swap(true) {
+			<-gate // the ingest stops reading: its socket fills up
+		}
+	})
+	defer in.close()
+	defer close(gate)
+
+	r := startTargets(t, log, "rtmp://"+in.addr+"/live/cam")
+	tg := r.targets[0]
+	// Feed until the writer is stuck: the queue stops draining.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		r.feed(ps, uint32(i*33), frames[i%len(frames)].NALUs, i%len(frames) == 0 || i%len(frames) == 135)
+		if len(tg.queue) > cap(tg.queue)/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never blocked")
+		}
+		if i%50 == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	tg.Stop(ctx)
+	took := time.Since(began)
+	select {
+	case <-tg.done:
+	default:
+		t.Fatal("Stop returned before the writer ended")
+	}
+	// A clean close would wait out the publisher's 1 s close deadline.
+	if took > 900*time.Millisecond {
+		t.Errorf("Stop took %v with a 100 ms deadline", took)
+	}
+	if st := tg.State(); st != Stopped {
+		t.Errorf("state %s after Stop, want stopped", st)
+	}
+	r.host.mu.Lock()
+	defer r.host.mu.Unlock()
+	for _, ev := range r.host.events {
+		if _, ok := ev.(TargetReconnecting); ok {
+			t.Errorf("a stopped target reported %s", ev.EventName())
+		}
+	}
+}

@@ -1,0 +1,141 @@
+package audio
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/castbridge/castbridge/gateway/avclock"
+	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+)
+
+// recordingSink keeps the stream time of every frame, per output.
+type recordingSink struct {
+	mu  sync.Mutex
+	got map[Output][]uint32
+}
+
+func (r *recordingSink) SendAudio(src Output, f *media.Frame) {
+	if f.TagType != flv.TagAudio || f.AudioHeader == nil {
+		panic("not an audio frame with its sequence header")
+	}
+	r.mu.Lock()
+	if r.got == nil {
+		r.got = map[Output][]uint32{}
+	}
+	r.got[src] = append(r.got[src], f.TS)
+	r.mu.Unlock()
+}
+
+func (r *recordingSink) frames(src Output) []uint32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint32(nil), r.got[src]...)
+}
+
+func newTestPipeline(followsVideo bool) (*Pipeline, *avclock.Clock) {
+	clock := avclock.New()
+	return New(Config{Clock: clock, Frames: media.NewFramePool(), FollowsVideo: followsVideo,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}), clock
+}
+
+// TestFollowVideoNeverWaits: the video goroutine's call takes no lock the
+// audio holds while it decodes and encodes.
+func TestFollowVideoNeverWaits(t *testing.T) {
+	p, _ := newTestPipeline(true)
+	p.mu.Lock() // as while an AAC frame encodes
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 100 {
+			p.FollowVideo(time.Now(), int64(i*33))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FollowVideo waited for the audio's lock")
+	}
+	p.mu.Unlock()
+	if got := p.videoEnd.Load(); got != 99*33 {
+		t.Errorf("video end %d, want %d", got, 99*33)
+	}
+}
+
+// TestSilenceFollowsVideo: with no audio track, a stream with video gets
+// silent AAC from its first video frame on, up to (never past) where the
+// video ends; the broadcast's end brings it to the video's end.
+func TestSilenceFollowsVideo(t *testing.T) {
+	p, clock := newTestPipeline(true)
+	sink := &recordingSink{}
+	outs := p.NewOutputs(sink)
+	aac, err := outs.AAC(128000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs.Install()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		p.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-ran
+	}()
+
+	start := time.Now()
+	clock.VideoMillis(0, 0, start) // the first video frame: stream time 0
+	if n := len(sink.frames(aac)); n != 0 {
+		t.Fatalf("%d AAC frames before the video said where it is", n)
+	}
+	// 16 frames of 33 ms at their pace, then the publisher stops.
+	const frames = 16
+	videoEnd := int64(frames * 33)
+	for i := range frames {
+		sleepUntil(start.Add(time.Duration(i*33) * time.Millisecond))
+		p.FollowVideo(time.Now(), int64(i*33+33))
+	}
+	time.Sleep(200 * time.Millisecond) // past the fill's lag: nothing more
+	outs.Uninstall()                   // brings the audio to the video's end and flushes
+	ts := sink.frames(aac)
+	if len(ts) == 0 {
+		t.Fatal("no AAC frames for a stream with video and no audio track")
+	}
+	// The silence starts with the first frame that finds the fill's lag
+	// passed (within two video frames of the start) and runs in 1024-sample
+	// frames from there.
+	base := int64(ts[0])
+	if base > 66 {
+		t.Errorf("silence starts at %d ms, more than two video frames after the video", base)
+	}
+	for i, v := range ts {
+		if want := base + (int64(i)*1024*1000+Rate/2)/Rate; int64(v) != want && int64(v) != want+1 {
+			t.Fatalf("frame %d at %d ms, want %d (1024 samples each from %d): %v", i, v, want, base, ts)
+		}
+	}
+	// It ends with the video: not past it, and not more than the flush's
+	// padding and one 20 ms fill step short of it.
+	last := int64(ts[len(ts)-1])
+	if last > videoEnd || last < videoEnd-2*1024*1000/Rate-20 {
+		t.Errorf("silence's last frame at %d ms, video ends at %d", last, videoEnd)
+	}
+	filled, want := p.ConcealedSamples(), (videoEnd-base)*Rate/1000
+	if filled > want || filled <= want-opusFrameSamples {
+		t.Errorf("%d samples filled, want %d (from %d to %d ms, in whole 20 ms steps)", filled, want, base, videoEnd)
+	}
+	if n := len(sink.frames(aac)); n != len(ts) {
+		t.Errorf("%d frames after the outputs were uninstalled", n-len(ts))
+	}
+}
+
+func sleepUntil(t time.Time) {
+	if d := time.Until(t); d > 0 {
+		time.Sleep(d)
+	}
+}
