@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
@@ -292,7 +291,7 @@ func load720(t testing.TB) ([]mediafile.Frame, *media.ParamSet) {
 	if !frames[0].IDR || !frames[135].IDR || frames[1].IDR {
 		t.Fatal("video.h264 is not the clip these tests expect")
 	}
-	sps, pps := findParams(frames[0].NALUs)
+	sps, pps := mediafile.ParameterSets(frames[0].NALUs)
 	ps, err := media.NewParamSet(sps, pps)
 	if err != nil {
 		t.Fatal(err)
@@ -301,22 +300,6 @@ func load720(t testing.TB) ([]mediafile.Frame, *media.ParamSet) {
 		t.Fatalf("video.h264 is %dx%d", ps.Width, ps.Height)
 	}
 	return frames, ps
-}
-
-func findParams(nalus [][]byte) (sps, pps []byte) {
-	for _, n := range nalus {
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			if sps == nil {
-				sps = n
-			}
-		case h264.NALUTypePPS:
-			if pps == nil {
-				pps = n
-			}
-		}
-	}
-	return sps, pps
 }
 
 func checkMetadata(t *testing.T, m ingest.Message, width, height int) {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtcp"
 
 	"github.com/castbridge/castbridge/gateway/avclock"
@@ -42,22 +41,6 @@ type recordingSink struct{ frames []delivered }
 
 func (r *recordingSink) Deliver(f *media.Frame) {
 	r.frames = append(r.frames, delivered{ts: f.TS, key: f.Keyframe, params: f.Params, body: append([]byte(nil), f.Body...)})
-}
-
-func findParams(nalus [][]byte) (sps, pps []byte) {
-	for _, n := range nalus {
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			if sps == nil {
-				sps = n
-			}
-		case h264.NALUTypePPS:
-			if pps == nil {
-				pps = n
-			}
-		}
-	}
-	return sps, pps
 }
 
 // TestRepeatedParameterSets goes through onAccessUnit: a publisher
@@ -100,7 +83,7 @@ func TestRepeatedParameterSets(t *testing.T) {
 	rtpTS := uint32(0xfffff000) // wraps during the test
 	for _, i := range order {
 		au := rtph264.AccessUnit{Timestamp: rtpTS, NALUs: frames[i].NALUs, IDR: frames[i].IDR}
-		au.SPS, au.PPS = findParams(frames[i].NALUs)
+		au.SPS, au.PPS = mediafile.ParameterSets(frames[i].NALUs)
 		v.onAccessUnit(&au, time.Now())
 		rtpTS += 3000
 	}

@@ -194,3 +194,24 @@ func SliceDigest(nalus [][]byte) uint64 {
 	}
 	return h.Sum64()
 }
+
+// ParameterSets returns the first SPS and PPS among an access unit's NALUs
+// (nil where there is none).
+func ParameterSets(nalus [][]byte) (sps, pps []byte) {
+	for _, n := range nalus {
+		if len(n) == 0 {
+			continue
+		}
+		switch h264.NALUType(n[0] & 0x1f) {
+		case h264.NALUTypeSPS:
+			if sps == nil {
+				sps = n
+			}
+		case h264.NALUTypePPS:
+			if pps == nil {
+				pps = n
+			}
+		}
+	}
+	return sps, pps
+}

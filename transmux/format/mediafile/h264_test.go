@@ -58,3 +58,17 @@ func TestSliceDigestIgnoresParameterSets(t *testing.T) {
 		t.Error("digest collides across NAL boundaries")
 	}
 }
+
+func TestParameterSets(t *testing.T) {
+	frames, err := ReadH264File(TestdataPath("video.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sps, pps := ParameterSets(frames[0].NALUs)
+	if len(sps) == 0 || sps[0]&0x1f != 7 || len(pps) == 0 || pps[0]&0x1f != 8 {
+		t.Fatalf("the first access unit's SPS %x and PPS %x", sps, pps)
+	}
+	if sps, pps := ParameterSets(frames[1].NALUs); sps != nil || pps != nil {
+		t.Errorf("a P-frame has parameter sets %x %x", sps, pps)
+	}
+}
