@@ -211,13 +211,14 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec TargetSpec) (*Target, er
 		return nil, err
 	}
 	b.targets = append(b.targets, t)
+	// The writer first: the live list holds only writing targets.
+	t.startWriter()
 	b.publishLiveLocked()
 	snap := b.audio.snapshot(b)
 	b.mu.Unlock()
 	if a := b.s.audio; a != nil {
 		a.setOutputs(snap)
 	}
-	t.startWriter()
 	if t.icecast != nil {
 		t.icecast.start()
 	}
