@@ -50,6 +50,7 @@ var allowedImports = map[string][]string{
 	"gateway/gatewaytest": {"transmux/format/mediafile"},
 
 	"httpapi":               {"gateway", "gateway/apierr", "gateway/rtmpout"},
+	"httpapi/e2e":           nil,
 	"cmd/castbridge":        {"gateway", "gateway/rtmpout", "httpapi", "transmux/rtmp/ingest"},
 	"cmd/loadgen":           {"gateway/gatewaytest", "transmux/format/mediafile", "transmux/rtmp/ingest"},
 	"cmd/loadgen/srtpfloor": nil,

@@ -7,10 +7,10 @@ import (
 )
 
 func TestAPIKeyAndCORS(t *testing.T) {
-	h := newHarness(t, harnessOptions{apiKey: "s3cret"})
+	srv := newServer(t, "s3cret")
 	do := func(method, path, auth, contentType, body string, hdr map[string]string) *http.Response {
 		t.Helper()
-		req, _ := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}

@@ -12,7 +12,7 @@ declare -A checks=(
 	[ffmpeg]="cmd:ffprobe"
 	[nginx]="cmd:nginx"
 	[libnginx-mod-rtmp]="file:/usr/lib/nginx/modules/ngx_rtmp_module.so"
-	[chromium]="file:/usr/bin/chromium" # the browser tests (httpapi/browser_test.go)
+	[chromium]="file:/usr/bin/chromium" # the browser tests (httpapi/e2e/browser_test.go)
 )
 
 present() {

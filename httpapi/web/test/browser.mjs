@@ -2,7 +2,7 @@
 //
 //   node httpapi/web/test/browser.mjs <baseURL> <rtmpURL>
 //
-// <rtmpURL> is an ingest application URL (rtmp://127.0.0.1:PORT/live). httpapi/browser_test.go
+// <rtmpURL> is an ingest application URL (rtmp://127.0.0.1:PORT/live). httpapi/e2e/browser_test.go
 // starts castbridge and nginx-rtmp, runs this, then ffprobes what nginx recorded. Environment:
 // CASTBRIDGE_API_KEY (the server's --api-key, typed into the page), BROWSER_OUT (where result.json
 // and the screenshots go), CHROMIUM (default /usr/bin/chromium).

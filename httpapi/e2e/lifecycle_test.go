@@ -1,4 +1,4 @@
-package httpapi_test
+package e2e
 
 import (
 	"context"
@@ -243,9 +243,13 @@ func TestNoSecretsLeak(t *testing.T) {
 // waitCommands waits (briefly) until the ingest saw every one of cmds for
 // stream, and returns what it saw.
 func (h *harness) waitCommands(stream string, cmds ...string) []string {
+	return h.rec.waitCommands(stream, cmds...)
+}
+
+func (r *recorder) waitCommands(stream string, cmds ...string) []string {
 	var got []string
 	for i := 0; i < 100; i++ {
-		got = h.rec.commandsOf(stream)
+		got = r.commandsOf(stream)
 		all := true
 		for _, c := range cmds {
 			all = all && slices.Contains(got, c)

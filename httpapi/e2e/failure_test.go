@@ -1,4 +1,4 @@
-package httpapi_test
+package e2e
 
 import (
 	"context"
@@ -209,11 +209,20 @@ func TestCloseFreesEverything(t *testing.T) {
 	goleak.VerifyNone(t, before, goleak.IgnoreAnyFunction("github.com/castbridge/castbridge/transmux/rtmp/ingest.(*Server).Serve.func1"))
 }
 
-func (h *harness) videoFrames(stream string) int {
-	_, msgs := h.rec.get(stream)
+func (h *harness) videoFrames(stream string) int { return h.rec.videoFrames(stream) }
+
+// waitFrames waits until the harness's ingest has n video frames of stream
+// and returns how many it has.
+func (h *harness) waitFrames(stream string, n int, timeout time.Duration) int {
+	return h.rec.waitFrames(stream, n, timeout)
+}
+
+// videoFrames counts the coded video frames of stream.
+func (r *recorder) videoFrames(stream string) int {
+	_, msgs := r.get(stream)
 	n := 0
-	for _, r := range msgs {
-		if r.msg.Type == 9 && len(r.msg.Body) > 1 && r.msg.Body[1] == 1 {
+	for _, m := range msgs {
+		if m.msg.Type == 9 && len(m.msg.Body) > 1 && m.msg.Body[1] == 1 {
 			n++
 		}
 	}
@@ -222,10 +231,10 @@ func (h *harness) videoFrames(stream string) int {
 
 // waitFrames waits until the ingest has n video frames of stream and
 // returns how many it has.
-func (h *harness) waitFrames(stream string, n int, timeout time.Duration) int {
+func (r *recorder) waitFrames(stream string, n int, timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	for {
-		got := h.videoFrames(stream)
+		got := r.videoFrames(stream)
 		if got >= n || time.Now().After(deadline) {
 			return got
 		}
