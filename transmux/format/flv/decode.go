@@ -14,6 +14,50 @@ var ErrMalformedData = errors.New("flv: malformed AMF0 data")
 // hostile peer cannot make the decoder allocate for a count it never sends.
 const maxDecodeItems = 1 << 16
 
+// MaxCommandSize bounds an AMF0 command message (connect, publish, _result,
+// onStatus...). Real ones are a few hundred bytes; a connect with a large
+// rtmpconnectinfo stays far below this.
+const MaxCommandSize = 64 << 10
+
+// Command is a decoded AMF0 command message: its name, transaction id and
+// arguments (the command object first, where there is one).
+type Command struct {
+	Name string
+	TxID float64
+	Args []any
+}
+
+// DecodeCommand decodes an AMF0 command message (RTMP type 20) with the
+// same bounds as DecodeData (nesting depth, element counts, declared
+// lengths) and a size limit, so a peer cannot exhaust the stack or memory
+// with what it sends. Both ends of castbridge's RTMP decode commands here.
+func DecodeCommand(payload []byte) (Command, error) {
+	if len(payload) > MaxCommandSize {
+		return Command{}, fmt.Errorf("%w: command of %d bytes, the limit is %d", ErrMalformedData, len(payload), MaxCommandSize)
+	}
+	vals, err := DecodeData(payload)
+	if err != nil {
+		return Command{}, err
+	}
+	var c Command
+	var ok bool
+	if len(vals) == 0 {
+		return c, fmt.Errorf("%w: empty command", ErrMalformedData)
+	}
+	if c.Name, ok = vals[0].(string); !ok {
+		return c, fmt.Errorf("%w: command name is %T", ErrMalformedData, vals[0])
+	}
+	// FFmpeg's server sends some commands (onBWDone) without a
+	// transaction id; it is 0 then.
+	if len(vals) > 1 {
+		if c.TxID, ok = vals[1].(float64); !ok {
+			return c, fmt.Errorf("%w: transaction id is %T", ErrMalformedData, vals[1])
+		}
+		c.Args = vals[2:]
+	}
+	return c, nil
+}
+
 // DecodeData decodes the AMF0 values of a data message body (for example
 // "@setDataFrame", "onMetaData", {...}). Objects and ECMA arrays become
 // map[string]any, strict arrays []any, numbers float64. It exists because
@@ -85,7 +129,7 @@ func (d *decoder) value(depth int) (any, error) {
 		return d.str(false)
 	case 0x0c: // long string
 		return d.str(true)
-	case 0x05, 0x06: // null, undefined
+	case 0x05, 0x06, 0x0d: // null, undefined, unsupported
 		return nil, nil
 	case 0x03: // object
 		return d.properties(depth)

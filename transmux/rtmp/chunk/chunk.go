@@ -67,7 +67,13 @@ type Reader struct {
 	pending   []byte
 	streams   map[uint32]*inStream
 	msg       Message
+	maxLen    [256]uint32 // per message type; 0: MaxChunkSize
 }
+
+// SetMaxMessage bounds the length a peer may declare for messages of
+// typeID, so that one it may not send (a huge command) is refused from its
+// header, before anything of it is buffered.
+func (r *Reader) SetMaxMessage(typeID uint8, n uint32) { r.maxLen[typeID] = n }
 
 // NewReader returns a Reader expecting the default chunk size of 128.
 func NewReader() *Reader {
@@ -187,6 +193,9 @@ func (r *Reader) parseChunk(b []byte, fn func(*Message) error) (int, error) {
 	if format != 3 || newMessage {
 		if length > MaxChunkSize {
 			return 0, fmt.Errorf("%w: message length %d", ErrProtocol, length)
+		}
+		if limit := r.maxLen[typeID]; limit != 0 && length > limit {
+			return 0, fmt.Errorf("%w: message of type %d and length %d, the limit is %d", ErrProtocol, typeID, length, limit)
 		}
 	}
 	remaining := length - uint32(len(st.buf))

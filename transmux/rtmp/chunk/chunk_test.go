@@ -176,3 +176,31 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 }
+
+// TestMaxMessage: a message longer than its type's limit is refused from
+// its header, before its payload arrives; other types keep the general
+// limit.
+func TestMaxMessage(t *testing.T) {
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	w := NewWriter(bw)
+	if err := w.WriteMessage(3, 20, 0, 0, make([]byte, 300)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	header := buf.Bytes()[:12] // the first chunk's header only
+	r := NewReader()
+	r.SetMaxMessage(20, 200)
+	err := r.Feed(header, func(*Message) error { t.Fatal("a message was delivered"); return nil })
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("a 300-byte command under a 200-byte limit: %v", err)
+	}
+	r = NewReader()
+	r.SetMaxMessage(18, 200) // another type's limit does not apply
+	got := 0
+	if err := r.Feed(buf.Bytes(), func(m *Message) error { got = len(m.Payload); return nil }); err != nil || got != 300 {
+		t.Fatalf("feed: %d bytes, %v", got, err)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -62,6 +61,7 @@ func newTapConn(s *Server, nc net.Conn) *tapConn {
 		cr:     chunk.NewReader(),
 		pubs:   make(map[uint32]*publication),
 	}
+	c.cr.SetMaxMessage(20, flv.MaxCommandSize)
 	c.ow = bufio.NewWriter(&c.out)
 	c.cw = chunk.NewWriter(c.ow)
 	_ = nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
@@ -124,22 +124,27 @@ func (c *tapConn) onMessage(m *chunk.Message) error {
 	case 15: // AMF3 data: not supported, drop
 		return nil
 	case 20:
-		c.command(m)
+		if err := c.command(m); err != nil {
+			return err // go-rtmp's own decoder must never see it
+		}
 	}
 	return c.cw.WriteMessage(m.ChunkStreamID, m.TypeID, m.StreamID, m.Timestamp, m.Payload)
 }
 
-func (c *tapConn) command(m *chunk.Message) {
-	name, args, err := decodeCommand(m.Payload)
+// command observes a client's command before go-rtmp handles it. A
+// command that does not decode within flv.DecodeCommand's bounds ends the
+// connection.
+func (c *tapConn) command(m *chunk.Message) error {
+	cmd, err := flv.DecodeCommand(m.Payload)
 	if err != nil {
-		c.s.log.Debug("rtmp ingest: undecodable command", "err", err)
-		return
+		return fmt.Errorf("command: %w", err)
 	}
+	name, args := cmd.Name, cmd.Args
 	stream := ""
 	switch name {
 	case "connect":
 		if len(args) > 0 {
-			c.connect, _ = normalize(args[0]).(map[string]any)
+			c.connect, _ = args[0].(map[string]any)
 		}
 	case "publish":
 		stream = c.publish(m.StreamID, args)
@@ -172,6 +177,7 @@ func (c *tapConn) command(m *chunk.Message) {
 	if c.s.cfg.OnCommand != nil {
 		c.s.cfg.OnCommand(stream, name)
 	}
+	return nil
 }
 
 // publish decides on a publish request before go-rtmp sees it, so that media
@@ -286,16 +292,6 @@ func (c *tapConn) media(m *chunk.Message) {
 	}
 }
 
-func decodeCommand(payload []byte) (string, []any, error) {
-	var msg message.Message
-	if err := message.NewDecoder(bytes.NewReader(payload)).Decode(message.TypeIDCommandMessageAMF0, &msg); err != nil {
-		return "", nil, err
-	}
-	cmd := msg.(*message.CommandMessage)
-	args, err := decodeValues(amf0.NewDecoder(cmd.Body))
-	return cmd.CommandName, args, err
-}
-
 func decodeData(payload []byte) (string, []any, error) {
 	vals, err := flv.DecodeData(payload)
 	if len(vals) == 0 {
@@ -306,43 +302,6 @@ func decodeData(payload []byte) (string, []any, error) {
 	}
 	handler, _ := vals[0].(string)
 	return handler, vals[1:], err
-}
-
-func decodeValues(dec *amf0.Decoder) ([]any, error) {
-	var out []any
-	for {
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			if errors.Is(err, io.EOF) {
-				return out, nil
-			}
-			return out, err
-		}
-		out = append(out, normalize(v))
-	}
-}
-
-// normalize turns go-amf0's ECMAArray into map[string]any, recursively.
-func normalize(v any) any {
-	switch v := v.(type) {
-	case amf0.ECMAArray:
-		m := make(map[string]any, len(v))
-		for k, x := range v {
-			m[k] = normalize(x)
-		}
-		return m
-	case map[string]any:
-		for k, x := range v {
-			v[k] = normalize(x)
-		}
-		return v
-	case []any:
-		for i, x := range v {
-			v[i] = normalize(x)
-		}
-		return v
-	}
-	return v
 }
 
 // handler is go-rtmp's view of a connection. Publish decisions were already

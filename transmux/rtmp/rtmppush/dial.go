@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/yutopp/go-amf0"
 	"github.com/yutopp/go-rtmp/handshake"
 
+	"github.com/castbridge/castbridge/transmux/format/flv"
 	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 )
 
@@ -66,6 +66,7 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 	// 32 KiB holds a P-frame of a 2.5 Mbit/s stream with the audio batched
 	// beside it (one write); keyframes take a few. Per target, it is a good
 	// part of a stream's memory.
+	p.cr.SetMaxMessage(typeCommandAMF0, flv.MaxCommandSize)
 	p.bw = bufio.NewWriterSize(countingWriter{conn, &p.sent}, 32*1024)
 	p.cw = chunk.NewWriter(p.bw)
 	if err := p.setup(ctx, publishTO, connectObj); err != nil {
@@ -310,11 +311,6 @@ func statusInfo(args []any) (level, code, desc string) {
 }
 
 func asMap(v any) map[string]any {
-	switch m := v.(type) {
-	case map[string]any:
-		return m
-	case amf0.ECMAArray:
-		return m
-	}
-	return nil
+	m, _ := v.(map[string]any) // flv.DecodeCommand makes objects and ECMA arrays maps
+	return m
 }

@@ -8,9 +8,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/yutopp/go-amf0"
 	"github.com/yutopp/go-rtmp/message"
 
+	"github.com/castbridge/castbridge/transmux/format/flv"
 	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 )
 
@@ -72,34 +72,15 @@ func (p *Publisher) handleMessage(m *chunk.Message) error {
 			_ = p.sendControl(typeUserControl, resp, time.Now().Add(p.wto))
 		}
 	case typeCommandAMF0:
-		r, err := decodeCommand(m.Payload)
+		c, err := flv.DecodeCommand(m.Payload)
 		if err != nil {
-			p.log.Debug("rtmp: undecodable command from ingest", "err", err)
-			return nil
+			// Deep nesting, huge declared lengths or garbage: the ingest is
+			// broken or hostile, and the connection ends here.
+			return fmt.Errorf("command from ingest: %w", err)
 		}
-		return p.handleCommand(r)
+		return p.handleCommand(reply{name: c.Name, txID: c.TxID, args: c.Args})
 	}
 	return nil
-}
-
-func decodeCommand(payload []byte) (reply, error) {
-	var msg message.Message
-	if err := message.NewDecoder(bytes.NewReader(payload)).Decode(message.TypeIDCommandMessageAMF0, &msg); err != nil {
-		return reply{}, err
-	}
-	cmd := msg.(*message.CommandMessage)
-	r := reply{name: cmd.CommandName, txID: float64(cmd.TransactionID)}
-	dec := amf0.NewDecoder(cmd.Body)
-	for {
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			if errors.Is(err, io.EOF) {
-				return r, nil
-			}
-			return r, err
-		}
-		r.args = append(r.args, v)
-	}
 }
 
 func (p *Publisher) handleCommand(r reply) error {
