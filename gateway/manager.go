@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -40,6 +41,9 @@ type Config struct {
 	CloseTimeout time.Duration
 	// Reconnect governs how targets come back after their ingest failed.
 	Reconnect rtmpout.ReconnectPolicy
+	// RTMPSRootCAs verify rtmps:// ingests; nil means the system's roots.
+	// rtmpout.LoadRootCAs makes it from a PEM file.
+	RTMPSRootCAs *x509.CertPool
 	// Relays map WHIP stream keys to the targets their streams go to.
 	Relays []Relay
 	// MaxStreams limits concurrent sessions (0 = no limit).

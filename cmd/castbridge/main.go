@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +54,7 @@ type options struct {
 	mediaTimeout     time.Duration
 	reconnect        rtmpout.ReconnectPolicy
 	pprofAddr        string
+	rtmpsCA          string
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -76,6 +78,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Initial, "reconnect-initial", time.Second, "first delay before reconnecting a failed ingest (doubles each try)")
 	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
+	fs.StringVar(&o.rtmpsCA, "rtmps-ca", "", "PEM file of CA certificates trusted for rtmps:// ingests beside the system's (SSL_CERT_FILE replaces those); verification stays on")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/) on this separate listen address, e.g. 127.0.0.1:6060; off when empty. No authentication: bind it to loopback")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -146,6 +149,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if o.iceTCPPort < 0 || o.iceTCPPort > 65535 {
 		return fmt.Errorf("--ice-tcp-port: %d is not a port (0 turns ICE-TCP off)", o.iceTCPPort)
 	}
+	var rootCAs *x509.CertPool
+	if o.rtmpsCA != "" {
+		if rootCAs, err = rtmpout.LoadRootCAs(o.rtmpsCA); err != nil {
+			return fmt.Errorf("--rtmps-ca: %w", err)
+		}
+	}
 	var relays []gateway.Relay
 	if o.config != "" {
 		if relays, err = loadRelays(o.config); err != nil {
@@ -176,6 +185,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		KeyframeInterval: o.keyframeInterval,
 		MediaTimeout:     o.mediaTimeout,
 		Reconnect:        o.reconnect,
+		RTMPSRootCAs:     rootCAs,
 		Relays:           relays,
 		Logger:           log,
 	})

@@ -80,6 +80,17 @@ func TestReachabilityOptions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--ice-tcp-port") {
 		t.Errorf("a negative --ice-tcp-port: %v", err)
 	}
+	// --rtmps-ca is read at start: a file with no certificate stops it.
+	bad := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bad, []byte("no certificate here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), nil, func(k string) string {
+		return map[string]string{"CASTBRIDGE_RTMPS_CA": bad}[k]
+	}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--rtmps-ca") || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("CASTBRIDGE_RTMPS_CA with no certificate: %v", err)
+	}
 }
 
 func freeAddr(t *testing.T) string {

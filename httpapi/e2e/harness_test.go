@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -44,6 +45,7 @@ type harnessOptions struct {
 	relays           func(ingestURL string) []gateway.Relay
 	iceTCP           bool     // passive ICE-TCP on a free port
 	iceIPs           []net.IP // advertised addresses; nil means 127.0.0.1
+	rtmpsRootCAs     *x509.CertPool
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -73,6 +75,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		PublishTimeout:   5 * time.Second,
 		MediaTimeout:     o.mediaTimeout,
 		Reconnect:        o.reconnect,
+		RTMPSRootCAs:     o.rtmpsRootCAs,
 		Relays:           relays,
 		Logger:           log,
 	})

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os/exec"
@@ -180,4 +181,55 @@ func TestIPv6Publisher(t *testing.T) {
 			local.Protocol, local.IP, local.Port, remote.IP, remote.Port, h.m.ICEPort())
 	}
 	h.expectLiveAVCAndAAC(id, "over-ipv6")
+}
+
+// TestRTMPSPrivateCAIngest: an rtmps:// ingest whose certificate a
+// private CA issued fails with the system's roots, INGEST_UNREACHABLE
+// naming the certificate problem and the way out; given the CA
+// (gateway.Config.RTMPSRootCAs, from --rtmps-ca) the push goes live.
+func TestRTMPSPrivateCAIngest(t *testing.T) {
+	ca, err := gatewaytest.NewPrivateCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "tls-secret-key"
+	run := func(t *testing.T, roots *x509.CertPool) (*harness, string, string) {
+		h := newHarness(t, harnessOptions{rtmpsRootCAs: roots})
+		front, err := gatewaytest.NewTLSFront(ca.Server, h.ingest.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = front.Close() })
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		_, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg"), Loop: true})
+		return h, id, "rtmps://" + front.Addr() + "/live"
+	}
+
+	t.Run("untrusted", func(t *testing.T) {
+		h, id, output := run(t, nil)
+		e := h.expectError("POST", "/v1/streams/"+id+"/broadcast",
+			map[string]any{"transcodingTargets": map[string]any{"output": output, "streamname": key}}, 502, "INGEST_UNREACHABLE")
+		for _, want := range []string{"certificate signed by unknown authority", "--rtmps-ca", "SSL_CERT_FILE", output} {
+			if !strings.Contains(e.Error.Message, want) {
+				t.Errorf("message %q does not say %q", e.Error.Message, want)
+			}
+		}
+		if strings.Contains(e.Error.Message, key) || strings.Contains(h.logs.String(), key) {
+			t.Errorf("the stream key leaked into the message or the logs: %q", e.Error.Message)
+		}
+		if _, msgs := h.rec.get(key); len(msgs) != 0 {
+			t.Errorf("the ingest got %d messages through an untrusted connection", len(msgs))
+		}
+	})
+	t.Run("private CA", func(t *testing.T) {
+		h, id, output := run(t, ca.Pool)
+		h.startTargets(id, map[string]any{"output": output, "streamname": key})
+		if got := h.waitFrames(key, 30, 15*time.Second); got < 30 {
+			t.Fatalf("ingest behind TLS: %d video frames, want 30", got)
+		}
+		if strings.Contains(h.logs.String(), key) {
+			t.Error("the stream key leaked into the logs")
+		}
+	})
 }
