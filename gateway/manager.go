@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,10 +20,14 @@ import (
 
 // Config is the gateway's runtime configuration.
 type Config struct {
-	// ICEUDPPort is the one UDP port every session's ICE runs on.
+	// ICEUDPPort is the one UDP port every session's ICE runs on (IPv4,
+	// and IPv6 on the same number when the host or ICEIPs has it).
 	ICEUDPPort int
-	// ICEIPs are advertised as host candidates; empty means the host's
-	// interface addresses.
+	// ICETCPPort is the one TCP port of passive ICE-TCP, for publishers
+	// whose networks block UDP: 0 is off, a negative port any free one.
+	ICETCPPort int
+	// ICEIPs are advertised as host candidates (UDP and TCP); empty means
+	// the host's interface addresses.
 	ICEIPs []net.IP
 	// KeyframeInterval is the longest a target waits for a keyframe before
 	// the gateway asks the publisher for one (PLI).
@@ -36,6 +41,9 @@ type Config struct {
 	CloseTimeout time.Duration
 	// Reconnect governs how targets come back after their ingest failed.
 	Reconnect rtmpout.ReconnectPolicy
+	// RTMPSRootCAs verify rtmps:// ingests; nil means the system's roots.
+	// rtmpout.LoadRootCAs makes it from a PEM file.
+	RTMPSRootCAs *x509.CertPool
 	// Relays map WHIP stream keys to the targets their streams go to.
 	Relays []Relay
 	// MaxStreams limits concurrent sessions (0 = no limit).
@@ -84,7 +92,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := ValidateRelays(cfg.Relays); err != nil {
 		return nil, fmt.Errorf("relays: %w", err)
 	}
-	tr, err := webrtcin.Listen(cfg.ICEUDPPort, cfg.ICEIPs)
+	tr, err := webrtcin.Listen(webrtcin.ListenConfig{
+		UDPPort: cfg.ICEUDPPort,
+		TCPPort: cfg.ICETCPPort,
+		IPs:     cfg.ICEIPs,
+		Logger:  cfg.Logger.With("component", "ice"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +112,9 @@ func NewManager(cfg Config) (*Manager, error) {
 
 // ICEPort is the UDP port ICE listens on (useful when configured as 0).
 func (m *Manager) ICEPort() int { return m.transport.Port() }
+
+// ICETCPPort is the ICE-TCP port, 0 when ICE-TCP is off.
+func (m *Manager) ICETCPPort() int { return m.transport.TCPPort() }
 
 // Ready reports whether new publishers are accepted.
 func (m *Manager) Ready() bool {

@@ -291,7 +291,7 @@ func (s *Stream) UserMetadata() map[string]any {
 }
 
 func (s *Stream) targetSettings() rtmpout.Settings {
-	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, Logger: s.log}
+	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Logger: s.log}
 }
 
 // SendMetadata writes onMetaData or onCuePoint into every running target at

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +42,7 @@ func main() {
 type options struct {
 	httpAddr         string
 	iceUDPPort       int
+	iceTCPPort       int
 	iceIPs           string
 	localIngest      string
 	recordingsDir    string
@@ -52,6 +54,7 @@ type options struct {
 	mediaTimeout     time.Duration
 	reconnect        rtmpout.ReconnectPolicy
 	pprofAddr        string
+	rtmpsCA          string
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -62,7 +65,8 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.SetOutput(out)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP API listen address")
 	fs.IntVar(&o.iceUDPPort, "ice-udp-port", 8189, "the one UDP port ICE serves every session on")
-	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPs advertised as ICE host candidates (default: the host's interface addresses)")
+	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
+	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
 	fs.StringVar(&o.recordingsDir, "recordings-dir", "./recordings", "where the built-in ingest writes <name>.flv")
 	fs.DurationVar(&o.keyframeInterval, "keyframe-interval", 2*time.Second, "longest gap between keyframes sent to ingests; the publisher is asked (PLI) for more")
@@ -74,6 +78,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Initial, "reconnect-initial", time.Second, "first delay before reconnecting a failed ingest (doubles each try)")
 	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
+	fs.StringVar(&o.rtmpsCA, "rtmps-ca", "", "PEM file of CA certificates trusted for rtmps:// ingests beside the system's (SSL_CERT_FILE replaces those); verification stays on")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/) on this separate listen address, e.g. 127.0.0.1:6060; off when empty. No authentication: bind it to loopback")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -107,10 +112,13 @@ func parseIPs(s string) ([]net.IP, error) {
 			continue
 		}
 		ip := net.ParseIP(part)
-		if ip == nil || ip.To4() == nil {
-			return nil, fmt.Errorf("--ice-ips: %q is not an IPv4 address", part)
+		if ip == nil || ip.IsUnspecified() {
+			return nil, fmt.Errorf("--ice-ips: %q is not an IP address", part)
 		}
-		ips = append(ips, ip.To4())
+		if v4 := ip.To4(); v4 != nil {
+			ip = v4
+		}
+		ips = append(ips, ip)
 	}
 	return ips, nil
 }
@@ -138,6 +146,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if o.iceTCPPort < 0 || o.iceTCPPort > 65535 {
+		return fmt.Errorf("--ice-tcp-port: %d is not a port (0 turns ICE-TCP off)", o.iceTCPPort)
+	}
+	var rootCAs *x509.CertPool
+	if o.rtmpsCA != "" {
+		if rootCAs, err = rtmpout.LoadRootCAs(o.rtmpsCA); err != nil {
+			return fmt.Errorf("--rtmps-ca: %w", err)
+		}
+	}
 	var relays []gateway.Relay
 	if o.config != "" {
 		if relays, err = loadRelays(o.config); err != nil {
@@ -163,10 +180,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	m, err := gateway.NewManager(gateway.Config{
 		ICEUDPPort:       o.iceUDPPort,
+		ICETCPPort:       o.iceTCPPort,
 		ICEIPs:           ips,
 		KeyframeInterval: o.keyframeInterval,
 		MediaTimeout:     o.mediaTimeout,
 		Reconnect:        o.reconnect,
+		RTMPSRootCAs:     rootCAs,
 		Relays:           relays,
 		Logger:           log,
 	})
@@ -201,7 +220,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		defer psrv.Close()
 		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
 	}
-	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "api_key", o.apiKey != "", "relays", len(relays))
+	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays))
 
 	select {
 	case <-ctx.Done():

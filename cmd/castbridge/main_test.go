@@ -54,6 +54,45 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 	}
 }
 
+func TestReachabilityOptions(t *testing.T) {
+	env := map[string]string{"CASTBRIDGE_ICE_TCP_PORT": "8443", "CASTBRIDGE_ICE_IPS": "203.0.113.7, 2001:db8::7"}
+	o, err := parseOptions(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.iceTCPPort != 8443 {
+		t.Errorf("CASTBRIDGE_ICE_TCP_PORT: ice-tcp-port %d, want 8443", o.iceTCPPort)
+	}
+	if d, err := parseOptions(nil, func(string) string { return "" }, io.Discard); err != nil || d.iceTCPPort != 0 {
+		t.Errorf("ICE-TCP must be off by default: %d, %v", d.iceTCPPort, err)
+	}
+	ips, err := parseIPs(o.iceIPs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ips) != 2 || ips[0].String() != "203.0.113.7" || len(ips[0]) != net.IPv4len || ips[1].String() != "2001:db8::7" {
+		t.Errorf("--ice-ips with IPv4 and IPv6: %v", ips)
+	}
+	if _, err := parseIPs("::"); err == nil {
+		t.Error("an unspecified address cannot be advertised")
+	}
+	err = run(context.Background(), []string{"--ice-tcp-port", "-1", "--local-ingest="}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--ice-tcp-port") {
+		t.Errorf("a negative --ice-tcp-port: %v", err)
+	}
+	// --rtmps-ca is read at start: a file with no certificate stops it.
+	bad := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bad, []byte("no certificate here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(context.Background(), nil, func(k string) string {
+		return map[string]string{"CASTBRIDGE_RTMPS_CA": bad}[k]
+	}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--rtmps-ca") || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("CASTBRIDGE_RTMPS_CA with no certificate: %v", err)
+	}
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -65,6 +65,13 @@ type PublisherConfig struct {
 	// the rate; so a P-frame goes out in one burst and a large keyframe is
 	// spread out. 0 writes every frame's packets back to back.
 	PacingRate int
+	// Networks restricts the publisher's ICE to these network types; nil
+	// means UDP over IPv4 on 127.0.0.1. With TCP4 the publisher gathers no
+	// candidate of its own and connects actively to the gateway's passive
+	// ICE-TCP candidates, like a browser behind a UDP-blocking firewall.
+	// With UDP6 it gathers one host candidate on [::1] (from a socket of
+	// its own: pion leaves ::1 out of the interface addresses it gathers).
+	Networks []webrtc.NetworkType
 }
 
 // pacingBurst is how far ahead of its rate a paced publisher may send:
@@ -107,6 +114,7 @@ type Publisher struct {
 	audio  []mediafile.OpusPacket
 
 	pc          *webrtc.PeerConnection
+	udpMux      ice.UDPMux // the [::1] socket of a UDP6 publisher, or nil
 	videoTrack  *webrtc.TrackLocalStaticRTP
 	audioTrack  *webrtc.TrackLocalStaticRTP
 	connected   chan struct{}
@@ -142,7 +150,7 @@ type ReceivedReport struct {
 // the configured codecs, pion's default interceptors (NACK responder, RTCP
 // sender and receiver reports, TWCC feedback) plus transport-wide sequence
 // numbers on every packet as browsers send them, and ICE restricted to UDP
-// over IPv4 on 127.0.0.1.
+// over IPv4 on 127.0.0.1 (or to cfg.Networks).
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.FPS <= 0 {
 		cfg.FPS = 30
@@ -228,12 +236,27 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
 		return nil, err
 	}
+	se := LoopbackSettingEngine()
+	if cfg.Networks != nil {
+		se.SetNetworkTypes(cfg.Networks)
+		if slices.Contains(cfg.Networks, webrtc.NetworkTypeUDP6) {
+			c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+			if err != nil {
+				return nil, fmt.Errorf("gatewaytest: udp6 on [::1]: %w", err)
+			}
+			p.udpMux = webrtc.NewICEUDPMux(nil, c)
+			se.SetICEUDPMux(p.udpMux)
+		}
+	}
 	p.pc, err = webrtc.NewAPI(
 		webrtc.WithMediaEngine(me),
 		webrtc.WithInterceptorRegistry(ir),
-		webrtc.WithSettingEngine(LoopbackSettingEngine()),
+		webrtc.WithSettingEngine(se),
 	).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
+		if p.udpMux != nil {
+			_ = p.udpMux.Close()
+		}
 		return nil, err
 	}
 	p.closeCtx, p.closeCancel = context.WithCancel(context.Background())
@@ -435,6 +458,9 @@ func (p *Publisher) Close() error {
 	err := p.pc.Close()
 	p.sendWG.Wait()
 	p.rtcpWG.Wait()
+	if p.udpMux != nil {
+		err = errors.Join(err, p.udpMux.Close())
+	}
 	return err
 }
 

@@ -8,6 +8,8 @@ package rtmpout
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +65,10 @@ type Settings struct {
 	// PublishTimeout bounds a connect + publish handshake.
 	PublishTimeout time.Duration
 	Reconnect      ReconnectPolicy
-	Logger         *slog.Logger
+	// RootCAs verify rtmps:// ingests; nil means the system's roots
+	// (SSL_CERT_FILE, SSL_CERT_DIR). See LoadRootCAs.
+	RootCAs *x509.CertPool
+	Logger  *slog.Logger
 }
 
 const (
@@ -189,8 +194,18 @@ func (t *Target) dialConfig() rtmppush.Config {
 		Endpoint:       t.ep,
 		ConnectInfo:    t.spec.ConnectInfo,
 		PublishTimeout: t.cfg.PublishTimeout,
+		TLSConfig:      t.tlsConfig(),
 		Logger:         t.log,
 	}
+}
+
+// tlsConfig is what rtmps dials verify with: the configured roots, or
+// the system's. Verification is never turned off.
+func (t *Target) tlsConfig() *tls.Config {
+	if t.cfg.RootCAs == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: t.cfg.RootCAs}
 }
 
 // ingestError turns a publish failure into the API's error.
@@ -200,7 +215,27 @@ func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 		return apierr.Wrap(apierr.CodeIngestRejected, err,
 			"ingest %s refused the publish: %s %s", ep.Redacted(), rej.Code, rej.Description)
 	}
+	if hint := certificateHint(err); hint != "" {
+		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its TLS certificate is not trusted: %s: %v", ep.Redacted(), hint, err)
+	}
 	return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: %v", ep.Redacted(), err)
+}
+
+// certificateHint says what to do about an ingest certificate the dial
+// refused, "" when err is not one.
+func certificateHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return "it is signed by an authority this gateway does not know; add the CA with --rtmps-ca (or SSL_CERT_FILE)"
+	case errors.As(err, &host):
+		return "it is not for this host name; use the name the certificate was issued for in the output URL"
+	case errors.As(err, &invalid):
+		return "it is invalid (expired, not yet valid, or not for servers)"
+	}
+	return ""
 }
 
 // fail marks the target failed for good and says so.

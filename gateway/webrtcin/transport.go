@@ -1,7 +1,9 @@
 package webrtcin
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/pion/ice/v2"
@@ -16,62 +18,206 @@ import (
 // net.core.rmem_max.
 const socketBuffer = 8 << 20
 
-// Transport is the one UDP socket every session's ICE runs on, and the pion
-// settings that serve sessions on it.
-type Transport struct {
-	udp *net.UDPConn
-	mux ice.UDPMux
-	se  webrtc.SettingEngine
+// ListenConfig says where ICE listens and what it advertises.
+type ListenConfig struct {
+	// UDPPort is the one UDP port every session's ICE runs on; 0 picks a
+	// free one. IPv6 is served on the same port number beside IPv4.
+	UDPPort int
+	// TCPPort is the one TCP port of passive ICE-TCP (RFC 6544 framing,
+	// pion's TCP mux), for publishers whose networks block UDP. 0 is no
+	// ICE-TCP; a negative port picks a free one.
+	TCPPort int
+	// IPs, when not empty, are the addresses advertised as host candidates
+	// (UDP and TCP) instead of the host's interfaces. IPv6 is served when
+	// IPs has an IPv6 address, or, with no IPs, when the host has IPv6.
+	IPs []net.IP
+	// MaxTCPConns caps the ICE-TCP connections open at once; 0 means
+	// defaultMaxTCPConns.
+	MaxTCPConns int
+	Logger      *slog.Logger
 }
 
-// Listen opens the ICE UDP port. ips, when not empty, are the addresses
-// advertised as host candidates instead of the host's interfaces.
-func Listen(port int, ips []net.IP) (*Transport, error) {
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
-	if err != nil {
-		return nil, fmt.Errorf("ice udp port %d: %w", port, err)
+// Transport is the sockets every session's ICE runs on (one UDP port for
+// IPv4 and IPv6, and optionally one TCP port), and the pion settings that
+// serve sessions on them.
+type Transport struct {
+	udp4, udp6 *net.UDPConn // udp6 is nil without IPv6
+	mux        ice.UDPMux
+	tcp        *tcpTransport // nil without ICE-TCP
+	se         webrtc.SettingEngine
+}
+
+// Listen opens the ICE ports.
+func Listen(cfg ListenConfig) (*Transport, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	_ = udp.SetReadBuffer(socketBuffer)
-	_ = udp.SetWriteBuffer(socketBuffer)
+	want6 := false
+	for _, ip := range cfg.IPs {
+		if ip.To4() == nil {
+			want6 = true
+		}
+	}
+
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
-	mux := webrtc.NewICEUDPMux(lf.NewLogger("ice"), udp)
-	se := newSettingEngine(mux, udp.LocalAddr().(*net.UDPAddr).Port, ips)
+	plog := lf.NewLogger("ice")
+
+	t := &Transport{}
+	// The IPv4 socket is always opened: it fixes the port number when
+	// UDPPort is 0, and IPv6 takes the same number.
+	udp4, err := net.ListenUDP("udp4", &net.UDPAddr{Port: cfg.UDPPort})
+	if err != nil {
+		return nil, fmt.Errorf("ice udp port %d: %w", cfg.UDPPort, err)
+	}
+	t.udp4 = udp4
+	port := udp4.LocalAddr().(*net.UDPAddr).Port
+	// IPv6 when an advertised address asks for it, or, advertising the
+	// interfaces, when the host has it. "udp6" on the wildcard address is
+	// IPV6_V6ONLY in Go, so it shares the port number with the IPv4 socket.
+	if want6 || len(cfg.IPs) == 0 {
+		udp6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6unspecified, Port: port})
+		switch {
+		case err == nil:
+			t.udp6 = udp6
+		case want6:
+			_ = udp4.Close()
+			return nil, fmt.Errorf("ice udp port %d over IPv6 (an advertised IP is IPv6): %w", port, err)
+		default:
+			log.Warn("ICE serves IPv4 only: no IPv6 UDP socket", "port", port, "err", err)
+		}
+	}
+	var muxes familyMux
+	var networks []webrtc.NetworkType
+	for _, c := range []*net.UDPConn{t.udp4, t.udp6} {
+		if c == nil {
+			continue
+		}
+		_ = c.SetReadBuffer(socketBuffer)
+		_ = c.SetWriteBuffer(socketBuffer)
+		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: c})
+		if c == t.udp4 {
+			muxes.v4 = m
+			networks = append(networks, webrtc.NetworkTypeUDP4)
+		} else {
+			muxes.v6 = m
+			networks = append(networks, webrtc.NetworkTypeUDP6)
+		}
+	}
+	if len(cfg.IPs) > 0 {
+		for _, ip := range cfg.IPs {
+			muxes.addrs = append(muxes.addrs, &net.UDPAddr{IP: ip, Port: port})
+		}
+	} else {
+		muxes.addrs = muxes.listenAddresses()
+	}
+	t.mux = muxes
+
+	var se webrtc.SettingEngine
 	se.LoggerFactory = lf
-	return &Transport{udp: udp, mux: mux, se: se}, nil
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeQueryOnly)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEUDPMux(t.mux)
+	if cfg.TCPPort != 0 {
+		t.tcp, err = listenTCP(cfg, t.udp6 != nil, plog, log)
+		if err != nil {
+			_ = t.mux.Close()
+			return nil, err
+		}
+		se.SetICETCPMux(t.tcp.mux)
+		// Passive only: the gateway never dials publishers.
+		se.DisableActiveTCP(true)
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+		if t.udp6 != nil {
+			networks = append(networks, webrtc.NetworkTypeTCP6)
+		}
+		if len(cfg.IPs) > 0 {
+			// TCP host candidates come from the interfaces pion sees:
+			// it sees the advertised addresses.
+			se.SetNet(t.tcp.advertised(cfg.IPs))
+		}
+	}
+	se.SetNetworkTypes(networks)
+	t.se = se
+	return t, nil
 }
 
 // Port is the UDP port ICE listens on (useful when configured as 0).
-func (t *Transport) Port() int { return t.udp.LocalAddr().(*net.UDPAddr).Port }
+func (t *Transport) Port() int { return t.udp4.LocalAddr().(*net.UDPAddr).Port }
 
-// Close closes the mux and with it the socket. Sessions must be closed first.
-func (t *Transport) Close() error { return t.mux.Close() }
-
-// advertisedMux serves every session on one UDP socket and advertises the
-// configured addresses as host candidates instead of every interface.
-type advertisedMux struct {
-	ice.UDPMux
-	addrs []net.Addr
+// TCPPort is the ICE-TCP port, 0 when ICE-TCP is off.
+func (t *Transport) TCPPort() int {
+	if t.tcp == nil {
+		return 0
+	}
+	return t.tcp.port()
 }
 
-func (m advertisedMux) GetListenAddresses() []net.Addr { return m.addrs }
+// IPv6 reports whether ICE serves IPv6 on UDP.
+func (t *Transport) IPv6() bool { return t.udp6 != nil }
 
-// newSettingEngine configures ICE for a single muxed UDP port. ips, when not
-// empty, are the addresses advertised as host candidates (e.g. 127.0.0.1 for
-// local use, or a public address in front of a 1:1 NAT).
-func newSettingEngine(mux ice.UDPMux, port int, ips []net.IP) webrtc.SettingEngine {
-	var se webrtc.SettingEngine
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeQueryOnly)
-	se.SetIncludeLoopbackCandidate(true)
-	if len(ips) > 0 {
-		addrs := make([]net.Addr, len(ips))
-		for i, ip := range ips {
-			addrs[i] = &net.UDPAddr{IP: ip, Port: port}
-		}
-		se.SetICEUDPMux(advertisedMux{UDPMux: mux, addrs: addrs})
-	} else {
-		se.SetICEUDPMux(mux)
+// Close closes the muxes and with them the sockets. Sessions must be closed
+// first.
+func (t *Transport) Close() error {
+	err := t.mux.Close()
+	if t.tcp != nil {
+		err = errors.Join(err, t.tcp.close())
 	}
-	return se
+	return err
+}
+
+// familyMux serves every session on the IPv4 and the IPv6 UDP socket of
+// one port, and advertises addrs as its host candidates. pion's
+// MultiUDPMuxDefault routes by listen address, which a mux on the IPv6
+// wildcard lists for both families; this one routes by family.
+type familyMux struct {
+	v4, v6 ice.UDPMux // v6 may be nil
+	addrs  []net.Addr
+}
+
+func (m familyMux) muxFor(addr net.Addr) ice.UDPMux {
+	if a, ok := addr.(*net.UDPAddr); ok && a.IP.To4() == nil {
+		return m.v6
+	}
+	return m.v4
+}
+
+func (m familyMux) GetConn(ufrag string, addr net.Addr) (net.PacketConn, error) {
+	mux := m.muxFor(addr)
+	if mux == nil {
+		return nil, fmt.Errorf("ice: no IPv6 socket for %s", addr)
+	}
+	return mux.GetConn(ufrag, addr)
+}
+
+func (m familyMux) RemoveConnByUfrag(ufrag string) {
+	m.v4.RemoveConnByUfrag(ufrag)
+	if m.v6 != nil {
+		m.v6.RemoveConnByUfrag(ufrag)
+	}
+}
+
+func (m familyMux) GetListenAddresses() []net.Addr { return m.addrs }
+
+// listenAddresses are the host's interface addresses on the mux's port:
+// IPv4 from the IPv4 mux, IPv6 from the IPv6 one (which lists both).
+func (m familyMux) listenAddresses() []net.Addr {
+	out := m.v4.GetListenAddresses()
+	if m.v6 != nil {
+		for _, a := range m.v6.GetListenAddresses() {
+			if ua, ok := a.(*net.UDPAddr); ok && ua.IP.To4() == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+func (m familyMux) Close() error {
+	err := m.v4.Close()
+	if m.v6 != nil {
+		err = errors.Join(err, m.v6.Close())
+	}
+	return err
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -42,6 +43,9 @@ type harnessOptions struct {
 	mediaTimeout     time.Duration
 	reconnect        rtmpout.ReconnectPolicy
 	relays           func(ingestURL string) []gateway.Relay
+	iceTCP           bool     // passive ICE-TCP on a free port
+	iceIPs           []net.IP // advertised addresses; nil means 127.0.0.1
+	rtmpsRootCAs     *x509.CertPool
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -56,13 +60,22 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.relays != nil {
 		relays = o.relays("rtmp://" + ing.Addr().String() + "/live")
 	}
+	if o.iceIPs == nil {
+		o.iceIPs = []net.IP{net.IPv4(127, 0, 0, 1).To4()}
+	}
+	tcpPort := 0
+	if o.iceTCP {
+		tcpPort = -1
+	}
 	m, err := gateway.NewManager(gateway.Config{
 		ICEUDPPort:       0,
-		ICEIPs:           []net.IP{net.IPv4(127, 0, 0, 1).To4()},
+		ICETCPPort:       tcpPort,
+		ICEIPs:           o.iceIPs,
 		KeyframeInterval: o.keyframeInterval,
 		PublishTimeout:   5 * time.Second,
 		MediaTimeout:     o.mediaTimeout,
 		Reconnect:        o.reconnect,
+		RTMPSRootCAs:     o.rtmpsRootCAs,
 		Relays:           relays,
 		Logger:           log,
 	})
