@@ -28,7 +28,7 @@ var allowedImports = map[string][]string{
 	"transmux/format/flv/flvtest": nil,
 	"transmux/format/mediafile":   nil,
 	"transmux/rtmp/chunk":         nil,
-	"transmux/rtmp/rtmppush":      {"transmux/rtmp/chunk"},
+	"transmux/rtmp/rtmppush":      {"transmux/rtmp/chunk", "transmux/format/flv"},
 	"transmux/rtmp/ingest":        {"transmux/rtmp/chunk", "transmux/format/flv"},
 	"transmux/source/icecast":     nil,
 
