@@ -67,6 +67,7 @@ func New(cfg Config) *API {
 			r.Post("/broadcast", a.startBroadcast)
 			r.Get("/broadcast", a.getBroadcast)
 			r.Delete("/broadcast", a.stopBroadcast)
+			r.Patch("/ice", a.streamICE)
 			r.Get("/stats", a.getStats)
 			r.Get("/events", a.events)
 			r.Post("/metadata", a.sendMetadata)
@@ -168,6 +169,20 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		}
 		a.log.Debug("http", "method", r.Method, "path", path, "status", rec.status, "dur", time.Since(start))
 	})
+}
+
+// allowedMethods is what a path's routes answer: the WHIP endpoint takes
+// offers; a WHIP session (or a keyed endpoint, the same path shape) takes
+// offers, trickle ICE and its end; the rest of the API all four.
+func allowedMethods(path string) string {
+	switch {
+	case path == "/whip":
+		return "POST, OPTIONS"
+	case strings.HasPrefix(path, "/whip/"):
+		return "POST, PATCH, DELETE, OPTIONS"
+	default:
+		return "GET, POST, PATCH, DELETE, OPTIONS"
+	}
 }
 
 // cors lets browser apps on other origins call the API and WHIP.

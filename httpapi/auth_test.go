@@ -39,7 +39,10 @@ func TestAPIKeyAndCORS(t *testing.T) {
 		{"POST", "/whip", "Bearer s3cret", "text/plain", 415},
 		{"POST", "/whip", "Bearer s3cret", "application/sdp", 400}, // empty offer: INVALID_SDP
 		{"DELETE", "/whip/st_none", "Bearer s3cret", "", 404},
-		{"PATCH", "/whip/st_none", "Bearer s3cret", "application/trickle-ice-sdpfrag", 405},
+		{"PATCH", "/whip/st_none", "Bearer s3cret", "application/trickle-ice-sdpfrag", 404},
+		{"PATCH", "/whip/st_none", "", "application/trickle-ice-sdpfrag", 401},
+		{"PATCH", "/v1/streams/st_none/ice", "Bearer s3cret", "application/trickle-ice-sdpfrag", 404},
+		{"PATCH", "/v1/streams/st_none/ice", "", "application/trickle-ice-sdpfrag", 401},
 		{"GET", "/healthz", "", "", 200},
 		{"GET", "/readyz", "", "", 200},
 		{"GET", "/openapi.json", "", "", 200},
