@@ -210,8 +210,9 @@ func withCredentials(offer, ufrag, pwd string) (string, error) {
 }
 
 // localFragment is the gateway's side of an ICE session as a
-// trickle-ice-sdpfrag: its credentials and the candidates of the first
-// m-section (the BUNDLE-tagged one, which carries the transport).
+// trickle-ice-sdpfrag: its credentials and the RTP component's candidates
+// of the first m-section (the BUNDLE-tagged one, which carries the
+// transport).
 func localFragment(local string) (string, error) {
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal([]byte(local)); err != nil {
@@ -233,7 +234,11 @@ func localFragment(local string) (string, error) {
 	for _, a := range md.Attributes {
 		switch a.Key {
 		case "candidate":
-			f.Candidates = append(f.Candidates, FragmentCandidate{Mid: mid, Value: a.Value})
+			// pion writes each candidate for components 1 and 2; with
+			// rtcp-mux (mandatory with BUNDLE) only RTP's is of use.
+			if fields := strings.Fields(a.Value); len(fields) > 1 && fields[1] == "1" {
+				f.Candidates = append(f.Candidates, FragmentCandidate{Mid: mid, Value: a.Value})
+			}
 		case "end-of-candidates":
 			f.EndOfCandidates = true
 		}
