@@ -67,6 +67,7 @@ func New(cfg Config) *API {
 			r.Post("/broadcast", a.startBroadcast)
 			r.Get("/broadcast", a.getBroadcast)
 			r.Delete("/broadcast", a.stopBroadcast)
+			r.Patch("/ice", a.streamICE)
 			r.Get("/stats", a.getStats)
 			r.Get("/events", a.events)
 			r.Post("/metadata", a.sendMetadata)
@@ -170,17 +171,42 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 	})
 }
 
-// cors lets browser apps on other origins call the API and WHIP.
+// allowedMethods is what a path's routes answer: the WHIP endpoint takes
+// offers; a WHIP session (or a keyed endpoint, the same path shape) takes
+// offers, trickle ICE and its end; the rest of the API all four.
+func allowedMethods(path string) string {
+	switch {
+	case path == "/whip":
+		return "POST, OPTIONS"
+	case strings.HasPrefix(path, "/whip/"):
+		return "POST, PATCH, DELETE, OPTIONS"
+	default:
+		return "GET, POST, PATCH, DELETE, OPTIONS"
+	}
+}
+
+// CORS: the request headers the routes read (Authorization; Content-Type
+// of offers, fragments and JSON; If-Match on PATCH), and the response
+// headers WHIP clients read (ETag and Location of the POST, Link, and
+// Accept-Patch/Accept-Post of OPTIONS).
+const (
+	corsAllowHeaders  = "Authorization, Content-Type, If-Match"
+	corsExposeHeaders = "ETag, Location, Link, Accept-Patch, Accept-Post"
+)
+
+// cors lets browser apps on other origins call the API and WHIP: every
+// answer to a request with an Origin allows it and exposes the headers; a
+// pre-flight is answered here with the path's methods.
 func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if origin := r.Header.Get("Origin"); origin != "" {
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", "*")
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-			h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Accept-Patch, Accept-Post")
-			h.Set("Access-Control-Max-Age", "600")
+			h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", allowedMethods(r.URL.Path))
+				h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+				h.Set("Access-Control-Max-Age", "600")
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}

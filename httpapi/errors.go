@@ -23,8 +23,10 @@ func statusOf(code apierr.Code) int {
 		return http.StatusNotFound
 	case apierr.CodeAlreadyBroadcasting, apierr.CodeNotConnected:
 		return http.StatusConflict
-	case apierr.CodeUnsupportedCodec:
+	case apierr.CodeUnsupportedCodec, apierr.CodeUnknownMid:
 		return http.StatusUnprocessableEntity
+	case apierr.CodeETagMismatch:
+		return http.StatusPreconditionFailed
 	case apierr.CodeIngestUnreachable, apierr.CodeIngestRejected:
 		return http.StatusBadGateway
 	case apierr.CodeLimitExceeded:

@@ -234,6 +234,7 @@ var apiCodes = []string{
 	"INVALID_REQUEST", "INVALID_SDP", "UNSUPPORTED_CODEC", "NOT_FOUND", "NOT_CONNECTED",
 	"ALREADY_BROADCASTING", "NOT_BROADCASTING", "INVALID_OUTPUT", "INGEST_UNREACHABLE",
 	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "LIMIT_EXCEEDED", "INTERNAL",
+	"ETAG_MISMATCH", "UNKNOWN_MID",
 }
 
 func TestOpenAPIErrorCodes(t *testing.T) {
@@ -280,6 +281,7 @@ var apiRoutes = []struct{ method, path string }{
 	{"POST", "/v1/streams/{id}/metadata"},
 	{"GET", "/v1/streams/{id}/stats"},
 	{"GET", "/v1/streams/{id}/events"},
+	{"PATCH", "/v1/streams/{id}/ice"},
 	{"POST", "/whip"},
 	{"OPTIONS", "/whip"},
 	{"POST", "/whip/{key}"},
@@ -341,7 +343,8 @@ func TestOpenAPIStatuses(t *testing.T) {
 		{"POST", "/whip", []string{"201", "400", "401", "415", "422", "503"}},
 		{"POST", "/whip/{key}", []string{"201", "401", "415"}},
 		{"DELETE", "/whip/{id}", []string{"200", "404"}},
-		{"PATCH", "/whip/{id}", []string{"405"}},
+		{"PATCH", "/whip/{id}", []string{"200", "204", "400", "404", "412", "415", "422"}},
+		{"PATCH", "/v1/streams/{id}/ice", []string{"200", "204", "400", "401", "404", "412", "415", "422"}},
 		{"GET", "/readyz", []string{"200", "503"}},
 	}
 	for _, c := range cases {
@@ -361,6 +364,7 @@ func TestOpenAPIStatuses(t *testing.T) {
 		method, path, status, typ string
 	}{
 		{"POST", "/whip", "201", "application/sdp"},
+		{"PATCH", "/whip/{id}", "200", "application/trickle-ice-sdpfrag"},
 		{"GET", "/v1/streams/{id}/events", "200", "text/event-stream"},
 		{"GET", "/metrics", "200", "text/plain"},
 		{"GET", "/", "200", "text/html"},

@@ -53,6 +53,7 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/v1/streams/"+s.ID())
+	w.Header().Set("ETag", quoteETag(s.ETag()))
 	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State()})
 }
 

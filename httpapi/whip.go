@@ -2,17 +2,30 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 
+	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/go-chi/chi/v5"
 )
 
-// whipOptions answers WHIP clients' pre-flight (RFC 9725 §4.2).
-func whipOptions(w http.ResponseWriter, _ *http.Request) {
+// sdpFragType is the media type of trickle ICE and ICE restart bodies
+// (RFC 8840).
+const sdpFragType = "application/trickle-ice-sdpfrag"
+
+// whipOptions answers WHIP clients' OPTIONS (RFC 9725 §4.2) on the
+// endpoint and on a session's URL ({key} is either); the CORS pre-flight
+// is cors's.
+func whipOptions(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", allowedMethods(r.URL.Path))
 	w.Header().Set("Accept-Post", "application/sdp")
+	if chi.URLParam(r, "key") != "" {
+		w.Header().Set("Accept-Patch", sdpFragType)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -63,6 +76,8 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/whip/"+s.ID())
+	w.Header().Set("ETag", quoteETag(s.ETag()))
+	w.Header().Set("Accept-Patch", sdpFragType)
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, s.Answer())
 }
@@ -81,10 +96,86 @@ func (a *API) whipDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// whipPatch: the gateway answers with all its candidates and does not take
-// trickled ones, which RFC 9725 allows with 405.
-func (a *API) whipPatch(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Allow", "POST, DELETE, OPTIONS")
-	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: apierr.Info{
-		Code: apierr.CodeInvalidRequest, Message: "trickle ICE and ICE restarts are not supported: the offer must carry its candidates"}})
+// whipPatch takes a trickle-ice-sdpfrag (RFC 9725 §4.3): trickled
+// candidates are 204; new ICE credentials restart ICE and answer 200 with
+// the gateway's fragment and the new ETag.
+func (a *API) whipPatch(w http.ResponseWriter, r *http.Request) {
+	if !a.keyOK(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
+		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs a bearer token")
+		return
+	}
+	a.patchICE(w, r, chi.URLParam(r, "key"))
+}
+
+// streamICE is PATCH /v1/streams/{id}/ice: the same as a WHIP PATCH for a
+// stream made with POST /v1/streams.
+func (a *API) streamICE(w http.ResponseWriter, r *http.Request) {
+	a.patchICE(w, r, chi.URLParam(r, "id"))
+}
+
+func (a *API) patchICE(w http.ResponseWriter, r *http.Request, id string) {
+	s, err := a.m.Stream(id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != sdpFragType {
+		w.Header().Set("Accept-Patch", sdpFragType)
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: apierr.Info{
+			Code: apierr.CodeInvalidRequest, Message: "trickle ICE and ICE restarts must be sent as Content-Type: " + sdpFragType}})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, gateway.MaxICEFragmentBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: apierr.Info{
+				Code: apierr.CodeInvalidSDP, Message: "the trickle-ice-sdpfrag is larger than 16 KiB"}})
+			return
+		}
+		a.writeErrorCode(w, r, apierr.CodeInvalidRequest, "the trickle-ice-sdpfrag could not be read")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
+	defer cancel()
+	frag, restarted, err := s.PatchICE(ctx, ifMatch(r.Header.Values("If-Match")), body)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if !restarted {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	w.Header().Set("Content-Type", sdpFragType)
+	w.Header().Set("ETag", quoteETag(s.ETag()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, frag)
+}
+
+func quoteETag(tag string) string { return `"` + tag + `"` }
+
+// ifMatch turns If-Match header values into a precondition on the current
+// ETag (RFC 9110 §13.1.1): nil without the header, any ETag for "*",
+// otherwise a strong comparison with each listed entity tag (weak ones
+// never match).
+func ifMatch(values []string) func(etag string) bool {
+	if len(values) == 0 {
+		return nil
+	}
+	var tags []string
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			tags = append(tags, strings.TrimSpace(t))
+		}
+	}
+	return func(etag string) bool {
+		for _, t := range tags {
+			if t == "*" || t == quoteETag(etag) {
+				return true
+			}
+		}
+		return false
+	}
 }

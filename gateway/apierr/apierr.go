@@ -27,6 +27,8 @@ const (
 	CodeMetadataInvalid     Code = "METADATA_INVALID"
 	CodeUnauthorized        Code = "UNAUTHORIZED"
 	CodeLimitExceeded       Code = "LIMIT_EXCEEDED"
+	CodeETagMismatch        Code = "ETAG_MISMATCH" // If-Match names an ICE session that was replaced
+	CodeUnknownMid          Code = "UNKNOWN_MID"   // a trickled fragment names an m-section the offer lacks
 	CodeInternal            Code = "INTERNAL"
 )
 

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
@@ -24,13 +26,18 @@ const (
 )
 
 // Session is one publisher's PeerConnection as the gateway uses it: the
-// offer answered without trickle, and the RTCP feedback the gateway sends
-// (from its own sender SSRC, counted).
+// offer answered with all the gateway's candidates, the publisher's
+// trickled candidates and ICE restarts (trickle.go), and the RTCP feedback
+// the gateway sends (from its own sender SSRC, counted).
 type Session struct {
 	pc       *webrtc.PeerConnection
 	ssrc     uint32 // sender SSRC of the gateway's RTCP
 	counters *Counters
 	log      *slog.Logger
+
+	etag  atomic.Pointer[string] // the ICE session's id (ETag)
+	iceMu sync.Mutex             // serialises trickle and restarts
+	ice   iceState               // guarded by iceMu
 }
 
 // NewSession makes a PeerConnection on the transport. Set its handlers
@@ -69,11 +76,15 @@ func (s *Session) OnICE(f func(st ICEState, detail string)) {
 }
 
 // Answer answers the offer and waits (at most until ctx ends) for ICE
-// gathering, so the answer carries the gateway's candidates. A refused
+// gathering, so the answer carries the gateway's candidates. The offer may
+// carry the publisher's candidates or none (they are trickled then, see
+// AddCandidates). A refused
 // offer is INVALID_SDP; one no answer can be made to, UNSUPPORTED_CODEC.
 // On error the caller still closes the session.
 func (s *Session) Answer(ctx context.Context, offer string) (string, error) {
 	pc := s.pc
+	s.iceMu.Lock()
+	defer s.iceMu.Unlock()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", apierr.Wrap(apierr.CodeInvalidSDP, err, "the SDP offer was refused: %v", err)
 	}
@@ -90,6 +101,9 @@ func (s *Session) Answer(ctx context.Context, offer string) (string, error) {
 	case <-ctx.Done():
 		return "", apierr.Wrap(apierr.CodeInternal, ctx.Err(), "ICE gathering did not finish")
 	}
+	s.rememberOffer(offer)
+	etag := newETag()
+	s.etag.Store(&etag)
 	return pc.LocalDescription().SDP, nil
 }
 
