@@ -128,7 +128,7 @@ func codeOf(err error) apierr.Code {
 // on trickled ones; an ICE restart with new credentials gives the gateway
 // new credentials and a new ETag, and ICE connects again on them.
 func TestTrickleAndRestart(t *testing.T) {
-	tp, err := Listen(0, []net.IP{net.IPv4(127, 0, 0, 1)})
+	tp, err := Listen(ListenConfig{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
