@@ -48,6 +48,10 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	// The stream outlives the server's read and write timeouts: no read
+	// deadline (its expiry would cancel the request), a write deadline per
+	// event.
+	_ = rc.SetReadDeadline(time.Time{})
 	send := func(chunk string) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 		if _, err := fmt.Fprint(w, chunk); err != nil {

@@ -55,6 +55,7 @@ type options struct {
 	reconnect        rtmpout.ReconnectPolicy
 	pprofAddr        string
 	rtmpsCA          string
+	maxHTTPConns     int
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -79,7 +80,8 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
 	fs.StringVar(&o.rtmpsCA, "rtmps-ca", "", "PEM file of CA certificates trusted for rtmps:// ingests beside the system's (SSL_CERT_FILE replaces those); verification stays on")
-	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/) on this separate listen address, e.g. 127.0.0.1:6060; off when empty. No authentication: bind it to loopback")
+	fs.IntVar(&o.maxHTTPConns, "max-http-conns", httpapi.DefaultMaxConns, "cap on open HTTP connections (API, WHIP, event streams); past it new ones are closed")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
 		fs.PrintDefaults()
@@ -204,9 +206,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return fmt.Errorf("http listen %s: %w", o.httpAddr, err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	limits := httpapi.Limits{MaxConns: o.maxHTTPConns}
+	srv := httpapi.NewServer(api, limits)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(httpapi.LimitListener(ln, limits)) }()
 	if o.pprofAddr != "" {
 		psrv, paddr, err := servePprof(o.pprofAddr)
 		if err != nil {
@@ -249,9 +252,14 @@ func servePprof(addr string) (*http.Server, net.Addr, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--pprof-addr %s: %w", addr, err)
 	}
+	// Profiles show the process's memory and code: loopback only. The
+	// command line (with --api-key) is not served at all.
+	if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
+		_ = ln.Close()
+		return nil, nil, fmt.Errorf("--pprof-addr %s: must be a loopback address (127.0.0.1 or [::1]), it has no authentication", addr)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

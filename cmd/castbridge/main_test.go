@@ -281,4 +281,21 @@ func TestPprofListener(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile") {
 		t.Fatalf("heap profile: %d %.100s", resp.StatusCode, body)
 	}
+	// The command line carries --api-key: it is not served.
+	resp, err = http.Get("http://" + addr.String() + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || strings.Contains(string(body), "castbridge") || strings.Contains(string(body), ".test") {
+		t.Errorf("/debug/pprof/cmdline: %d %.100q", resp.StatusCode, body)
+	}
+	// Profiles have no authentication: only loopback listens.
+	if psrv, _, err := servePprof("0.0.0.0:0"); err == nil {
+		psrv.Close()
+		t.Error("pprof listened on every interface")
+	} else if !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("refusal: %v", err)
+	}
 }
