@@ -2,13 +2,19 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/go-chi/chi/v5"
 )
+
+// rejectedHeader carries, in a WHIP answer, one offered track the answer
+// rejected: mid="1"; kind=video; reason="...".
+const rejectedHeader = "X-Castbridge-Rejected-Track"
 
 // whipOptions answers WHIP clients' pre-flight (RFC 9725 §4.2).
 func whipOptions(w http.ResponseWriter, _ *http.Request) {
@@ -63,6 +69,12 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/whip/"+s.ID())
+	// The offered tracks the answer rejected: one header each, and the
+	// stream's view (its "rejected" list) linked.
+	for _, r := range s.Rejected() {
+		w.Header().Add(rejectedHeader, fmt.Sprintf("mid=%s; kind=%s; reason=%s", strconv.QuoteToASCII(r.MID), r.Kind, strconv.QuoteToASCII(r.Reason)))
+	}
+	w.Header().Add("Link", fmt.Sprintf(`</v1/streams/%s>; rel="describedby"`, s.ID()))
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, s.Answer())
 }
