@@ -36,6 +36,9 @@ type OfferMedia struct {
 	sdp      string // the normalised offer that pion answers
 	rejected []int  // indices of the rejected m-sections
 	mids     []string
+	// formats are the first payload type each rejected section offered,
+	// with its rtpmap: the rejection echoes it.
+	formats map[int]offeredCodec
 }
 
 // InspectOffer parses an SDP offer, decides which m-sections the gateway
@@ -78,10 +81,6 @@ func InspectOffer(offer string) (OfferMedia, error) {
 		}
 		om.mids[i] = mid
 	}
-	if err := unifyBundle(&sd, om.mids); err != nil {
-		return om, err
-	}
-
 	var offered []string
 	taken := map[string]string{} // kind -> mid of the section taken
 	firstOfKind := map[string]int{}
@@ -129,8 +128,17 @@ func InspectOffer(offer string) (OfferMedia, error) {
 		}
 		om.Rejected = append(om.Rejected, Rejection{MID: om.mids[i], Kind: kind, Reason: reason})
 		om.rejected = append(om.rejected, i)
+		if len(codecs) > 0 {
+			if om.formats == nil {
+				om.formats = map[int]offeredCodec{}
+			}
+			om.formats[i] = codecs[0]
+		}
 	}
 	om.Video, om.Audio = taken["video"] != "", taken["audio"] != ""
+	if err := unifyBundle(&sd, om.mids, om.rejected); err != nil {
+		return om, err
+	}
 	if !om.Video && !om.Audio {
 		return om, apierr.Errorf(apierr.CodeUnsupportedCodec,
 			"the offer has neither H.264 (packetization-mode=1; profile baseline, constrained baseline, main or high) nor Opus that the publisher sends; offered: %s",
@@ -186,6 +194,19 @@ func (om OfferMedia) rejectInAnswer(answer string) (string, error) {
 		if _, ok := md.Attribute(sdp.AttrKeyMID); !ok {
 			md.Attributes = append(md.Attributes, sdp.Attribute{Key: sdp.AttrKeyMID, Value: om.mids[i]})
 		}
+		// A rejected section lists one of the offer's formats (RFC 3264
+		// §6 allows any); aiortc refuses a video or audio section with no
+		// codec in common, even at port 0.
+		if c, ok := om.formats[i]; ok {
+			pt := strconv.Itoa(int(c.pt))
+			md.MediaName.Formats = []string{pt}
+			md.Attributes = slices.DeleteFunc(md.Attributes, func(a sdp.Attribute) bool {
+				return a.Key == "rtpmap" || a.Key == "fmtp" || a.Key == "rtcp-fb"
+			})
+			if c.rtpmap != "" {
+				md.Attributes = append(md.Attributes, sdp.Attribute{Key: "rtpmap", Value: pt + " " + c.rtpmap})
+			}
+		}
 	}
 	for i, a := range sd.Attributes {
 		if a.Key != sdp.AttrKeyGroup || !strings.HasPrefix(a.Value, "BUNDLE") {
@@ -201,6 +222,29 @@ func (om OfferMedia) rejectInAnswer(answer string) (string, error) {
 			return false
 		})
 		sd.Attributes[i].Value = strings.Join(append([]string{"BUNDLE"}, items...), " ")
+	}
+	// pion's own rejection of a section with no codec carries no
+	// transport; aiortc refuses an answer section without ICE credentials
+	// or RTCP mux even at port 0, so every rejected section gets the answer's.
+	var transport []sdp.Attribute
+	for i, md := range sd.MediaDescriptions {
+		if slices.Contains(om.rejected, i) {
+			continue
+		}
+		for _, a := range md.Attributes {
+			if a.Key == "ice-ufrag" || a.Key == "ice-pwd" || a.Key == "fingerprint" || a.Key == "setup" || a.Key == "rtcp-mux" {
+				transport = append(transport, a)
+			}
+		}
+		break
+	}
+	for _, i := range om.rejected {
+		md := sd.MediaDescriptions[i]
+		for _, a := range transport {
+			if !hasAttr(md, a.Key) {
+				md.Attributes = append(md.Attributes, a)
+			}
+		}
 	}
 	if len(moved) > 0 {
 		for i, md := range sd.MediaDescriptions {
@@ -225,8 +269,11 @@ var transportKeys = []string{"ice-ufrag", "ice-pwd", "fingerprint", "candidate",
 
 // unifyBundle gives every m-section of the BUNDLE group the tagged
 // section's transport attributes and checks that one transport serves all
-// sections (pion has one per PeerConnection).
-func unifyBundle(sd *sdp.SessionDescription, mids []string) error {
+// sections (pion has one per PeerConnection). The tagged section is the
+// group's first that the answer does not reject: when the offerer-tagged
+// one is rejected, the answer's group starts with the next, and the
+// offerer sends on that section's transport (RFC 8843 §7.3.3; aiortc does).
+func unifyBundle(sd *sdp.SessionDescription, mids []string, rejected []int) error {
 	var group []string
 	for _, a := range sd.Attributes {
 		if a.Key == sdp.AttrKeyGroup && strings.HasPrefix(a.Value, "BUNDLE ") {
@@ -235,9 +282,18 @@ func unifyBundle(sd *sdp.SessionDescription, mids []string) error {
 		}
 	}
 	if len(group) > 0 {
-		ti := slices.Index(mids, group[0])
+		ti := -1
+		for _, mid := range group {
+			i := slices.Index(mids, mid)
+			if i < 0 {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "the BUNDLE group's mid %q names no m-section", truncate(mid))
+			}
+			if ti < 0 && !slices.Contains(rejected, i) {
+				ti = i
+			}
+		}
 		if ti < 0 {
-			return apierr.Errorf(apierr.CodeInvalidSDP, "the BUNDLE group's first mid %q names no m-section", truncate(group[0]))
+			ti = slices.Index(mids, group[0])
 		}
 		var transport []sdp.Attribute
 		for _, a := range sd.MediaDescriptions[ti].Attributes {
@@ -332,6 +388,7 @@ func copyCodecs(dst, src *sdp.MediaDescription) {
 type offeredCodec struct {
 	pt       uint8
 	name     string
+	rtpmap   string // the rtpmap after the payload type, "" if none
 	fmtp     string
 	fmtpAttr int // index of its a=fmtp in the section's attributes, -1 if none
 }
@@ -358,7 +415,8 @@ func sectionCodecs(md *sdp.MediaDescription) []offeredCodec {
 		for i, a := range md.Attributes {
 			switch {
 			case a.Key == "rtpmap" && strings.HasPrefix(a.Value, prefix):
-				c.name, _, _ = strings.Cut(strings.TrimPrefix(a.Value, prefix), "/")
+				c.rtpmap = strings.TrimPrefix(a.Value, prefix)
+				c.name, _, _ = strings.Cut(c.rtpmap, "/")
 			case a.Key == "fmtp" && strings.HasPrefix(a.Value, prefix):
 				c.fmtp, c.fmtpAttr = strings.TrimPrefix(a.Value, prefix), i
 			}
