@@ -148,7 +148,7 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 		return nil, err
 	}
 
-	s, err := newStream(ctx, m, newID("st_"), name, offer, om)
+	s, err := newStream(ctx, m, newID("st_"), name, om)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +60,7 @@ type Stream struct {
 	log       *slog.Logger
 	session   *webrtcin.Session
 	answer    string
+	rejected  []webrtcin.Rejection // offered m-sections the answer rejected
 
 	// ctx ends when the stream closes; every goroutine of the stream runs
 	// under it, in wg, and Close joins them.
@@ -92,7 +94,7 @@ type Stream struct {
 }
 
 // newStream makes the stream's pipelines and session and answers the offer.
-func newStream(ctx context.Context, m *Manager, id, name, offer string, om webrtcin.OfferMedia) (*Stream, error) {
+func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.OfferMedia) (*Stream, error) {
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Stream{
 		id:         id,
@@ -106,6 +108,7 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, om webrt
 		cancel:     cancel,
 		done:       make(chan struct{}),
 		mediaReady: make(chan struct{}),
+		rejected:   om.Rejected,
 	}
 	sess, err := m.transport.NewSession(s.log)
 	if err != nil {
@@ -135,7 +138,7 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, om webrt
 			s.owner.closeAsync(s)
 		}
 	})
-	answer, err := sess.Answer(ctx, offer)
+	answer, err := sess.Answer(ctx, om)
 	if err != nil {
 		_ = sess.Close()
 		cancel()
@@ -145,6 +148,9 @@ func newStream(ctx context.Context, m *Manager, id, name, offer string, om webrt
 	s.wg.Go(s.control)
 	s.wg.Go(func() { s.audio.Run(s.ctx) })
 	s.log.Info("stream created", "video", om.Video, "audio", om.Audio)
+	for _, r := range om.Rejected {
+		s.log.Info("offered track rejected", "mid", r.MID, "kind", r.Kind, "reason", r.Reason)
+	}
 	return s, nil
 }
 
@@ -153,6 +159,9 @@ func (s *Stream) ID() string { return s.id }
 
 // Answer is the gateway's SDP answer, with its ICE candidates.
 func (s *Stream) Answer() string { return s.answer }
+
+// Rejected lists the offered tracks the answer rejected, and why.
+func (s *Stream) Rejected() []webrtcin.Rejection { return slices.Clone(s.rejected) }
 
 // Done is closed when the stream has closed.
 func (s *Stream) Done() <-chan struct{} { return s.done }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/gateway/webrtcin"
 )
 
 // The API views of the gateway's objects. They are snapshots: building one
@@ -37,7 +38,14 @@ type StreamInfo struct {
 	AudioMuted bool           `json:"audioMuted"`
 	VideoMuted bool           `json:"videoMuted"`
 	Broadcast  *BroadcastInfo `json:"broadcast"`
+	// Rejected lists the offered tracks the answer rejected (port 0), and
+	// why; empty when every offered track is taken.
+	Rejected []RejectedTrack `json:"rejected"`
 }
+
+// RejectedTrack is an offered m-section the answer rejected: its mid, its
+// kind and the reason.
+type RejectedTrack = webrtcin.Rejection
 
 // BroadcastInfo is the API view of a broadcast.
 type BroadcastInfo struct {
@@ -48,7 +56,10 @@ type BroadcastInfo struct {
 
 // Info returns the API view of the stream.
 func (s *Stream) Info() StreamInfo {
-	si := StreamInfo{ID: s.id, Name: s.name, State: s.State(), CreatedAt: s.createdAt}
+	si := StreamInfo{ID: s.id, Name: s.name, State: s.State(), CreatedAt: s.createdAt, Rejected: s.Rejected()}
+	if si.Rejected == nil {
+		si.Rejected = []RejectedTrack{}
+	}
 	if s.video != nil {
 		if ps := s.video.Params(); ps != nil {
 			si.Video = &VideoInfo{Codec: "H264", Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}

@@ -22,9 +22,10 @@ type createStreamBody struct {
 }
 
 type createStreamResponse struct {
-	ID    string              `json:"id"`
-	SDP   string              `json:"sdp"`
-	State gateway.StreamState `json:"state"`
+	ID       string                  `json:"id"`
+	SDP      string                  `json:"sdp"`
+	State    gateway.StreamState     `json:"state"`
+	Rejected []gateway.RejectedTrack `json:"rejected"` // the offered tracks the answer rejected, as in the stream's view
 }
 
 func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +55,7 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/streams/"+s.ID())
 	w.Header().Set("ETag", quoteETag(s.ETag()))
-	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State()})
+	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State(), Rejected: s.Info().Rejected})
 }
 
 func (a *API) listStreams(w http.ResponseWriter, _ *http.Request) {

@@ -3,9 +3,11 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/castbridge/castbridge/gateway"
@@ -16,6 +18,10 @@ import (
 // sdpFragType is the media type of trickle ICE and ICE restart bodies
 // (RFC 8840).
 const sdpFragType = "application/trickle-ice-sdpfrag"
+
+// rejectedHeader carries, in a WHIP answer, one offered track the answer
+// rejected: mid="1"; kind=video; reason="...".
+const rejectedHeader = "X-Castbridge-Rejected-Track"
 
 // whipOptions answers WHIP clients' OPTIONS (RFC 9725 §4.2) on the
 // endpoint and on a session's URL ({key} is either); the CORS pre-flight
@@ -78,6 +84,12 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", "/whip/"+s.ID())
 	w.Header().Set("ETag", quoteETag(s.ETag()))
 	w.Header().Set("Accept-Patch", sdpFragType)
+	// The offered tracks the answer rejected: one header each, and the
+	// stream's view (its "rejected" list) linked.
+	for _, r := range s.Rejected() {
+		w.Header().Add(rejectedHeader, fmt.Sprintf("mid=%s; kind=%s; reason=%s", strconv.QuoteToASCII(r.MID), r.Kind, strconv.QuoteToASCII(r.Reason)))
+	}
+	w.Header().Add("Link", fmt.Sprintf(`</v1/streams/%s>; rel="describedby"`, s.ID()))
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, s.Answer())
 }

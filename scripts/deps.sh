@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the programs castbridge's tests need that Go does not bring:
 # ffmpeg (ffprobe and decoding checks, test media), nginx with the RTMP
-# module (nginx, libnginx-mod-rtmp), and Chromium for the browser tests
-# (chromium). With package names as arguments, only those. Idempotent: does
+# module (nginx, libnginx-mod-rtmp), Chromium for the browser tests
+# (chromium), and the aiortc and GStreamer webrtcbin publishers (Debian's
+# python3-aiortc, gstreamer1.0-*, python3-gi with the GStreamer typelibs). With package names as arguments, only those. Idempotent: does
 # nothing when all are present.
 # Uses apt-get (Debian/Ubuntu); sudo only when not root.
 set -euo pipefail
@@ -13,6 +14,16 @@ declare -A checks=(
 	[nginx]="cmd:nginx"
 	[libnginx-mod-rtmp]="file:/usr/lib/nginx/modules/ngx_rtmp_module.so"
 	[chromium]="file:/usr/bin/chromium" # the browser tests (httpapi/e2e/browser_test.go)
+	# aiortc and GStreamer webrtcbin publishers (httpapi/e2e/aiortc_test.go, gstreamer_test.go)
+	[python3-aiortc]="file:/usr/lib/python3/dist-packages/aiortc/__init__.py"
+	[gstreamer1.0-plugins-bad]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstwebrtc.so"
+	[gstreamer1.0-nice]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstnice.so"
+	[gstreamer1.0-plugins-ugly]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstx264.so"
+	[gstreamer1.0-plugins-good]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtp.so"
+	[gstreamer1.0-plugins-base]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstopus.so"
+	[python3-gi]="file:/usr/lib/python3/dist-packages/gi/__init__.py"
+	[gir1.2-gst-plugins-bad-1.0]="file:/usr/lib/x86_64-linux-gnu/girepository-1.0/GstWebRTC-1.0.typelib"
+	[gir1.2-gst-plugins-base-1.0]="file:/usr/lib/x86_64-linux-gnu/girepository-1.0/GstSdp-1.0.typelib"
 )
 
 present() {
@@ -26,7 +37,9 @@ present() {
 
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
-	wanted=(ffmpeg nginx libnginx-mod-rtmp chromium)
+	wanted=(ffmpeg nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
+		gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good gstreamer1.0-plugins-base python3-gi
+		gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0)
 fi
 missing=()
 for pkg in "${wanted[@]}"; do

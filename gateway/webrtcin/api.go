@@ -14,11 +14,6 @@ import (
 	"github.com/pion/webrtc/v3"
 )
 
-// h264Profiles are the profile-level-ids browsers and OBS offer. pion matches
-// H.264 on profile_idc and constraint flags only, so level variants of these
-// (42e028, 640034, ...) are accepted too.
-var h264Profiles = []string{"42001f", "42e01f", "4d001f", "64001f"}
-
 var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "goog-remb"},
 	{Type: "ccm", Parameter: "fir"},
@@ -28,7 +23,8 @@ var videoFeedback = []webrtc.RTCPFeedback{
 }
 
 // newAPI builds a pion API for one PeerConnection: the codecs the gateway
-// accepts (H.264 packetization-mode 1 and Opus, nothing else), NACK, RTCP
+// accepts (H.264 packetization-mode 1 in the profiles of offer.go's
+// h264Profiles, which InspectOffer checks offers against, and Opus), NACK, RTCP
 // reports and TWCC, and an RTCP counter feeding the stream's stats.
 func newAPI(se webrtc.SettingEngine, counters *Counters) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}

@@ -69,7 +69,7 @@ func ParseFragment(body []byte) (Fragment, error) {
 			return f, fragErr("has a line longer than %d bytes", maxFragmentLine)
 		}
 		if len(line) < 2 || line[1] != '=' {
-			return f, fragErr("has a line that is not an SDP line (x=...): %q", truncate(line))
+			return f, fragErr("has a line that is not an SDP line (x=...): %q", truncateLine(line))
 		}
 		switch line[0] {
 		case 'm':
@@ -99,7 +99,7 @@ func ParseFragment(body []byte) (Fragment, error) {
 			f.Mids = append(f.Mids, mid)
 		case "candidate":
 			if _, err := ice.UnmarshalCandidate(value); err != nil {
-				return f, fragErr("has a candidate that cannot be parsed (%v): %q", err, truncate(line))
+				return f, fragErr("has a candidate that cannot be parsed (%v): %q", err, truncateLine(line))
 			}
 			if inMedia && mid == "" {
 				return f, fragErr("has a candidate in an m= section without a=mid")
@@ -115,7 +115,7 @@ func ParseFragment(body []byte) (Fragment, error) {
 	return f, nil
 }
 
-func truncate(b []byte) string {
+func truncateLine(b []byte) string {
 	if len(b) > 80 {
 		return string(b[:80]) + "..."
 	}

@@ -75,17 +75,21 @@ func (s *Session) OnICE(f func(st ICEState, detail string)) {
 	})
 }
 
-// Answer answers the offer and waits (at most until ctx ends) for ICE
-// gathering, so the answer carries the gateway's candidates. The offer may
-// carry the publisher's candidates or none (they are trickled then, see
-// AddCandidates). A refused
-// offer is INVALID_SDP; one no answer can be made to, UNSUPPORTED_CODEC.
-// On error the caller still closes the session.
-func (s *Session) Answer(ctx context.Context, offer string) (string, error) {
+// Answer answers the offer InspectOffer normalised and waits (at most until
+// ctx ends) for ICE gathering, so the answer carries the gateway's
+// candidates; the sections InspectOffer did not take are rejected in it.
+// The offer may carry the publisher's candidates or none (they are
+// trickled then, see AddCandidates). A refused offer is INVALID_SDP; one no
+// answer can be made to, UNSUPPORTED_CODEC. On error the caller still
+// closes the session.
+func (s *Session) Answer(ctx context.Context, om OfferMedia) (string, error) {
 	pc := s.pc
+	if om.sdp == "" {
+		return "", apierr.Errorf(apierr.CodeInternal, "the offer was not inspected")
+	}
 	s.iceMu.Lock()
 	defer s.iceMu.Unlock()
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: om.sdp}); err != nil {
 		return "", apierr.Wrap(apierr.CodeInvalidSDP, err, "the SDP offer was refused: %v", err)
 	}
 	answer, err := pc.CreateAnswer(nil)
@@ -101,10 +105,14 @@ func (s *Session) Answer(ctx context.Context, offer string) (string, error) {
 	case <-ctx.Done():
 		return "", apierr.Wrap(apierr.CodeInternal, ctx.Err(), "ICE gathering did not finish")
 	}
-	s.rememberOffer(offer)
+	out, err := om.rejectInAnswer(pc.LocalDescription().SDP)
+	if err != nil {
+		return "", apierr.Wrap(apierr.CodeInternal, err, "cannot reject the sections not taken in the answer")
+	}
+	s.rememberOffer(om.sdp)
 	etag := newETag()
 	s.etag.Store(&etag)
-	return pc.LocalDescription().SDP, nil
+	return out, nil
 }
 
 // Counters counts the feedback sent to the publisher.

@@ -157,7 +157,11 @@ func TestTrickleAndRestart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	answer, err := sess.Answer(ctx, offer.SDP)
+	om, err := InspectOffer(offer.SDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := sess.Answer(ctx, om)
 	if err != nil {
 		t.Fatal(err)
 	}
