@@ -9,7 +9,13 @@ if [ ! -d httpapi/web/test/node_modules/playwright-core ] && command -v npm >/de
 	(cd httpapi/web/test && npm ci --no-audit --no-fund --loglevel=error)
 fi
 go vet ./...
-go test -race -count=1 -timeout 20m ./...
+# The end-to-end tests send real media in real time and share the machine
+# among themselves in lanes (httpapi/e2e/schedule_test.go), so they run on
+# their own after the other packages: beside transmux/aaclc's minute of
+# encoding under -race their AAC encoders fell behind.
+mapfile -t pkgs < <(go list ./... | grep -v '/httpapi/e2e$')
+go test -race -count=1 -timeout 20m "${pkgs[@]}"
+go test -race -count=1 -timeout 20m ./httpapi/e2e
 
 # Allocation tests (testing.AllocsPerRun) again without -race: the race
 # detector makes sync.Pool drop what it is given, so gateway's
