@@ -25,6 +25,10 @@ import (
 //
 // With -parallel given on the command line, it alone limits the parallel
 // tests and the lanes are off.
+//
+// The lanes assume this package has the machine: go test ./... runs two
+// packages at a time, and beside transmux/aaclc's race-instrumented encoding
+// the AAC encoders here fall behind. scripts/test.sh runs it on its own.
 
 // testLoad says which lane a parallel test runs in.
 type testLoad int
