@@ -178,6 +178,7 @@ func videoFramesOf(t *testing.T, msgs []received) []videoTag {
 // the output equals the publisher's (0) within ±20 ms, at the start and
 // after 60 s. -short runs 10 s instead of 62 s.
 func TestAudioLipSync(t *testing.T) {
+	parallel(t, longest)
 	runFor := 62 * time.Second
 	if testing.Short() {
 		runFor = 10 * time.Second
@@ -347,6 +348,7 @@ func checkAVRecording(t *testing.T, path string, tol float64) []int16 {
 // long as the video; a video-only publisher still gets an AAC track (of
 // silence) as long as its video.
 func TestAudioLossAndSilence(t *testing.T) {
+	parallel(t, heavy)
 	dir := t.TempDir()
 	nginx := gatewaytest.StartNginx(t, dir)
 	h := newHarness(t, harnessOptions{})
@@ -403,6 +405,7 @@ func TestAudioLossAndSilence(t *testing.T) {
 // audiocodec "opus" gets the publisher's Opus as E-RTMP (sequence start,
 // then the packets).
 func TestAudioOnlyAndOpusPassthrough(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -486,6 +489,7 @@ func TestAudioOnlyAndOpusPassthrough(t *testing.T) {
 // muted time and brings the publisher's audio back after, with the audio
 // as long as the video throughout.
 func TestAudioMute(t *testing.T) {
+	parallel(t, heavy)
 	dir := t.TempDir()
 	nginx := gatewaytest.StartNginx(t, dir)
 	h := newHarness(t, harnessOptions{})
@@ -539,6 +543,7 @@ func TestAudioMute(t *testing.T) {
 // TestIcecastAudio: a target with icecast_audio takes its audio from an
 // HTTP MP3 stream, passed through as FLV MP3; an unusable URL is a 400.
 func TestIcecastAudio(t *testing.T) {
+	parallel(t, light)
 	dir := t.TempDir()
 	ffmpeg := gatewaytest.NeedTool(t, "ffmpeg")
 	mp3 := filepath.Join(dir, "radio.mp3")
@@ -617,6 +622,7 @@ func TestIcecastAudio(t *testing.T) {
 // gets its own, each holds its bit rate on noise, and the sequence header
 // says AAC-LC 48 kHz stereo.
 func TestAudioEncoderPerBitrate(t *testing.T) {
+	parallel(t, heavy)
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -61,6 +61,7 @@ func needBrowser(t *testing.T, dir string) (node, chromium string) {
 // microphone), goes live to nginx-rtmp through castbridge and reads the
 // recording back; browser.mjs also runs the SDK's unit tests in that browser.
 func TestBrowser(t *testing.T) {
+	parallel(t, heavy)
 	testDir, err := filepath.Abs(filepath.Join("..", "web", "test"))
 	if err != nil {
 		t.Fatal(err)

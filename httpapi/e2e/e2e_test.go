@@ -57,6 +57,8 @@ func parseVideo(t *testing.T, r received) videoTag {
 }
 
 func TestMain(m *testing.M) {
+	setUpSchedule()
+	// The leak check runs when every test, parallel or not, has ended.
 	goleak.VerifyTestMain(m,
 		// pion's mDNS and the net/http keep-alive of the shared client are
 		// process-wide, not owned by a stream.
@@ -69,6 +71,7 @@ func TestMain(m *testing.M) {
 // TestPublishToInProcessIngest is the spine end to end: a pion publisher
 // sends real H.264 over UDP through the gateway's API into a go-rtmp ingest.
 func TestPublishToInProcessIngest(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{keyframeInterval: 2 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -248,6 +251,7 @@ func asMap(t *testing.T, v any) map[string]any {
 // TestPublishToNginx pushes to nginx-rtmp (recording to FLV) and the
 // in-process ingest at once; ffprobe reads the recording.
 func TestPublishToNginx(t *testing.T) {
+	parallel(t, light)
 	dir := t.TempDir()
 	nginx := gatewaytest.StartNginx(t, dir)
 	h := newHarness(t, harnessOptions{})
@@ -318,6 +322,7 @@ func waitFile(t *testing.T, path string) {
 // TestAnswerAdvertisesICEIPs: with --ice-ips 127.0.0.1 the answer's only
 // host candidate is that address on the one ICE port.
 func TestAnswerAdvertisesICEIPs(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{})
 	pub, sv := h.offerWithBroadcast(context.Background(), map[string]any{"output": h.ingestURL() + "/ice"})
 	_ = pub

@@ -18,6 +18,7 @@ import (
 // packets and reorders some: NACKs and PLIs recover, and the nginx
 // recording decodes without a single error.
 func TestLossyNetwork(t *testing.T) {
+	parallel(t, heavy)
 	dir := t.TempDir()
 	nginx := gatewaytest.StartNginx(t, dir)
 	h := newHarness(t, harnessOptions{})
@@ -84,6 +85,7 @@ func TestLossyNetwork(t *testing.T) {
 // TestBadInput: each bad request gets its status and code, and a second
 // session broadcasting beside it never notices.
 func TestBadInput(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -184,7 +186,9 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestCloseFreesEverything: deleting a live stream ends every goroutine it
-// started (pion's, the writers', the timers').
+// started (pion's, the writers', the timers'). Not parallel: it counts
+// every goroutine of the process, so it runs alone, before the parallel
+// tests start.
 func TestCloseFreesEverything(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	before := goleak.IgnoreCurrent()

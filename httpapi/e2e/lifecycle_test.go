@@ -46,6 +46,7 @@ func (h *harness) whipPublish(ctx context.Context, path, token string, pub *gate
 // TestWHIPRelay: a WHIP publish whose token names a configured relay goes
 // live to the relay's targets by itself; unknown keys are refused.
 func TestWHIPRelay(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{relays: func(ingest string) []gateway.Relay {
 		return []gateway.Relay{
 			{Key: "obs-key-1", Targets: []rtmpout.Spec{{Output: ingest + "/relayed-a"}, {Output: ingest, StreamName: "relayed-b"}}},
@@ -107,6 +108,7 @@ func TestWHIPRelay(t *testing.T) {
 // TestPublisherVanishes: a publisher whose UDP is cut, with no goodbye,
 // ends its broadcast cleanly within the media timeout.
 func TestPublisherVanishes(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{mediaTimeout: 2 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -144,6 +146,7 @@ func TestPublisherVanishes(t *testing.T) {
 // TestShutdownStopsBroadcasts: shutting down (SIGTERM) refuses new
 // publishers and stops every live broadcast cleanly.
 func TestShutdownStopsBroadcasts(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -199,6 +202,7 @@ func TestShutdownStopsBroadcasts(t *testing.T) {
 // TestNoSecretsLeak: stream keys never appear in logs, events, responses
 // or metrics, whatever happens to the targets.
 func TestNoSecretsLeak(t *testing.T) {
+	parallel(t, light)
 	const secret = "SeCrEtKeY"
 	h := newHarness(t, harnessOptions{reconnect: rtmpout.ReconnectPolicy{Initial: 100 * time.Millisecond, Window: 2 * time.Second}})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -58,6 +58,7 @@ func (h *harness) statsTargets(id string) map[string]string {
 // cleanly (FCUnpublish, deleteStream, no more frames) while B goes on, and
 // A is gone from every view.
 func TestAddAndRemoveTargetLive(t *testing.T) {
+	parallel(t, heavy)
 	h := newHarness(t, harnessOptions{})
 	ingB, recB := startIngest(t, "127.0.0.1:0", h.log)
 	ctx, cancel := context.WithCancel(context.Background())
