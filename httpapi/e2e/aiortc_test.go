@@ -15,7 +15,7 @@ import (
 // runs ICE on that section's own transport first and never connects the
 // rest. TestRejectedTrackLive covers rejection with pion as the publisher.
 func TestAiortcPublishers(t *testing.T) {
-	t.Parallel()
+	parallel(t, heavy)
 	python := needPython(t, "import aiortc, av, numpy")
 	cases := []struct {
 		name string
@@ -31,7 +31,6 @@ func TestAiortcPublishers(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
 			h := newHarness(t, harnessOptions{})
 			p, offer := startScript(t, python, "aiortc_publisher.py", append(c.args, "--seconds", "40")...)
 			goLive(t, h, p, offer, c.liveCase)

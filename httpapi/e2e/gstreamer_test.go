@@ -17,7 +17,7 @@ const gstImports = "import gi; gi.require_version('Gst', '1.0'); gi.require_vers
 // (packetization-mode=1 and no profile-level-id, RFC 6184's 42000a); the
 // ingest gets AVC 320x240 at 30 fps and AAC.
 func TestGStreamerWebrtcbin(t *testing.T) {
-	t.Parallel()
+	parallel(t, heavy)
 	python := needPython(t, gstImports)
 	cases := []struct {
 		name string
@@ -31,7 +31,6 @@ func TestGStreamerWebrtcbin(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
 			h := newHarness(t, harnessOptions{})
 			p, offer := startScript(t, python, "gst_publisher.py", append(c.args, "--seconds", "40")...)
 			if strings.Contains(c.name, "default caps") && strings.Contains(offer, "profile-level-id") {
@@ -47,11 +46,10 @@ func TestGStreamerWebrtcbin(t *testing.T) {
 // one transport cannot serve: a 422 that says to use max-bundle, through
 // /v1/streams and WHIP, never pion's error.
 func TestGStreamerUnbundled(t *testing.T) {
-	t.Parallel()
+	parallel(t, heavy)
 	python := needPython(t, gstImports)
 	for _, policy := range []string{"balanced", "none"} {
 		t.Run(policy, func(t *testing.T) {
-			t.Parallel()
 			h := newHarness(t, harnessOptions{})
 			p, offer := startScript(t, python, "gst_publisher.py", "--bundle-policy", policy, "--seconds", "30")
 			defer p.stop()

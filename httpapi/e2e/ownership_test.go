@@ -14,7 +14,7 @@ import (
 // ends with the stream instead of running out the publish timeout (5 s
 // here), and nothing of the stream is left behind (TestMain's leak check).
 func TestCloseAbortsDials(t *testing.T) {
-	t.Parallel()
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -82,6 +82,7 @@ func (h *harness) expectLiveAVCAndAAC(id, name string) {
 // candidate of its own, active ICE-TCP) reaches the gateway's passive
 // ICE-TCP port, and its stream goes live to the ingest.
 func TestICETCPPublisherGoesLive(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{iceTCP: true})
 	if h.m.ICETCPPort() == 0 {
 		t.Fatal("ICE-TCP is off in a gateway configured with it")
@@ -129,6 +130,7 @@ func TestICETCPPublisherGoesLive(t *testing.T) {
 // TestICETCPIdleConnectionEnds: the ICE-TCP port ends a connection that
 // never sends its first STUN request.
 func TestICETCPIdleConnectionEnds(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{iceTCP: true})
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", h.m.ICETCPPort()))
 	if err != nil {
@@ -155,6 +157,7 @@ func TestICETCPIdleConnectionEnds(t *testing.T) {
 // reaches the gateway's IPv6 socket (advertised as ::1 beside 127.0.0.1)
 // and goes live.
 func TestIPv6Publisher(t *testing.T) {
+	parallel(t, light)
 	if out, err := exec.Command("ip", "-6", "addr", "show", "dev", "lo").Output(); err != nil || !strings.Contains(string(out), "::1/128") {
 		t.Skipf("IPv6 TEST NOT RUN: this machine has no ::1 on lo (ip -6 addr: %q, %v)", out, err)
 	}
@@ -188,6 +191,7 @@ func TestIPv6Publisher(t *testing.T) {
 // naming the certificate problem and the way out; given the CA
 // (gateway.Config.RTMPSRootCAs, from --rtmps-ca) the push goes live.
 func TestRTMPSPrivateCAIngest(t *testing.T) {
+	parallel(t, light)
 	ca, err := gatewaytest.NewPrivateCA()
 	if err != nil {
 		t.Fatal(err)

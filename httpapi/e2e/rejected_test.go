@@ -17,10 +17,9 @@ import (
 // audio; the create response, the stream view and the WHIP headers say
 // which track was rejected and why, and the ingest gets the audio as AAC.
 func TestRejectedTrackLive(t *testing.T) {
-	t.Parallel()
+	parallel(t, light)
 	for _, path := range []string{"v1", "whip"} {
 		t.Run(path, func(t *testing.T) {
-			t.Parallel()
 			h := newHarness(t, harnessOptions{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

@@ -52,6 +52,7 @@ func sdpLine(sdp, name string) string {
 // again and the same media keeps arriving. Wrong content type, stale
 // ETag, unknown mid and malformed fragments are refused as RFC 9725 says.
 func TestWHIPTrickleAndRestart(t *testing.T) {
+	parallel(t, light)
 	h := newHarness(t, harnessOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

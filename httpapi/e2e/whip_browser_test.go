@@ -42,6 +42,7 @@ type whipBrowserResult struct {
 // ingest must get AVC and AAC of the time the page was live, including
 // after the restart.
 func TestBrowserWHIPClient(t *testing.T) {
+	parallel(t, heavy)
 	testDir, err := filepath.Abs(filepath.Join("..", "web", "test"))
 	if err != nil {
 		t.Fatal(err)
