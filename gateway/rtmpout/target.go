@@ -117,6 +117,11 @@ type Target struct {
 	latency       latencyHistogram
 	rate          meter.Rate
 
+	// The writer's interleaving (order.go): frames taken off the queue and
+	// not yet written, per kind; held counts them for Idle.
+	holdRings [2]frameRing
+	held      atomic.Int32
+
 	mu         sync.Mutex
 	state      State
 	err        *apierr.Error
@@ -322,20 +327,24 @@ func (t *Target) EnqueueAudio(f *media.Frame) {
 }
 
 // Idle reports whether nothing waits in the queue (or nothing can).
-func (t *Target) Idle() bool { return !t.accepting.Load() || len(t.queue) == 0 }
+// Frames the writer holds for interleaving count as waiting.
+func (t *Target) Idle() bool {
+	return !t.accepting.Load() || (len(t.queue) == 0 && t.held.Load() == 0)
+}
 
 // writer is the state of the writer goroutine for one connection.
 type writer struct {
 	pub        *rtmppush.Publisher
 	started    bool   // a keyframe (audio-only: an audio frame) went out on this connection
 	base       uint32 // stream time of that frame: connection time 0
-	last       uint32 // last connection timestamp written (video and data)
-	lastAudio  uint32 // last audio timestamp written
+	last       uint32 // last connection timestamp written, any kind
 	sentParams *media.ParamSet
 	sentAudio  *media.AudioHeader // the audio sequence header sent on this connection
 }
 
-// ts maps stream time to this connection's time, never going back.
+// ts maps stream time to this connection's time, never going back across
+// all of the connection's tags (the writer interleaves them in order; a
+// frame that comes later than holdMax is clamped).
 func (w *writer) ts(streamMs uint32) uint32 {
 	ts := streamMs - w.base
 	if int32(ts-w.last) < 0 {
@@ -372,6 +381,11 @@ func (t *Target) pump(w *writer) error {
 	flush.Stop()
 	defer flush.Stop()
 	armed := false
+	holdTimer := time.NewTimer(holdMax)
+	holdTimer.Stop()
+	defer holdTimer.Stop()
+	defer t.dropHeld()
+	var holdDue time.Time // when the earliest held frame's hold ends; zero: none held
 	writeFailed := func(err error) error {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s: write failed: %v", t.ep.Redacted(), err)
 	}
@@ -379,11 +393,22 @@ func (t *Target) pump(w *writer) error {
 		select {
 		case f := <-t.queue:
 			t.queuedBytes.Add(-int64(len(f.Body)))
-			t.dequeuedMs.Store(f.TS)
-			err := t.write(w, f)
-			f.Release()
+			now := time.Now()
+			err := t.hold(w, f, now)
+			var due time.Time
+			if err == nil {
+				due, err = t.release(w, now, false)
+			}
 			if err != nil {
 				return writeFailed(err)
+			}
+			if !due.Equal(holdDue) {
+				holdDue = due
+				if due.IsZero() {
+					holdTimer.Stop()
+				} else {
+					holdTimer.Reset(max(due.Sub(now), 0))
+				}
 			}
 			// Video and data flush as they are written; audio waits.
 			if pending := w.pub.Buffered() > 0; pending != armed {
@@ -394,6 +419,19 @@ func (t *Target) pump(w *writer) error {
 				}
 				armed = pending
 			}
+		case <-holdTimer.C:
+			now := time.Now()
+			due, err := t.release(w, now, false)
+			if err != nil {
+				return writeFailed(err)
+			}
+			if holdDue = due; !due.IsZero() {
+				holdTimer.Reset(max(due.Sub(now), 0))
+			}
+			if pending := w.pub.Buffered() > 0; pending && !armed {
+				flush.Reset(audioFlushDelay)
+				armed = true
+			}
 		case <-flush.C:
 			armed = false
 			if err := w.pub.Flush(); err != nil {
@@ -403,6 +441,10 @@ func (t *Target) pump(w *writer) error {
 			err := w.pub.Err()
 			return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s closed the connection: %v", t.ep.Redacted(), err)
 		case <-t.ctx.Done():
+			// What is held goes out, in order, with the goodbye.
+			if _, err := t.release(w, time.Now(), true); err == nil {
+				_ = w.pub.Flush()
+			}
 			return nil
 		}
 	}
@@ -564,10 +606,7 @@ func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 	if d < 0 {
 		return nil // before the connection's first frame
 	}
-	ts := uint32(d)
-	if w.sentAudio != nil && int32(ts-w.lastAudio) < 0 {
-		ts = w.lastAudio
-	}
+	ts := w.ts(f.TS)
 	if f.AudioHeader != w.sentAudio {
 		if f.AudioHeader != nil && f.AudioHeader.Body != nil {
 			if err := w.pub.WriteAudio(ts, f.AudioHeader.Body); err != nil {
@@ -576,7 +615,6 @@ func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 		}
 		w.sentAudio = f.AudioHeader
 	}
-	w.lastAudio = ts
 	if err := w.pub.WriteAudio(ts, f.Body); err != nil {
 		return err
 	}
