@@ -283,6 +283,14 @@ func (s *Stream) ObservedFPS() float64 {
 	return s.video.FPS()
 }
 
+// ObservedVideoBitrate is the video's average bit rate as received, bit/s.
+func (s *Stream) ObservedVideoBitrate() float64 {
+	if s.video == nil {
+		return 0
+	}
+	return s.video.Bitrate(time.Now())
+}
+
 // UserMetadata is the client's last onMetaData values.
 func (s *Stream) UserMetadata() map[string]any {
 	s.mu.Lock()

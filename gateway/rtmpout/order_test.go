@@ -30,11 +30,11 @@ type orderRig struct {
 	aacHdr *media.AudioHeader
 }
 
-func startOrderRig(t *testing.T) *orderRig {
+func startOrderRig(t *testing.T, videoBitrate int) *orderRig {
 	t.Helper()
 	_, log := newTestLog(t)
 	in := startIngest(t, nil)
-	spec := Spec{Output: "rtmp://" + in.addr + "/live/av"}
+	spec := Spec{Output: "rtmp://" + in.addr + "/live/av", VideoBitrate: videoBitrate}
 	ep, err := spec.Validate()
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func maxBackStep(msgs []ingest.Message) int64 {
 func TestTargetInterleavesAudioVideo(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	frames, ps := load720(t)
-	r := startOrderRig(t)
+	r := startOrderRig(t, 0)
 	defer r.in.close()
 
 	// The arrival order: each event at its wall-clock time on the stream.
@@ -185,7 +185,7 @@ func TestTargetInterleavesAudioVideo(t *testing.T) {
 func TestTargetAudioStallReleasesVideo(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	frames, ps := load720(t)
-	r := startOrderRig(t)
+	r := startOrderRig(t, 0)
 	defer r.in.close()
 
 	r.video(ps, 0, frames[135].NALUs, true)
@@ -229,5 +229,35 @@ func TestTargetAudioStallReleasesVideo(t *testing.T) {
 		if m.Timestamp != want {
 			t.Errorf("audio frame %d at %d ms, want %d", k, m.Timestamp, want)
 		}
+	}
+}
+
+// TestTargetMetadataLikeFFmpeg: onMetaData carries what FFmpeg's FLV muxer
+// writes, with the values of the stream: videodatarate from the target's
+// videobitrate, else the bit rate received from the publisher.
+func TestTargetMetadataLikeFFmpeg(t *testing.T) {
+	frames, ps := load720(t)
+	for _, tc := range []struct {
+		videoBitrate int
+		want         float64
+	}{{0, 2500}, {1_800_000, 1800}} {
+		r := startOrderRig(t, tc.videoBitrate)
+		r.video(ps, 0, frames[135].NALUs, true)
+		waitFor(t, "onMetaData", func() bool { return len(r.in.messages()) > 0 })
+		r.stop(t)
+		m := r.in.messages()[0]
+		checkMetadata(t, m, 1280, 720)
+		md := m.Values.(map[string]any)
+		want := map[string]any{
+			"duration": 0.0, "filesize": 0.0, "width": 1280.0, "height": 720.0, "videocodecid": 7.0,
+			"videodatarate": tc.want, "framerate": 30.0, "encoder": encoderName,
+			"audiocodecid": 10.0, "audiodatarate": 128.0,
+		}
+		for k, v := range want {
+			if md[k] != v {
+				t.Errorf("videobitrate %d: onMetaData %s = %#v, want %#v", tc.videoBitrate, k, md[k], v)
+			}
+		}
+		r.in.close()
 	}
 }

@@ -48,6 +48,10 @@ type Host interface {
 	// ObservedFPS is the publisher's frame rate as received, for
 	// onMetaData when the SPS carries none.
 	ObservedFPS() float64
+	// ObservedVideoBitrate is the publisher's video bit rate as received
+	// (bit/s, 0 before it is known), onMetaData's videodatarate when the
+	// target sets no videobitrate.
+	ObservedVideoBitrate() float64
 	// UserMetadata is the client's last onMetaData values, or nil.
 	UserMetadata() map[string]any
 }

@@ -93,6 +93,7 @@ type Pipeline struct {
 	keyCnt   atomic.Uint64
 	dropCnt  atomic.Uint64 // access units dropped as broken or undecodable
 	bytesIn  atomic.Uint64
+	firstAt  atomic.Int64 // unix ns of the first packet; 0 before it
 	lost     atomic.Uint64 // packets given up on by the reorder buffer
 	rtp      *webrtcin.RTPStats
 
@@ -132,7 +133,9 @@ func (v *Pipeline) Start(ssrc uint32) {
 
 // HandlePacket takes one RTP packet of the track (the read loop's handler).
 func (v *Pipeline) HandlePacket(pkt []byte, now time.Time) {
-	v.bytesIn.Add(uint64(len(pkt)))
+	if v.bytesIn.Add(uint64(len(pkt))) == uint64(len(pkt)) {
+		v.firstAt.Store(now.UnixNano())
+	}
 	if err := v.reorder.Push(pkt, now); err != nil {
 		return // malformed packets are counted by the buffer
 	}
@@ -260,6 +263,17 @@ func (v *Pipeline) updateRate(ts uint32) {
 		}
 	}
 	v.lastRTP, v.haveLast = ts, true
+}
+
+// Bitrate is the average bit rate received (RTP packets) from the first
+// packet to now, 0 in the first 100 ms.
+func (v *Pipeline) Bitrate(now time.Time) float64 {
+	first := v.firstAt.Load()
+	d := time.Duration(now.UnixNano() - first)
+	if first == 0 || d < 100*time.Millisecond {
+		return 0
+	}
+	return float64(v.bytesIn.Load()) * 8 / d.Seconds()
 }
 
 // FPS is the observed frame rate (0 until two frames arrived).
