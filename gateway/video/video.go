@@ -93,7 +93,7 @@ type Pipeline struct {
 	keyCnt   atomic.Uint64
 	dropCnt  atomic.Uint64 // access units dropped as broken or undecodable
 	bytesIn  atomic.Uint64
-	firstAt  atomic.Int64 // unix ns of the first packet; 0 before it
+	firstAt  atomic.Int64  // unix ns of the first packet; 0 before it
 	lost     atomic.Uint64 // packets given up on by the reorder buffer
 	rtp      *webrtcin.RTPStats
 
