@@ -92,6 +92,9 @@ type Pipeline struct {
 	lastPacket atomic.Int64 // unix ns of the newest Opus packet; 0 before one
 	kick       chan struct{}
 
+	cont      *rtptime.Continuity // receive goroutine: rebases RTP timestamp jumps
+	rtpOffset atomic.Int64        // cont.Offset(), for the Sender Reports
+
 	mu     sync.Mutex
 	dec    *opusdec.Stream
 	unwrap rtptime.Unwrapper
@@ -120,10 +123,14 @@ func (t *timeline) msAt(pos int64) int64 {
 
 // New returns a pipeline with no track and no outputs.
 func New(cfg Config) *Pipeline {
-	p := &Pipeline{cfg: cfg, rtp: webrtcin.NewRTPStats(Rate), kick: make(chan struct{}, 1)}
+	p := &Pipeline{cfg: cfg, rtp: webrtcin.NewRTPStats(Rate), kick: make(chan struct{}, 1), cont: rtptime.NewContinuity(Rate)}
 	p.videoEnd.Store(-1)
 	return p
 }
+
+// RTPOffset is what the pipeline adds to the publisher's RTP timestamps
+// (rebased jumps), for its Sender Reports.
+func (p *Pipeline) RTPOffset() int64 { return p.rtpOffset.Load() }
 
 // RTP is the track's reception statistics.
 func (p *Pipeline) RTP() *webrtcin.RTPStats { return p.rtp }
@@ -153,6 +160,12 @@ func (p *Pipeline) HandlePacket(raw []byte, now time.Time) {
 }
 
 func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
+	// With the publisher's timestamp jumps rebased (a looping source).
+	rtpTS = uint32(p.cont.Map(rtpTS, now.UnixNano()))
+	if off := p.cont.Offset(); off != p.rtpOffset.Load() {
+		p.rtpOffset.Store(off)
+		p.cfg.Logger.Info("audio RTP timestamps jumped: rebased", "jumps", p.cont.Jumps())
+	}
 	want := p.cfg.Clock.AudioMillis(rtpTS, now)
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -73,6 +73,7 @@ type Pipeline struct {
 	nack     webrtcin.NACKTracker
 	depack   rtph264.Depacketizer
 	timeline *rtptime.Timeline
+	cont     *rtptime.Continuity // rebases RTP timestamp jumps (a looping source)
 	sink     atomic.Pointer[sinkBox] // the broadcast taking frames, if any
 
 	// receive-goroutine state
@@ -85,7 +86,8 @@ type Pipeline struct {
 	resets       uint64  // reorder buffer resets seen
 
 	// shared state
-	ssrc     atomic.Uint32
+	ssrc      atomic.Uint32
+	rtpOffset atomic.Int64 // cont.Offset(), for the Sender Reports
 	lastMs   atomic.Uint32 // stream time of the newest frame
 	params   atomic.Pointer[media.ParamSet]
 	fpsBits  atomic.Uint64 // float64 observed frame rate
@@ -116,6 +118,7 @@ func New(cfg Config) *Pipeline {
 		log:          cfg.Logger,
 		reorder:      rtpreorder.New(reorderCapacity, reorderDelay),
 		timeline:     rtptime.NewTimeline(90000),
+		cont:         rtptime.NewContinuity(90000),
 		rtp:          webrtcin.NewRTPStats(90000),
 		waitKeyframe: true,
 	}
@@ -181,7 +184,13 @@ func (v *Pipeline) onBrokenFrame() {
 
 func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 	v.frameCnt.Add(1)
-	v.updateRate(au.Timestamp)
+	// The frame's RTP time with the publisher's jumps rebased.
+	rtpTS := uint32(v.cont.Map(au.Timestamp, now.UnixNano()))
+	if off := v.cont.Offset(); off != v.rtpOffset.Load() {
+		v.rtpOffset.Store(off)
+		v.log.Info("video RTP timestamps jumped: rebased", "jumps", v.cont.Jumps())
+	}
+	v.updateRate(rtpTS)
 	if au.SPS != nil {
 		v.pendingSPS = append(v.pendingSPS[:0], au.SPS...)
 	}
@@ -192,7 +201,7 @@ func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 		v.updateParams()
 	}
 	// The frame's exact RTP time, placed on the stream's A/V clock.
-	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(au.Timestamp), au.Timestamp, now)
+	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(rtpTS), rtpTS, now)
 	v.lastMs.Store(ms)
 	if v.cfg.OnFrame != nil {
 		frame := int64(33)
@@ -275,6 +284,11 @@ func (v *Pipeline) Bitrate(now time.Time) float64 {
 	}
 	return float64(v.bytesIn.Load()) * 8 / d.Seconds()
 }
+
+// RTPOffset is what the pipeline adds to the publisher's RTP timestamps
+// (rebased jumps): a Sender Report's RTP time plus it is on the timeline
+// the frames are placed by.
+func (v *Pipeline) RTPOffset() int64 { return v.rtpOffset.Load() }
 
 // FPS is the observed frame rate (0 until two frames arrived).
 func (v *Pipeline) FPS() float64 { return math.Float64frombits(v.fpsBits.Load()) }
