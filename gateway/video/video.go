@@ -73,7 +73,7 @@ type Pipeline struct {
 	nack     webrtcin.NACKTracker
 	depack   rtph264.Depacketizer
 	timeline *rtptime.Timeline
-	cont     *rtptime.Continuity // rebases RTP timestamp jumps (a looping source)
+	cont     *rtptime.Continuity     // rebases RTP timestamp jumps (a looping source)
 	sink     atomic.Pointer[sinkBox] // the broadcast taking frames, if any
 
 	// receive-goroutine state
@@ -87,17 +87,17 @@ type Pipeline struct {
 
 	// shared state
 	ssrc      atomic.Uint32
-	rtpOffset atomic.Int64 // cont.Offset(), for the Sender Reports
-	lastMs   atomic.Uint32 // stream time of the newest frame
-	params   atomic.Pointer[media.ParamSet]
-	fpsBits  atomic.Uint64 // float64 observed frame rate
-	frameCnt atomic.Uint64
-	keyCnt   atomic.Uint64
-	dropCnt  atomic.Uint64 // access units dropped as broken or undecodable
-	bytesIn  atomic.Uint64
-	firstAt  atomic.Int64  // unix ns of the first packet; 0 before it
-	lost     atomic.Uint64 // packets given up on by the reorder buffer
-	rtp      *webrtcin.RTPStats
+	rtpOffset atomic.Int64  // cont.Offset(), for the Sender Reports
+	lastMs    atomic.Uint32 // stream time of the newest frame
+	params    atomic.Pointer[media.ParamSet]
+	fpsBits   atomic.Uint64 // float64 observed frame rate
+	frameCnt  atomic.Uint64
+	keyCnt    atomic.Uint64
+	dropCnt   atomic.Uint64 // access units dropped as broken or undecodable
+	bytesIn   atomic.Uint64
+	firstAt   atomic.Int64  // unix ns of the first packet; 0 before it
+	lost      atomic.Uint64 // packets given up on by the reorder buffer
+	rtp       *webrtcin.RTPStats
 
 	kfMu      sync.Mutex
 	lastPLI   time.Time
