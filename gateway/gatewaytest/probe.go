@@ -171,3 +171,41 @@ func parseFloat(s string) float64 {
 	}
 	return f
 }
+
+// StreamPacket is one packet of any stream of a file, as ffprobe
+// -show_packets reports it, in file order.
+type StreamPacket struct {
+	CodecType string // "video", "audio"
+	PTSMillis float64
+	DTSMillis float64
+	Keyframe  bool
+}
+
+// ProbePackets returns every packet of a file in file order: how a muxer
+// interleaved its streams.
+func ProbePackets(path string) ([]StreamPacket, error) {
+	var raw struct {
+		Packets []struct {
+			CodecType string `json:"codec_type"`
+			PTSTime   string `json:"pts_time"`
+			DTSTime   string `json:"dts_time"`
+			Flags     string `json:"flags"`
+		} `json:"packets"`
+	}
+	if err := ffprobeJSON(&raw, "-show_packets", "-show_entries", "packet=codec_type,pts_time,dts_time,flags", path); err != nil {
+		return nil, err
+	}
+	out := make([]StreamPacket, 0, len(raw.Packets))
+	for _, p := range raw.Packets {
+		pts, dts := parseFloat(p.PTSTime), parseFloat(p.DTSTime)
+		if math.IsNaN(dts) {
+			dts = pts
+		}
+		if math.IsNaN(pts) {
+			pts = dts
+		}
+		out = append(out, StreamPacket{CodecType: p.CodecType, PTSMillis: pts * 1000, DTSMillis: dts * 1000,
+			Keyframe: strings.Contains(p.Flags, "K")})
+	}
+	return out, nil
+}

@@ -18,7 +18,8 @@ import (
 // seen at or past its time (nothing older can follow, each kind arrives in
 // its own order), when the other kind does not exist on this stream, when it
 // has waited holdMax (the other kind stalled: its late frames are then
-// clamped to the connection's last timestamp), or when its ring is full.
+// dropped, audio, or clamped to the connection's last timestamp, video and
+// data, which later frames depend on), or when its ring is full.
 
 const (
 	// holdMax is the longest a frame waits for the other kind.

@@ -100,7 +100,8 @@ func maxBackStep(msgs []ingest.Message) int64 {
 // after the video of their time (the encoder's delay plus jitter), audio
 // starting before the first keyframe. The ingest must see every tag of the
 // connection in non-decreasing timestamp order, every video frame and
-// every audio frame from the keyframe's time on, at its own timestamp.
+// every audio frame from the one covering the keyframe's time on, at its
+// own timestamp.
 func TestTargetInterleavesAudioVideo(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	frames, ps := load720(t)
@@ -140,8 +141,8 @@ func TestTargetInterleavesAudioVideo(t *testing.T) {
 	}
 	wantAudio := 0
 	for k := 0; k < nAudio; k++ {
-		if 900+k*1024*1000/48000 >= start {
-			wantAudio++
+		if 900+(k+1)*1024*1000/48000 > start {
+			wantAudio++ // from the frame that covers the keyframe's time
 		}
 	}
 	waitFor(t, "every frame at the ingest", func() bool {
@@ -158,18 +159,24 @@ func TestTargetInterleavesAudioVideo(t *testing.T) {
 	if len(video) != 90 || len(audio) != wantAudio {
 		t.Fatalf("ingest got %d video and %d audio frames, want 90 and %d", len(video), len(audio), wantAudio)
 	}
+	// The connection starts with the audio frame that covers the
+	// keyframe's time (985..1006 ms): audio never starts after video.
+	first := 0
+	for 900+(first+1)*1024*1000/48000 <= start {
+		first++
+	}
+	base := uint32(900 + first*1024*1000/48000)
 	for k, m := range video {
-		if want := uint32(k * 33); m.Timestamp != want {
+		if want := uint32(start+k*33) - base; m.Timestamp != want {
 			t.Fatalf("video frame %d at %d ms, want %d", k, m.Timestamp, want)
 		}
 	}
-	first := 0
-	for 900+first*1024*1000/48000 < start {
-		first++
+	if audio[0].Timestamp != 0 || msgs[3].Type != flv.TagAudio || msgs[3].Timestamp != 0 {
+		t.Errorf("the connection opens %v, want onMetaData, the sequence headers and the audio at 0 before the keyframe", kinds(msgs[:6]))
 	}
 	for k, m := range audio {
 		ts := uint32(900 + (first+k)*1024*1000/48000)
-		if want := ts - start; m.Timestamp != want || m.Body[3] != byte(ts) || m.Body[4] != byte(ts>>8) {
+		if want := ts - base; m.Timestamp != want || m.Body[3] != byte(ts) || m.Body[4] != byte(ts>>8) {
 			t.Fatalf("audio frame %d at %d ms (body % x), want the frame of stream time %d at %d", k, m.Timestamp, m.Body, ts, want)
 		}
 	}
@@ -180,8 +187,9 @@ func TestTargetInterleavesAudioVideo(t *testing.T) {
 
 // TestTargetAudioStallReleasesVideo: when the audio stops coming (its
 // goroutine stalled), video is held no longer than holdMax; audio that
-// comes later than that is written at the connection's newest timestamp,
-// never before it, and none is lost.
+// comes later than that (older than the video written since) is dropped,
+// never written back in time or in a burst of one timestamp, and the audio
+// after it is written where it belongs.
 func TestTargetAudioStallReleasesVideo(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	frames, ps := load720(t)
@@ -201,14 +209,15 @@ func TestTargetAudioStallReleasesVideo(t *testing.T) {
 	if held := time.Since(sent); held < holdMax-20*time.Millisecond {
 		t.Errorf("video written %v after it was queued with no audio past it, want it held ~%v", held, holdMax)
 	}
-	// The stalled audio comes now: 0..300 ms, older than the video written.
-	for k := 1; k <= 14; k++ {
+	// The stalled audio comes now: 21..315 ms; the video up to 297 ms is
+	// out already.
+	for k := 1; k <= 15; k++ {
 		r.audio(uint32(k * 21))
 	}
 	r.video(ps, 330, frames[145].NALUs, false)
-	waitFor(t, "the late audio and the last video", func() bool {
-		a, v := mediaTags(r.in.messages())
-		return len(a) == 15 && len(v) == 11
+	waitFor(t, "the last video", func() bool {
+		_, v := mediaTags(r.in.messages())
+		return len(v) == 11
 	})
 	r.stop(t)
 	msgs := r.in.messages()
@@ -216,19 +225,14 @@ func TestTargetAudioStallReleasesVideo(t *testing.T) {
 		t.Errorf("timestamps step back by up to %d ms: %v", back, kinds(msgs))
 	}
 	audio, video := mediaTags(msgs)
-	if len(audio) != 15 || len(video) != 11 {
-		t.Fatalf("ingest got %d audio and %d video frames, want 15 and 11", len(audio), len(video))
+	if len(audio) != 2 || len(video) != 11 {
+		t.Fatalf("ingest got %d audio and %d video frames, want 2 (0 and 315 ms) and 11", len(audio), len(video))
 	}
-	// All the late audio (21..294 ms) comes after the video at 297 ms was
-	// written: it is written there.
-	for k, m := range audio {
-		want := uint32(297)
-		if k == 0 {
-			want = 0
-		}
-		if m.Timestamp != want {
-			t.Errorf("audio frame %d at %d ms, want %d", k, m.Timestamp, want)
-		}
+	if audio[0].Timestamp != 0 || audio[1].Timestamp != 315 {
+		t.Errorf("audio at %d and %d ms, want 0 and 315", audio[0].Timestamp, audio[1].Timestamp)
+	}
+	if n := r.tg.lateAudio.Load(); n != 14 {
+		t.Errorf("%d late audio frames counted, want 14", n)
 	}
 }
 

@@ -118,6 +118,7 @@ type Target struct {
 	framesSent    atomic.Uint64 // video frames
 	audioSent     atomic.Uint64 // audio frames
 	framesDropped atomic.Uint64
+	lateAudio     atomic.Uint64 // audio frames older than what the connection had written
 	latency       latencyHistogram
 	rate          meter.Rate
 
@@ -344,6 +345,23 @@ type writer struct {
 	last       uint32 // last connection timestamp written, any kind
 	sentParams *media.ParamSet
 	sentAudio  *media.AudioHeader // the audio sequence header sent on this connection
+	// preroll is the newest audio frame from before the first keyframe
+	// (retained): the connection starts with it when it covers the
+	// keyframe's time (see startTS).
+	preroll *media.Frame
+}
+
+// prerollMaxMs is how far before the first keyframe an audio frame may
+// start and still open the connection: a frame's length (AAC 21.3 ms,
+// Opus 20 ms) and some.
+const prerollMaxMs = 24
+
+// release gives back what the writer holds when its connection ends.
+func (w *writer) release() {
+	if w.preroll != nil {
+		w.preroll.Release()
+		w.preroll = nil
+	}
 }
 
 // ts maps stream time to this connection's time, never going back across
@@ -389,6 +407,7 @@ func (t *Target) pump(w *writer) error {
 	holdTimer.Stop()
 	defer holdTimer.Stop()
 	defer t.dropHeld()
+	defer w.release()
 	var holdDue time.Time // when the earliest held frame's hold ends; zero: none held
 	writeFailed := func(err error) error {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s: write failed: %v", t.ep.Redacted(), err)
@@ -548,10 +567,13 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 	}
 	if f.Keyframe {
 		t.needKey.Store(false)
+		ts := uint32(0)
+		var pre *media.Frame
 		if !w.started {
-			w.base = f.TS
+			pre = w.startTS(f)
+		} else {
+			ts = w.ts(f.TS)
 		}
-		ts := w.ts(f.TS)
 		if f.Params != w.sentParams {
 			if w.sentParams == nil || w.sentParams.Width != f.Params.Width || w.sentParams.Height != f.Params.Height {
 				if err := t.writeMetadata(w.pub, ts, f.Params); err != nil {
@@ -562,6 +584,14 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 				return fmt.Errorf("sequence header: %w", err)
 			}
 			w.sentParams = f.Params
+		}
+		if pre != nil {
+			if err := t.writeAudioAt(w, 0, pre); err != nil {
+				return err
+			}
+		}
+		if !w.started {
+			w.release() // used, or too old to be
 		}
 	}
 	if err := w.pub.WriteVideo(w.ts(f.TS), f.Body); err != nil {
@@ -576,6 +606,41 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 	if !w.started {
 		t.goneLive(w)
 	}
+	return nil
+}
+
+// startTS opens the connection's timeline on its first keyframe: time 0
+// is the keyframe, or the audio frame that covers the keyframe's time,
+// which is returned to go first. Audio must not start later than the
+// video: ingests take the first sample of any track as the start of a
+// recording (MediaMTX's recorder then discards the keyframe as "too late"
+// when the audio's second frame comes before the video's), and FFmpeg's
+// muxer starts audio at or before video too.
+func (w *writer) startTS(key *media.Frame) *media.Frame {
+	w.base, w.last = key.TS, 0
+	pre := w.preroll
+	if pre == nil || tsBefore(key.TS, pre.TS) || key.TS-pre.TS > prerollMaxMs {
+		return nil
+	}
+	w.base = pre.TS
+	return pre
+}
+
+// writeAudioAt writes an audio frame at connection time ts, after its
+// sequence header when this connection has not had it.
+func (t *Target) writeAudioAt(w *writer, ts uint32, f *media.Frame) error {
+	if f.AudioHeader != w.sentAudio {
+		if f.AudioHeader != nil && f.AudioHeader.Body != nil {
+			if err := w.pub.WriteAudio(ts, f.AudioHeader.Body); err != nil {
+				return fmt.Errorf("audio sequence header: %w", err)
+			}
+		}
+		w.sentAudio = f.AudioHeader
+	}
+	if err := w.pub.WriteAudio(ts, f.Body); err != nil {
+		return err
+	}
+	t.audioSent.Add(1)
 	return nil
 }
 
@@ -598,6 +663,12 @@ func (t *Target) goneLive(w *writer) {
 func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 	if !w.started {
 		if t.host.HasVideo() {
+			// Kept: it may open the connection with the keyframe.
+			if w.preroll != nil {
+				w.preroll.Release()
+			}
+			f.Retain()
+			w.preroll = f
 			return nil
 		}
 		w.base = f.TS
@@ -610,20 +681,15 @@ func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 	if d < 0 {
 		return nil // before the connection's first frame
 	}
-	ts := w.ts(f.TS)
-	if f.AudioHeader != w.sentAudio {
-		if f.AudioHeader != nil && f.AudioHeader.Body != nil {
-			if err := w.pub.WriteAudio(ts, f.AudioHeader.Body); err != nil {
-				return fmt.Errorf("audio sequence header: %w", err)
-			}
-		}
-		w.sentAudio = f.AudioHeader
+	if ts := uint32(d); tsBefore(ts, w.last) {
+		// Later than holdMax behind the video (the audio stalled, or the
+		// encoder's last frames at the end of a broadcast): written at the
+		// connection's time they would be a burst of equal timestamps,
+		// which decoders reject. Dropped.
+		t.lateAudio.Add(1)
+		return nil
 	}
-	if err := w.pub.WriteAudio(ts, f.Body); err != nil {
-		return err
-	}
-	t.audioSent.Add(1)
-	return nil
+	return t.writeAudioAt(w, w.ts(f.TS), f)
 }
 
 // writeData writes a client's metadata. Before video has started on this
