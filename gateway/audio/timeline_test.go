@@ -1,6 +1,7 @@
 package audio
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -14,15 +15,22 @@ func ntp(ns int64) uint64 {
 	return (sec+3_900_000_000)<<32 | frac
 }
 
-// TestSenderReportMovesAudioGapFree: a publisher whose Sender Reports put
-// its audio 33 ms later against the video than the packets' arrival does
-// (its audio is captured later than it is sent, or its video encoded
-// slower). While the clock slews to the SRs, the PCM timeline moves by
-// small resyncs; the AAC and Opus outputs' timestamps stay gap-free (AAC
-// frames 1024 samples apart, Opus packets 20 ms apart) and, once the slew
-// is done, the audio sits where the SRs say within resyncMs (AAC) and 15
-// ms (Opus, which moves in whole packets).
+// TestSenderReportMovesAudioGapFree: publishers whose Sender Reports put
+// their audio 7..47 ms later against the video than the packets' arrival
+// does (audio captured earlier than sent, video encoded slower: a
+// different amount each publisher and run). While the clock slews to the
+// SRs, the PCM timeline moves by small resyncs; the AAC and Opus outputs'
+// timestamps stay gap-free (AAC frames 1024 samples apart, Opus packets
+// 20 ms apart) and, once the slew is done, the audio sits where the SRs
+// say within resyncMs (AAC) and 15 ms (Opus, which moves in whole
+// packets), whatever the shift.
 func TestSenderReportMovesAudioGapFree(t *testing.T) {
+	for _, shift := range []int64{7, 13, 23, 33, 47} {
+		t.Run(fmt.Sprintf("shift=%dms", shift), func(t *testing.T) { testSRShift(t, shift) })
+	}
+}
+
+func testSRShift(t *testing.T, shiftMs int64) {
 	p, clock := newTestPipeline(true)
 	if err := p.StartTrack(); err != nil {
 		t.Fatal(err)
@@ -36,7 +44,6 @@ func TestSenderReportMovesAudioGapFree(t *testing.T) {
 	opus := outs.Opus()
 	outs.Install()
 
-	const shiftMs = 33
 	t0 := time.Unix(1_800_000_000, 0)
 	at := func(ms int64) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	const vBase, aBase = uint32(1 << 30), uint32(3 << 30)
@@ -60,7 +67,7 @@ func TestSenderReportMovesAudioGapFree(t *testing.T) {
 		}
 	}
 	if p.resyncs.Load() == 0 {
-		t.Fatal("the SRs' 33 ms moved the audio without a resync: the test does not test")
+		t.Fatalf("the SRs' %d ms moved the audio without a resync: the test does not test", shiftMs)
 	}
 	a := sink.frames(aac)
 	for i := 1; i < len(a); i++ {
@@ -86,5 +93,6 @@ func TestSenderReportMovesAudioGapFree(t *testing.T) {
 	if d := int64(o[len(o)-1]) - lastWant; d < -15 || d > 15 {
 		t.Errorf("Opus timeline %d ms off the clock at the end", d)
 	}
-	t.Logf("%d resyncs; Opus %d packets, last at %d ms; clock wants %d", p.resyncs.Load(), len(o), o[len(o)-1], lastWant)
+	t.Logf("shift %d ms: %d resyncs; PCM %+d ms off the clock at the end; Opus %d packets, last %+d ms off",
+		shiftMs, p.resyncs.Load(), end-lastWant, len(o), int64(o[len(o)-1])-lastWant)
 }
