@@ -87,3 +87,14 @@ func TestContinuityKeepsRealSteps(t *testing.T) {
 		t.Errorf("%d jumps, offset %d: want none", c.Jumps(), c.Offset())
 	}
 }
+
+func TestContinuityAllocs(t *testing.T) {
+	c := NewContinuity(90000)
+	i := 0
+	if n := testing.AllocsPerRun(1000, func() {
+		c.Map(uint32(i*3000), onTime(i))
+		i++
+	}); n != 0 {
+		t.Errorf("Map allocates %v times", n)
+	}
+}
