@@ -22,11 +22,15 @@ import (
 // data, which later frames depend on), or when its ring is full.
 
 const (
-	// holdMax is the longest a frame waits for the other kind.
-	holdMax = 250 * time.Millisecond
+	// holdMax is the longest a frame waits for the other kind. Normally
+	// video waits 43-63 ms for the AAC of its time (the encoder's delay
+	// and the Opus packet); holdMax only bounds a stall, and must be well
+	// above what a loaded machine delays the audio by: audio later than
+	// the video written is lost (see writeAudio).
+	holdMax = time.Second
 	// holdFrames bounds each ring: more than holdMax of 60 fps video or of
 	// 20 ms Opus packets.
-	holdFrames = 64
+	holdFrames = 128
 )
 
 // Ring indexes of Target.hold.
