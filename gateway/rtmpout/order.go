@@ -50,9 +50,24 @@ type frameRing struct {
 	head int
 	n    int
 	// seen: a frame of this kind was taken off the queue on this
-	// connection, the newest at stream time seenTS.
-	seen   bool
-	seenTS uint32
+	// connection, the newest at stream time seenTS; the next one can come
+	// no earlier than seenTS+seenLen (the frame's length, when known).
+	seen    bool
+	seenTS  uint32
+	seenLen uint32
+}
+
+// aacMinFrameMs is the shortest AAC frame the gateway sends: 1024 samples
+// at 48 kHz (its encoder's rate; an Icecast source's are longer).
+const aacMinFrameMs = 21
+
+// frameLenMs is how long a frame surely lasts: AAC frames are 1024
+// samples; other kinds (Opus, whose packets vary, video) count 0.
+func frameLenMs(f *media.Frame) uint32 {
+	if f.TagType == flv.TagAudio && len(f.Body) > 0 && f.Body[0]>>4 == flv.AudioCodecAAC {
+		return aacMinFrameMs
+	}
+	return 0
 }
 
 func (r *frameRing) full() bool { return r.n == len(r.buf) }
@@ -61,7 +76,7 @@ func (r *frameRing) push(f *media.Frame, at time.Time) {
 	r.buf[(r.head+r.n)%len(r.buf)] = heldFrame{f: f, at: at}
 	r.n++
 	if !r.seen || tsBefore(r.seenTS, f.TS) {
-		r.seenTS = f.TS
+		r.seenTS, r.seenLen = f.TS, frameLenMs(f)
 	}
 	r.seen = true
 }
@@ -149,8 +164,10 @@ func (t *Target) mayWriteAlone(r, other *frameRing, otherAbsent bool, now time.T
 	switch {
 	case otherAbsent:
 		return true
-	case other.seen && !tsBefore(other.seenTS, h.f.TS):
-		return true // the other kind is past it: nothing older can come
+	case other.seen && !tsBefore(other.seenTS+other.seenLen, h.f.TS):
+		// The other kind's next frame is at or past it: nothing older can
+		// come. (With AAC that spares the video a frame's wait.)
+		return true
 	}
 	return !now.Before(h.at.Add(holdMax))
 }
