@@ -137,7 +137,11 @@ func ProbeFrames(path string) ([]ProbePacket, error) {
 
 // DecodeErrors decodes the whole file with ffmpeg -v error and returns what
 // ffmpeg reported on stderr ("" for a clean file). err is set only when
-// ffmpeg could not be run or failed outright.
+// ffmpeg could not be run or failed outright. What the null muxer says is
+// left out: it is no decoding error, and it complains ("non monotonically
+// increasing dts") when two frames of a stream whose millisecond
+// timestamps sit near the middle of its guessed frame rate's ticks round
+// to the same tick.
 func DecodeErrors(path string) (string, error) {
 	cmd := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", path, "-f", "null", "-")
 	var stderr bytes.Buffer
@@ -146,7 +150,13 @@ func DecodeErrors(path string) (string, error) {
 	if err != nil {
 		return stderr.String(), fmt.Errorf("ffmpeg: %w: %s", err, stderr.String())
 	}
-	return stderr.String(), nil
+	var out strings.Builder
+	for line := range strings.Lines(stderr.String()) {
+		if !strings.HasPrefix(line, "[null @ ") {
+			out.WriteString(line)
+		}
+	}
+	return out.String(), nil
 }
 
 func ffprobeJSON(v any, args ...string) error {
