@@ -186,7 +186,7 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		stats = s.video.RTP()
 		s.video.Start(ssrc)
 		handle = s.video.HandlePacket
-		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, sr) }
+		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, movedSR(sr, s.video.RTPOffset())) }
 	case track.Kind() == webrtc.RTPCodecTypeAudio:
 		s.mu.Lock()
 		s.audioInfo = &AudioInfo{Codec: "opus", SampleRate: int(codec.ClockRate), Channels: int(max(codec.Channels, 1))}
@@ -201,7 +201,7 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		}
 		stats = s.audio.RTP()
 		handle = s.audio.HandlePacket
-		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(false, sr) }
+		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(false, movedSR(sr, s.audio.RTPOffset())) }
 	}
 	s.wg.Go(func() { webrtcin.ReadRTCP(recv, ssrc, stats, onSR) })
 	s.wg.Go(func() { s.session.ReadRTP(track, stats, arrived, handle) })
@@ -290,6 +290,25 @@ func (s *Stream) ObservedFPS() float64 {
 		return 0
 	}
 	return s.video.FPS()
+}
+
+// movedSR is a Sender Report with its RTP time on the pipeline's timeline,
+// which rebased the publisher's timestamp jumps by offset.
+func movedSR(sr *rtcp.SenderReport, offset int64) *rtcp.SenderReport {
+	if offset == 0 {
+		return sr
+	}
+	c := *sr
+	c.RTPTime += uint32(offset)
+	return &c
+}
+
+// ObservedVideoBitrate is the video's average bit rate as received, bit/s.
+func (s *Stream) ObservedVideoBitrate() float64 {
+	if s.video == nil {
+		return 0
+	}
+	return s.video.Bitrate(time.Now())
 }
 
 // UserMetadata is the client's last onMetaData values.

@@ -5,8 +5,37 @@
 # (chromium), and the aiortc and GStreamer webrtcbin publishers (Debian's
 # python3-aiortc, gstreamer1.0-*, python3-gi with the GStreamer typelibs). With package names as arguments, only those. Idempotent: does
 # nothing when all are present.
-# Uses apt-get (Debian/Ubuntu); sudo only when not root.
+# Uses apt-get (Debian/Ubuntu); sudo only when not root. Without arguments
+# it also builds MediaMTX (an RTMP ingest for the e2e tests) from its Go
+# module into $CASTBRIDGE_BIN (default ~/.cache/castbridge/bin).
 set -euo pipefail
+
+# MediaMTX, built once from the Go module proxy. `go install pkg@version`
+# cannot be used: the module zip lacks two generated files (internal/core/VERSION,
+# internal/servers/hls/hls.min.js, which its go:generate downloads), so the
+# module is copied and built with them written here: the version string, and
+# an empty hls.js (the tests use RTMP and recording, never its HLS web page).
+MEDIAMTX_VERSION=v1.21.0
+build_mediamtx() {
+	local bin=${CASTBRIDGE_BIN:-$HOME/.cache/castbridge/bin}
+	if [ -x "$bin/mediamtx" ] && "$bin/mediamtx" --help 2>&1 | grep -q "$MEDIAMTX_VERSION"; then
+		echo "deps: mediamtx $MEDIAMTX_VERSION present"
+		return
+	fi
+	command -v go >/dev/null 2>&1 || { echo "deps: go is needed to build mediamtx" >&2; exit 1; }
+	echo "deps: building mediamtx $MEDIAMTX_VERSION into $bin (a few minutes the first time)"
+	local dir src
+	dir=$(mktemp -d)
+	src=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "github.com/bluenviron/mediamtx@$MEDIAMTX_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	cp -r "$src/." "$dir/mediamtx" && chmod -R u+w "$dir/mediamtx"
+	printf '%s' "$MEDIAMTX_VERSION" >"$dir/mediamtx/internal/core/VERSION"
+	: >"$dir/mediamtx/internal/servers/hls/hls.min.js"
+	mkdir -p "$bin"
+	(cd "$dir/mediamtx" && CGO_ENABLED=0 go build -o "$bin/mediamtx.tmp" . && mv "$bin/mediamtx.tmp" "$bin/mediamtx")
+	rm -rf "$dir"
+	echo "deps: built $bin/mediamtx"
+}
 
 # package -> check (a command in PATH, or a file, that the package provides)
 declare -A checks=(
@@ -40,6 +69,7 @@ if [ ${#wanted[@]} -eq 0 ]; then
 	wanted=(ffmpeg nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
 		gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good gstreamer1.0-plugins-base python3-gi
 		gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0)
+	build_mediamtx
 fi
 missing=()
 for pkg in "${wanted[@]}"; do

@@ -329,6 +329,7 @@ type OpusOutput struct {
 func (op *OpusOutput) AudioMetadata(md map[string]any) {
 	md["audiocodecid"] = float64(fourCCOpusID)
 	md["audiosamplerate"] = float64(Rate)
+	md["audiosamplesize"] = float64(16)
 	md["audiochannels"] = float64(2)
 	md["stereo"] = true
 }

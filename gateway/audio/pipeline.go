@@ -25,8 +25,18 @@ const (
 	Rate             = 48000
 	opusFrameSamples = 960 // 20 ms, what the silence packets of a passthrough carry
 	// resyncMs is how far the audio may drift from where the A/V clock puts
-	// it before it is moved back (silence inserted or samples dropped).
-	resyncMs = 10
+	// it before it is moved back (silence inserted or samples dropped). The
+	// clock's audio times are smooth (least-delayed arrival, then Sender
+	// Reports slewed at 1%), jittering only by their 1 ms rounding, so a
+	// small bound is safe; it is also the A/V error left over: with 10 ms
+	// the audio settled anywhere within ±10 ms of the SRs' placement,
+	// a different offset each run.
+	resyncMs = 2
+	// opusSlack is how far (samples per channel) the passthrough's own
+	// timeline may get from the PCM timeline before a silence packet is
+	// added or a packet left out: Opus timestamps count the packets'
+	// samples, gap-free, and follow the PCM's resyncs in whole packets.
+	opusSlack = 3 * opusFrameSamples / 4
 	// silenceAfter is how long the publisher's audio may pause (longer than
 	// Opus DTX's 400 ms keep-alive) before the clock fills in silence.
 	silenceAfter = 500 * time.Millisecond
@@ -82,6 +92,9 @@ type Pipeline struct {
 	lastPacket atomic.Int64 // unix ns of the newest Opus packet; 0 before one
 	kick       chan struct{}
 
+	cont      *rtptime.Continuity // receive goroutine: rebases RTP timestamp jumps
+	rtpOffset atomic.Int64        // cont.Offset(), for the Sender Reports
+
 	mu     sync.Mutex
 	dec    *opusdec.Stream
 	unwrap rtptime.Unwrapper
@@ -90,6 +103,12 @@ type Pipeline struct {
 	tl     timeline
 	pos    int64 // samples per channel fed so far
 	reset  bool  // the clock filled silence: the next packet starts a new RTP timeline
+
+	// The Opus passthrough's own timeline: opusPos is the PCM position its
+	// next packet goes out at (the samples it was sent so far, counted
+	// from where it started); opusOut is the passthrough it belongs to.
+	opusOut *OpusOutput
+	opusPos int64
 }
 
 // timeline maps pipeline positions (samples per channel) to stream time.
@@ -104,10 +123,14 @@ func (t *timeline) msAt(pos int64) int64 {
 
 // New returns a pipeline with no track and no outputs.
 func New(cfg Config) *Pipeline {
-	p := &Pipeline{cfg: cfg, rtp: webrtcin.NewRTPStats(Rate), kick: make(chan struct{}, 1)}
+	p := &Pipeline{cfg: cfg, rtp: webrtcin.NewRTPStats(Rate), kick: make(chan struct{}, 1), cont: rtptime.NewContinuity(Rate)}
 	p.videoEnd.Store(-1)
 	return p
 }
+
+// RTPOffset is what the pipeline adds to the publisher's RTP timestamps
+// (rebased jumps), for its Sender Reports.
+func (p *Pipeline) RTPOffset() int64 { return p.rtpOffset.Load() }
 
 // RTP is the track's reception statistics.
 func (p *Pipeline) RTP() *webrtcin.RTPStats { return p.rtp }
@@ -137,6 +160,12 @@ func (p *Pipeline) HandlePacket(raw []byte, now time.Time) {
 }
 
 func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
+	// With the publisher's timestamp jumps rebased (a looping source).
+	rtpTS = uint32(p.cont.Map(rtpTS, now.UnixNano()))
+	if off := p.cont.Offset(); off != p.rtpOffset.Load() {
+		p.rtpOffset.Store(off)
+		p.cfg.Logger.Info("audio RTP timestamps jumped: rebased", "jumps", p.cont.Jumps())
+	}
 	want := p.cfg.Clock.AudioMillis(rtpTS, now)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -174,15 +203,53 @@ func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
 	if muted {
 		clear(pcm)
 	}
-	pktSamples := opusdec.PacketSamples(payload)
+	start := p.pos + int64(len(pcm)/2) - int64(opusdec.PacketSamples(payload)) // where the packet's own samples begin
 	p.feed(pcm)
-	if outs := p.outs.Load(); outs != nil && outs.opus != nil && pktSamples > 0 {
+	if outs := p.outs.Load(); outs != nil && outs.opus != nil {
 		pk := payload
 		if muted {
 			pk = opusSilence
 		}
-		outs.opus.send(p.tl.msAt(max(p.pos-int64(pktSamples), 0)), pk)
+		p.passOpus(outs.opus, start, pk)
 	}
+}
+
+// passOpus sends one of the publisher's packets to the passthrough, whose
+// packet at PCM position start it is, at the passthrough's own position:
+// silence packets first when the PCM has run ahead (lost packets
+// concealed, silence inserted by a resync), or the packet left out when
+// the passthrough is ahead (samples dropped). p.mu held.
+func (p *Pipeline) passOpus(op *OpusOutput, start int64, pk []byte) {
+	n := int64(opusdec.PacketSamples(pk))
+	if n == 0 {
+		return
+	}
+	if p.opusOut != op {
+		p.opusOut, p.opusPos = op, max(start, 0)
+	}
+	for start-p.opusPos > opusSlack {
+		p.sendOpus(op, opusSilence, opusFrameSamples)
+	}
+	if p.opusPos-start > opusSlack {
+		return // a packet's worth ahead: this one is left out
+	}
+	p.sendOpus(op, pk, n)
+}
+
+// fillOpus brings the passthrough to the PCM's end with silence packets
+// (the clock filled whole 20 ms frames). p.mu held.
+func (p *Pipeline) fillOpus(op *OpusOutput) {
+	if p.opusOut != op {
+		return // it starts with the publisher's first packet or with this fill
+	}
+	for p.pos-p.opusPos >= opusFrameSamples {
+		p.sendOpus(op, opusSilence, opusFrameSamples)
+	}
+}
+
+func (p *Pipeline) sendOpus(op *OpusOutput, pk []byte, n int64) {
+	op.send(p.tl.msAt(p.opusPos), pk)
+	p.opusPos += n
 }
 
 func (p *Pipeline) setBase(ms int64) {
@@ -200,16 +267,11 @@ func (p *Pipeline) feed(pcm []int16) {
 	p.lastMs.Store(p.tl.msAt(p.pos))
 }
 
-// fillSilence feeds n samples per channel of silence, and the matching
-// silence packets to an Opus passthrough. p.mu held.
+// fillSilence feeds n samples per channel of silence. (An Opus
+// passthrough gets its silence packets from passOpus or fillOpus.) p.mu
+// held.
 func (p *Pipeline) fillSilence(n int64) {
 	p.concealed.Add(n)
-	outs := p.outs.Load()
-	if outs != nil && outs.opus != nil {
-		for q := int64(0); q+opusFrameSamples <= n; q += opusFrameSamples {
-			outs.opus.send(p.tl.msAt(p.pos+q), opusSilence)
-		}
-	}
 	for n > 0 {
 		k := min(n, int64(len(silencePCM)/2))
 		p.feed(silencePCM[:2*k])
@@ -267,18 +329,23 @@ func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
 	if !ok {
 		return
 	}
-	target := nowMs - lagMs
-	if p.cfg.FollowsVideo {
-		end := p.videoEnd.Load()
-		if end < 0 {
-			return // no video yet
-		}
-		target = min(target, end)
+	videoEnd := p.videoEnd.Load()
+	if p.cfg.FollowsVideo && videoEnd < 0 {
+		return // no video yet
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if last := p.lastPacket.Load(); last != 0 && now.UnixNano()-last < int64(silenceAfter) {
 		return
+	}
+	if p.dec == nil {
+		// No audio track: no packet can be on its way, and the targets
+		// write video only as far as the audio has come (they interleave).
+		lagMs = 0
+	}
+	target := nowMs - lagMs
+	if p.cfg.FollowsVideo {
+		target = min(target, videoEnd)
 	}
 	if !p.tl.set {
 		if target < 0 {
@@ -297,7 +364,13 @@ func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
 	if n == 0 {
 		return
 	}
+	if outs.opus != nil && p.opusOut != outs.opus {
+		p.opusOut, p.opusPos = outs.opus, p.pos
+	}
 	p.fillSilence(n)
+	if outs.opus != nil {
+		p.fillOpus(outs.opus)
+	}
 	if p.dec != nil {
 		p.reset = true
 	}

@@ -137,7 +137,11 @@ func ProbeFrames(path string) ([]ProbePacket, error) {
 
 // DecodeErrors decodes the whole file with ffmpeg -v error and returns what
 // ffmpeg reported on stderr ("" for a clean file). err is set only when
-// ffmpeg could not be run or failed outright.
+// ffmpeg could not be run or failed outright. What the null muxer says is
+// left out: it is no decoding error, and it complains ("non monotonically
+// increasing dts") when two frames of a stream whose millisecond
+// timestamps sit near the middle of its guessed frame rate's ticks round
+// to the same tick.
 func DecodeErrors(path string) (string, error) {
 	cmd := exec.Command("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", path, "-f", "null", "-")
 	var stderr bytes.Buffer
@@ -146,7 +150,13 @@ func DecodeErrors(path string) (string, error) {
 	if err != nil {
 		return stderr.String(), fmt.Errorf("ffmpeg: %w: %s", err, stderr.String())
 	}
-	return stderr.String(), nil
+	var out strings.Builder
+	for line := range strings.Lines(stderr.String()) {
+		if !strings.HasPrefix(line, "[null @ ") {
+			out.WriteString(line)
+		}
+	}
+	return out.String(), nil
 }
 
 func ffprobeJSON(v any, args ...string) error {
@@ -170,4 +180,42 @@ func parseFloat(s string) float64 {
 		return math.NaN()
 	}
 	return f
+}
+
+// StreamPacket is one packet of any stream of a file, as ffprobe
+// -show_packets reports it, in file order.
+type StreamPacket struct {
+	CodecType string // "video", "audio"
+	PTSMillis float64
+	DTSMillis float64
+	Keyframe  bool
+}
+
+// ProbePackets returns every packet of a file in file order: how a muxer
+// interleaved its streams.
+func ProbePackets(path string) ([]StreamPacket, error) {
+	var raw struct {
+		Packets []struct {
+			CodecType string `json:"codec_type"`
+			PTSTime   string `json:"pts_time"`
+			DTSTime   string `json:"dts_time"`
+			Flags     string `json:"flags"`
+		} `json:"packets"`
+	}
+	if err := ffprobeJSON(&raw, "-show_packets", "-show_entries", "packet=codec_type,pts_time,dts_time,flags", path); err != nil {
+		return nil, err
+	}
+	out := make([]StreamPacket, 0, len(raw.Packets))
+	for _, p := range raw.Packets {
+		pts, dts := parseFloat(p.PTSTime), parseFloat(p.DTSTime)
+		if math.IsNaN(dts) {
+			dts = pts
+		}
+		if math.IsNaN(pts) {
+			pts = dts
+		}
+		out = append(out, StreamPacket{CodecType: p.CodecType, PTSMillis: pts * 1000, DTSMillis: dts * 1000,
+			Keyframe: strings.Contains(p.Flags, "K")})
+	}
+	return out, nil
 }

@@ -55,6 +55,10 @@ type PublisherConfig struct {
 	// NearWrap starts the RTP timestamps about one second before they wrap
 	// at 2^32 instead of at random values.
 	NearWrap bool
+	// RestartTimestamps makes a looping publisher start its RTP timestamps
+	// again at their first value each time the material loops, while the
+	// sequence numbers go on: what aiortc's looping MediaPlayer does.
+	RestartTimestamps bool
 	// NoSenderReports sends no RTCP Sender Reports at all, like OBS at the
 	// start of a WHIP session, so the gateway has to fall back to arrival
 	// times. NACK and TWCC still work.
@@ -526,6 +530,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 	base := p.timestampBase(90000)
 	seq := uint16(rand.Uint32())
 	pos := 0
+	loopAt := 0        // frame count at the material's last restart
 	var pace time.Time // when the pacer may send the next packet
 	for n := 0; ; n++ {
 		pts := time.Duration(n) * time.Second / time.Duration(fps)
@@ -540,12 +545,15 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 				return
 			}
 			pos = 0
+			if p.cfg.RestartTimestamps {
+				loopAt = n
+			}
 		}
 		if p.pliPending.Swap(false) && !p.frames[pos].IDR {
 			pos = p.nextIDR(pos)
 		}
 		f := p.frames[pos]
-		ts := base + uint32(int64(n)*90000/int64(fps))
+		ts := base + uint32(int64(n-loopAt)*90000/int64(fps))
 		payloads := packetizeH264(f.NALUs, p.cfg.MTU-12, p.cfg.SeparateParameterSets)
 		var firstAt time.Time
 		for i, pl := range payloads {
@@ -599,6 +607,7 @@ func (p *Publisher) sendAudio(ctx context.Context, t0 time.Time) {
 	base := p.timestampBase(48000)
 	seq := uint16(rand.Uint32())
 	var elapsed time.Duration
+	var loopAt time.Duration // elapsed at the material's last restart
 	pos := 0
 	for n := 0; ; n++ {
 		if !SleepUntil(ctx, t0.Add(elapsed)) {
@@ -609,9 +618,12 @@ func (p *Publisher) sendAudio(ctx context.Context, t0 time.Time) {
 				return
 			}
 			pos = 0
+			if p.cfg.RestartTimestamps {
+				loopAt = elapsed
+			}
 		}
 		a := p.audio[pos]
-		ts := base + uint32(int64(elapsed)*48000/int64(time.Second))
+		ts := base + uint32(int64(elapsed-loopAt)*48000/int64(time.Second))
 		pkt := &rtp.Packet{
 			Header:  rtp.Header{Version: 2, Marker: n == 0, SequenceNumber: seq, Timestamp: ts},
 			Payload: a.Data,

@@ -11,9 +11,14 @@ import (
 const encoderName = "castbridge"
 
 // metadataValues is the onMetaData a target sends: what the gateway knows of
-// the stream, overlaid with the client's last onMetaData values.
+// the stream, overlaid with the client's last onMetaData values. The keys
+// are FFmpeg's FLV muxer's (libavformat/flvenc.c), which ingests read:
+// duration and filesize 0 as a live muxer writes them, the video's width,
+// height, videodatarate (kbit/s), framerate and videocodecid, the audio's
+// audiodatarate, audiosamplerate, audiosamplesize, stereo and audiocodecid
+// (from the audio output), and encoder.
 func (t *Target) metadataValues(ps *media.ParamSet) map[string]any {
-	md := map[string]any{"encoder": encoderName}
+	md := map[string]any{"encoder": encoderName, "duration": float64(0), "filesize": float64(0)}
 	if ps != nil {
 		fps := ps.SPSFPS
 		if fps == 0 {
@@ -23,9 +28,11 @@ func (t *Target) metadataValues(ps *media.ParamSet) map[string]any {
 		md["height"] = float64(ps.Height)
 		md["framerate"] = roundTo(fps, 100)
 		md["videocodecid"] = float64(flv.VideoCodecAVC)
-		if t.spec.VideoBitrate > 0 {
-			md["videodatarate"] = float64(t.spec.VideoBitrate) / 1000
+		rate := float64(t.spec.VideoBitrate)
+		if rate <= 0 {
+			rate = t.host.ObservedVideoBitrate()
 		}
+		md["videodatarate"] = roundTo(rate/1000, 1)
 	}
 	if t.audio != nil {
 		t.audio.AudioMetadata(md)

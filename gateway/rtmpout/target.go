@@ -50,6 +50,10 @@ type Host interface {
 	// ObservedFPS is the publisher's frame rate as received, for
 	// onMetaData when the SPS carries none.
 	ObservedFPS() float64
+	// ObservedVideoBitrate is the publisher's video bit rate as received
+	// (bit/s, 0 before it is known), onMetaData's videodatarate when the
+	// target sets no videobitrate.
+	ObservedVideoBitrate() float64
 	// UserMetadata is the client's last onMetaData values, or nil.
 	UserMetadata() map[string]any
 }
@@ -119,8 +123,14 @@ type Target struct {
 	framesSent    atomic.Uint64 // video frames
 	audioSent     atomic.Uint64 // audio frames
 	framesDropped atomic.Uint64
+	lateAudio     atomic.Uint64 // audio frames older than what the connection had written
 	latency       latencyHistogram
 	rate          meter.Rate
+
+	// The writer's interleaving (order.go): frames taken off the queue and
+	// not yet written, per kind; held counts them for Idle.
+	holdRings [2]frameRing
+	held      atomic.Int32
 
 	mu         sync.Mutex
 	state      State
@@ -357,20 +367,41 @@ func (t *Target) EnqueueAudio(f *media.Frame) {
 }
 
 // Idle reports whether nothing waits in the queue (or nothing can).
-func (t *Target) Idle() bool { return !t.accepting.Load() || len(t.queue) == 0 }
+// Frames the writer holds for interleaving count as waiting.
+func (t *Target) Idle() bool {
+	return !t.accepting.Load() || (len(t.queue) == 0 && t.held.Load() == 0)
+}
 
 // writer is the state of the writer goroutine for one connection.
 type writer struct {
 	pub        *rtmppush.Publisher
 	started    bool   // a keyframe (audio-only: an audio frame) went out on this connection
 	base       uint32 // stream time of that frame: connection time 0
-	last       uint32 // last connection timestamp written (video and data)
-	lastAudio  uint32 // last audio timestamp written
+	last       uint32 // last connection timestamp written, any kind
 	sentParams *media.ParamSet
 	sentAudio  *media.AudioHeader // the audio sequence header sent on this connection
+	// preroll is the newest audio frame from before the first keyframe
+	// (retained): the connection starts with it when it covers the
+	// keyframe's time (see startTS).
+	preroll *media.Frame
 }
 
-// ts maps stream time to this connection's time, never going back.
+// prerollMaxMs is how far before the first keyframe an audio frame may
+// start and still open the connection: a frame's length (AAC 21.3 ms,
+// Opus 20 ms) and some.
+const prerollMaxMs = 24
+
+// release gives back what the writer holds when its connection ends.
+func (w *writer) release() {
+	if w.preroll != nil {
+		w.preroll.Release()
+		w.preroll = nil
+	}
+}
+
+// ts maps stream time to this connection's time, never going back across
+// all of the connection's tags (the writer interleaves them in order; a
+// frame that comes later than holdMax is clamped).
 func (w *writer) ts(streamMs uint32) uint32 {
 	ts := streamMs - w.base
 	if int32(ts-w.last) < 0 {
@@ -407,6 +438,12 @@ func (t *Target) pump(w *writer) error {
 	flush.Stop()
 	defer flush.Stop()
 	armed := false
+	holdTimer := time.NewTimer(holdMax)
+	holdTimer.Stop()
+	defer holdTimer.Stop()
+	defer t.dropHeld()
+	defer w.release()
+	var holdDue time.Time // when the earliest held frame's hold ends; zero: none held
 	writeFailed := func(err error) error {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s: write failed: %v", t.ep.Redacted(), err)
 	}
@@ -414,11 +451,22 @@ func (t *Target) pump(w *writer) error {
 		select {
 		case f := <-t.queue:
 			t.queuedBytes.Add(-int64(len(f.Body)))
-			t.dequeuedMs.Store(f.TS)
-			err := t.write(w, f)
-			f.Release()
+			now := time.Now()
+			err := t.hold(w, f, now)
+			var due time.Time
+			if err == nil {
+				due, err = t.release(w, now, false)
+			}
 			if err != nil {
 				return writeFailed(err)
+			}
+			if !due.Equal(holdDue) {
+				holdDue = due
+				if due.IsZero() {
+					holdTimer.Stop()
+				} else {
+					holdTimer.Reset(max(due.Sub(now), 0))
+				}
 			}
 			// Video and data flush as they are written; audio waits.
 			if pending := w.pub.Buffered() > 0; pending != armed {
@@ -429,6 +477,19 @@ func (t *Target) pump(w *writer) error {
 				}
 				armed = pending
 			}
+		case <-holdTimer.C:
+			now := time.Now()
+			due, err := t.release(w, now, false)
+			if err != nil {
+				return writeFailed(err)
+			}
+			if holdDue = due; !due.IsZero() {
+				holdTimer.Reset(max(due.Sub(now), 0))
+			}
+			if pending := w.pub.Buffered() > 0; pending && !armed {
+				flush.Reset(audioFlushDelay)
+				armed = true
+			}
 		case <-flush.C:
 			armed = false
 			if err := w.pub.Flush(); err != nil {
@@ -438,6 +499,10 @@ func (t *Target) pump(w *writer) error {
 			err := w.pub.Err()
 			return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s closed the connection: %v", t.ep.Redacted(), err)
 		case <-t.ctx.Done():
+			// What is held goes out, in order, with the goodbye.
+			if _, err := t.release(w, time.Now(), true); err == nil {
+				_ = w.pub.Flush()
+			}
 			return nil
 		}
 	}
@@ -537,10 +602,13 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 	}
 	if f.Keyframe {
 		t.needKey.Store(false)
+		ts := uint32(0)
+		var pre *media.Frame
 		if !w.started {
-			w.base = f.TS
+			pre = w.startTS(f)
+		} else {
+			ts = w.ts(f.TS)
 		}
-		ts := w.ts(f.TS)
 		if f.Params != w.sentParams {
 			if w.sentParams == nil || w.sentParams.Width != f.Params.Width || w.sentParams.Height != f.Params.Height {
 				if err := t.writeMetadata(w.pub, ts, f.Params); err != nil {
@@ -551,6 +619,14 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 				return fmt.Errorf("sequence header: %w", err)
 			}
 			w.sentParams = f.Params
+		}
+		if pre != nil {
+			if err := t.writeAudioAt(w, 0, pre); err != nil {
+				return err
+			}
+		}
+		if !w.started {
+			w.release() // used, or too old to be
 		}
 	}
 	if err := w.pub.WriteVideo(w.ts(f.TS), f.Body); err != nil {
@@ -565,6 +641,41 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 	if !w.started {
 		t.goneLive(w)
 	}
+	return nil
+}
+
+// startTS opens the connection's timeline on its first keyframe: time 0
+// is the keyframe, or the audio frame that covers the keyframe's time,
+// which is returned to go first. Audio must not start later than the
+// video: ingests take the first sample of any track as the start of a
+// recording (MediaMTX's recorder then discards the keyframe as "too late"
+// when the audio's second frame comes before the video's), and FFmpeg's
+// muxer starts audio at or before video too.
+func (w *writer) startTS(key *media.Frame) *media.Frame {
+	w.base, w.last = key.TS, 0
+	pre := w.preroll
+	if pre == nil || tsBefore(key.TS, pre.TS) || key.TS-pre.TS > prerollMaxMs {
+		return nil
+	}
+	w.base = pre.TS
+	return pre
+}
+
+// writeAudioAt writes an audio frame at connection time ts, after its
+// sequence header when this connection has not had it.
+func (t *Target) writeAudioAt(w *writer, ts uint32, f *media.Frame) error {
+	if f.AudioHeader != w.sentAudio {
+		if f.AudioHeader != nil && f.AudioHeader.Body != nil {
+			if err := w.pub.WriteAudio(ts, f.AudioHeader.Body); err != nil {
+				return fmt.Errorf("audio sequence header: %w", err)
+			}
+		}
+		w.sentAudio = f.AudioHeader
+	}
+	if err := w.pub.WriteAudio(ts, f.Body); err != nil {
+		return err
+	}
+	t.audioSent.Add(1)
 	return nil
 }
 
@@ -587,6 +698,12 @@ func (t *Target) goneLive(w *writer) {
 func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 	if !w.started {
 		if t.host.HasVideo() {
+			// Kept: it may open the connection with the keyframe.
+			if w.preroll != nil {
+				w.preroll.Release()
+			}
+			f.Retain()
+			w.preroll = f
 			return nil
 		}
 		w.base = f.TS
@@ -599,24 +716,15 @@ func (t *Target) writeAudio(w *writer, f *media.Frame) error {
 	if d < 0 {
 		return nil // before the connection's first frame
 	}
-	ts := uint32(d)
-	if w.sentAudio != nil && int32(ts-w.lastAudio) < 0 {
-		ts = w.lastAudio
+	if ts := uint32(d); tsBefore(ts, w.last) {
+		// Later than holdMax behind the video (the audio stalled, or the
+		// encoder's last frames at the end of a broadcast): written at the
+		// connection's time they would be a burst of equal timestamps,
+		// which decoders reject. Dropped.
+		t.lateAudio.Add(1)
+		return nil
 	}
-	if f.AudioHeader != w.sentAudio {
-		if f.AudioHeader != nil && f.AudioHeader.Body != nil {
-			if err := w.pub.WriteAudio(ts, f.AudioHeader.Body); err != nil {
-				return fmt.Errorf("audio sequence header: %w", err)
-			}
-		}
-		w.sentAudio = f.AudioHeader
-	}
-	w.lastAudio = ts
-	if err := w.pub.WriteAudio(ts, f.Body); err != nil {
-		return err
-	}
-	t.audioSent.Add(1)
-	return nil
+	return t.writeAudioAt(w, w.ts(f.TS), f)
 }
 
 // writeData writes a client's metadata. Before video has started on this

@@ -213,9 +213,10 @@ func (h *fakeHost) Publish(p events.Payload) {
 	h.mu.Unlock()
 }
 
-func (h *fakeHost) HasVideo() bool               { return !h.noVideo }
-func (h *fakeHost) ObservedFPS() float64         { return 30 }
-func (h *fakeHost) UserMetadata() map[string]any { return nil }
+func (h *fakeHost) HasVideo() bool                { return !h.noVideo }
+func (h *fakeHost) ObservedFPS() float64          { return 30 }
+func (h *fakeHost) ObservedVideoBitrate() float64 { return 2_500_000 }
+func (h *fakeHost) UserMetadata() map[string]any  { return nil }
 
 func (h *fakeHost) requested(reason string) bool {
 	h.mu.Lock()

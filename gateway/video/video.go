@@ -73,6 +73,7 @@ type Pipeline struct {
 	nack     webrtcin.NACKTracker
 	depack   rtph264.Depacketizer
 	timeline *rtptime.Timeline
+	cont     *rtptime.Continuity     // rebases RTP timestamp jumps (a looping source)
 	sink     atomic.Pointer[sinkBox] // the broadcast taking frames, if any
 
 	// receive-goroutine state
@@ -85,16 +86,18 @@ type Pipeline struct {
 	resets       uint64  // reorder buffer resets seen
 
 	// shared state
-	ssrc     atomic.Uint32
-	lastMs   atomic.Uint32 // stream time of the newest frame
-	params   atomic.Pointer[media.ParamSet]
-	fpsBits  atomic.Uint64 // float64 observed frame rate
-	frameCnt atomic.Uint64
-	keyCnt   atomic.Uint64
-	dropCnt  atomic.Uint64 // access units dropped as broken or undecodable
-	bytesIn  atomic.Uint64
-	lost     atomic.Uint64 // packets given up on by the reorder buffer
-	rtp      *webrtcin.RTPStats
+	ssrc      atomic.Uint32
+	rtpOffset atomic.Int64  // cont.Offset(), for the Sender Reports
+	lastMs    atomic.Uint32 // stream time of the newest frame
+	params    atomic.Pointer[media.ParamSet]
+	fpsBits   atomic.Uint64 // float64 observed frame rate
+	frameCnt  atomic.Uint64
+	keyCnt    atomic.Uint64
+	dropCnt   atomic.Uint64 // access units dropped as broken or undecodable
+	bytesIn   atomic.Uint64
+	firstAt   atomic.Int64  // unix ns of the first packet; 0 before it
+	lost      atomic.Uint64 // packets given up on by the reorder buffer
+	rtp       *webrtcin.RTPStats
 
 	kfMu      sync.Mutex
 	lastPLI   time.Time
@@ -115,6 +118,7 @@ func New(cfg Config) *Pipeline {
 		log:          cfg.Logger,
 		reorder:      rtpreorder.New(reorderCapacity, reorderDelay),
 		timeline:     rtptime.NewTimeline(90000),
+		cont:         rtptime.NewContinuity(90000),
 		rtp:          webrtcin.NewRTPStats(90000),
 		waitKeyframe: true,
 	}
@@ -132,7 +136,9 @@ func (v *Pipeline) Start(ssrc uint32) {
 
 // HandlePacket takes one RTP packet of the track (the read loop's handler).
 func (v *Pipeline) HandlePacket(pkt []byte, now time.Time) {
-	v.bytesIn.Add(uint64(len(pkt)))
+	if v.bytesIn.Add(uint64(len(pkt))) == uint64(len(pkt)) {
+		v.firstAt.Store(now.UnixNano())
+	}
 	if err := v.reorder.Push(pkt, now); err != nil {
 		return // malformed packets are counted by the buffer
 	}
@@ -178,7 +184,13 @@ func (v *Pipeline) onBrokenFrame() {
 
 func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 	v.frameCnt.Add(1)
-	v.updateRate(au.Timestamp)
+	// The frame's RTP time with the publisher's jumps rebased.
+	rtpTS := uint32(v.cont.Map(au.Timestamp, now.UnixNano()))
+	if off := v.cont.Offset(); off != v.rtpOffset.Load() {
+		v.rtpOffset.Store(off)
+		v.log.Info("video RTP timestamps jumped: rebased", "jumps", v.cont.Jumps())
+	}
+	v.updateRate(rtpTS)
 	if au.SPS != nil {
 		v.pendingSPS = append(v.pendingSPS[:0], au.SPS...)
 	}
@@ -189,7 +201,7 @@ func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 		v.updateParams()
 	}
 	// The frame's exact RTP time, placed on the stream's A/V clock.
-	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(au.Timestamp), au.Timestamp, now)
+	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(rtpTS), rtpTS, now)
 	v.lastMs.Store(ms)
 	if v.cfg.OnFrame != nil {
 		frame := int64(33)
@@ -261,6 +273,22 @@ func (v *Pipeline) updateRate(ts uint32) {
 	}
 	v.lastRTP, v.haveLast = ts, true
 }
+
+// Bitrate is the average bit rate received (RTP packets) from the first
+// packet to now, 0 in the first 100 ms.
+func (v *Pipeline) Bitrate(now time.Time) float64 {
+	first := v.firstAt.Load()
+	d := time.Duration(now.UnixNano() - first)
+	if first == 0 || d < 100*time.Millisecond {
+		return 0
+	}
+	return float64(v.bytesIn.Load()) * 8 / d.Seconds()
+}
+
+// RTPOffset is what the pipeline adds to the publisher's RTP timestamps
+// (rebased jumps): a Sender Report's RTP time plus it is on the timeline
+// the frames are placed by.
+func (v *Pipeline) RTPOffset() int64 { return v.rtpOffset.Load() }
 
 // FPS is the observed frame rate (0 until two frames arrived).
 func (v *Pipeline) FPS() float64 { return math.Float64frombits(v.fpsBits.Load()) }

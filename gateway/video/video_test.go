@@ -129,3 +129,53 @@ func TestRepeatedParameterSets(t *testing.T) {
 		t.Errorf("a cleared sink still got frames")
 	}
 }
+
+// TestRTPTimestampJumpsRebased: a publisher whose RTP timestamps jump back
+// to 0 (a looping file source; sequence numbers go on) and later ahead by
+// an hour, with no new SSRC. The frames keep their 30 fps spacing across
+// both jumps: no frame at the time of the one before (frozen), none leaping.
+func TestRTPTimestampJumpsRebased(t *testing.T) {
+	frames, err := mediafile.ReadH264File(mediafile.TestdataPath("video.h264"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := New(Config{
+		Feedback:         &fakeFeedback{},
+		Clock:            avclock.New(),
+		Frames:           media.NewFramePool(),
+		KeyframeInterval: 2 * time.Second,
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	defer v.Close()
+	sink := &recordingSink{}
+	v.SetSink(sink)
+	v.Start(0x1234)
+	t0 := time.Now()
+	for k := range 200 {
+		rtpTS := uint32(2_000_000_000 + k*3000)
+		switch {
+		case k >= 130:
+			rtpTS = uint32((k-60)*3000) + 3600*90000
+		case k >= 60:
+			rtpTS = uint32((k - 60) * 3000) // the loop restarts at 0
+		}
+		i := k % 135 // IDRs at 0 and 135
+		au := rtph264.AccessUnit{Timestamp: rtpTS, NALUs: frames[i].NALUs, IDR: frames[i].IDR}
+		au.SPS, au.PPS = mediafile.ParameterSets(frames[i].NALUs)
+		v.onAccessUnit(&au, t0.Add(time.Duration(k)*time.Second/30))
+	}
+	if len(sink.frames) != 200 {
+		t.Fatalf("sink got %d frames, want 200", len(sink.frames))
+	}
+	for i := 1; i < len(sink.frames); i++ {
+		if d := sink.frames[i].ts - sink.frames[i-1].ts; d < 33 || d > 34 {
+			t.Errorf("frame %d at %d ms, %d ms after the one before (want 33-34)", i, sink.frames[i].ts, d)
+		}
+	}
+	if want := uint32(199 * 1000 / 30); sink.frames[199].ts-sink.frames[0].ts != want && sink.frames[199].ts-sink.frames[0].ts != want+1 {
+		t.Errorf("200 frames span %d ms, want %d", sink.frames[199].ts-sink.frames[0].ts, want)
+	}
+	if v.cont.Jumps() != 2 || v.RTPOffset() == 0 {
+		t.Errorf("%d jumps rebased (offset %d), want 2", v.cont.Jumps(), v.RTPOffset())
+	}
+}

@@ -328,11 +328,16 @@ func TestFanOutStallAndRestart(t *testing.T) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("healthy ingest latency p50 %v p99 %v max %v", lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
-	if p99 := lat[len(lat)*99/100]; p99 > 100*time.Millisecond {
+	// Video waits in the writer for the AAC of its time (the encoder's
+	// 1024-sample delay plus a frame and an Opus packet, up to 64 ms) so
+	// that the tags go out in timestamp order: the bound allows for that.
+	if p99 := lat[len(lat)*99/100]; p99 > 170*time.Millisecond {
 		t.Errorf("healthy ingest p99 latency %v while another ingest stalled", p99)
 	}
 
-	// Restarted: reconnected, resumed with metadata, sequence header and a keyframe.
+	// Restarted: reconnected, resumed with metadata, sequence header and a
+	// keyframe (audio tags around them aside: the connection may open with
+	// the audio frame covering the keyframe's time).
 	if stats.Targets[1].Reconnects < 1 {
 		t.Errorf("restart target reconnects %d", stats.Targets[1].Reconnects)
 	}
@@ -341,7 +346,10 @@ func TestFanOutStallAndRestart(t *testing.T) {
 		t.Fatalf("restarted ingest got %d messages", len(msgs))
 	}
 	var order []string
-	for _, r := range msgs[:3] {
+	for _, r := range msgs {
+		if len(order) == 3 {
+			break
+		}
 		switch {
 		case r.msg.Type == 18:
 			order = append(order, r.msg.Handler)

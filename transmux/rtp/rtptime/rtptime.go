@@ -7,6 +7,8 @@
 // that a muxer must never decrease. Unwrapper and Timeline bridge the two.
 package rtptime
 
+import "time"
+
 // Unwrapper extends 32-bit RTP timestamps to int64 across wraparound.
 //
 // Each timestamp is placed at the int64 value closest to the previous one,
@@ -134,3 +136,80 @@ func (t *Timeline) Rebase() {
 func (t *Timeline) Clamped() uint64 {
 	return t.clamped
 }
+
+// Continuity turns a track's RTP timestamps into one continuous timeline
+// when the publisher's jump with no new SSRC: a looping file source that
+// restarts its timestamps at 0 while its sequence numbers go on, an
+// encoder that restarted. Without it a jump back freezes the output at
+// the last time for the jump's length (every frame clamped to it), and a
+// jump ahead leaps the output forward.
+//
+// A step is a jump when the timestamps go back by more than MaxBack (B-
+// frames and reordering go back by a few frames at most) or ahead by more
+// than MaxAhead beyond the arrival time that passed (a track that paused
+// comes back with its timestamps as far ahead as the pause was long, and
+// is no jump). A jump is rebased: the sample continues one interval (the
+// last forward step, a frame or a packet) after the sample before it.
+//
+// The output is the unwrapped, rebased RTP time; its low 32 bits can be
+// given to anything that expects RTP timestamps of the track (Timeline,
+// an A/V sync), as long as the track's Sender Reports are moved by Offset
+// too. Not safe for concurrent use.
+type Continuity struct {
+	clockRate int64
+	// MaxBack and MaxAhead, in ticks; NewContinuity sets 300 ms and 1 s.
+	MaxBack, MaxAhead int64
+
+	unwrap   Unwrapper
+	started  bool
+	offset   int64 // continuous = unwrapped + offset
+	last     int64 // continuous time of the newest sample
+	lastArr  int64 // its arrival, unix ns
+	interval int64 // the last forward step, ticks
+	jumps    uint64
+}
+
+// NewContinuity returns a Continuity for a track of the given clock rate (0
+// means DefaultClockRate).
+func NewContinuity(clockRate uint32) *Continuity {
+	if clockRate == 0 {
+		clockRate = DefaultClockRate
+	}
+	r := int64(clockRate)
+	return &Continuity{clockRate: r, MaxBack: r * 3 / 10, MaxAhead: r, interval: r / 30}
+}
+
+// Map returns the continuous time of the sample with RTP timestamp ts that
+// arrived at arrivalNs (unix ns).
+func (c *Continuity) Map(ts uint32, arrivalNs int64) int64 {
+	ext := c.unwrap.Unwrap(ts)
+	if !c.started {
+		c.started = true
+		c.last, c.lastArr = ext, arrivalNs
+		return ext
+	}
+	cont := ext + c.offset
+	step := cont - c.last
+	elapsed := max(arrivalNs-c.lastArr, 0) / int64(time.Millisecond) * c.clockRate / 1000
+	if step < -c.MaxBack || step > elapsed+c.MaxAhead {
+		c.jumps++
+		c.offset = c.last + c.interval - ext
+		cont = c.last + c.interval
+		step = c.interval
+	}
+	if step > 0 {
+		if step <= c.clockRate {
+			c.interval = step
+		}
+		c.last, c.lastArr = cont, arrivalNs
+	}
+	return cont
+}
+
+// Offset is what is added to the track's unwrapped RTP times: the sum of
+// the rebased jumps. A Sender Report's RTP time (the publisher's timeline)
+// plus Offset is on the continuous timeline.
+func (c *Continuity) Offset() int64 { return c.offset }
+
+// Jumps is how many jumps were rebased.
+func (c *Continuity) Jumps() uint64 { return c.jumps }
