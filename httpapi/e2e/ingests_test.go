@@ -193,10 +193,12 @@ func TestFFmpegListenIngest(t *testing.T) {
 	cancel()
 	pub.Wait()
 	time.Sleep(400 * time.Millisecond) // the last frames through
-	sent := h.framesSent(id)
 	if st, raw := h.call("DELETE", "/v1/streams/"+id+"/broadcast", nil, nil); st != http.StatusOK {
 		t.Fatalf("stop broadcast: %d %s", st, raw)
 	}
+	// Counted after the stop: it writes out what the writer still held
+	// back for ordering, and joins the writer.
+	sent := h.framesSent(id)
 	select {
 	case <-exited:
 	case <-time.After(15 * time.Second):
