@@ -241,7 +241,7 @@ func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 		return apierr.Wrap(apierr.CodeInvalidOutput, err, "output %s", denied)
 	}
 	if hint := certificateHint(err); hint != "" {
-		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its TLS certificate is not trusted: %s", ep.Redacted(), hint)
+		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its TLS certificate is not trusted: %s: %v", ep.Redacted(), hint, err)
 	}
 	if errors.Is(err, outpolicy.ErrLookup) {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its host name does not resolve", ep.Redacted())
