@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -60,7 +61,7 @@ func newBroadcast(s *Stream) *Broadcast {
 // fails, leaving nothing running, when no target could be started. ctx
 // bounds the Icecast checks only.
 func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
-	if err := rtmpout.ValidateAll(specs); err != nil {
+	if err := rtmpout.ValidateAllFor(specs, b.s.cfg.policy); err != nil {
 		return err
 	}
 	// Every target carries audio: its outputs (Icecast sources checked,
@@ -79,13 +80,13 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 	}
 	for _, sp := range specs {
 		if sp.IcecastAudio {
-			if err := audio.ProbeIcecast(ctx, sp.IcecastURL); err != nil {
+			if err := audio.ProbeIcecast(ctx, b.s.cfg.icecastClient, b.s.log, sp.IcecastURL); err != nil {
 				return failStart(apierr.As(err))
 			}
 		}
 	}
 	for _, sp := range specs {
-		src, err := attachAudio(outs, sp)
+		src, err := attachAudio(outs, sp, b.s.cfg.icecastClient)
 		if err != nil {
 			return failStart(apierr.As(err))
 		}
@@ -155,16 +156,16 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 }
 
 func (b *Broadcast) newTarget(spec rtmpout.Spec, src rtmpout.AudioSource) *rtmpout.Target {
-	ep, _ := spec.Validate() // validated by the caller
+	ep, _ := spec.ValidateFor(b.s.cfg.policy) // validated by the caller
 	return rtmpout.New(b.ctx, newID("tg_"), spec, ep, src, b.s, b.s.targetSettings())
 }
 
 // attachAudio gives a target its audio output: an Icecast source of its
 // own, the Opus passthrough, or the AAC encoder of its bit rate.
-func attachAudio(outs *audio.Outputs, spec rtmpout.Spec) (rtmpout.AudioSource, error) {
+func attachAudio(outs *audio.Outputs, spec rtmpout.Spec, icecastClient *http.Client) (rtmpout.AudioSource, error) {
 	switch {
 	case spec.IcecastAudio:
-		return outs.Icecast(spec.IcecastURL), nil
+		return outs.Icecast(spec.IcecastURL, icecastClient), nil
 	case spec.AudioCodec == rtmpout.AudioOpus:
 		return outs.Opus(), nil
 	default:
@@ -194,7 +195,7 @@ func (b *Broadcast) bitrateCap() int {
 
 // AddTarget connects one more ingest to a live broadcast.
 func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.Target, error) {
-	if _, err := spec.Validate(); err != nil {
+	if _, err := spec.ValidateFor(b.s.cfg.policy); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
@@ -205,11 +206,11 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.
 		return nil, b.notBroadcasting()
 	}
 	if spec.IcecastAudio {
-		if err := audio.ProbeIcecast(ctx, spec.IcecastURL); err != nil {
+		if err := audio.ProbeIcecast(ctx, b.s.cfg.icecastClient, b.s.log, spec.IcecastURL); err != nil {
 			return nil, err
 		}
 	}
-	src, err := attachAudio(outs, spec)
+	src, err := attachAudio(outs, spec, b.s.cfg.icecastClient)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
 )
@@ -48,7 +50,21 @@ type Config struct {
 	Relays []Relay
 	// MaxStreams limits concurrent sessions (0 = no limit).
 	MaxStreams int
-	Logger     *slog.Logger
+	// DenyPrivateOutputs refuses outputs and icecast_urls on loopback and
+	// private addresses (see package outpolicy for what is always refused).
+	DenyPrivateOutputs bool
+	// AllowOutputs are host names and CIDRs opened even with
+	// DenyPrivateOutputs.
+	AllowOutputs []string
+	// OwnPorts are the gateway's own TCP listening ports (the HTTP API,
+	// the built-in ingest), never dialed on the host's addresses. The
+	// ICE-TCP port is added by NewManager; Manager.AddOwnPort adds ports
+	// known later.
+	OwnPorts []int
+	Logger   *slog.Logger
+
+	policy        *outpolicy.Policy // made by NewManager from the fields above
+	icecastClient *http.Client      // dials through policy
 }
 
 func (c *Config) setDefaults() {
@@ -92,6 +108,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err := ValidateRelays(cfg.Relays); err != nil {
 		return nil, fmt.Errorf("relays: %w", err)
 	}
+	policy, err := outpolicy.New(outpolicy.Config{DenyPrivate: cfg.DenyPrivateOutputs, Allow: cfg.AllowOutputs, OwnPorts: cfg.OwnPorts})
+	if err != nil {
+		return nil, fmt.Errorf("allowed outputs: %w", err)
+	}
+	cfg.policy, cfg.icecastClient = policy, policy.HTTPClient()
 	tr, err := webrtcin.Listen(webrtcin.ListenConfig{
 		UDPPort: cfg.ICEUDPPort,
 		TCPPort: cfg.ICETCPPort,
@@ -101,6 +122,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	policy.AddOwnPort(tr.TCPPort())
 	return &Manager{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -109,6 +131,10 @@ func NewManager(cfg Config) (*Manager, error) {
 		streams:   map[string]*Stream{},
 	}, nil
 }
+
+// AddOwnPort records one more of the gateway's TCP listening ports (the
+// HTTP API's, once it listens), which outputs are never dialed on.
+func (m *Manager) AddOwnPort(port int) { m.cfg.policy.AddOwnPort(port) }
 
 // ICEPort is the UDP port ICE listens on (useful when configured as 0).
 func (m *Manager) ICEPort() int { return m.transport.Port() }
@@ -139,7 +165,7 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	}
 	m.mu.Unlock()
 	if targets != nil {
-		if err := rtmpout.ValidateAll(targets); err != nil {
+		if err := rtmpout.ValidateAllFor(targets, m.cfg.policy); err != nil {
 			return nil, err
 		}
 	}

@@ -319,7 +319,7 @@ func (s *Stream) UserMetadata() map[string]any {
 }
 
 func (s *Stream) targetSettings() rtmpout.Settings {
-	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Logger: s.log}
+	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Policy: s.cfg.policy, Logger: s.log}
 }
 
 // SendMetadata writes onMetaData or onCuePoint into every running target at
@@ -379,7 +379,7 @@ func (s *Stream) State() StreamState {
 // only the checks of Icecast sources: the publish handshakes outlive a
 // client that hangs up, and end with the stream.
 func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Broadcast, error) {
-	if err := rtmpout.ValidateAll(specs); err != nil {
+	if err := rtmpout.ValidateAllFor(specs, s.cfg.policy); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()

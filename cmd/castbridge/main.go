@@ -56,6 +56,8 @@ type options struct {
 	pprofAddr        string
 	rtmpsCA          string
 	maxHTTPConns     int
+	denyPrivate      bool
+	allowOutputs     string
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -80,6 +82,8 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
 	fs.StringVar(&o.rtmpsCA, "rtmps-ca", "", "PEM file of CA certificates trusted for rtmps:// ingests beside the system's (SSL_CERT_FILE replaces those); verification stays on")
+	fs.BoolVar(&o.denyPrivate, "deny-private-outputs", false, "refuse outputs and icecast_urls on loopback and private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7); link-local, cloud metadata, multicast and the gateway's own HTTP port are refused always")
+	fs.StringVar(&o.allowOutputs, "allow-outputs", "", "comma list of host names and CIDRs whose loopback and private addresses outputs may use even with --deny-private-outputs, e.g. nginx.internal,10.1.0.0/16")
 	fs.IntVar(&o.maxHTTPConns, "max-http-conns", httpapi.DefaultMaxConns, "cap on open HTTP connections (API, WHIP, event streams); past it new ones are closed")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
@@ -104,6 +108,17 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		}
 	})
 	return o, err
+}
+
+// splitList splits a comma list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 func parseIPs(s string) ([]net.IP, error) {
@@ -181,15 +196,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:       o.iceUDPPort,
-		ICETCPPort:       o.iceTCPPort,
-		ICEIPs:           ips,
-		KeyframeInterval: o.keyframeInterval,
-		MediaTimeout:     o.mediaTimeout,
-		Reconnect:        o.reconnect,
-		RTMPSRootCAs:     rootCAs,
-		Relays:           relays,
-		Logger:           log,
+		ICEUDPPort:         o.iceUDPPort,
+		ICETCPPort:         o.iceTCPPort,
+		ICEIPs:             ips,
+		KeyframeInterval:   o.keyframeInterval,
+		MediaTimeout:       o.mediaTimeout,
+		Reconnect:          o.reconnect,
+		RTMPSRootCAs:       rootCAs,
+		Relays:             relays,
+		DenyPrivateOutputs: o.denyPrivate,
+		AllowOutputs:       splitList(o.allowOutputs),
+		Logger:             log,
 	})
 	if err != nil {
 		if ing != nil {
@@ -206,6 +223,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return fmt.Errorf("http listen %s: %w", o.httpAddr, err)
 	}
+	// Outputs never dial the API itself.
+	m.AddOwnPort(ln.Addr().(*net.TCPAddr).Port)
 	limits := httpapi.Limits{MaxConns: o.maxHTTPConns}
 	srv := httpapi.NewServer(api, limits)
 	serveErr := make(chan error, 1)
@@ -221,6 +240,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 		defer psrv.Close()
+		if ta, ok := paddr.(*net.TCPAddr); ok {
+			m.AddOwnPort(ta.Port)
+		}
 		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
 	}
 	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays))

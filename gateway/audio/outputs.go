@@ -3,6 +3,8 @@ package audio
 import (
 	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 
 	"net/http"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/transmux/codec/aaclc"
 	"github.com/castbridge/castbridge/transmux/format/flv"
 	"github.com/castbridge/castbridge/transmux/source/icecast"
@@ -97,8 +100,9 @@ func (o *Outputs) Opus() *OpusOutput {
 }
 
 // Icecast makes a target's own Icecast source; StartIcecast runs it.
-func (o *Outputs) Icecast(url string) *IcecastOutput {
-	ic := &IcecastOutput{url: url, outs: o, done: make(chan struct{})}
+// client makes its requests (nil: the icecast package's default).
+func (o *Outputs) Icecast(url string, client *http.Client) *IcecastOutput {
+	ic := &IcecastOutput{url: url, client: client, outs: o, done: make(chan struct{})}
 	o.mu.Lock()
 	o.icecast = append(o.icecast, ic)
 	o.mu.Unlock()
@@ -347,6 +351,7 @@ func (op *OpusOutput) send(ms int64, packet []byte) {
 // fell behind (it reconnected) is placed at "now" again.
 type IcecastOutput struct {
 	url    string
+	client *http.Client
 	outs   *Outputs
 	codec  atomic.Int32 // icecast.Codec, 0 until the first frame
 	rate   atomic.Int32
@@ -364,16 +369,27 @@ type IcecastOutput struct {
 	timer   *time.Timer
 }
 
-// ProbeIcecast checks a target's Icecast URL before the broadcast starts.
-func ProbeIcecast(ctx context.Context, url string) error {
+// ProbeIcecast checks a target's Icecast URL before the broadcast starts,
+// with client (nil: http.DefaultClient; the gateway passes its output
+// policy's). A refused address is INVALID_OUTPUT; the messages name the
+// URL as scheme://host/**** and never quote what the server sent.
+func ProbeIcecast(ctx context.Context, client *http.Client, log *slog.Logger, url string) error {
 	err := icecast.Validate(url)
 	if err == nil {
-		err = icecast.Probe(ctx, http.DefaultClient, url)
+		err = icecast.Probe(ctx, client, url)
 	}
-	if err != nil {
-		return apierr.Wrap(apierr.CodeInvalidRequest, err, "icecast_url cannot be used as an audio source: %v", err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var fe *icecast.FetchError
+	if log != nil && errors.As(err, &fe) {
+		log.Debug("icecast probe failed", "url", icecast.Redact(url), "detail", fe.Detail())
+	}
+	var denied *outpolicy.DeniedError
+	if errors.As(err, &denied) {
+		return apierr.Wrap(apierr.CodeInvalidOutput, err, "icecast_url %s", denied)
+	}
+	return apierr.Wrap(apierr.CodeInvalidRequest, err, "icecast_url cannot be used as an audio source: %v", err)
 }
 
 // AudioMetadata says the target's audio is the source's MP3 or AAC, once
@@ -399,7 +415,7 @@ func (ic *IcecastOutput) Start() {
 	log := ic.outs.p.cfg.Logger.With("icecast", "source")
 	go func() {
 		defer close(ic.done)
-		src, err := icecast.New(icecast.Config{URL: ic.url, Logger: log})
+		src, err := icecast.New(icecast.Config{URL: ic.url, Client: ic.client, Logger: log})
 		if err != nil {
 			log.Warn("icecast source", "err", err)
 			return

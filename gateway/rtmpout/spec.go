@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
@@ -41,13 +42,22 @@ const (
 	AudioOpus = "opus"
 )
 
-// Validate checks the spec and parses its ingest address. Nothing is
-// contacted; the errors name the field to fix and never echo a stream key.
-func (t *Spec) Validate() (rtmppush.Endpoint, error) {
+// Validate checks the spec against the default output policy; see
+// ValidateFor.
+func (t *Spec) Validate() (rtmppush.Endpoint, error) { return t.ValidateFor(nil) }
+
+// ValidateFor checks the spec and parses its ingest address. Nothing is
+// contacted: hosts written as IP addresses (and localhost) are checked
+// against the output policy p here, host names when they are dialed. The
+// errors name the field to fix and never echo a stream key or a URL's path.
+func (t *Spec) ValidateFor(p *outpolicy.Policy) (rtmppush.Endpoint, error) {
 	ep, err := rtmppush.ParseEndpoint(t.Output, t.StreamName)
 	if err != nil {
 		return ep, apierr.Wrap(apierr.CodeInvalidOutput, err,
 			"output must be an rtmp:// or rtmps:// URL with a host, an application and a stream name (or give streamname): %v", err)
+	}
+	if err := p.CheckLiteral(ep.Hostname(), ep.Port()); err != nil {
+		return ep, apierr.Wrap(apierr.CodeInvalidOutput, err, "output %s", err)
 	}
 	keys := make([]string, 0, len(t.ConnectInfo))
 	for k := range t.ConnectInfo {
@@ -77,17 +87,25 @@ func (t *Spec) Validate() (rtmppush.Endpoint, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return ep, apierr.Errorf(apierr.CodeInvalidRequest, "icecast_audio needs icecast_url, an http:// or https:// URL of an MP3 or AAC stream")
 		}
+		if err := p.CheckURL(u); err != nil {
+			return ep, apierr.Wrap(apierr.CodeInvalidOutput, err, "icecast_url %s", err)
+		}
 	}
 	return ep, nil
 }
 
-// ValidateAll checks every target of a broadcast without contacting any.
-func ValidateAll(specs []Spec) error {
+// ValidateAll checks every target of a broadcast against the default
+// output policy without contacting any.
+func ValidateAll(specs []Spec) error { return ValidateAllFor(specs, nil) }
+
+// ValidateAllFor checks every target of a broadcast against the output
+// policy p without contacting any.
+func ValidateAllFor(specs []Spec, p *outpolicy.Policy) error {
 	if len(specs) == 0 {
 		return apierr.Errorf(apierr.CodeInvalidRequest, "a broadcast needs at least one target")
 	}
 	for i := range specs {
-		if _, err := specs[i].Validate(); err != nil {
+		if _, err := specs[i].ValidateFor(p); err != nil {
 			var e *apierr.Error
 			if len(specs) > 1 && errors.As(err, &e) {
 				e.Message = fmt.Sprintf("target %d: %s", i, e.Message)

@@ -21,6 +21,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/meter"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/transmux/format/flv"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
@@ -72,7 +73,11 @@ type Settings struct {
 	// RootCAs verify rtmps:// ingests; nil means the system's roots
 	// (SSL_CERT_FILE, SSL_CERT_DIR). See LoadRootCAs.
 	RootCAs *x509.CertPool
-	Logger  *slog.Logger
+	// Policy decides which addresses a target may dial (nil: the default
+	// policy). The host is resolved and checked on every dial, and the
+	// checked address is the one dialed.
+	Policy *outpolicy.Policy
+	Logger *slog.Logger
 }
 
 const (
@@ -180,6 +185,7 @@ func (t *Target) Connect() *apierr.Error {
 	defer cancel()
 	pub, err := rtmppush.Dial(ctx, t.dialConfig())
 	if err != nil {
+		t.log.Debug("dial failed", "err", err)
 		e := ingestError(t.ep, err)
 		t.fail(e)
 		return e
@@ -205,6 +211,7 @@ func (t *Target) dialConfig() rtmppush.Config {
 		ConnectInfo:    t.spec.ConnectInfo,
 		PublishTimeout: t.cfg.PublishTimeout,
 		TLSConfig:      t.tlsConfig(),
+		DialContext:    t.cfg.Policy.Dial,
 		Logger:         t.log,
 	}
 }
@@ -218,17 +225,28 @@ func (t *Target) tlsConfig() *tls.Config {
 	return &tls.Config{RootCAs: t.cfg.RootCAs}
 }
 
-// ingestError turns a publish failure into the API's error.
+// ingestError turns a publish failure into the API's error. Beyond an
+// ingest's refusal, a policy's and a certificate's, the message says only
+// that the ingest cannot be reached: refused, reset, timed out or not RTMP
+// look the same to the client, so the API is no port scanner (the detail
+// is logged at debug).
 func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 	var rej *rtmppush.RejectedError
 	if errors.As(err, &rej) {
 		return apierr.Wrap(apierr.CodeIngestRejected, err,
 			"ingest %s refused the publish: %s %s", ep.Redacted(), rej.Code, rej.Description)
 	}
+	var denied *outpolicy.DeniedError
+	if errors.As(err, &denied) {
+		return apierr.Wrap(apierr.CodeInvalidOutput, err, "output %s", denied)
+	}
 	if hint := certificateHint(err); hint != "" {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its TLS certificate is not trusted: %s: %v", ep.Redacted(), hint, err)
 	}
-	return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: %v", ep.Redacted(), err)
+	if errors.Is(err, outpolicy.ErrLookup) {
+		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its host name does not resolve", ep.Redacted())
+	}
+	return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached", ep.Redacted())
 }
 
 // certificateHint says what to do about an ingest certificate the dial
@@ -562,8 +580,9 @@ func (t *Target) reconnect(cause error) bool {
 		pub, err := rtmppush.Dial(ctx, t.dialConfig())
 		cancel()
 		if err != nil {
+			t.log.Debug("redial failed", "attempt", attempt, "err", err)
 			ierr := ingestError(t.ep, err)
-			if ierr.Code == apierr.CodeIngestRejected {
+			if ierr.Code == apierr.CodeIngestRejected || ierr.Code == apierr.CodeInvalidOutput {
 				t.fail(ierr) // a bad key stays bad: no retrying forever
 				return false
 			}

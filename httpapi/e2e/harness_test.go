@@ -46,6 +46,8 @@ type harnessOptions struct {
 	iceTCP           bool     // passive ICE-TCP on a free port
 	iceIPs           []net.IP // advertised addresses; nil means 127.0.0.1
 	rtmpsRootCAs     *x509.CertPool
+	denyPrivate      bool     // --deny-private-outputs
+	allowOutputs     []string // --allow-outputs
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -68,21 +70,24 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		tcpPort = -1
 	}
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:       0,
-		ICETCPPort:       tcpPort,
-		ICEIPs:           o.iceIPs,
-		KeyframeInterval: o.keyframeInterval,
-		PublishTimeout:   5 * time.Second,
-		MediaTimeout:     o.mediaTimeout,
-		Reconnect:        o.reconnect,
-		RTMPSRootCAs:     o.rtmpsRootCAs,
-		Relays:           relays,
-		Logger:           log,
+		ICEUDPPort:         0,
+		ICETCPPort:         tcpPort,
+		ICEIPs:             o.iceIPs,
+		KeyframeInterval:   o.keyframeInterval,
+		PublishTimeout:     5 * time.Second,
+		MediaTimeout:       o.mediaTimeout,
+		Reconnect:          o.reconnect,
+		RTMPSRootCAs:       o.rtmpsRootCAs,
+		Relays:             relays,
+		DenyPrivateOutputs: o.denyPrivate,
+		AllowOutputs:       o.allowOutputs,
+		Logger:             log,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log, KeepAlive: 200 * time.Millisecond}))
+	m.AddOwnPort(srv.Listener.Addr().(*net.TCPAddr).Port)
 	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec, logs: logs, log: log}
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)

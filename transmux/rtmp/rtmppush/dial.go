@@ -42,7 +42,7 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 	dialTO := durationOr(cfg.DialTimeout, defaultDialTimeout)
 	publishTO := durationOr(cfg.PublishTimeout, defaultPublishTimeout)
 
-	conn, err := dial(ctx, ep, cfg.TLSConfig, dialTO, cmp.Or(cfg.SendBuffer, defaultSendBuffer))
+	conn, err := dial(ctx, ep, cfg.TLSConfig, dialTO, cmp.Or(cfg.SendBuffer, defaultSendBuffer), cfg.DialContext)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("rtmp publish %s: dial: %w", red, ctx.Err())
@@ -92,7 +92,8 @@ func durationOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Duration, sendBuffer int) (net.Conn, error) {
+func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Duration, sendBuffer int,
+	dialFn func(context.Context, *net.Dialer, string, string) (net.Conn, error)) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -100,8 +101,13 @@ func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Dur
 		})
 		return errors.Join(err, serr)
 	}}
+	if dialFn == nil {
+		dialFn = func(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	if ep.scheme != "rtmps" {
-		return d.DialContext(ctx, "tcp", ep.addr)
+		return dialFn(ctx, d, "tcp", ep.addr)
 	}
 	c := tlsCfg.Clone()
 	if c == nil {
@@ -110,10 +116,21 @@ func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Dur
 	if c.ServerName == "" {
 		c.ServerName = ep.hostname
 	}
-	// The TLS handshake counts as part of reaching the ingest.
+	// The TLS handshake counts as part of reaching the ingest. It runs on
+	// the dialed connection, verified for the URL's host name (SNI too),
+	// whatever address the name resolved to.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return (&tls.Dialer{NetDialer: d, Config: c}).DialContext(ctx, "tcp", ep.addr)
+	raw, err := dialFn(ctx, d, "tcp", ep.addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(raw, c)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 func connectObject(cfg Config) (map[string]any, error) {

@@ -150,3 +150,14 @@ func (e Endpoint) redact(s string) string {
 	}
 	return s
 }
+
+// Hostname returns the host as written in the URL, without port or
+// brackets: a name or an IP address.
+func (e Endpoint) Hostname() string { return e.hostname }
+
+// Port returns the port to dial.
+func (e Endpoint) Port() int {
+	_, p, _ := net.SplitHostPort(e.addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}

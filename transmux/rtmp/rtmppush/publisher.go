@@ -10,6 +10,7 @@ package rtmppush
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -103,7 +104,12 @@ type Config struct {
 	// the kernel, it grows to megabytes, and a stalled ingest then swallows
 	// many seconds of video before the sender's own queue notices anything.
 	SendBuffer int
-	Logger     *slog.Logger
+	// DialContext, when set, makes the TCP connection with d (which
+	// carries the timeout and socket options): a policy resolves and
+	// checks the host there and dials the checked address. For rtmps the
+	// TLS handshake runs on top of it, verified for the URL's host name.
+	DialContext func(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error)
+	Logger      *slog.Logger
 }
 
 // Publisher is a live RTMP publish session. Write* methods are meant to be

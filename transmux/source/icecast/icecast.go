@@ -105,6 +105,10 @@ var ErrInvalidURL = errors.New("invalid icecast URL")
 func Validate(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text quotes the URL
+		}
 		return fmt.Errorf("%w: %v", ErrInvalidURL, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
@@ -130,45 +134,68 @@ func Probe(ctx context.Context, client *http.Client, rawURL string) error {
 	defer cancel()
 	resp, err := get(ctx, client, rawURL)
 	if err != nil {
-		return fmt.Errorf("icecast probe %s: %w", redact(rawURL), err)
+		return fmt.Errorf("%s %w", redact(rawURL), err)
 	}
 	resp.Body.Close()
 	return nil
 }
 
+// ErrUnreachable is wrapped by the errors of a stream that cannot be
+// reached, or did not answer as an HTTP server: refused, reset, timed out
+// and a peer that is not HTTP look the same (so a probe is no port
+// scanner), and the peer's bytes are never quoted. Detail has the cause.
+var ErrUnreachable = errors.New("cannot be reached as an HTTP stream")
+
+// FetchError is a failed request: its text is ErrUnreachable's, the cause
+// (without the URL) is unwrapped or read with Detail, for debug logs.
+type FetchError struct{ err error }
+
+func (e *FetchError) Error() string        { return ErrUnreachable.Error() }
+func (e *FetchError) Unwrap() []error      { return []error{ErrUnreachable, e.err} }
+func (e *FetchError) Detail() string       { return e.err.Error() }
+func (e *FetchError) Is(target error) bool { return target == ErrUnreachable }
+
 func get(ctx context.Context, client *http.Client, rawURL string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return nil, err
+		return nil, &FetchError{errors.New("bad request")}
 	}
 	// No interleaved ICY metadata: the body is then pure audio.
 	req.Header.Set("Icy-MetaData", "0")
 	req.Header.Set("User-Agent", "castbridge")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text quotes the URL, path and query
+		}
+		return nil, &FetchError{err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, fmt.Errorf("HTTP status %s", resp.Status)
+		// The code only: the reason phrase is the peer's text.
+		return nil, fmt.Errorf("answered HTTP %d, want 200", resp.StatusCode)
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if ct != "" && !strings.HasPrefix(ct, "audio/") && ct != "application/octet-stream" {
 		resp.Body.Close()
-		return nil, fmt.Errorf("content type %q is not audio", ct)
+		return nil, errors.New("does not serve audio (its content type is neither audio/* nor application/octet-stream)")
 	}
 	return resp, nil
 }
 
-// redact drops credentials and the query (which may hold tokens) for logs.
+// redact keeps the scheme and host of a URL, for logs and errors: its
+// credentials, path and query may hold tokens.
 func redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
-	if err != nil {
+	if err != nil || u.Host == "" {
 		return "(invalid URL)"
 	}
-	u.User, u.RawQuery = nil, ""
-	return u.String()
+	return u.Scheme + "://" + u.Host + "/****"
 }
+
+// Redact is redact for callers: scheme://host/**** .
+func Redact(rawURL string) string { return redact(rawURL) }
 
 // Run reads the stream and calls fn for each frame, reconnecting with
 // backoff when it ends or fails, until ctx ends (returns ctx.Err()) or fn
@@ -190,6 +217,10 @@ func (s *Source) Run(ctx context.Context, fn func(Frame) error) error {
 			backoff = s.cfg.MinBackoff
 		}
 		s.log.Warn("stream ended, reconnecting", "err", err, "frames", n, "in", backoff)
+		var fe *FetchError
+		if errors.As(err, &fe) {
+			s.log.Debug("stream connect failed", "detail", fe.Detail())
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

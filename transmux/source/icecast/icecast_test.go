@@ -159,7 +159,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("Validate(%q) = %v", u, err)
 		}
 	}
-	if got := redact("https://user:pw@host/stream?token=x"); got != "https://host/stream" {
+	if got := redact("https://user:pw@host/stream?token=x"); got != "https://host/****" {
 		t.Fatalf("redact: %s", got)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
