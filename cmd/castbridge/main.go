@@ -45,7 +45,10 @@ type options struct {
 	iceTCPPort       int
 	iceIPs           string
 	localIngest      string
+	localIngestKey   string
+	localIngestConns int
 	recordingsDir    string
+	recordingsMax    int64
 	keyframeInterval time.Duration
 	apiKey           string
 	logLevel         string
@@ -69,7 +72,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
 	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
+	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
+	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
 	fs.StringVar(&o.recordingsDir, "recordings-dir", "./recordings", "where the built-in ingest writes <name>.flv")
+	fs.Int64Var(&o.recordingsMax, "recordings-max-bytes", 0, "cap on the bytes of all recordings (*.flv) in --recordings-dir; past it recording stops with a warning, publishing goes on (0: no cap)")
 	fs.DurationVar(&o.keyframeInterval, "keyframe-interval", 2*time.Second, "longest gap between keyframes sent to ingests; the publisher is asked (PLI) for more")
 	fs.StringVar(&o.apiKey, "api-key", "", "when set, /v1 and WHIP calls need Authorization: Bearer <key>")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -104,6 +110,19 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		}
 	})
 	return o, err
+}
+
+// loopbackAddr reports whether a listen address binds only loopback.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func parseIPs(s string) ([]net.IP, error) {
@@ -164,18 +183,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 
+	if o.localIngest != "" && o.localIngestKey == "" && !loopbackAddr(o.localIngest) {
+		return fmt.Errorf("--local-ingest %s is reachable from other hosts: set --local-ingest-key, or listen on 127.0.0.1", o.localIngest)
+	}
+	if o.localIngestConns < 1 {
+		return fmt.Errorf("--local-ingest-max-conns: %d, want at least 1", o.localIngestConns)
+	}
+	if o.recordingsMax < 0 {
+		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
+	}
+
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
 	if o.localIngest != "" {
 		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
 			return fmt.Errorf("recordings dir: %w", err)
 		}
-		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest")})
+		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
+			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax})
 		if err != nil {
 			return fmt.Errorf("local ingest: %w", err)
 		}
 		go func() { ingestDone <- ing.Serve(ctx) }()
-		log.Info("local RTMP ingest", "url", "rtmp://"+ing.Addr().String()+"/live/<name>", "recordings", o.recordingsDir)
+		url := "rtmp://" + ing.Addr().String() + "/live/<name>"
+		if o.localIngestKey != "" {
+			url += "?key=<key>"
+		}
+		log.Info("local RTMP ingest", "url", url, "recordings", o.recordingsDir, "recordings_max_bytes", o.recordingsMax)
 	} else {
 		ingestDone <- nil
 	}
