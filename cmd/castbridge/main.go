@@ -59,6 +59,9 @@ type options struct {
 	pprofAddr        string
 	rtmpsCA          string
 	maxHTTPConns     int
+	maxStreams       int
+	maxTargets       int
+	maxSSE           int
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -87,6 +90,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
 	fs.StringVar(&o.rtmpsCA, "rtmps-ca", "", "PEM file of CA certificates trusted for rtmps:// ingests beside the system's (SSL_CERT_FILE replaces those); verification stays on")
 	fs.IntVar(&o.maxHTTPConns, "max-http-conns", httpapi.DefaultMaxConns, "cap on open HTTP connections (API, WHIP, event streams); past it new ones are closed")
+	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
+	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
+	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -189,6 +195,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if o.localIngestConns < 1 {
 		return fmt.Errorf("--local-ingest-max-conns: %d, want at least 1", o.localIngestConns)
 	}
+	if o.maxStreams < 0 || o.maxTargets < 1 || o.maxSSE < 1 {
+		return fmt.Errorf("--max-streams %d, --max-targets %d, --max-sse-subscribers %d: want 0 or more streams, at least 1 target and 1 subscriber", o.maxStreams, o.maxTargets, o.maxSSE)
+	}
 	if o.recordingsMax < 0 {
 		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
 	}
@@ -215,15 +224,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:       o.iceUDPPort,
-		ICETCPPort:       o.iceTCPPort,
-		ICEIPs:           ips,
-		KeyframeInterval: o.keyframeInterval,
-		MediaTimeout:     o.mediaTimeout,
-		Reconnect:        o.reconnect,
-		RTMPSRootCAs:     rootCAs,
-		Relays:           relays,
-		Logger:           log,
+		ICEUDPPort:          o.iceUDPPort,
+		ICETCPPort:          o.iceTCPPort,
+		ICEIPs:              ips,
+		KeyframeInterval:    o.keyframeInterval,
+		MediaTimeout:        o.mediaTimeout,
+		Reconnect:           o.reconnect,
+		RTMPSRootCAs:        rootCAs,
+		Relays:              relays,
+		MaxStreams:          o.maxStreams,
+		MaxTargets:          o.maxTargets,
+		MaxEventSubscribers: o.maxSSE,
+		Logger:              log,
 	})
 	if err != nil {
 		if ing != nil {
