@@ -16,8 +16,12 @@ RUN apt-get update \
  && install -d -o castbridge /recordings
 COPY --from=build /castbridge /usr/local/bin/castbridge
 USER castbridge
-# API, ICE (one UDP port for every session), built-in RTMP ingest.
-EXPOSE 8080/tcp 8189/udp 1935/tcp
-ENV CASTBRIDGE_RECORDINGS_DIR=/recordings CASTBRIDGE_LOCAL_INGEST=0.0.0.0:1935
+# API, ICE (one UDP port for every session). The built-in RTMP ingest
+# listens on the container's loopback only (the gateway records to it); to
+# open it, set CASTBRIDGE_LOCAL_INGEST=0.0.0.0:1935 together with
+# CASTBRIDGE_LOCAL_INGEST_KEY (castbridge refuses to start without one) and
+# publish port 1935.
+EXPOSE 8080/tcp 8189/udp
+ENV CASTBRIDGE_RECORDINGS_DIR=/recordings CASTBRIDGE_LOCAL_INGEST=127.0.0.1:1935
 VOLUME /recordings
 ENTRYPOINT ["castbridge"]

@@ -201,9 +201,14 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.
 	b.mu.Lock()
 	outs := b.audio
 	live := b.state == BroadcastLive
+	full := len(b.targets) >= b.s.cfg.MaxTargets
 	b.mu.Unlock()
 	if !live {
 		return nil, b.notBroadcasting()
+	}
+	if full {
+		b.s.owner.refused(apierr.LimitTargets)
+		return nil, targetsLimit(b.s.cfg.MaxTargets)
 	}
 	if spec.IcecastAudio {
 		if err := audio.ProbeIcecast(ctx, b.s.cfg.icecastClient, b.s.log, spec.IcecastURL); err != nil {
@@ -226,6 +231,13 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.
 		outs.Release(src)
 		return nil, &apierr.Error{Code: apierr.CodeNotBroadcasting, StreamID: b.s.id,
 			Message: fmt.Sprintf("the broadcast of stream %s stopped while the target connected", b.s.id)}
+	}
+	if len(b.targets) >= b.s.cfg.MaxTargets { // another add won the last place
+		b.mu.Unlock()
+		t.Abandon()
+		outs.Release(src)
+		b.s.owner.refused(apierr.LimitTargets)
+		return nil, targetsLimit(b.s.cfg.MaxTargets)
 	}
 	b.targets = append(b.targets, t)
 	t.Start()

@@ -61,13 +61,30 @@ type Config struct {
 	// ICE-TCP port is added by NewManager; Manager.AddOwnPort adds ports
 	// known later.
 	OwnPorts []int
-	Logger   *slog.Logger
+	// MaxTargets limits the targets of one broadcast (0: DefaultMaxTargets).
+	MaxTargets int
+	// MaxEventSubscribers limits the event subscriptions (SSE clients) of
+	// one stream (0: DefaultMaxEventSubscribers).
+	MaxEventSubscribers int
+	Logger              *slog.Logger
 
 	policy        *outpolicy.Policy // made by NewManager from the fields above
 	icecastClient *http.Client      // dials through policy
 }
 
+// Defaults of Config's per-stream limits.
+const (
+	DefaultMaxTargets          = 10
+	DefaultMaxEventSubscribers = 16
+)
+
 func (c *Config) setDefaults() {
+	if c.MaxTargets <= 0 {
+		c.MaxTargets = DefaultMaxTargets
+	}
+	if c.MaxEventSubscribers <= 0 {
+		c.MaxEventSubscribers = DefaultMaxEventSubscribers
+	}
 	if c.KeyframeInterval <= 0 {
 		c.KeyframeInterval = 2 * time.Second
 	}
@@ -161,11 +178,16 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	}
 	if m.cfg.MaxStreams > 0 && len(m.streams) >= m.cfg.MaxStreams {
 		m.mu.Unlock()
-		return nil, apierr.Errorf(apierr.CodeLimitExceeded, "the gateway already runs %d streams, its limit", m.cfg.MaxStreams)
+		m.refused(apierr.LimitStreams)
+		return nil, &apierr.Error{Code: apierr.CodeLimitExceeded, Limit: apierr.LimitStreams,
+			Message: fmt.Sprintf("the gateway already runs %d streams, its limit (--max-streams)", m.cfg.MaxStreams)}
 	}
 	m.mu.Unlock()
 	if targets != nil {
 		if err := rtmpout.ValidateAllFor(targets, m.cfg.policy); err != nil {
+			return nil, err
+		}
+		if err := m.checkTargets(len(targets)); err != nil {
 			return nil, err
 		}
 	}
@@ -260,6 +282,23 @@ func (m *Manager) closed(s *Stream) {
 }
 
 func (m *Manager) retireTarget(t *rtmpout.Target) { m.totals.addTarget(t) }
+
+// refused counts a request refused at one of the apierr.Limit* limits.
+func (m *Manager) refused(limit string) { m.totals.refused(limit) }
+
+// checkTargets refuses a broadcast of n targets past MaxTargets.
+func (m *Manager) checkTargets(n int) error {
+	if n <= m.cfg.MaxTargets {
+		return nil
+	}
+	m.refused(apierr.LimitTargets)
+	return targetsLimit(m.cfg.MaxTargets)
+}
+
+func targetsLimit(max int) *apierr.Error {
+	return &apierr.Error{Code: apierr.CodeLimitExceeded, Limit: apierr.LimitTargets,
+		Message: fmt.Sprintf("a broadcast has at most %d targets (--max-targets)", max)}
+}
 
 // Shutdown refuses new publishers, stops every broadcast, closes every
 // stream and the ICE socket, and returns when all of their goroutines have

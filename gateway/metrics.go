@@ -3,6 +3,7 @@ package gateway
 import (
 	"sync/atomic"
 
+	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
@@ -17,6 +18,19 @@ type totals struct {
 	nacks         atomic.Uint64
 	packetsLost   atomic.Uint64
 	streams       atomic.Uint64 // streams ever created
+	// refusals at each limit, by apierr.Limit*
+	refusedStreams, refusedTargets, refusedSSE atomic.Uint64
+}
+
+func (t *totals) refused(limit string) {
+	switch limit {
+	case apierr.LimitStreams:
+		t.refusedStreams.Add(1)
+	case apierr.LimitTargets:
+		t.refusedTargets.Add(1)
+	case apierr.LimitSSESubscribers:
+		t.refusedSSE.Add(1)
+	}
 }
 
 // addStream adds a closing stream's counters to the totals.
@@ -52,6 +66,9 @@ type Metrics struct {
 	PLIs           uint64
 	NACKs          uint64
 	PacketsLost    uint64
+	// LimitRefusals counts requests refused at each limit, by
+	// apierr.Limit* name (every limit present, zeros included).
+	LimitRefusals map[string]uint64
 }
 
 // Metrics sums the live streams' counters onto the totals of closed ones.
@@ -67,6 +84,11 @@ func (m *Manager) Metrics() Metrics {
 		PLIs:           m.totals.plis.Load(),
 		NACKs:          m.totals.nacks.Load(),
 		PacketsLost:    m.totals.packetsLost.Load(),
+		LimitRefusals: map[string]uint64{
+			apierr.LimitStreams:        m.totals.refusedStreams.Load(),
+			apierr.LimitTargets:        m.totals.refusedTargets.Load(),
+			apierr.LimitSSESubscribers: m.totals.refusedSSE.Load(),
+		},
 	}
 	for _, s := range m.Streams() {
 		mt.Streams++

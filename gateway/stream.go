@@ -45,6 +45,10 @@ type streamOwner interface {
 	closed(s *Stream)
 	// retireTarget keeps a finished target's counters in the totals.
 	retireTarget(t *rtmpout.Target)
+	// refused counts a request refused at an apierr.Limit* limit.
+	refused(limit string)
+	// checkTargets refuses a broadcast of n targets past the limit.
+	checkTargets(n int) error
 }
 
 // Stream is one publisher's WebRTC session (a "preview" in RtcUser terms):
@@ -168,6 +172,19 @@ func (s *Stream) Done() <-chan struct{} { return s.done }
 
 // Subscribe listens to the stream's events; see events.Bus.Subscribe.
 func (s *Stream) Subscribe(afterID uint64) *events.Subscription { return s.events.Subscribe(afterID) }
+
+// SubscribeClient is Subscribe for a client of the API (an SSE stream):
+// at most Config.MaxEventSubscribers of them at once per stream; past it,
+// LIMIT_EXCEEDED.
+func (s *Stream) SubscribeClient(afterID uint64) (*events.Subscription, error) {
+	sub, ok := s.events.TrySubscribe(afterID, s.cfg.MaxEventSubscribers)
+	if !ok {
+		s.owner.refused(apierr.LimitSSESubscribers)
+		return nil, &apierr.Error{Code: apierr.CodeLimitExceeded, Limit: apierr.LimitSSESubscribers, StreamID: s.id,
+			Message: fmt.Sprintf("stream %s already has %d event subscribers, its limit", s.id, s.cfg.MaxEventSubscribers)}
+	}
+	return sub, nil
+}
 
 // onTrack routes a track to its reader, on pion's goroutine: the video
 // pipeline for H.264, the audio pipeline for Opus, and for a track no
@@ -380,6 +397,9 @@ func (s *Stream) State() StreamState {
 // client that hangs up, and end with the stream.
 func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Broadcast, error) {
 	if err := rtmpout.ValidateAllFor(specs, s.cfg.policy); err != nil {
+		return nil, err
+	}
+	if err := s.owner.checkTargets(len(specs)); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()

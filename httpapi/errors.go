@@ -41,6 +41,16 @@ func statusOf(code apierr.Code) int {
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := apierr.As(err)
 	status := statusOf(e.Code)
+	if e.Code == apierr.CodeLimitExceeded {
+		switch e.Limit {
+		case apierr.LimitTargets, apierr.LimitSSESubscribers:
+			// What one client holds in a stream: its own doing, 429.
+			status = http.StatusTooManyRequests
+		default:
+			// The gateway's capacity: come back later.
+			w.Header().Set("Retry-After", "5")
+		}
+	}
 	if status >= 500 && e.Code == apierr.CodeInternal {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

@@ -39,7 +39,11 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		after, _ = strconv.ParseUint(id, 10, 64)
 	}
-	sub := s.Subscribe(after)
+	sub, err := s.SubscribeClient(after)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	defer sub.Close()
 
 	h := w.Header()

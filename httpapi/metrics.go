@@ -3,7 +3,9 @@ package httpapi
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 )
 
@@ -30,6 +32,10 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 	counter("castbridge_plis_sent_total", "Keyframe requests (PLI) sent to publishers.", mt.PLIs)
 	counter("castbridge_nacks_sent_total", "NACK packets sent to publishers.", mt.NACKs)
 	counter("castbridge_rtp_packets_lost_total", "Inbound video RTP packets given up as lost.", mt.PacketsLost)
+	fmt.Fprintf(w, "# HELP castbridge_limit_refusals_total Requests refused with LIMIT_EXCEEDED, by limit.\n# TYPE castbridge_limit_refusals_total counter\n")
+	for _, k := range slices.Sorted(maps.Keys(mt.LimitRefusals)) {
+		fmt.Fprintf(w, "castbridge_limit_refusals_total{limit=%q} %d\n", k, mt.LimitRefusals[k])
+	}
 }
 
 func writeByState[S ~string](w io.Writer, name string, m map[S]int) {

@@ -45,7 +45,10 @@ type options struct {
 	iceTCPPort       int
 	iceIPs           string
 	localIngest      string
+	localIngestKey   string
+	localIngestConns int
 	recordingsDir    string
+	recordingsMax    int64
 	keyframeInterval time.Duration
 	apiKey           string
 	logLevel         string
@@ -58,6 +61,9 @@ type options struct {
 	maxHTTPConns     int
 	denyPrivate      bool
 	allowOutputs     string
+	maxStreams       int
+	maxTargets       int
+	maxSSE           int
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -71,7 +77,10 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
 	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
+	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
+	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
 	fs.StringVar(&o.recordingsDir, "recordings-dir", "./recordings", "where the built-in ingest writes <name>.flv")
+	fs.Int64Var(&o.recordingsMax, "recordings-max-bytes", 0, "cap on the bytes of all recordings (*.flv) in --recordings-dir; past it recording stops with a warning, publishing goes on (0: no cap)")
 	fs.DurationVar(&o.keyframeInterval, "keyframe-interval", 2*time.Second, "longest gap between keyframes sent to ingests; the publisher is asked (PLI) for more")
 	fs.StringVar(&o.apiKey, "api-key", "", "when set, /v1 and WHIP calls need Authorization: Bearer <key>")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -85,6 +94,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.BoolVar(&o.denyPrivate, "deny-private-outputs", false, "refuse outputs and icecast_urls on loopback and private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7); link-local, cloud metadata, multicast and the gateway's own HTTP port are refused always")
 	fs.StringVar(&o.allowOutputs, "allow-outputs", "", "comma list of host names and CIDRs whose loopback and private addresses outputs may use even with --deny-private-outputs, e.g. nginx.internal,10.1.0.0/16")
 	fs.IntVar(&o.maxHTTPConns, "max-http-conns", httpapi.DefaultMaxConns, "cap on open HTTP connections (API, WHIP, event streams); past it new ones are closed")
+	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
+	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
+	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -119,6 +131,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// loopbackAddr reports whether a listen address binds only loopback.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func parseIPs(s string) ([]net.IP, error) {
@@ -179,34 +204,55 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 
+	if o.localIngest != "" && o.localIngestKey == "" && !loopbackAddr(o.localIngest) {
+		return fmt.Errorf("--local-ingest %s is reachable from other hosts: set --local-ingest-key, or listen on 127.0.0.1", o.localIngest)
+	}
+	if o.localIngestConns < 1 {
+		return fmt.Errorf("--local-ingest-max-conns: %d, want at least 1", o.localIngestConns)
+	}
+	if o.maxStreams < 0 || o.maxTargets < 1 || o.maxSSE < 1 {
+		return fmt.Errorf("--max-streams %d, --max-targets %d, --max-sse-subscribers %d: want 0 or more streams, at least 1 target and 1 subscriber", o.maxStreams, o.maxTargets, o.maxSSE)
+	}
+	if o.recordingsMax < 0 {
+		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
+	}
+
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
 	if o.localIngest != "" {
 		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
 			return fmt.Errorf("recordings dir: %w", err)
 		}
-		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest")})
+		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
+			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax})
 		if err != nil {
 			return fmt.Errorf("local ingest: %w", err)
 		}
 		go func() { ingestDone <- ing.Serve(ctx) }()
-		log.Info("local RTMP ingest", "url", "rtmp://"+ing.Addr().String()+"/live/<name>", "recordings", o.recordingsDir)
+		url := "rtmp://" + ing.Addr().String() + "/live/<name>"
+		if o.localIngestKey != "" {
+			url += "?key=<key>"
+		}
+		log.Info("local RTMP ingest", "url", url, "recordings", o.recordingsDir, "recordings_max_bytes", o.recordingsMax)
 	} else {
 		ingestDone <- nil
 	}
 
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:         o.iceUDPPort,
-		ICETCPPort:         o.iceTCPPort,
-		ICEIPs:             ips,
-		KeyframeInterval:   o.keyframeInterval,
-		MediaTimeout:       o.mediaTimeout,
-		Reconnect:          o.reconnect,
-		RTMPSRootCAs:       rootCAs,
-		Relays:             relays,
-		DenyPrivateOutputs: o.denyPrivate,
-		AllowOutputs:       splitList(o.allowOutputs),
-		Logger:             log,
+		ICEUDPPort:          o.iceUDPPort,
+		ICETCPPort:          o.iceTCPPort,
+		ICEIPs:              ips,
+		KeyframeInterval:    o.keyframeInterval,
+		MediaTimeout:        o.mediaTimeout,
+		Reconnect:           o.reconnect,
+		RTMPSRootCAs:        rootCAs,
+		Relays:              relays,
+		DenyPrivateOutputs:  o.denyPrivate,
+		AllowOutputs:        splitList(o.allowOutputs),
+		MaxStreams:          o.maxStreams,
+		MaxTargets:          o.maxTargets,
+		MaxEventSubscribers: o.maxSSE,
+		Logger:              log,
 	})
 	if err != nil {
 		if ing != nil {

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +19,8 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
 func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
@@ -298,4 +303,118 @@ func TestPprofListener(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("refusal: %v", err)
 	}
+}
+
+func TestLocalIngestOptions(t *testing.T) {
+	env := map[string]string{"CASTBRIDGE_LOCAL_INGEST_KEY": "k1", "CASTBRIDGE_RECORDINGS_MAX_BYTES": "1048576", "CASTBRIDGE_LOCAL_INGEST_MAX_CONNS": "8"}
+	o, err := parseOptions(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.localIngestKey != "k1" || o.recordingsMax != 1<<20 || o.localIngestConns != 8 {
+		t.Fatalf("options %+v", o)
+	}
+	o, err = parseOptions(nil, func(string) string { return "" }, io.Discard)
+	if err != nil || o.localIngestConns != ingest.DefaultMaxConns || o.recordingsMax != 0 || o.localIngestKey != "" {
+		t.Fatalf("defaults %+v %v", o, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--local-ingest", "0.0.0.0:0"}, "--local-ingest-key"},
+		{[]string{"--local-ingest", ":0"}, "--local-ingest-key"},
+		{[]string{"--local-ingest", "127.0.0.1:0", "--local-ingest-max-conns", "0"}, "--local-ingest-max-conns"},
+		{[]string{"--local-ingest", "127.0.0.1:0", "--recordings-max-bytes", "-1"}, "--recordings-max-bytes"},
+	} {
+		err := run(context.Background(), append(tc.args, "--recordings-dir", t.TempDir()), func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run %v: %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+	for addr, want := range map[string]bool{"127.0.0.1:1935": true, "[::1]:1935": true, "localhost:1935": true, "0.0.0.0:1935": false, ":1935": false, "[::]:1935": false, "10.0.0.1:1935": false} {
+		if got := loopbackAddr(addr); got != want {
+			t.Errorf("loopbackAddr(%q) = %v", addr, got)
+		}
+	}
+}
+
+// TestLocalIngestKey runs the binary with its ingest behind a key (on
+// loopback here; a non-loopback address needs one): only a publish with
+// ?key= gets in, and the key is never logged.
+func TestLocalIngestKey(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ingestAddr := freeAddr(t)
+	_, portStr, _ := net.SplitHostPort(ingestAddr)
+	port, _ := strconv.Atoi(portStr)
+	dir := t.TempDir()
+	httpAddr := freeAddr(t)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1",
+			"--local-ingest", ingestAddr, "--local-ingest-key", "topsecret-7", "--recordings-dir", dir, "--log-level", "debug"},
+			func(string) string { return "" }, &logs)
+	}()
+	dial := func(path string) error {
+		ep, err := rtmppush.ParseEndpoint("rtmp://127.0.0.1:"+strconv.Itoa(port)+path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			p, err := rtmppush.Dial(context.Background(), rtmppush.Config{Endpoint: ep})
+			var rej *rtmppush.RejectedError
+			if err == nil || errors.As(err, &rej) || i > 100 {
+				if p != nil {
+					_ = p.Close()
+				}
+				return err
+			}
+			time.Sleep(50 * time.Millisecond) // not listening yet
+		}
+	}
+	var rej *rtmppush.RejectedError
+	if err := dial("/live/demo"); !errors.As(err, &rej) || rej.Code != "NetStream.Publish.BadName" {
+		t.Fatalf("publish without the key: %v, want BadName", err)
+	}
+	if err := dial("/live/demo?key=topsecret-8"); !errors.As(err, &rej) || rej.Code != "NetStream.Publish.BadName" {
+		t.Fatalf("publish with a wrong key: %v, want BadName", err)
+	}
+	if err := dial("/live/demo?key=topsecret-7"); err != nil {
+		t.Fatalf("publish with the key: %v", err)
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "demo.flv")); err != nil {
+		t.Fatalf("the keyed publish was not recorded: %v", err)
+	}
+	if strings.Contains(logs.String(), "topsecret") {
+		t.Fatalf("the key is in the logs:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

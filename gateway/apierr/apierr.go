@@ -39,8 +39,19 @@ type Error struct {
 	Code     Code
 	Message  string
 	StreamID string
-	Err      error // cause, for logs; may be nil
+	// Limit names the limit a LIMIT_EXCEEDED error hit: one of the Limit*
+	// constants.
+	Limit string
+	Err   error // cause, for logs; may be nil
 }
+
+// The limits a LIMIT_EXCEEDED error can name. Streams is the gateway's
+// capacity; the others bound what one client may hold in a stream.
+const (
+	LimitStreams        = "streams"
+	LimitTargets        = "targets"
+	LimitSSESubscribers = "sse_subscribers"
+)
 
 func (e *Error) Error() string {
 	if e.Err != nil {

@@ -110,6 +110,10 @@ func (b *Bus) Publish(p Payload) {
 func (b *Bus) Subscribe(afterID uint64) *Subscription {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.subscribeLocked(afterID)
+}
+
+func (b *Bus) subscribeLocked(afterID uint64) *Subscription {
 	ch := make(chan Event, subscriberBuffer)
 	s := &Subscription{C: ch, ch: ch, bus: b}
 	if afterID > 0 {
@@ -128,6 +132,17 @@ func (b *Bus) Subscribe(afterID uint64) *Subscription {
 	}
 	b.subs[s] = struct{}{}
 	return s
+}
+
+// TrySubscribe is Subscribe unless the bus already has max subscribers
+// (max > 0), when it returns false and subscribes nothing.
+func (b *Bus) TrySubscribe(afterID uint64, max int) (*Subscription, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if max > 0 && !b.closed && len(b.subs) >= max {
+		return nil, false
+	}
+	return b.subscribeLocked(afterID), true
 }
 
 // Close ends every subscription after the events already sent.

@@ -15,6 +15,12 @@ import (
 // Bounds on what an offer may carry: real publishers send two or three
 // m-sections with a dozen codecs each.
 const (
+	// Bounds checked by prescanOffer in one pass before the offer is
+	// parsed, so that no offer costs more than reading 64 KiB once.
+	MaxOfferBytes    = 64 << 10
+	maxSDPLineLen    = 4096
+	maxCandidates    = 64 // a=candidate lines per m-section
+	maxFormats       = 64 // payload types on one m= line
 	maxMediaSections = 16
 	maxMIDLen        = 32
 )
@@ -62,6 +68,9 @@ func InspectOffer(offer string) (OfferMedia, error) {
 	var om OfferMedia
 	if strings.TrimSpace(offer) == "" {
 		return om, apierr.Errorf(apierr.CodeInvalidSDP, "the request has no SDP offer: send the publisher's offer in \"sdp\"")
+	}
+	if err := prescanOffer(offer); err != nil {
+		return om, err
 	}
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal([]byte(offer)); err != nil {
@@ -550,4 +559,37 @@ func dedupe(s []string) []string {
 		}
 	}
 	return out
+}
+
+// prescanOffer checks an offer's size, line lengths, m-sections, formats
+// per m-line and candidates per section in one linear pass, before any
+// parsing: each limit, when passed, is an INVALID_SDP that names it.
+func prescanOffer(offer string) error {
+	if len(offer) > MaxOfferBytes {
+		return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer is %d bytes; at most %d are taken", len(offer), MaxOfferBytes)
+	}
+	sections, candidates := 0, 0
+	for line := range strings.Lines(offer) {
+		line = strings.TrimRight(line, "\r\n")
+		if len(line) > maxSDPLineLen {
+			return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has a line of %d characters; at most %d are taken", len(line), maxSDPLineLen)
+		}
+		switch {
+		case strings.HasPrefix(line, "m="):
+			sections++
+			candidates = 0
+			if sections > maxMediaSections {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has more than %d media sections; at most %d are taken", maxMediaSections, maxMediaSections)
+			}
+			if f := len(strings.Fields(line)) - 3; f > maxFormats {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "m-section %d lists %d formats; at most %d are taken", sections-1, f, maxFormats)
+			}
+		case strings.HasPrefix(line, "a=candidate:"):
+			candidates++
+			if candidates > maxCandidates {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "an m-section of the SDP offer has more than %d candidates; at most %d are taken", maxCandidates, maxCandidates)
+			}
+		}
+	}
+	return nil
 }

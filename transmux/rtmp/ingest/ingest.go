@@ -19,7 +19,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	rtmp "github.com/yutopp/go-rtmp"
 )
@@ -44,7 +49,38 @@ type Config struct {
 	// refers to one, else "".
 	OnCommand func(stream string, command string)
 	Logger    *slog.Logger
+
+	// Key, when non-empty, is the publish key: a publish is accepted only
+	// when its stream name carries it as the query "?key=<Key>" (for
+	// example rtmp://host/live/cam1?key=<Key>). It is compared in constant
+	// time; a missing or wrong key is refused with NetStream.Publish.BadName.
+	// The query never reaches a recording's file name.
+	Key string
+	// MaxConns caps open connections; past it new ones are closed at once.
+	// 0 means DefaultMaxConns.
+	MaxConns int
+	// MaxAudio, MaxVideo and MaxData cap the length a client may declare
+	// for one audio, video or data message; a longer one ends the
+	// connection before anything of it is buffered. 0 means the defaults.
+	MaxAudio, MaxVideo, MaxData uint32
+	// IdleTimeout ends a connection that sends nothing for this long after
+	// its handshake. 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// RecordingsMaxBytes, when positive, caps the bytes of all recordings
+	// (*.flv) in Dir, counting those present at Listen. A recording that
+	// would pass it, or whose write fails (a full disk), stops with a
+	// logged warning; the publish itself goes on.
+	RecordingsMaxBytes int64
 }
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxConns    = 64
+	DefaultMaxAudio    = 64 << 10
+	DefaultMaxVideo    = 8 << 20
+	DefaultMaxData     = 64 << 10
+	DefaultIdleTimeout = 30 * time.Second
+)
 
 // PublishInfo describes a publish request.
 type PublishInfo struct {
@@ -90,6 +126,9 @@ type Server struct {
 	active map[string]bool // names being published
 	wg     sync.WaitGroup  // one per tapped connection
 
+	recBytes atomic.Int64 // bytes of the recordings in Dir
+	refused  atomic.Int64 // connections closed at MaxConns
+
 	quit      chan struct{}
 	closeOnce sync.Once
 }
@@ -99,6 +138,28 @@ func Listen(cfg Config) (*Server, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxAudio == 0 {
+		cfg.MaxAudio = DefaultMaxAudio
+	}
+	if cfg.MaxVideo == 0 {
+		cfg.MaxVideo = DefaultMaxVideo
+	}
+	if cfg.MaxData == 0 {
+		cfg.MaxData = DefaultMaxData
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	var used int64
+	if cfg.Dir != "" && cfg.RecordingsMaxBytes > 0 {
+		var err error
+		if used, err = recordingsSize(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("rtmp ingest recordings: %w", err)
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -112,6 +173,7 @@ func Listen(cfg Config) (*Server, error) {
 		active: make(map[string]bool),
 		quit:   make(chan struct{}),
 	}
+	s.recBytes.Store(used)
 	s.srv = rtmp.NewServer(&rtmp.ServerConfig{OnConnect: s.onConnect})
 	return s, nil
 }
@@ -168,6 +230,13 @@ func (s *Server) onConnect(nc net.Conn) (rwc io.ReadWriteCloser, cfg *rtmp.ConnC
 	if s.closed {
 		s.mu.Unlock()
 		_ = nc.Close()
+	} else if len(s.conns) >= s.cfg.MaxConns {
+		s.mu.Unlock()
+		n := s.refused.Add(1)
+		_ = nc.Close()
+		if n&(n-1) == 0 { // the 1st, 2nd, 4th, ...: no log flood
+			s.log.Warn("rtmp ingest: connection limit reached, closing new connections", "max_conns", s.cfg.MaxConns, "refused", n)
+		}
 	} else {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
@@ -192,8 +261,11 @@ func (s *Server) untrack(c *tapConn) {
 	}
 }
 
-// claim marks name as being published; false when it already is.
+// claim marks name as being published; false when it already is. Names
+// are claimed by the recording they would write, so that "cam?a" and
+// "cam?b" do not share cam.flv.
 func (s *Server) claim(name string) bool {
+	name = sanitize(name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.active[name] {
@@ -204,7 +276,60 @@ func (s *Server) claim(name string) bool {
 }
 
 func (s *Server) release(name string) {
+	name = sanitize(name)
 	s.mu.Lock()
 	delete(s.active, name)
 	s.mu.Unlock()
 }
+
+// RefusedConns is the number of connections closed because MaxConns were
+// open.
+func (s *Server) RefusedConns() int64 { return s.refused.Load() }
+
+// RecordingsBytes is the bytes of the recordings in Dir as counted against
+// RecordingsMaxBytes (0 when there is no quota).
+func (s *Server) RecordingsBytes() int64 { return s.recBytes.Load() }
+
+// reserve counts n more bytes of recordings; false (and nothing counted)
+// when they would pass the quota.
+func (s *Server) reserve(n int64) bool {
+	max := s.cfg.RecordingsMaxBytes
+	if max <= 0 {
+		return true
+	}
+	for {
+		used := s.recBytes.Load()
+		if used+n > max {
+			return false
+		}
+		if s.recBytes.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// recordingsSize sums the sizes of the *.flv files in dir.
+func recordingsSize(dir string) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var n int64
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".flv") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		n += info.Size()
+	}
+	return n, nil
+}
+
+// recordingPath is where a publish of name is recorded.
+func recordingPath(dir, name string) string { return filepath.Join(dir, sanitize(name)+".flv") }

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +65,10 @@ func newTapConn(s *Server, nc net.Conn) *tapConn {
 		pubs:   make(map[uint32]*publication),
 	}
 	c.cr.SetMaxMessage(20, flv.MaxCommandSize)
+	c.cr.SetMaxMessage(flv.TagAudio, s.cfg.MaxAudio)
+	c.cr.SetMaxMessage(flv.TagVideo, s.cfg.MaxVideo)
+	c.cr.SetMaxMessage(flv.TagScript, s.cfg.MaxData)
+	c.cr.SetMaxMessage(15, s.cfg.MaxData) // AMF3 data, dropped
 	c.ow = bufio.NewWriter(&c.out)
 	c.cw = chunk.NewWriter(c.ow)
 	_ = nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
@@ -80,6 +87,7 @@ func (c *tapConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 	for c.out.Len() == 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		n, err := c.Conn.Read(c.rbuf)
 		if n > 0 {
 			if ferr := c.cr.Feed(c.rbuf[:n], c.onMessage); ferr != nil {
@@ -198,6 +206,8 @@ func (c *tapConn) publish(msid uint32, args []any) string {
 	switch {
 	case name == "":
 		pub.reject = &Reject{Code: "NetStream.Publish.BadName", Description: "empty stream name"}
+	case c.s.cfg.Key != "" && !keyMatches(name, c.s.cfg.Key):
+		pub.reject = &Reject{Code: "NetStream.Publish.BadName", Description: "missing or wrong publish key"}
 	case !c.s.claim(name):
 		pub.reject = &Reject{Code: "NetStream.Publish.BadName", Description: "stream is already being published"}
 	case c.s.cfg.OnPublish != nil:
@@ -215,9 +225,9 @@ func (c *tapConn) publish(msid uint32, args []any) string {
 		return name
 	}
 	if c.s.cfg.Dir != "" {
-		rec, err := newRecorder(c.s.cfg.Dir, name)
+		rec, err := c.s.newRecorder(name)
 		if err != nil {
-			c.s.log.Error("rtmp ingest: cannot record", "err", err)
+			c.s.log.Warn("rtmp ingest: not recording this publish", "app", app, "err", err)
 		} else {
 			pub.rec = rec
 		}
@@ -280,8 +290,14 @@ func (c *tapConn) media(m *chunk.Message) {
 		}
 	}
 	if pub.rec != nil && recBody != nil {
-		if err := pub.rec.w.WriteTag(m.TypeID, m.Timestamp, recBody); err != nil {
-			c.s.log.Error("rtmp ingest: recording failed", "err", err)
+		err := errQuota
+		if c.s.reserve(int64(tagOverhead + len(recBody))) {
+			err = pub.rec.w.WriteTag(m.TypeID, m.Timestamp, recBody)
+		}
+		if err != nil {
+			// The publish goes on; only its recording stops, ending on
+			// the last whole tag.
+			c.s.log.Warn("rtmp ingest: recording stopped", "file", pub.rec.file, "err", err)
 			_ = pub.rec.close()
 			pub.rec = nil
 		}
@@ -357,17 +373,56 @@ func (h *handler) sendStatus(msid uint32, level, code, desc string) error {
 	})
 }
 
-// recorder writes one publish to an FLV file.
-type recorder struct {
-	f  *os.File
-	bw *bufio.Writer
-	w  *flv.Writer
+// keyMatches reports whether a publish name carries the query key=want,
+// comparing in constant time.
+func keyMatches(name, want string) bool {
+	q := strings.IndexByte(name, '?')
+	if q < 0 {
+		return false
+	}
+	vals, err := url.ParseQuery(name[q+1:])
+	if err != nil {
+		return false
+	}
+	got := vals.Get("key")
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-func newRecorder(dir, name string) (*recorder, error) {
-	path := filepath.Join(dir, sanitize(name)+".flv")
+// errQuota stops a recording that would pass RecordingsMaxBytes.
+var errQuota = errors.New("recordings quota (--recordings-max-bytes) is full")
+
+// recorder writes one publish to an FLV file.
+type recorder struct {
+	file string // base name, for logs
+	f    *os.File
+	bw   *bufio.Writer
+	w    *flv.Writer
+}
+
+// flvHeaderSize is the FLV file header and the first previous-tag size;
+// tagOverhead a tag's header and its previous-tag size.
+const (
+	flvHeaderSize = 9 + 4
+	tagOverhead   = 11 + 4
+)
+
+func (s *Server) newRecorder(name string) (*recorder, error) {
+	path := recordingPath(s.cfg.Dir, name)
+	if s.cfg.RecordingsMaxBytes > 0 {
+		if info, err := os.Stat(path); err == nil && info.Mode().IsRegular() {
+			s.recBytes.Add(-info.Size()) // about to be truncated
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("create recording: %w", err)
+		}
+	}
+	if !s.reserve(flvHeaderSize) {
+		return nil, errQuota
+	}
 	f, err := os.Create(path)
 	if err != nil {
+		if s.cfg.RecordingsMaxBytes > 0 {
+			s.recBytes.Add(-flvHeaderSize)
+		}
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
 	bw := bufio.NewWriterSize(f, 64*1024)
@@ -376,7 +431,7 @@ func newRecorder(dir, name string) (*recorder, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
-	return &recorder{f: f, bw: bw, w: w}, nil
+	return &recorder{file: filepath.Base(path), f: f, bw: bw, w: w}, nil
 }
 
 func (r *recorder) close() error {
