@@ -141,10 +141,15 @@ func TestPublisherOBSLike(t *testing.T) {
 	defer stop()
 	pub.Start(runCtx)
 	pub.Wait()
-	time.Sleep(300 * time.Millisecond)
 	sent := pub.Sent()
 	if len(sent) < 40 {
 		t.Fatalf("sent only %d frames", len(sent))
+	}
+	// The last packets may still be on their way on a loaded machine.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if complete, _ := rx.frames(); len(complete) >= len(sent) {
+			break
+		}
 	}
 	wrapped := false
 	for i := 1; i < len(sent); i++ {
