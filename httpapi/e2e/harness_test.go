@@ -41,6 +41,7 @@ type harnessOptions struct {
 	keyframeInterval time.Duration
 	apiKey           string
 	mediaTimeout     time.Duration
+	iceDisconnected  time.Duration // ICE's disconnected timeout; 0: pion's
 	reconnect        rtmpout.ReconnectPolicy
 	relays           func(ingestURL string) []gateway.Relay
 	iceTCP           bool     // passive ICE-TCP on a free port
@@ -68,16 +69,17 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		tcpPort = -1
 	}
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:       0,
-		ICETCPPort:       tcpPort,
-		ICEIPs:           o.iceIPs,
-		KeyframeInterval: o.keyframeInterval,
-		PublishTimeout:   5 * time.Second,
-		MediaTimeout:     o.mediaTimeout,
-		Reconnect:        o.reconnect,
-		RTMPSRootCAs:     o.rtmpsRootCAs,
-		Relays:           relays,
-		Logger:           log,
+		ICEUDPPort:             0,
+		ICETCPPort:             tcpPort,
+		ICEIPs:                 o.iceIPs,
+		KeyframeInterval:       o.keyframeInterval,
+		PublishTimeout:         5 * time.Second,
+		MediaTimeout:           o.mediaTimeout,
+		ICEDisconnectedTimeout: o.iceDisconnected,
+		Reconnect:              o.reconnect,
+		RTMPSRootCAs:           o.rtmpsRootCAs,
+		Relays:                 relays,
+		Logger:                 log,
 	})
 	if err != nil {
 		t.Fatal(err)
