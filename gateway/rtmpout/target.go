@@ -148,9 +148,11 @@ type Target struct {
 	// ns), 0 while it waits for work: a stuck write shows as a busySince
 	// long ago. stalled is set (once) by whoever notices first (an
 	// enqueue or a state read) and cleared by the writer when the work
-	// completes.
+	// completes; stallMu orders the two, so TargetRecovered always
+	// follows its TargetStalled. The frame paths only read the atomics.
 	busySince atomic.Int64
 	stalled   atomic.Bool
+	stallMu   sync.Mutex
 
 	mu         sync.Mutex
 	state      State
@@ -407,14 +409,22 @@ func (t *Target) checkStall(now time.Time) {
 	if since == 0 || now.UnixNano()-since < int64(stallAfter) || t.stalled.Load() {
 		return
 	}
-	if !t.stalled.CompareAndSwap(false, true) {
+	t.stallMu.Lock()
+	defer t.stallMu.Unlock()
+	if t.stalled.Load() || t.busySince.Load() != since {
 		return
 	}
+	t.stalled.Store(true)
 	stuck := time.Duration(now.UnixNano() - since)
 	qms := t.queueMs()
 	t.log.Warn("stalled: the ingest is not reading", "writeBlockedFor", stuck, "queueMs", qms)
 	t.host.Publish(TargetStalled{TargetID: t.id, Output: t.ep.Redacted(),
 		BlockedMs: stuck.Milliseconds(), QueueMs: qms})
+	if t.busySince.Load() != since {
+		// The write completed as the flag was set: the writer may have
+		// looked before it was.
+		t.recovered(since)
+	}
 }
 
 // busy records that the writer began work at now (see busySince).
@@ -424,14 +434,22 @@ func (t *Target) busy(now time.Time) { t.busySince.Store(now.UnixNano()) }
 // over, and is reported as such.
 func (t *Target) idle() {
 	since := t.busySince.Swap(0)
-	if t.stalled.Load() && t.stalled.CompareAndSwap(true, false) {
-		stuck := time.Duration(0)
-		if since != 0 {
-			stuck = time.Since(time.Unix(0, since))
+	if t.stalled.Load() {
+		t.stallMu.Lock()
+		if t.stalled.Load() {
+			t.recovered(since)
 		}
-		t.log.Info("recovered from stall", "stalledFor", stuck)
-		t.host.Publish(TargetRecovered{TargetID: t.id, Output: t.ep.Redacted(), StalledMs: stuck.Milliseconds()})
+		t.stallMu.Unlock()
 	}
+}
+
+// recovered ends a stall whose write began at since (Unix ns) and says so.
+// Called with stallMu held.
+func (t *Target) recovered(since int64) {
+	t.stalled.Store(false)
+	stuck := time.Since(time.Unix(0, since))
+	t.log.Info("recovered from stall", "stalledFor", stuck)
+	t.host.Publish(TargetRecovered{TargetID: t.id, Output: t.ep.Redacted(), StalledMs: stuck.Milliseconds()})
 }
 
 // Idle reports whether nothing waits in the queue (or nothing can).
@@ -487,8 +505,10 @@ func (t *Target) run() {
 		err := t.pump(&writer{pub: t.publisher()})
 		// A stall ends with its connection, unannounced: what follows
 		// (stopped, reconnecting) says what became of it.
+		t.stallMu.Lock()
 		t.busySince.Store(0)
 		t.stalled.Store(false)
+		t.stallMu.Unlock()
 		t.closeConnection()
 		if err == nil || t.ctx.Err() != nil {
 			// Stopped; a write that failed after the stop is the cut
