@@ -773,6 +773,7 @@ func TestTargetStalled(t *testing.T) {
 	if blockedAt.IsZero() {
 		t.Fatal("stalled before its queue stopped draining")
 	}
+	t.Logf("stalled %v after the queue was seen not draining (queue %d, queueMs %v)", stalledAt.Sub(blockedAt), len(tg.queue), tg.queueMs())
 	if d := stalledAt.Sub(blockedAt); d > time.Second {
 		t.Errorf("stalled %v after the queue stopped draining, want within 1 s", d)
 	}
