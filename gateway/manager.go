@@ -37,7 +37,13 @@ type Config struct {
 	// PublishTimeout bounds a target's connect + publish handshake.
 	PublishTimeout time.Duration
 	// MediaTimeout ends a stream whose publisher sent nothing for this long.
+	// ICE disconnected does not end a stream (ICE failed does): a publisher
+	// whose network blinked has until then to come back.
 	MediaTimeout time.Duration
+	// ICEDisconnectedTimeout is how long ICE hears nothing before it says
+	// disconnected (a stream shows connecting, or live with a broadcast);
+	// 0 means pion's 5 s.
+	ICEDisconnectedTimeout time.Duration
 	// CloseTimeout is how long stopping a broadcast or closing a stream
 	// waits for its ingests to be told goodbye before cutting them off.
 	CloseTimeout time.Duration
@@ -135,6 +141,8 @@ func NewManager(cfg Config) (*Manager, error) {
 		TCPPort: cfg.ICETCPPort,
 		IPs:     cfg.ICEIPs,
 		Logger:  cfg.Logger.With("component", "ice"),
+
+		ICEDisconnectedTimeout: cfg.ICEDisconnectedTimeout,
 	})
 	if err != nil {
 		return nil, err

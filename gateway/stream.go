@@ -136,7 +136,15 @@ func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.Off
 	sess.OnICE(func(st webrtcin.ICEState, detail string) {
 		s.log.Debug("ice state", "state", detail)
 		s.iceUp.Store(st == webrtcin.ICEUp)
-		if st == webrtcin.ICEGone {
+		switch st {
+		case webrtcin.ICEDisconnected:
+			// A grace period, not an end: ICE comes back when the
+			// publisher's packets do, and the broadcast goes on meanwhile
+			// (targets keep their connections; audio fills with silence).
+			// A publisher that stays away ends on ICE failed or, sooner,
+			// on the media timeout (control).
+			s.log.Info("ice disconnected: waiting for the publisher to come back", "mediaTimeout", s.cfg.MediaTimeout)
+		case webrtcin.ICEFailed:
 			// The publisher is gone; end the session from outside pion's callback.
 			s.setCloseCause("ice " + detail)
 			s.owner.closeAsync(s)

@@ -56,3 +56,41 @@ while read -r dir; do
 		fi
 	done
 done < <(awk '{ print $1 }' <<<"$alloc_tests" | sort -u)
+
+# Fuzz targets, each for FUZZTIME (10 s) on its own: every parser of network
+# input has one (AMF0, RTMP chunks, RTP and its extensions, H.264
+# depacketizing, SDP offers and trickle fragments, Icecast MP3/ADTS framing,
+# the broadcast JSON body). They are found in the source like the
+# allocation tests: every top-level func FuzzX(f *testing.F), per package.
+# A crash fails CI; go test writes the input under the package's
+# testdata/fuzz/FuzzX/, to be committed as a regression seed once fixed.
+fuzztime=${FUZZTIME:-10s}
+fuzz_targets=$({ grep -rl --include='*_test.go' '^func Fuzz' . || true; } |
+	sort | xargs -r awk '
+		/^func Fuzz/ {
+			name = $0; sub(/^func /, "", name); sub(/\(.*/, "", name)
+			if ($0 !~ /\(f \*testing\.F\)/) {
+				printf "test.sh: %s: %s is not a fuzz target (func %s(f *testing.F)): this script runs every func Fuzz as one\n", FILENAME, name, name > "/dev/stderr"
+				exit 1
+			}
+			dir = FILENAME; sub(/\/[^\/]*$/, "", dir)
+			print dir, name
+		}' | sort -u)
+if [ -z "$fuzz_targets" ]; then
+	echo "test.sh: no fuzz targets found" >&2
+	exit 1
+fi
+while read -r dir name; do
+	echo "fuzzing $dir $name for $fuzztime"
+	out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$dir" 2>&1) || {
+		echo "$out"
+		echo "test.sh: $dir: $name failed (the input is under $dir/testdata/fuzz/$name)" >&2
+		exit 1
+	}
+	if ! grep -q '^PASS$' <<<"$out"; then
+		echo "$out"
+		echo "test.sh: $dir: $name did not run" >&2
+		exit 1
+	fi
+	grep 'execs:' <<<"$out" | tail -1
+done <<<"$fuzz_targets"

@@ -41,6 +41,8 @@ type LossyRelay struct {
 	rng       *rand.Rand
 	sessions  map[string]*relaySession
 	closed    bool
+	cut       bool // SetCut: everything from publishers is dropped
+	cutDrops  int  // datagrams dropped while cut
 	dropped   int
 	reordered int
 	forwarded int
@@ -87,6 +89,19 @@ func (r *LossyRelay) Reordered() int { r.mu.Lock(); defer r.mu.Unlock(); return 
 // (reordered ones included, dropped ones not). Other datagrams are not
 // counted, so Dropped/(Dropped+Forwarded) is the loss rate.
 func (r *LossyRelay) Forwarded() int { r.mu.Lock(); defer r.mu.Unlock(); return r.forwarded }
+
+// SetCut cuts the publishers' network (on) or restores it (off): while
+// cut, every datagram a publisher sends (STUN, DTLS, RTP, RTCP) is
+// dropped, as when its uplink goes away; the gateway's datagrams still
+// reach it.
+func (r *LossyRelay) SetCut(on bool) {
+	r.mu.Lock()
+	r.cut = on
+	r.mu.Unlock()
+}
+
+// CutDrops returns how many datagrams were dropped while cut.
+func (r *LossyRelay) CutDrops() int { r.mu.Lock(); defer r.mu.Unlock(); return r.cutDrops }
 
 // Close stops the relay and waits for its goroutines.
 func (r *LossyRelay) Close() error {
@@ -228,6 +243,11 @@ func (r *LossyRelay) readDown() {
 			r.sessions[from.String()] = s
 			r.wg.Add(1)
 			go r.readUp(s)
+		}
+		if r.cut {
+			r.cutDrops++
+			r.mu.Unlock()
+			continue
 		}
 		pt, isRTP := rtpPayloadType(pkt)
 		if !isRTP || !r.affects(pt) {

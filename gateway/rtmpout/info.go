@@ -74,6 +74,7 @@ func (t *Target) queueMs() float64 {
 
 // Stats returns the target's counters now.
 func (t *Target) Stats(now time.Time) Stats {
+	t.checkStall(now)
 	ts := Stats{
 		ID:            t.id,
 		FramesSent:    t.framesSent.Load(),
@@ -87,7 +88,7 @@ func (t *Target) Stats(now time.Time) Stats {
 		ts.Bitrate = t.rate.Bitrate(ts.BytesSent, now)
 	}
 	t.mu.Lock()
-	ts.State, ts.Reconnects = t.state, t.reconnects
+	ts.State, ts.Reconnects = t.reported(), t.reconnects
 	t.mu.Unlock()
 	return ts
 }

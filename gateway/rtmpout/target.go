@@ -37,7 +37,19 @@ const (
 	Reconnecting State = "reconnecting"
 	Failed       State = "failed"
 	Stopped      State = "stopped"
+	// Stalled: connected (live or connecting), but the writer has been
+	// stuck in one write for stallAfter or longer: the ingest stopped
+	// reading, and what is queued cannot drain. It reports the writer,
+	// not the connection: it ends when the write completes (live or
+	// connecting again) or fails (reconnecting).
+	Stalled State = "stalled"
 )
+
+// stallAfter is how long the writer may be stuck in one write before the
+// target reports Stalled. A write blocks only once the socket's send
+// buffer is full, so this long in one write means the ingest is not
+// reading.
+const stallAfter = 500 * time.Millisecond
 
 // Host is what a target needs of the stream it serves.
 type Host interface {
@@ -136,6 +148,16 @@ type Target struct {
 	// not yet written, per kind; held counts them for Idle.
 	holdRings [2]frameRing
 	held      atomic.Int32
+
+	// busySince is when the writer began the work it is doing now (Unix
+	// ns), 0 while it waits for work: a stuck write shows as a busySince
+	// long ago. stalled is set (once) by whoever notices first (an
+	// enqueue or a state read) and cleared by the writer when the work
+	// completes; stallMu orders the two, so TargetRecovered always
+	// follows its TargetStalled. The frame paths only read the atomics.
+	busySince atomic.Int64
+	stalled   atomic.Bool
+	stallMu   sync.Mutex
 
 	mu         sync.Mutex
 	state      State
@@ -284,8 +306,18 @@ func (t *Target) setState(st State) {
 
 // State is the target's current state.
 func (t *Target) State() State {
+	t.checkStall(time.Now())
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.reported()
+}
+
+// reported is the state the API shows: Stalled over a connected state
+// while the writer is stuck. Called with t.mu held.
+func (t *Target) reported() State {
+	if (t.state == Live || t.state == Connecting) && t.stalled.Load() {
+		return Stalled
+	}
 	return t.state
 }
 
@@ -315,6 +347,7 @@ func (t *Target) Enqueue(f *media.Frame) {
 	if !t.accepting.Load() {
 		return
 	}
+	t.checkStall(f.RecvAt)
 	if !f.Keyframe && t.gap.Load() {
 		t.framesDropped.Add(1)
 		return
@@ -374,6 +407,7 @@ func (t *Target) EnqueueAudio(f *media.Frame) {
 	if !t.accepting.Load() {
 		return
 	}
+	t.checkStall(f.RecvAt)
 	f.Retain()
 	select {
 	case t.queue <- f:
@@ -382,6 +416,58 @@ func (t *Target) EnqueueAudio(f *media.Frame) {
 		f.Release()
 		t.framesDropped.Add(1)
 	}
+}
+
+// checkStall marks the target stalled when the writer has been in one
+// piece of work since stallAfter before now, and says so once. The frame
+// paths pass their frame's receive time, so it costs them an atomic load
+// and no clock read.
+func (t *Target) checkStall(now time.Time) {
+	since := t.busySince.Load()
+	if since == 0 || now.UnixNano()-since < int64(stallAfter) || t.stalled.Load() {
+		return
+	}
+	t.stallMu.Lock()
+	defer t.stallMu.Unlock()
+	if t.stalled.Load() || t.busySince.Load() != since {
+		return
+	}
+	t.stalled.Store(true)
+	stuck := time.Duration(now.UnixNano() - since)
+	qms := t.queueMs()
+	t.log.Warn("stalled: the ingest is not reading", "writeBlockedFor", stuck, "queueMs", qms)
+	t.host.Publish(TargetStalled{TargetID: t.id, Output: t.ep.Redacted(),
+		BlockedMs: stuck.Milliseconds(), QueueMs: qms})
+	if t.busySince.Load() != since {
+		// The write completed as the flag was set: the writer may have
+		// looked before it was.
+		t.recovered(since)
+	}
+}
+
+// busy records that the writer began work at now (see busySince).
+func (t *Target) busy(now time.Time) { t.busySince.Store(now.UnixNano()) }
+
+// idle records that the writer's work completed: a stall it was in is
+// over, and is reported as such.
+func (t *Target) idle() {
+	since := t.busySince.Swap(0)
+	if t.stalled.Load() {
+		t.stallMu.Lock()
+		if t.stalled.Load() {
+			t.recovered(since)
+		}
+		t.stallMu.Unlock()
+	}
+}
+
+// recovered ends a stall whose write began at since (Unix ns) and says so.
+// Called with stallMu held.
+func (t *Target) recovered(since int64) {
+	t.stalled.Store(false)
+	stuck := time.Since(time.Unix(0, since))
+	t.log.Info("recovered from stall", "stalledFor", stuck)
+	t.host.Publish(TargetRecovered{TargetID: t.id, Output: t.ep.Redacted(), StalledMs: stuck.Milliseconds()})
 }
 
 // Idle reports whether nothing waits in the queue (or nothing can).
@@ -435,6 +521,12 @@ func (t *Target) run() {
 	defer close(t.done)
 	for {
 		err := t.pump(&writer{pub: t.publisher()})
+		// A stall ends with its connection, unannounced: what follows
+		// (stopped, reconnecting) says what became of it.
+		t.stallMu.Lock()
+		t.busySince.Store(0)
+		t.stalled.Store(false)
+		t.stallMu.Unlock()
 		t.closeConnection()
 		if err == nil || t.ctx.Err() != nil {
 			// Stopped; a write that failed after the stop is the cut
@@ -470,6 +562,7 @@ func (t *Target) pump(w *writer) error {
 		case f := <-t.queue:
 			t.queuedBytes.Add(-int64(len(f.Body)))
 			now := time.Now()
+			t.busy(now)
 			err := t.hold(w, f, now)
 			var due time.Time
 			if err == nil {
@@ -495,8 +588,10 @@ func (t *Target) pump(w *writer) error {
 				}
 				armed = pending
 			}
+			t.idle()
 		case <-holdTimer.C:
 			now := time.Now()
+			t.busy(now)
 			due, err := t.release(w, now, false)
 			if err != nil {
 				return writeFailed(err)
@@ -508,11 +603,14 @@ func (t *Target) pump(w *writer) error {
 				flush.Reset(audioFlushDelay)
 				armed = true
 			}
+			t.idle()
 		case <-flush.C:
 			armed = false
+			t.busy(time.Now())
 			if err := w.pub.Flush(); err != nil {
 				return writeFailed(err)
 			}
+			t.idle()
 		case <-w.pub.Done():
 			err := w.pub.Err()
 			return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s closed the connection: %v", t.ep.Redacted(), err)
@@ -799,9 +897,10 @@ func (t *Target) Stop(ctx context.Context) {
 
 // Info returns the API view of the target.
 func (t *Target) Info() Info {
+	t.checkStall(time.Now())
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ti := Info{ID: t.id, Output: t.ep.Redacted(), State: t.state, Reconnects: t.reconnects,
+	ti := Info{ID: t.id, Output: t.ep.Redacted(), State: t.reported(), Reconnects: t.reconnects,
 		VideoBitrate: t.spec.VideoBitrate, Framerate: t.spec.Framerate, AudioCodec: "aac"}
 	switch {
 	case t.spec.AudioCodec == "opus":

@@ -715,3 +715,111 @@ func TestTargetStopCutsStalledIngest(t *testing.T) {
 		}
 	}
 }
+
+// TestTargetStalled: an ingest that stops reading leaves the writer stuck
+// in a write. The target reports stalled (State, Info, Stats) within a
+// second of its queue ceasing to drain, with one TargetStalled event, and
+// is live again with a TargetRecovered once the ingest reads again.
+func TestTargetStalled(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	_, log := newTestLog(t)
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(gate) }) }
+	var stall atomic.Bool
+	in := startIngest(t, func(m ingest.Message) {
+		if m.Type == flv.TagVideo && stall.Load() {
+			<-gate // the ingest stops reading: its socket fills up
+		}
+	})
+	defer in.close()
+	defer openGate()
+
+	r := startTargets(t, log, "rtmp://"+in.addr+"/live/cam")
+	tg := r.targets[0]
+	i := 0
+	next := func() {
+		idx := i % 135
+		r.feed(ps, uint32(i*33), frames[idx].NALUs, frames[idx].IDR)
+		i++
+	}
+	// Live at a publisher's pace: never stalled.
+	for range 30 {
+		next()
+		if st := tg.State(); st == Stalled {
+			t.Fatal("stalled while the ingest reads")
+		}
+		time.Sleep(33 * time.Millisecond)
+	}
+	waitFor(t, "live", func() bool { return tg.State() == Live })
+
+	stall.Store(true)
+	var blockedAt time.Time // when the queue was seen not draining
+	var stalledAt time.Time
+	for deadline := time.Now().Add(20 * time.Second); stalledAt.IsZero(); {
+		next()
+		time.Sleep(10 * time.Millisecond) // faster than real time: the socket fills sooner
+		if blockedAt.IsZero() && len(tg.queue) >= 5 {
+			blockedAt = time.Now()
+		}
+		if tg.State() == Stalled {
+			stalledAt = time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not stalled; queue %d, state %s", len(tg.queue), tg.State())
+		}
+	}
+	if blockedAt.IsZero() {
+		t.Fatal("stalled before its queue stopped draining")
+	}
+	t.Logf("stalled %v after the queue was seen not draining (queue %d, queueMs %v)", stalledAt.Sub(blockedAt), len(tg.queue), tg.queueMs())
+	if d := stalledAt.Sub(blockedAt); d > time.Second {
+		t.Errorf("stalled %v after the queue stopped draining, want within 1 s", d)
+	}
+	if info := tg.Info(); info.State != Stalled {
+		t.Errorf("Info().State = %s, want stalled", info.State)
+	}
+	st := tg.Stats(time.Now())
+	if st.State != Stalled || st.QueueMs <= 0 {
+		t.Errorf("Stats() = state %s queueMs %v, want stalled with a queue", st.State, st.QueueMs)
+	}
+	countEvents := func() (stalled []TargetStalled, recovered []TargetRecovered) {
+		r.host.mu.Lock()
+		defer r.host.mu.Unlock()
+		for _, ev := range r.host.events {
+			switch e := ev.(type) {
+			case TargetStalled:
+				stalled = append(stalled, e)
+			case TargetRecovered:
+				recovered = append(recovered, e)
+			}
+		}
+		return stalled, recovered
+	}
+	if s, rec := countEvents(); len(s) != 1 || len(rec) != 0 {
+		t.Fatalf("events while stalled: %v stalled, %v recovered; want one TargetStalled", s, rec)
+	} else if s[0].TargetID != "tg_0" || s[0].BlockedMs < stallAfter.Milliseconds() || s[0].Output != "rtmp://"+in.addr+"/live/****" {
+		t.Errorf("TargetStalled = %+v", s[0])
+	}
+
+	stall.Store(false)
+	openGate()
+	waitFor(t, "live again", func() bool { next(); time.Sleep(10 * time.Millisecond); return tg.State() == Live })
+	s, rec := countEvents()
+	if len(s) != 1 || len(rec) != 1 {
+		t.Fatalf("events after the gate opened: %v stalled, %v recovered; want one of each", s, rec)
+	}
+	if rec[0].TargetID != "tg_0" || rec[0].StalledMs < stallAfter.Milliseconds() {
+		t.Errorf("TargetRecovered = %+v", rec[0])
+	}
+	// Draining at a publisher's pace it stays live.
+	for range 30 {
+		next()
+		if st := tg.State(); st != Live {
+			t.Fatalf("state %s after recovering", st)
+		}
+		time.Sleep(33 * time.Millisecond)
+	}
+	r.stop(t)
+}

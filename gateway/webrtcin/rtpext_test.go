@@ -2,6 +2,7 @@ package webrtcin
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/pion/rtp"
@@ -67,17 +68,39 @@ func TestRTPExtension(t *testing.T) {
 	}
 }
 
-// FuzzRTPExtension checks the in-place parser against pion's header parser
-// on arbitrary bytes: where pion parses a header, both find the same
-// extension payloads; nothing panics.
+// FuzzRTPExtension checks the in-place parser on arbitrary bytes: what it
+// finds lies inside the packet's extension block, and where pion's header
+// parser reads the block alone, both find the same extension payloads.
+// pion (rtp v1.8.7) bounds an element by the packet, not by the block: an
+// element whose length runs past the block's end is read on into the
+// payload there, where rtpExtension (RFC 8285 §4.2) finds nothing; those
+// packets are not compared.
 func FuzzRTPExtension(f *testing.F) {
 	f.Add(extPacket(f, 0xBEDE, 1, map[uint8][]byte{3: {0x12, 0x34}}), uint8(3))
 	f.Add(extPacket(f, 0x1000, 0, map[uint8][]byte{5: {1, 2, 3}}), uint8(5))
+	f.Add(extPacket(f, 0xBEDE, 0, map[uint8][]byte{1: {0xaa}, 3: {0x12, 0x34}, 5: {1, 2, 3, 4, 5, 6, 7}}), uint8(5))
+	f.Add(extPacket(f, 0x1000, 2, map[uint8][]byte{1: {}, 7: {9, 9, 9, 9, 9}}), uint8(7))
 	f.Fuzz(func(t *testing.T, raw []byte, id uint8) {
+		raw = raw[:len(raw):len(raw)]
 		got := rtpExtension(raw, id)
+		blockStart, blockEnd := 0, 0
+		if len(raw) >= 12 && raw[0]&0x10 != 0 {
+			off := 12 + 4*int(raw[0]&0x0f)
+			if len(raw) >= off+4 {
+				blockStart, blockEnd = off+4, off+4+4*int(binary.BigEndian.Uint16(raw[off+2:]))
+			}
+		}
+		if got != nil {
+			// got aliases raw: where it starts follows from its capacity.
+			if start := len(raw) - cap(got); start < blockStart || start+len(got) > blockEnd {
+				t.Fatalf("id %d in %x: got %x at %d..%d, outside the extension block %d..%d",
+					id, raw, got, start, start+len(got), blockStart, blockEnd)
+			}
+		}
 		var h rtp.Header
-		if _, err := h.Unmarshal(raw); err != nil || id == 0 || id > 14 && h.ExtensionProfile == 0xBEDE {
-			return
+		n, err := h.Unmarshal(raw)
+		if err != nil || id == 0 || id > 14 && h.ExtensionProfile == 0xBEDE || n > blockEnd {
+			return // n > blockEnd: pion read an element past the block
 		}
 		if h.ExtensionProfile&0xfff0 == 0x1000 && h.ExtensionProfile != 0x1000 {
 			return // two-byte form with app bits (RFC 8285 4.3), which pion does not parse

@@ -22,7 +22,11 @@ type ICEState int
 const (
 	ICEPending ICEState = iota // checking, or not started
 	ICEUp                      // connected or completed
-	ICEGone                    // disconnected or failed: the publisher is gone
+	// ICEDisconnected: nothing heard from the publisher for a while (its
+	// network blinked, or it changes networks). ICE keeps checking and
+	// comes back up by itself when packets flow again; not an end.
+	ICEDisconnected
+	ICEFailed // failed: the publisher is gone
 )
 
 // Session is one publisher's PeerConnection as the gateway uses it: the
@@ -67,8 +71,10 @@ func (s *Session) OnICE(f func(st ICEState, detail string)) {
 		switch st {
 		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
 			f(ICEUp, st.String())
-		case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
-			f(ICEGone, st.String())
+		case webrtc.ICEConnectionStateDisconnected:
+			f(ICEDisconnected, st.String())
+		case webrtc.ICEConnectionStateFailed:
+			f(ICEFailed, st.String())
 		default:
 			f(ICEPending, st.String())
 		}

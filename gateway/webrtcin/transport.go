@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/pion/ice/v2"
 	"github.com/pion/logging"
@@ -34,8 +35,19 @@ type ListenConfig struct {
 	// MaxTCPConns caps the ICE-TCP connections open at once; 0 means
 	// defaultMaxTCPConns.
 	MaxTCPConns int
-	Logger      *slog.Logger
+	// ICEDisconnectedTimeout is how long ICE hears nothing from a
+	// publisher before it reports disconnected; 0 means pion's 5 s.
+	// Failed follows 25 s later (pion's default).
+	ICEDisconnectedTimeout time.Duration
+	Logger                 *slog.Logger
 }
+
+// iceFailedAfter and iceKeepalive are pion's defaults, given again when
+// the disconnected timeout is set (pion takes the three together).
+const (
+	iceFailedAfter = 25 * time.Second
+	iceKeepalive   = 2 * time.Second
+)
 
 // Transport is the sockets every session's ICE runs on (one UDP port for
 // IPv4 and IPv6, and optionally one TCP port), and the pion settings that
@@ -119,6 +131,9 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeQueryOnly)
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEUDPMux(t.mux)
+	if cfg.ICEDisconnectedTimeout > 0 {
+		se.SetICETimeouts(cfg.ICEDisconnectedTimeout, iceFailedAfter, iceKeepalive)
+	}
 	if cfg.TCPPort != 0 {
 		t.tcp, err = listenTCP(cfg, t.udp6 != nil, plog, log)
 		if err != nil {

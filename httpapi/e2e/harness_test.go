@@ -46,9 +46,10 @@ type harnessOptions struct {
 	iceTCP                         bool     // passive ICE-TCP on a free port
 	iceIPs                         []net.IP // advertised addresses; nil means 127.0.0.1
 	rtmpsRootCAs                   *x509.CertPool
-	denyPrivate                    bool     // --deny-private-outputs
-	allowOutputs                   []string // --allow-outputs
-	maxStreams, maxTargets, maxSSE int      // 0: the gateway's defaults
+	denyPrivate                    bool          // --deny-private-outputs
+	allowOutputs                   []string      // --allow-outputs
+	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
+	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -71,21 +72,22 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		tcpPort = -1
 	}
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:          0,
-		ICETCPPort:          tcpPort,
-		ICEIPs:              o.iceIPs,
-		KeyframeInterval:    o.keyframeInterval,
-		PublishTimeout:      5 * time.Second,
-		MediaTimeout:        o.mediaTimeout,
-		Reconnect:           o.reconnect,
-		RTMPSRootCAs:        o.rtmpsRootCAs,
-		Relays:              relays,
-		DenyPrivateOutputs:  o.denyPrivate,
-		AllowOutputs:        o.allowOutputs,
-		MaxStreams:          o.maxStreams,
-		MaxTargets:          o.maxTargets,
-		MaxEventSubscribers: o.maxSSE,
-		Logger:              log,
+		ICEUDPPort:             0,
+		ICETCPPort:             tcpPort,
+		ICEIPs:                 o.iceIPs,
+		KeyframeInterval:       o.keyframeInterval,
+		PublishTimeout:         5 * time.Second,
+		MediaTimeout:           o.mediaTimeout,
+		Reconnect:              o.reconnect,
+		RTMPSRootCAs:           o.rtmpsRootCAs,
+		Relays:                 relays,
+		DenyPrivateOutputs:     o.denyPrivate,
+		AllowOutputs:           o.allowOutputs,
+		MaxStreams:             o.maxStreams,
+		MaxTargets:             o.maxTargets,
+		MaxEventSubscribers:    o.maxSSE,
+		ICEDisconnectedTimeout: o.iceDisconnected,
+		Logger:                 log,
 	})
 	if err != nil {
 		t.Fatal(err)
