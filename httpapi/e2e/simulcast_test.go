@@ -3,9 +3,14 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -213,4 +218,105 @@ func TestSimulcastPublisher(t *testing.T) {
 		t.Errorf("video timestamps span %v over %v of arrivals", span, wall)
 	}
 	t.Logf("%d frames %v, switches %v, largest gap %d ms, timestamps %v over %v", n, frames, resolutions, maxGap, span, wall)
+}
+
+// simulcastBrowserResult is what httpapi/web/test/simulcast.mjs writes.
+type simulcastBrowserResult struct {
+	Failed          int
+	AnswerSimulcast string `json:"answerSimulcast"`
+	LiveAt, StopAt  int64
+	ViewEnd         simulcastView `json:"viewEnd"`
+	Outbound        []struct {
+		RID           string `json:"rid"`
+		Width, Height int
+		Frames        int
+	}
+}
+
+// TestBrowserSimulcast publishes a canvas from Chromium with three
+// sendEncodings (rids q, h, f; H.264): castbridge's answer must take the
+// simulcast with the RID header extensions (Chromium refused answers
+// without them), the stream must go live to the in-process ingest with
+// the layers in its view, and the ingest must get the forwarded layer's
+// video from a keyframe on, its timestamps never going back.
+func TestBrowserSimulcast(t *testing.T) {
+	parallel(t, heavy)
+	testDir, err := filepath.Abs(filepath.Join("..", "web", "test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, chromium := needBrowser(t, testDir)
+	h := newHarness(t, harnessOptions{})
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, filepath.Join(testDir, "simulcast.mjs"), h.srv.URL, h.ingestURL(), "chromesimul")
+	cmd.Dir = testDir
+	// Chromium's bandwidth estimate takes some seconds to allow the upper
+	// layers: long enough live to see it switch up.
+	cmd.Env = append(os.Environ(), "BROWSER_OUT="+out, "CHROMIUM="+chromium, "SIMULCAST_LIVE_MS=12000")
+	output, runErr := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimSpace(string(output)), "\n") {
+		t.Log(line)
+	}
+	var res simulcastBrowserResult
+	raw, err := os.ReadFile(filepath.Join(out, "result.json"))
+	if err == nil {
+		err = json.Unmarshal(raw, &res)
+	}
+	if err != nil {
+		t.Fatalf("simulcast.mjs left no result (%v): %v", runErr, err)
+	}
+	if runErr != nil || res.Failed > 0 {
+		t.Fatalf("simulcast.mjs failed: %v (see the FAIL lines above)", runErr)
+	}
+	if res.AnswerSimulcast != "a=simulcast:recv q;h;f" {
+		t.Errorf("the answer's simulcast: %q", res.AnswerSimulcast)
+	}
+	if res.ViewEnd.Video == nil || len(res.ViewEnd.Video.Layers) == 0 {
+		t.Fatalf("no layers in the stream view: %+v", res.ViewEnd.Video)
+	}
+	fwd, active := res.ViewEnd.forwarded()
+	t.Logf("castbridge layers %+v: %s forwarded, %s active; Chromium sent %+v", res.ViewEnd.Video.Layers, fwd, active, res.Outbound)
+	if fwd == "" || !strings.Contains(active, fwd) {
+		t.Errorf("forwarded layer %q, active %q", fwd, active)
+	}
+
+	_, msgs := h.rec.get("chromesimul")
+	var frames int
+	var last uint32
+	var size string
+	var sizes []string
+	var wantKey bool
+	for _, r := range msgs {
+		if r.msg.Type != 9 {
+			continue
+		}
+		vt := parseVideo(t, r)
+		if vt.seqHeader {
+			if s := seqHeaderSize(t, r.msg.Body); s != size {
+				size = s
+				sizes = append(sizes, s)
+				wantKey = true
+			}
+			continue
+		}
+		if wantKey && !vt.keyframe {
+			t.Errorf("the first %s frame (at %d ms) is not a keyframe", size, vt.ts)
+		}
+		wantKey = false
+		if frames > 0 && vt.ts < last {
+			t.Errorf("video timestamp went back: %d after %d", vt.ts, last)
+		}
+		last = vt.ts
+		frames++
+	}
+	live := time.Duration(res.StopAt-res.LiveAt) * time.Millisecond
+	if frames < int(live.Seconds()*10) {
+		t.Errorf("the ingest got %d video frames in %v live", frames, live)
+	}
+	if len(sizes) == 0 {
+		t.Errorf("the ingest got no sequence header")
+	}
+	t.Logf("ingest: %d frames over %v live, resolutions in turn %v", frames, live, sizes)
 }
