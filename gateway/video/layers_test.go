@@ -280,3 +280,47 @@ func TestSimulcastSenderReports(t *testing.T) {
 	}
 	r.check(t, []string{"320x180", "1280x720", "640x360", "1280x720"}, frameK)
 }
+
+// TestSimulcastPacketAllocs: a forwarded layer's packets and another
+// layer's (inspected, not forwarded) allocate nothing once the layers
+// run.
+func TestSimulcastPacketAllocs(t *testing.T) {
+	r := newLayerRun(t, [3]uint32{1000, 2000, 3000})
+	k := 0
+	for ; k < 30; k++ {
+		r.send(k, [3]bool{true, true, true}, 0)
+	}
+	if li, _ := r.v.Layers(r.t0.Add(time.Second)); !li[2].Forwarded {
+		t.Fatalf("layers %+v", li)
+	}
+	// P-frames of the middle and the top layer, packetized up front and
+	// sent again with their sequence numbers and timestamps moved on.
+	type sent struct {
+		tl   *testLayer
+		pkts [][]byte
+	}
+	var frames []sent
+	for _, tl := range r.layers[1:] {
+		seq := tl.seq
+		frames = append(frames, sent{tl, tl.packets(tl.frames[5], 0)})
+		tl.seq = seq
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		now := r.t0.Add(time.Duration(k) * time.Second / 30)
+		for _, f := range frames {
+			for _, p := range f.pkts {
+				binary.BigEndian.PutUint16(p[2:], f.tl.seq)
+				binary.BigEndian.PutUint32(p[4:], f.tl.base+uint32(k*3000))
+				f.tl.seq++
+				f.tl.l.HandlePacket(p, now)
+			}
+		}
+		k++
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per frame of two layers", allocs)
+	}
+	if c := r.v.Counters(); c.Dropped != 0 {
+		t.Errorf("%d frames dropped", c.Dropped)
+	}
+}
