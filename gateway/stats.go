@@ -36,6 +36,21 @@ type VideoStats struct {
 	BitrateCap int64 `json:"bitrateCap"`
 	Width      int   `json:"width"`
 	Height     int   `json:"height"`
+	// Layers are a simulcast publisher's layers and LayerSwitches how
+	// often the forwarded one changed; absent without simulcast. The
+	// counters above are those of the forwarded video.
+	Layers        []LayerStats `json:"layers,omitempty"`
+	LayerSwitches uint64       `json:"layerSwitches,omitempty"`
+}
+
+// LayerStats counts one simulcast layer as received.
+type LayerStats struct {
+	LayerInfo
+	SSRC        uint32  `json:"ssrc"`
+	Packets     uint64  `json:"packetsReceived"`
+	Bytes       uint64  `json:"bytesReceived"`
+	PacketsLost uint64  `json:"packetsLost"`
+	JitterMs    float64 `json:"jitterMs"`
 }
 
 // AudioStats counts the inbound audio.
@@ -69,6 +84,17 @@ func (s *Stream) Stats() Stats {
 		if ps := v.Params(); ps != nil {
 			vs.Width, vs.Height = ps.Width, ps.Height
 		}
+		layers, switches := v.Layers(now)
+		for _, l := range layers {
+			vs.Layers = append(vs.Layers, LayerStats{
+				LayerInfo: LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Active: l.Active, Forwarded: l.Forwarded},
+				SSRC:      l.SSRC, Packets: l.Packets, Bytes: l.BytesIn, PacketsLost: l.RTP.Lost(), JitterMs: l.RTP.JitterMs(),
+			})
+			if l.Forwarded {
+				vs.JitterMs = l.RTP.JitterMs()
+			}
+		}
+		vs.LayerSwitches = switches
 		st.Inbound.Video = vs
 	}
 	s.mu.Lock()

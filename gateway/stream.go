@@ -201,12 +201,22 @@ func (s *Stream) SubscribeClient(afterID uint64) (*events.Subscription, error) {
 func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	codec := track.Codec()
 	ssrc := uint32(track.SSRC())
-	s.log.Info("track", "kind", track.Kind().String(), "codec", codec.MimeType, "ssrc", ssrc)
+	s.log.Info("track", "kind", track.Kind().String(), "codec", codec.MimeType, "ssrc", ssrc, "rid", track.RID())
 	stats := webrtcin.NewRTPStats(codec.ClockRate)
 	arrived := s.onMedia
 	var handle func([]byte, time.Time)
 	var onSR func(*rtcp.SenderReport)
 	switch {
+	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264) && track.RID() != "":
+		// A simulcast layer: the pipeline takes the best one flowing.
+		layer := s.video.AddLayer(track.RID(), ssrc)
+		stats = layer.RTP()
+		handle = layer.HandlePacket
+		onSR = func(sr *rtcp.SenderReport) {
+			if moved, ok := layer.SenderReport(sr); ok {
+				s.clock.OnSenderReport(true, movedSR(moved, s.video.RTPOffset()))
+			}
+		}
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264):
 		stats = s.video.RTP()
 		s.video.Start(ssrc)
@@ -228,7 +238,13 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		handle = s.audio.HandlePacket
 		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(false, movedSR(sr, s.audio.RTPOffset())) }
 	}
-	s.wg.Go(func() { webrtcin.ReadRTCP(recv, ssrc, stats, onSR) })
+	if rid := track.RID(); rid != "" {
+		for _, r := range s.session.LayerRTCPReady(recv, func() { webrtcin.ReadRTCP(recv, rid, ssrc, stats, onSR) }) {
+			s.wg.Go(r)
+		}
+	} else {
+		s.wg.Go(func() { webrtcin.ReadRTCP(recv, "", ssrc, stats, onSR) })
+	}
 	s.wg.Go(func() { s.session.ReadRTP(track, stats, arrived, handle) })
 }
 

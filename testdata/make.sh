@@ -44,3 +44,21 @@ ffmpeg -hide_banner -loglevel error -y \
 	-c:a libopus -b:a 64k -frame_duration 20 -application audio \
 	-fflags +bitexact -flags:a +bitexact \
 	-f ogg audio.ogg
+
+# video-360p.h264 and video-180p.h264: the lower layers of a simulcast
+# publisher (with video.h264 on top): testsrc2 at 640x360 ~500 kbit/s and
+# 320x180 ~150 kbit/s, constrained baseline, 30 fps, 150 frames, an IDR
+# every 60 frames (2 s), SPS+PPS before each IDR, one slice per frame.
+for layer in 640x360:500k:video-360p 320x180:150k:video-180p; do
+	IFS=: read -r size rate out <<<"$layer"
+	ffmpeg -hide_banner -loglevel error -y \
+		-f lavfi -i "testsrc2=size=$size:rate=30" \
+		-frames:v 150 -an \
+		-c:v libx264 -profile:v baseline -level:v 3.0 -pix_fmt yuv420p \
+		-preset medium -bf 0 -threads 1 \
+		-b:v "$rate" -maxrate "$rate" -bufsize "$rate" \
+		-x264-params keyint=60:min-keyint=60:scenecut=0:repeat-headers=1:aud=0 \
+		-bsf:v h264_mp4toannexb \
+		-fflags +bitexact -flags:v +bitexact \
+		-f h264 "$out.h264"
+done

@@ -24,6 +24,7 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v3"
 
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
@@ -76,6 +77,29 @@ type PublisherConfig struct {
 	// With UDP6 it gathers one host candidate on [::1] (from a socket of
 	// its own: pion leaves ::1 out of the interface addresses it gathers).
 	Networks []webrtc.NetworkType
+	// Layers, if set, make the video simulcast (a=simulcast with these
+	// rids, RID header extensions): one encoding per layer, each sending
+	// its own file (VideoFile is then ignored) with its own SSRC, sequence
+	// numbers and RTP timestamp base, like a browser's sendEncodings.
+	// SetLayerSending stops and resumes a layer.
+	Layers []Layer
+}
+
+// Layer is one simulcast layer of a Publisher.
+type Layer struct {
+	RID  string
+	File string // Annex B H.264, as VideoFile
+}
+
+// pubLayer is a simulcast layer being sent.
+type pubLayer struct {
+	Layer
+	frames     []mediafile.Frame
+	track      *webrtc.TrackLocalStaticRTP
+	pliPending atomic.Bool
+	paused     atomic.Bool
+	sender     *webrtc.RTPSender
+	sent       []SentFrame // guarded by Publisher.mu
 }
 
 // pacingBurst is how far ahead of its rate a paced publisher may send:
@@ -120,6 +144,7 @@ type Publisher struct {
 	pc          *webrtc.PeerConnection
 	udpMux      ice.UDPMux // the [::1] socket of a UDP6 publisher, or nil
 	videoTrack  *webrtc.TrackLocalStaticRTP
+	layers      []*pubLayer
 	audioTrack  *webrtc.TrackLocalStaticRTP
 	connected   chan struct{}
 	gone        chan struct{} // failed or closed
@@ -128,6 +153,7 @@ type Publisher struct {
 	closeCtx    context.Context
 	closeCancel context.CancelFunc
 	rtcpWG      sync.WaitGroup
+	layerWG     sync.WaitGroup // the simulcast layers' RTCP readers
 	sendWG      sync.WaitGroup
 	started     atomic.Bool
 	pliPending  atomic.Bool
@@ -168,6 +194,9 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.VideoProfile == "" {
 		cfg.VideoProfile = "42e01f"
 	}
+	if len(cfg.Layers) > 0 {
+		cfg.VideoFile = cfg.Layers[0].File
+	}
 	if cfg.VideoFile == "" && cfg.AudioFile == "" {
 		return nil, errors.New("gatewaytest: publisher needs a video or an audio file")
 	}
@@ -177,6 +206,13 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		if p.frames, err = mediafile.ReadH264File(cfg.VideoFile); err != nil {
 			return nil, err
 		}
+	}
+	for _, l := range cfg.Layers {
+		pl := &pubLayer{Layer: l}
+		if pl.frames, err = mediafile.ReadH264File(l.File); err != nil {
+			return nil, err
+		}
+		p.layers = append(p.layers, pl)
 	}
 	if cfg.AudioFile != "" {
 		if p.audio, err = mediafile.ReadOpusFile(cfg.AudioFile); err != nil {
@@ -206,6 +242,13 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: videoCap, PayloadType: pt},
 			webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, err
+		}
+		if len(cfg.Layers) > 0 {
+			for _, uri := range []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI} {
+				if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	if cfg.AudioFile != "" {
@@ -286,7 +329,13 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		go p.readRTCP(t.Sender())
 		return tr, nil
 	}
-	if cfg.VideoFile != "" {
+	switch {
+	case len(p.layers) > 0:
+		if err := p.addLayers(videoCap); err != nil {
+			_ = p.Close()
+			return nil, err
+		}
+	case cfg.VideoFile != "":
 		if p.videoTrack, err = addTrack(videoCap, "video"); err != nil {
 			_ = p.Close()
 			return nil, err
@@ -364,7 +413,7 @@ func (p *Publisher) Start(ctx context.Context) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(p.closeCtx, cancel)
-	n := 0
+	n := len(p.layers)
 	if p.videoTrack != nil {
 		n++
 	}
@@ -391,6 +440,9 @@ func (p *Publisher) Start(ctx context.Context) {
 		t0 := time.Now()
 		if p.videoTrack != nil {
 			go func() { defer done(); p.sendVideo(ctx, t0) }()
+		}
+		for _, l := range p.layers {
+			go func() { defer done(); p.sendLayer(ctx, t0, l) }()
 		}
 		if p.audioTrack != nil {
 			go func() { defer done(); p.sendAudio(ctx, t0) }()
@@ -459,6 +511,14 @@ func (p *Publisher) REMBs() []uint64 {
 // publisher's goroutines to end.
 func (p *Publisher) Close() error {
 	p.closeCancel()
+	// pion's RTPSender.ReadSimulcast reads the encodings unlocked, which
+	// closing the sender writes: the layers' readers end first.
+	for _, l := range p.layers {
+		if l.sender != nil {
+			_ = l.sender.SetReadDeadlineSimulcast(time.Now(), l.RID)
+		}
+	}
+	p.layerWG.Wait()
 	err := p.pc.Close()
 	p.sendWG.Wait()
 	p.rtcpWG.Wait()
@@ -583,6 +643,163 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		now := time.Now()
 		p.mu.Lock()
 		p.sent = append(p.sent, SentFrame{
+			Seq: n, Source: pos, RTPTimestamp: ts, PTS: pts, IDR: f.IDR,
+			Digest: mediafile.SliceDigest(f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
+		})
+		p.mu.Unlock()
+		pos++
+	}
+}
+
+// addLayers adds the simulcast video: one transceiver, an encoding per
+// layer, and a reader of each encoding's RTCP.
+func (p *Publisher) addLayers(c webrtc.RTPCodecCapability) error {
+	var sender *webrtc.RTPSender
+	for i, l := range p.layers {
+		tr, err := webrtc.NewTrackLocalStaticRTP(c, "video", "castbridge-test", webrtc.WithRTPStreamID(l.RID))
+		if err != nil {
+			return err
+		}
+		l.track = tr
+		defer func() { l.sender = sender }()
+		if i == 0 {
+			t, err := p.pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+			if err != nil {
+				return err
+			}
+			sender = t.Sender()
+			continue
+		}
+		if err := sender.AddEncoding(tr); err != nil {
+			return fmt.Errorf("gatewaytest: simulcast layer %s: %w", l.RID, err)
+		}
+	}
+	for _, l := range p.layers {
+		p.layerWG.Add(1)
+		go func() {
+			defer p.layerWG.Done()
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := sender.ReadSimulcast(buf, l.RID)
+				if err != nil {
+					return // the sender or the connection closed
+				}
+				pkts, err := rtcp.Unmarshal(buf[:n])
+				if err != nil {
+					continue
+				}
+				p.mu.Lock()
+				for _, pkt := range pkts {
+					switch pkt.(type) {
+					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+						p.plis++
+						l.pliPending.Store(true)
+					case *rtcp.TransportLayerNack:
+						p.nacks++
+					}
+				}
+				p.mu.Unlock()
+			}
+		}()
+	}
+	return nil
+}
+
+// SetLayerSending stops (false) or resumes (true) sending the simulcast
+// layer rid; its frame times go on while it is stopped, as an encoder's
+// would.
+func (p *Publisher) SetLayerSending(rid string, on bool) {
+	for _, l := range p.layers {
+		if l.RID == rid {
+			l.paused.Store(!on)
+		}
+	}
+}
+
+// LayerSent returns the frames sent so far on the simulcast layer rid.
+func (p *Publisher) LayerSent(rid string) []SentFrame {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.layers {
+		if l.RID == rid {
+			return slices.Clone(l.sent)
+		}
+	}
+	return nil
+}
+
+// sendLayer sends a simulcast layer's file on its encoding, looping, a
+// frame every 1/FPS s; a PLI to the layer jumps to its next IDR.
+func (p *Publisher) sendLayer(ctx context.Context, t0 time.Time, l *pubLayer) {
+	fps := p.cfg.FPS
+	base := p.timestampBase(90000)
+	seq := uint16(rand.Uint32())
+	pos := 0
+	// pion v3 writes no mid or rid header extensions: the gateway tells
+	// the layers apart by them, as it does a browser's, so they are set
+	// here with the negotiated ids.
+	var midID, ridID uint8
+	for _, e := range l.sender.GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			ridID = uint8(e.ID)
+		}
+	}
+	mid := ""
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Sender() == l.sender {
+			mid = t.Mid()
+		}
+	}
+	for n := 0; ; n++ {
+		pts := time.Duration(n) * time.Second / time.Duration(fps)
+		if !SleepUntil(ctx, t0.Add(pts)) {
+			return
+		}
+		if l.paused.Load() {
+			continue
+		}
+		if pos >= len(l.frames) {
+			if !p.cfg.Loop {
+				return
+			}
+			pos = 0
+		}
+		if l.pliPending.Swap(false) && !l.frames[pos].IDR {
+			for i := range len(l.frames) {
+				if j := (pos + i) % len(l.frames); l.frames[j].IDR {
+					pos = j
+					break
+				}
+			}
+		}
+		f := l.frames[pos]
+		ts := base + uint32(int64(n)*90000/int64(fps))
+		payloads := packetizeH264(f.NALUs, p.cfg.MTU-12, p.cfg.SeparateParameterSets)
+		firstAt := time.Now()
+		for i, pl := range payloads {
+			pkt := &rtp.Packet{
+				Header:  rtp.Header{Version: 2, Marker: i == len(payloads)-1, SequenceNumber: seq, Timestamp: ts},
+				Payload: pl,
+			}
+			if midID != 0 && ridID != 0 {
+				if err := pkt.Header.SetExtension(midID, []byte(mid)); err != nil {
+					return
+				}
+				if err := pkt.Header.SetExtension(ridID, []byte(l.RID)); err != nil {
+					return
+				}
+			}
+			seq++
+			if err := l.track.WriteRTP(pkt); err != nil && ctx.Err() != nil {
+				return
+			}
+		}
+		now := time.Now()
+		p.mu.Lock()
+		l.sent = append(l.sent, SentFrame{
 			Seq: n, Source: pos, RTPTimestamp: ts, PTS: pts, IDR: f.IDR,
 			Digest: mediafile.SliceDigest(f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
 		})

@@ -75,6 +75,10 @@ type Pipeline struct {
 	timeline *rtptime.Timeline
 	cont     *rtptime.Continuity     // rebases RTP timestamp jumps (a looping source)
 	sink     atomic.Pointer[sinkBox] // the broadcast taking frames, if any
+	// layers is the simulcast selection feeding HandlePacket, nil for a
+	// publisher without simulcast (layers.go).
+	layers   atomic.Pointer[layers]
+	layersMu sync.Mutex // makes layers
 
 	// receive-goroutine state
 	pendingSPS   []byte
@@ -168,6 +172,25 @@ func (v *Pipeline) HandlePacket(pkt []byte, now time.Time) {
 		if done {
 			v.onAccessUnit(&au, now)
 		}
+	}
+}
+
+// switchSource makes the packets that follow those of another SSRC, a
+// simulcast layer switched to at its keyframe, whose RTP timestamps the
+// caller has already put on this pipeline's timeline: the sequence
+// position and any partial frame are forgotten (nothing of the new layer is
+// lost), nothing is forwarded before its IDR, and its parameter sets (ps,
+// nil when not known yet) are the ones in force.
+func (v *Pipeline) switchSource(ssrc uint32, ps *media.ParamSet) {
+	v.reorder.Reset()
+	v.nack.Reset()
+	v.depack.Reset()
+	v.waitKeyframe = true
+	v.ssrc.Store(ssrc)
+	if ps != nil {
+		v.pendingSPS = append(v.pendingSPS[:0], ps.SPS...)
+		v.pendingPPS = append(v.pendingPPS[:0], ps.PPS...)
+		v.updateParams()
 	}
 }
 

@@ -14,6 +14,13 @@ import (
 	"github.com/pion/webrtc/v3"
 )
 
+// simulcastExtensions are the header extensions simulcast receive needs.
+var simulcastExtensions = []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, repairedStreamIDURI}
+
+// repairedStreamIDURI is RFC 8852 repaired-rtp-stream-id (the pion/sdp this
+// module uses has no constant for it).
+const repairedStreamIDURI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
 var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "goog-remb"},
 	{Type: "ccm", Parameter: "fir"},
@@ -58,6 +65,15 @@ func newAPI(se webrtc.SettingEngine, counters *Counters) (*webrtc.API, error) {
 	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 			return nil, fmt.Errorf("register twcc extension: %w", err)
+		}
+	}
+	// Simulcast (a=simulcast with rids, from browsers' sendEncodings and
+	// OBS's WHIP simulcast): an answer that takes it must negotiate the RID
+	// extensions, and pion tells the layers apart by them (OnTrack fires
+	// once per rid).
+	for _, uri := range simulcastExtensions {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: uri}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register %s: %w", uri, err)
 		}
 	}
 

@@ -40,6 +40,13 @@ type nackEntry struct {
 	asked time.Time // the last request; zero before the first
 }
 
+// Reset forgets the sequence and what is missing: the packets that follow
+// are of another stream (a simulcast layer switched to).
+func (n *NACKTracker) Reset() {
+	n.started = false
+	n.missing = n.missing[:0]
+}
+
 // OnPacket records that packet seq arrived.
 func (n *NACKTracker) OnPacket(seq uint16, now time.Time) {
 	if !n.started {

@@ -42,11 +42,19 @@ func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Ar
 
 // ReadRTCP reads a receiver's RTCP until it ends, so pion's interceptors
 // run and its buffers never fill, and hands the track's Sender Reports to
-// its reception statistics (for the reports' LSR/DLSR) and to onSR.
-func ReadRTCP(recv *webrtc.RTPReceiver, ssrc uint32, stats *RTPStats, onSR func(*rtcp.SenderReport)) {
+// its reception statistics (for the reports' LSR/DLSR) and to onSR. rid
+// names the simulcast layer whose RTCP is read ("" without simulcast: a
+// simulcast receiver's RTCP is read per layer).
+func ReadRTCP(recv *webrtc.RTPReceiver, rid string, ssrc uint32, stats *RTPStats, onSR func(*rtcp.SenderReport)) {
 	buf := make([]byte, maxPacket)
 	for {
-		n, _, err := recv.Read(buf)
+		var n int
+		var err error
+		if rid != "" {
+			n, _, err = recv.ReadSimulcast(buf, rid)
+		} else {
+			n, _, err = recv.Read(buf)
+		}
 		if err != nil {
 			return
 		}
@@ -63,4 +71,27 @@ func ReadRTCP(recv *webrtc.RTPReceiver, ssrc uint32, stats *RTPStats, onSR func(
 			}
 		}
 	}
+}
+
+// LayerRTCPReady takes the RTCP reader of simulcast layer rid of recv and
+// returns the readers to start now: none until every layer the receiver
+// was offered has its track, then all of them. pion's
+// RTPReceiver.ReadSimulcast reads the receiver's layer list without its
+// lock while a later layer's arrival writes it, so no layer's RTCP is read
+// before the last layer arrived. A layer the publisher never sends leaves
+// the others' RTCP unread (pion drops it once its buffer is full): the
+// video then goes without Sender Reports, on arrival times.
+func (s *Session) LayerRTCPReady(recv *webrtc.RTPReceiver, reader func()) []func() {
+	s.layerMu.Lock()
+	defer s.layerMu.Unlock()
+	if s.layerRTCP == nil {
+		s.layerRTCP = map[*webrtc.RTPReceiver][]func(){}
+	}
+	waiting := append(s.layerRTCP[recv], reader)
+	if len(waiting) < len(recv.Tracks()) {
+		s.layerRTCP[recv] = waiting
+		return nil
+	}
+	delete(s.layerRTCP, recv)
+	return waiting
 }

@@ -42,6 +42,9 @@ type Session struct {
 	etag  atomic.Pointer[string] // the ICE session's id (ETag)
 	iceMu sync.Mutex             // serialises trickle and restarts
 	ice   iceState               // guarded by iceMu
+
+	layerMu   sync.Mutex
+	layerRTCP map[*webrtc.RTPReceiver][]func() // simulcast RTCP readers waiting for their last layer
 }
 
 // NewSession makes a PeerConnection on the transport. Set its handlers

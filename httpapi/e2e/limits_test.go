@@ -17,7 +17,7 @@ import (
 // its refusals in /metrics, and a flood of refused SSE subscribers leaves
 // no goroutine behind.
 func TestLimits(t *testing.T) {
-	parallel(t, light)
+	// Counts the process's goroutines: runs alone, before the parallel tests.
 	h := newHarness(t, harnessOptions{maxStreams: 1, maxTargets: 2, maxSSE: 3})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
