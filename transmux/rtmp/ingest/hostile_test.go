@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
 	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
@@ -29,22 +30,6 @@ func clientHandshake(t *testing.T, c net.Conn) {
 	if _, err := c.Write(s[1 : 1+1536]); err != nil { // C2 echoes S1
 		t.Fatal(err)
 	}
-}
-
-// nestedConnect is a connect command whose command object nests depth
-// objects.
-func nestedConnect(depth int) []byte {
-	b := []byte{0x02, 0, 7}
-	b = append(b, "connect"...)
-	b = append(b, 0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0)
-	for range depth {
-		b = append(b, 0x03, 0x00, 0x01, 'a')
-	}
-	b = append(b, 0x05)
-	for range depth {
-		b = append(b, 0x00, 0x00, 0x09)
-	}
-	return b
 }
 
 // TestHostileCommand: a client whose connect nests objects a million deep
@@ -67,7 +52,7 @@ func TestHostileCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The server may cut us off while we still write: that is the point.
-		_ = w.WriteMessage(3, 20, 0, 0, nestedConnect(depth))
+		_ = w.WriteMessage(3, 20, 0, 0, flvtest.NestedCommand("connect", depth))
 		_ = w.Flush()
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, err = io.Copy(io.Discard, c)

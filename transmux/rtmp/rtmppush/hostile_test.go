@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/flv/flvtest"
 	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
@@ -58,26 +59,12 @@ func hostileIngest(t *testing.T, reply []byte) string {
 	return ln.Addr().String()
 }
 
-func nestedResult(depth int) []byte {
-	b := []byte{0x02, 0, 7}
-	b = append(b, "_result"...)
-	b = append(b, 0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0)
-	for range depth {
-		b = append(b, 0x03, 0x00, 0x01, 'a')
-	}
-	b = append(b, 0x05)
-	for range depth {
-		b = append(b, 0x00, 0x00, 0x09)
-	}
-	return b
-}
-
 // TestHostileIngest: an ingest that answers connect with a _result nested
 // a million (7 MB) or a thousand objects deep fails the dial with a clear
 // error at once; it used to overflow the stack and end the process.
 func TestHostileIngest(t *testing.T) {
 	for _, depth := range []int{1_000_000, 1000} {
-		addr := hostileIngest(t, nestedResult(depth))
+		addr := hostileIngest(t, flvtest.NestedCommand("_result", depth))
 		start := time.Now()
 		_, err := rtmppush.Dial(context.Background(), rtmppush.Config{
 			Endpoint: endpoint(t, "rtmp://"+addr+"/live/key"), PublishTimeout: 5 * time.Second})

@@ -147,3 +147,20 @@ func splitAnnexB(b []byte) [][]byte {
 	}
 	return out
 }
+
+// NestedCommand is an AMF0 command message (name, transaction id 1) whose
+// command object nests depth objects: what overflowed go-amf0's stack, for
+// the tests of both RTMP ends.
+func NestedCommand(name string, depth int) []byte {
+	b := []byte{0x02, 0, byte(len(name))}
+	b = append(b, name...)
+	b = append(b, 0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0)
+	for range depth {
+		b = append(b, 0x03, 0x00, 0x01, 'a')
+	}
+	b = append(b, 0x05)
+	for range depth {
+		b = append(b, 0x00, 0x00, 0x09)
+	}
+	return b
+}
