@@ -292,6 +292,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
 	}
 	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays))
+	if o.apiKey == "" && !loopbackAddr(ln.Addr().String()) {
+		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY), or listen on 127.0.0.1")
+	}
 
 	select {
 	case <-ctx.Done():

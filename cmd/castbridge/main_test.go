@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -417,4 +418,58 @@ func (w *syncBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// lockedBuffer is a bytes.Buffer safe for the logger's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNoAuthWarning: a gateway with no --api-key says so loudly when its
+// API listens beyond loopback, and not on loopback.
+func TestNoAuthWarning(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		warn bool
+	}{{"0.0.0.0", true}, {"127.0.0.1", false}} {
+		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+		var logs lockedBuffer
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"--http-addr", tc.host + ":" + port, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1",
+				"--local-ingest", "", "--log-level", "warn"}, func(string) string { return "" }, &logs)
+		}()
+		for i := 0; ; i++ {
+			resp, err := http.Get("http://127.0.0.1:" + port + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if i > 100 {
+				t.Fatalf("%s: not ready: %v", tc.host, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("%s: run: %v", tc.host, err)
+		}
+		if got := strings.Contains(logs.String(), "NO AUTHENTICATION"); got != tc.warn {
+			t.Errorf("listening on %s without a key: warned %v, want %v; logs:\n%s", tc.host, got, tc.warn, logs.String())
+		}
+	}
 }
