@@ -109,7 +109,7 @@ func TestOutputPolicy(t *testing.T) {
 	for _, u := range []string{"http://" + closedAddr + "/" + secret + "?token=" + secret, "http://" + ssh.Addr().String() + "/" + secret + "?token=" + secret} {
 		e := h.expectError("POST", path, icecast(u), 400, "INVALID_REQUEST")
 		responses = append(responses, e.Error.Message)
-		host := u[len("http://"):strings.Index(u[len("http://"):], "/")+len("http://")]
+		host := u[len("http://") : strings.Index(u[len("http://"):], "/")+len("http://")]
 		reach = append(reach, strings.ReplaceAll(e.Error.Message, host, "HOST"))
 	}
 	if reach[0] != reach[1] || !strings.Contains(reach[0], "cannot be reached") {
