@@ -10,6 +10,11 @@ if { [ ! -d httpapi/web/test/node_modules/playwright-core ] || [ ! -d httpapi/we
 	command -v npm >/dev/null 2>&1; then
 	(cd httpapi/web/test && npm ci --no-audit --no-fund --loglevel=error)
 fi
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*'))
+if [ -n "$unformatted" ]; then
+	echo "test.sh: gofmt would change: $unformatted" >&2
+	exit 1
+fi
 go vet ./...
 # The end-to-end tests send real media in real time and share the machine
 # among themselves in lanes (httpapi/e2e/schedule_test.go), so they run on
