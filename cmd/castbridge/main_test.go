@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -352,7 +350,7 @@ func TestLocalIngestKey(t *testing.T) {
 	httpAddr := freeAddr(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	var logs syncBuffer
+	var logs gatewaytest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1",
@@ -403,41 +401,6 @@ func TestLocalIngestKey(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
-// lockedBuffer is a bytes.Buffer safe for the logger's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestNoAuthWarning: a gateway with no --api-key says so loudly when its
 // API listens beyond loopback, and not on loopback.
 func TestNoAuthWarning(t *testing.T) {
@@ -446,7 +409,7 @@ func TestNoAuthWarning(t *testing.T) {
 		warn bool
 	}{{"0.0.0.0", true}, {"127.0.0.1", false}} {
 		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-		var logs lockedBuffer
+		var logs gatewaytest.SyncBuffer
 		ctx, stop := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {

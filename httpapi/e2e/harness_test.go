@@ -33,7 +33,7 @@ type harness struct {
 	srv    *httptest.Server
 	ingest *ingest.Server
 	rec    *recorder
-	logs   *logBuffer
+	logs   *gatewaytest.SyncBuffer
 	log    *slog.Logger
 }
 
@@ -57,7 +57,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.keyframeInterval == 0 {
 		o.keyframeInterval = 2 * time.Second
 	}
-	logs := &logBuffer{}
+	logs := &gatewaytest.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(newTestWriter(t), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ing, rec := startIngest(t, "127.0.0.1:0", log)
 	var relays []gateway.Relay
@@ -132,24 +132,6 @@ func startIngest(t *testing.T, addr string, log *slog.Logger) (*ingest.Server, *
 		<-done
 	})
 	return ing, rec
-}
-
-// logBuffer keeps every log line, to search for secrets.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // ingestURL is the in-process ingest's application URL.

@@ -169,7 +169,7 @@ func TestFFmpegListenIngest(t *testing.T) {
 	port := freePort(t)
 	url := fmt.Sprintf("rtmp://127.0.0.1:%d/live/x", port)
 	cmd := exec.Command(ffmpeg, "-nostdin", "-hide_banner", "-v", "warning", "-listen", "1", "-i", url, "-c", "copy", "-y", out)
-	var ffLog logBuffer
+	var ffLog gatewaytest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &ffLog, &ffLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

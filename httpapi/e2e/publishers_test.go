@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,10 +10,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
@@ -46,25 +45,8 @@ type scriptPublisher struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *lockedBuffer
+	stderr *gatewaytest.SyncBuffer
 	done   chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startScript runs a publisher script and returns it with its offer.
@@ -79,7 +61,7 @@ func startScript(t *testing.T, python, script string, args ...string) (*scriptPu
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &scriptPublisher{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 4), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &scriptPublisher{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 4), stderr: &gatewaytest.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
