@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtcp"
 
 	"github.com/castbridge/castbridge/gateway/media"
@@ -147,12 +148,12 @@ func (l *Layer) inspect(p []byte) bool {
 	if len(p) == 0 {
 		return false
 	}
-	switch typ := p[0] & 0x1f; typ {
-	case naluTypeSPS, naluTypePPS:
+	switch typ := h264.NALUType(p[0] & 0x1f); typ {
+	case h264.NALUTypeSPS, h264.NALUTypePPS:
 		l.keepParamSet(p)
-		return typ == naluTypeSPS
-	case naluTypeSTAPA:
-		var first byte // the first aggregated NAL unit's type
+		return typ == h264.NALUTypeSPS
+	case h264.NALUTypeSTAPA:
+		var first h264.NALUType // the first aggregated NAL unit's type
 		for b := p[1:]; len(b) > 2; {
 			n := int(binary.BigEndian.Uint16(b))
 			if n == 0 || 2+n > len(b) {
@@ -160,42 +161,33 @@ func (l *Layer) inspect(p []byte) bool {
 			}
 			nalu := b[2 : 2+n]
 			if first == 0 {
-				first = nalu[0] & 0x1f
+				first = h264.NALUType(nalu[0] & 0x1f)
 			}
 			l.keepParamSet(nalu)
 			b = b[2+n:]
 		}
 		switch first {
-		case naluTypeSPS:
+		case h264.NALUTypeSPS:
 			return true
-		case naluTypeIDR:
+		case h264.NALUTypeIDR:
 			return l.params.Load() != nil
 		}
-	case naluTypeFUA:
-		return len(p) > 1 && p[1]&0x80 != 0 && p[1]&0x1f == naluTypeIDR && l.params.Load() != nil
-	case naluTypeIDR:
+	case h264.NALUTypeFUA:
+		return len(p) > 1 && p[1]&0x80 != 0 && h264.NALUType(p[1]&0x1f) == h264.NALUTypeIDR && l.params.Load() != nil
+	case h264.NALUTypeIDR:
 		return l.params.Load() != nil
 	}
 	return false
 }
 
-// H.264 NAL unit types the layer inspection reads.
-const (
-	naluTypeIDR   = 5
-	naluTypeSPS   = 7
-	naluTypePPS   = 8
-	naluTypeSTAPA = 24
-	naluTypeFUA   = 28
-)
-
 func (l *Layer) keepParamSet(nalu []byte) {
-	switch nalu[0] & 0x1f {
-	case naluTypeSPS:
+	switch h264.NALUType(nalu[0] & 0x1f) {
+	case h264.NALUTypeSPS:
 		if bytes.Equal(l.sps, nalu) {
 			return
 		}
 		l.sps = append(l.sps[:0], nalu...)
-	case naluTypePPS:
+	case h264.NALUTypePPS:
 		if bytes.Equal(l.pps, nalu) {
 			return
 		}
