@@ -95,7 +95,6 @@ type layerRun struct {
 	sink   *recordingSink
 	layers []*testLayer
 	t0     time.Time
-	sentAt map[uint32]int // delivered stream ms → frame time index, for checks
 }
 
 func newLayerRun(t *testing.T, bases [3]uint32) *layerRun {
