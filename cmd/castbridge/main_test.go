@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -434,5 +435,64 @@ func TestNoAuthWarning(t *testing.T) {
 		if got := strings.Contains(logs.String(), "NO AUTHENTICATION"); got != tc.warn {
 			t.Errorf("listening on %s without a key: warned %v, want %v; logs:\n%s", tc.host, got, tc.warn, logs.String())
 		}
+	}
+}
+
+// TestWebhookOptions: --webhook repeats and takes comma lists, from flags
+// or CASTBRIDGE_WEBHOOK; the secret is required, event names are checked,
+// and no error or log line quotes a webhook URL's credentials.
+func TestWebhookOptions(t *testing.T) {
+	o, err := parseOptions([]string{"--webhook", "https://a.example/in?token=QTOKEN", "--webhook", "http://b.example/x, https://c.example/y",
+		"--webhook-secret", "s3cret", "--webhook-events", "StreamClosed,PublisherConnected"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.webhooks, " ") != "https://a.example/in?token=QTOKEN http://b.example/x https://c.example/y" || o.webhookSecret != "s3cret" {
+		t.Errorf("webhooks %q secret %q", o.webhooks, o.webhookSecret)
+	}
+	env := map[string]string{"CASTBRIDGE_WEBHOOK": "https://d.example/1,https://e.example/2", "CASTBRIDGE_WEBHOOK_SECRET": "env-secret",
+		"CASTBRIDGE_WEBHOOK_EVENTS": "TargetFailed"}
+	o, err = parseOptions(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.webhooks) != 2 || o.webhooks[1] != "https://e.example/2" || o.webhookSecret != "env-secret" || o.webhookEvents != "TargetFailed" {
+		t.Errorf("from the environment: %q %q %q", o.webhooks, o.webhookSecret, o.webhookEvents)
+	}
+	var logs gatewaytest.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	hooks, err := newWebhooks(options{webhooks: listFlag{"https://user:PW@hooks.example/in/PATHTOKEN?token=QTOKEN"}, webhookSecret: "s"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hooks.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "urls=https://hooks.example/****") || strings.ContainsAny(out, "@?") ||
+		strings.Contains(out, "PW") || strings.Contains(out, "TOKEN") {
+		t.Errorf("start log: %s", out)
+	}
+	if h, err := newWebhooks(options{}, log); h != nil || err != nil {
+		t.Errorf("no --webhook: %v %v", h, err)
+	}
+	for _, c := range []struct {
+		o    options
+		want string
+	}{
+		{options{webhooks: listFlag{"https://h.example/?token=QTOKEN"}}, "--webhook needs --webhook-secret"},
+		{options{webhookEvents: "StreamClosed"}, "--webhook-events without --webhook"},
+		{options{webhooks: listFlag{"https://h.example/"}, webhookSecret: "s", webhookEvents: "StreamClosed,StreamOpened"}, `no event "StreamOpened"`},
+		{options{webhooks: listFlag{"https://h.example/"}, webhookSecret: "s", webhookEvents: "ReceivedWebRTCStats"}, "webhooks never send it"},
+		{options{webhooks: listFlag{"https://h.example/", "rtmp://h.example/app/QTOKEN"}, webhookSecret: "s"}, "--webhook 2: must be an http:// or https:// URL"},
+	} {
+		h, err := newWebhooks(c.o, log)
+		if err == nil || !strings.Contains(err.Error(), c.want) || h != nil {
+			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
+		} else if strings.Contains(err.Error(), "QTOKEN") {
+			t.Errorf("the error quotes the URL: %v", err)
+		}
+	}
+	if _, err := parseOptions([]string{"--webhook", " , "}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("an empty --webhook must be an error")
 	}
 }
