@@ -359,11 +359,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	errs := []error{err, m.Shutdown(sctx)}
+	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
 	// The streams' last events (StopBroadcastSuccess, StreamClosed) are
 	// queued now: the webhooks get what is left of the deadline.
 	closeHooks(sctx)
-	errs = append(errs, srv.Shutdown(sctx))
 	if ing != nil {
 		errs = append(errs, ing.Close())
 	}

@@ -8,16 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
@@ -494,5 +497,121 @@ func TestWebhookOptions(t *testing.T) {
 	}
 	if _, err := parseOptions([]string{"--webhook", " , "}, func(string) string { return "" }, io.Discard); err == nil {
 		t.Error("an empty --webhook must be an error")
+	}
+}
+
+// TestWebhooksAtShutdown: SIGTERM delivers the streams' last events to a
+// slow webhook within --shutdown-timeout; a receiver that never answers
+// costs no more than the deadline, and the loss is a warning, not an error.
+func TestWebhooksAtShutdown(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, hang := range []bool{false, true} {
+		var mu sync.Mutex
+		var events []string
+		release := make(chan struct{})
+		recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, _ := io.ReadAll(r.Body)
+			var b struct{ Event string }
+			_ = json.Unmarshal(raw, &b)
+			if webhook.Verify("hook-secret", r.Header.Get(webhook.SignatureHeader), raw, time.Now(), 0) != nil {
+				t.Errorf("bad signature on %s", raw)
+			}
+			if hang && b.Event == "StreamClosed" {
+				select { // never answered before the shutdown deadline
+				case <-release:
+				case <-r.Context().Done():
+				}
+				return
+			}
+			time.Sleep(150 * time.Millisecond) // slow: the last events are still queued at SIGTERM
+			mu.Lock()
+			events = append(events, b.Event)
+			mu.Unlock()
+		}))
+		httpAddr := freeAddr(t)
+		var logs gatewaytest.SyncBuffer
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1", "--local-ingest", "",
+				"--log-level", "warn", "--shutdown-timeout", "2s", "--webhook", recv.URL + "/in?token=HOOKTOKEN"},
+				func(k string) string { return map[string]string{"CASTBRIDGE_WEBHOOK_SECRET": "hook-secret"}[k] }, &logs)
+		}()
+		base := "http://" + httpAddr
+		for i := 0; ; i++ {
+			resp, err := http.Get(base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if i > 100 {
+				t.Fatalf("not ready: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		pubCtx, pubStop := context.WithCancel(context.Background())
+		pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: mediafile.TestdataPath("video.h264"), Loop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offer, err := pub.Offer(pubCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(base+"/whip", "application/sdp", strings.NewReader(offer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := pub.SetAnswer(string(answer)); err != nil {
+			t.Fatal(err)
+		}
+		pub.Start(pubCtx)
+		for i := 0; ; i++ { // wait for PublisherConnected to go out
+			mu.Lock()
+			n := len(events)
+			mu.Unlock()
+			if n > 0 {
+				break
+			}
+			if i > 200 {
+				t.Fatal("no webhook for the publisher")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		start := time.Now()
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("hang %v: run: %v", hang, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("run did not return")
+		}
+		took := time.Since(start)
+		t.Logf("receiver hangs %v: shutdown took %v", hang, took)
+		mu.Lock()
+		got := strings.Join(events, ",")
+		mu.Unlock()
+		warned := strings.Contains(logs.String(), "1 events not delivered by the shutdown deadline")
+		if hang {
+			if got != "PublisherConnected" || !warned || took > 4*time.Second {
+				t.Errorf("hanging receiver: got %s, warned %v, shutdown took %v (deadline 2 s)", got, warned, took)
+			}
+		} else if got != "PublisherConnected,StreamClosed" || warned {
+			t.Errorf("slow receiver: got %s by the time run returned, warned %v; logs:\n%s", got, warned, logs.String())
+		}
+		if strings.Contains(logs.String(), "HOOKTOKEN") {
+			t.Errorf("logs show the webhook's token:\n%s", logs.String())
+		}
+		pubStop()
+		_ = pub.Close()
+		pub.Wait()
+		close(release)
+		recv.Close()
 	}
 }
