@@ -34,6 +34,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultQueueSize      = 1024
+	DefaultQueueBytes     = 16 << 20
 	DefaultTimeout        = 5 * time.Second
 	DefaultMaxAttempts    = 8
 	DefaultMaxAge         = 5 * time.Minute
@@ -64,6 +65,10 @@ type Config struct {
 	// QueueSize bounds each URL's queue of undelivered events; past it
 	// the oldest is dropped (DefaultQueueSize).
 	QueueSize int
+	// QueueBytes bounds the bodies queued for one URL (DefaultQueueBytes):
+	// a MetaDataSent may carry up to a MiB of the client's values. Past it
+	// the oldest are dropped; one event alone is always taken.
+	QueueBytes int
 	// Timeout bounds one attempt: connect, request, answer (DefaultTimeout).
 	Timeout time.Duration
 	// MaxAttempts and MaxAge bound the retries of one event: an event is
@@ -83,6 +88,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.QueueSize <= 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
@@ -131,30 +139,31 @@ type endpoint struct {
 	url   string // the whole URL, for requests only
 	shown string // redacted, for logs
 
-	mu     sync.Mutex
-	buf    []delivery // ring of len QueueSize
-	head   int
-	n      int
-	closed bool // Close has begun: Deliver drops
-	wake   chan struct{}
+	mu       sync.Mutex
+	buf      []delivery // ring of len QueueSize
+	head     int
+	n        int
+	bytes    int // of the queued bodies
+	maxBytes int
+	closed   bool // Close has begun: Deliver drops
+	wake     chan struct{}
 }
 
-// push appends d, dropping the oldest when full; it reports whether it
-// dropped one and whether d was taken at all.
-func (e *endpoint) push(d delivery) (dropped, taken bool) {
+// push appends d, dropping the oldest while the queue is full (events or
+// bytes); it reports how many it dropped and whether d was taken at all.
+func (e *endpoint) push(d delivery) (dropped int, taken bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return false, false
+		return 0, false
 	}
-	if e.n == len(e.buf) {
-		e.buf[e.head] = delivery{}
-		e.head = (e.head + 1) % len(e.buf)
-		e.n--
-		dropped = true
+	for e.n > 0 && (e.n == len(e.buf) || e.bytes+len(d.body) > e.maxBytes) {
+		e.popLocked()
+		dropped++
 	}
 	e.buf[(e.head+e.n)%len(e.buf)] = d
 	e.n++
+	e.bytes += len(d.body)
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -168,11 +177,16 @@ func (e *endpoint) pop() (delivery, bool) {
 	if e.n == 0 {
 		return delivery{}, false
 	}
+	return e.popLocked(), true
+}
+
+func (e *endpoint) popLocked() delivery {
 	d := e.buf[e.head]
 	e.buf[e.head] = delivery{}
 	e.head = (e.head + 1) % len(e.buf)
 	e.n--
-	return d, true
+	e.bytes -= len(d.body)
+	return d
 }
 
 // Sender delivers events to the configured URLs. It is an events.Sink.
@@ -214,7 +228,7 @@ func New(cfg Config) (*Sender, error) {
 			return nil, fmt.Errorf("webhook URL %d: %w", i+1, err)
 		}
 		s.endpoints = append(s.endpoints, &endpoint{url: raw, shown: shown,
-			buf: make([]delivery, cfg.QueueSize), wake: make(chan struct{}, 1)})
+			buf: make([]delivery, cfg.QueueSize), maxBytes: cfg.QueueBytes, wake: make(chan struct{}, 1)})
 	}
 	if len(cfg.Events) > 0 {
 		s.want = map[string]bool{}
@@ -277,9 +291,7 @@ func (s *Sender) Deliver(stream string, ev events.Event) {
 	d := delivery{id: id, name: ev.Name, body: body, at: time.Now()}
 	for _, e := range s.endpoints {
 		dropped, taken := e.push(d)
-		if dropped {
-			s.dropFull.Add(1)
-		}
+		s.dropFull.Add(uint64(dropped))
 		if !taken {
 			s.dropShutdown.Add(1)
 		}

@@ -293,6 +293,44 @@ func TestQueueOverflowDropsOldest(t *testing.T) {
 	}
 }
 
+func TestQueueBytesBound(t *testing.T) {
+	release := make(chan struct{})
+	rc := newReceiver(t, func(n int, _ *http.Request) int {
+		if n == 1 {
+			<-release
+		}
+		return http.StatusOK
+	})
+	cfg := fastConfig(rc.srv.URL)
+	cfg.QueueBytes = 3000
+	s := newSender(t, cfg)
+	s.Deliver("st_1", event(1, "A", `{}`))
+	rc.waitN(1)
+	big := `{"v":"` + strings.Repeat("x", 1000) + `"}` // each body is a little over 1000 bytes
+	for i := 2; i <= 6; i++ {
+		s.Deliver("st_1", event(uint64(i), "A", big))
+	}
+	// Two fit in 3000 bytes: 2, 3 and 4 went to make room.
+	if c := s.Counters(); c.DroppedQueueFull != 3 {
+		t.Errorf("dropped %d, want 3", c.DroppedQueueFull)
+	}
+	huge := `{"v":"` + strings.Repeat("y", 5000) + `"}`
+	s.Deliver("st_1", event(7, "A", huge)) // alone past the bound: it still goes, the rest make room
+	close(release)
+	reqs := rc.waitN(2)
+	if err := closeNow(t, s, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	reqs = rc.all()
+	var seqs []uint64
+	for _, g := range reqs {
+		seqs = append(seqs, g.body.Seq)
+	}
+	if fmt.Sprint(seqs) != "[1 7]" || s.Counters().DroppedQueueFull != 5 {
+		t.Errorf("delivered %v, dropped %d; want [1 7] and 5", seqs, s.Counters().DroppedQueueFull)
+	}
+}
+
 func TestEventFilter(t *testing.T) {
 	rc := newReceiver(t, nil)
 	cfg := fastConfig(rc.srv.URL)
