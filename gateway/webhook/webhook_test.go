@@ -317,11 +317,11 @@ func TestQueueBytesBound(t *testing.T) {
 	huge := `{"v":"` + strings.Repeat("y", 5000) + `"}`
 	s.Deliver("st_1", event(7, "A", huge)) // alone past the bound: it still goes, the rest make room
 	close(release)
-	reqs := rc.waitN(2)
+	rc.waitN(2)
 	if err := closeNow(t, s, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	reqs = rc.all()
+	reqs := rc.all()
 	var seqs []uint64
 	for _, g := range reqs {
 		seqs = append(seqs, g.body.Seq)
