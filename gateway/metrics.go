@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
@@ -69,6 +70,9 @@ type Metrics struct {
 	// LimitRefusals counts requests refused at each limit, by
 	// apierr.Limit* name (every limit present, zeros included).
 	LimitRefusals map[string]uint64
+	// Webhooks counts the event webhooks' deliveries (zeros without
+	// Config.EventSink).
+	Webhooks events.SinkCounters
 }
 
 // Metrics sums the live streams' counters onto the totals of closed ones.
@@ -89,6 +93,9 @@ func (m *Manager) Metrics() Metrics {
 			apierr.LimitTargets:        m.totals.refusedTargets.Load(),
 			apierr.LimitSSESubscribers: m.totals.refusedSSE.Load(),
 		},
+	}
+	if m.cfg.EventSink != nil {
+		mt.Webhooks = m.cfg.EventSink.Counters()
 	}
 	for _, s := range m.Streams() {
 		mt.Streams++
