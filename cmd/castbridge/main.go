@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,7 @@ type options struct {
 	iceUDPPort       int
 	iceTCPPort       int
 	iceIPs           string
+	stun             string
 	localIngest      string
 	localIngestKey   string
 	localIngestConns int
@@ -76,6 +78,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.iceUDPPort, "ice-udp-port", 8189, "the one UDP port ICE serves every session on")
 	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
 	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
+	fs.StringVar(&o.stun, "stun", "", "host:port of a STUN server asked, from the ICE UDP port, for the gateway's public address, which answers then carry as a srflx candidate, e.g. stun.l.google.com:19302 (off when empty; not asked when --ice-ips is given)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
 	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
 	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
@@ -120,6 +123,26 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		}
 	})
 	return o, err
+}
+
+// parseSTUN checks --stun: host:port, or a stun: URI as browsers'
+// iceServers write it. TURN is the publisher's (its SDK's iceServers).
+func parseSTUN(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	hp := strings.TrimPrefix(s, "stun:")
+	if strings.HasPrefix(hp, "turn:") || strings.HasPrefix(hp, "turns:") || strings.HasPrefix(hp, "stuns:") {
+		return "", fmt.Errorf("--stun %q: want a STUN server's host:port over UDP; TURN is for publishers (their iceServers)", s)
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", fmt.Errorf("--stun %q: want host:port, e.g. stun.l.google.com:19302: %w", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+		return "", fmt.Errorf("--stun %q: want host:port with a port from 1 to 65535, e.g. stun.l.google.com:19302", s)
+	}
+	return hp, nil
 }
 
 // splitList splits a comma list, dropping empty entries.
@@ -188,6 +211,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	stunServer, err := parseSTUN(o.stun)
+	if err != nil {
+		return err
+	}
 	if o.iceTCPPort < 0 || o.iceTCPPort > 65535 {
 		return fmt.Errorf("--ice-tcp-port: %d is not a port (0 turns ICE-TCP off)", o.iceTCPPort)
 	}
@@ -242,6 +269,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ICEUDPPort:          o.iceUDPPort,
 		ICETCPPort:          o.iceTCPPort,
 		ICEIPs:              ips,
+		STUNServer:          stunServer,
 		KeyframeInterval:    o.keyframeInterval,
 		MediaTimeout:        o.mediaTimeout,
 		Reconnect:           o.reconnect,
