@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/stun"
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
@@ -438,41 +437,6 @@ func TestNoAuthWarning(t *testing.T) {
 	}
 }
 
-// stunResponder answers STUN binding requests on 127.0.0.1 with mapped
-// as the public address, until the test ends.
-func stunResponder(t *testing.T, mapped *net.UDPAddr) string {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			m := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if m.Decode() != nil || m.Type != stun.BindingRequest {
-				continue
-			}
-			resp, err := stun.Build(stun.NewTransactionIDSetter(m.TransactionID), stun.BindingSuccess,
-				&stun.XORMappedAddress{IP: mapped.IP, Port: mapped.Port})
-			if err == nil {
-				_, _ = c.WriteToUDP(resp.Raw, from)
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = c.Close()
-		<-done
-	})
-	return c.LocalAddr().String()
-}
-
 // TestSTUNOption: --stun (CASTBRIDGE_STUN) is checked at start, reaches
 // the gateway, and what it learns is in the startup log and /metrics.
 func TestSTUNOption(t *testing.T) {
@@ -507,7 +471,12 @@ func TestSTUNOption(t *testing.T) {
 		t.Errorf("a bad --stun must stop the start naming it: %v", err)
 	}
 
-	srv := stunResponder(t, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 4242})
+	responder, err := gatewaytest.StartSTUNResponder(&net.UDPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer responder.Close()
+	srv := responder.Addr()
 	httpAddr := freeAddr(t)
 	var logs gatewaytest.SyncBuffer
 	ctx, stop := context.WithCancel(context.Background())
