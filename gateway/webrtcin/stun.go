@@ -162,7 +162,10 @@ func (r *reflexive) srflx() []string {
 // foundation.
 func srflxCandidates(mapped, base netip.AddrPort) ([]string, error) {
 	var out []string
-	for _, comp := range []uint16{ice.ComponentRTP, ice.ComponentRTCP} {
+	// 1 and 2, not ice.ComponentRTP and ice.ComponentRTCP: in pion/ice
+	// v2.3.38 ComponentRTCP repeats ComponentRTP's "uint16 = 1" (a const
+	// block without iota), so both are 1.
+	for _, comp := range []uint16{1, 2} {
 		c, err := ice.NewCandidateServerReflexive(&ice.CandidateServerReflexiveConfig{
 			Network:   "udp",
 			Address:   mapped.Addr().String(),

@@ -2,7 +2,6 @@ package webrtcin
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -175,6 +174,7 @@ func TestSTUNSrflxInAnswer(t *testing.T) {
 	answer := answerFrom(t, tr)
 	var srflx, host int
 	var hostPrio uint32
+	components := map[uint16]int{}
 	for _, c := range answerCandidates(t, answer) {
 		switch c.Type() {
 		case ice.CandidateTypeHost:
@@ -182,6 +182,7 @@ func TestSTUNSrflxInAnswer(t *testing.T) {
 			hostPrio = max(hostPrio, c.Priority())
 		case ice.CandidateTypeServerReflexive:
 			srflx++
+			components[c.Component()]++
 			r := c.RelatedAddress()
 			if c.Address() != "203.0.113.7" || c.Port() != 40123 || c.NetworkType() != ice.NetworkTypeUDP4 || r == nil || r.Port != tr.Port() {
 				t.Errorf("srflx candidate %q: want udp 203.0.113.7 40123 related to the ICE port %d", c.Marshal(), tr.Port())
@@ -191,10 +192,10 @@ func TestSTUNSrflxInAnswer(t *testing.T) {
 			}
 		}
 	}
-	if host == 0 || srflx == 0 || srflx%2 != 0 {
+	if host == 0 || srflx == 0 || components[1] == 0 || components[1] != components[2] || components[1]+components[2] != srflx {
 		t.Fatalf("answer has %d host and %d srflx candidates, want host ones and srflx ones for components 1 and 2:\n%s", host, srflx, answer)
 	}
-	if want := fmt.Sprintf(" 203.0.113.7 40123 typ srflx raddr "); !strings.Contains(answer, want) {
+	if want := " 203.0.113.7 40123 typ srflx raddr "; !strings.Contains(answer, want) {
 		t.Errorf("answer has no %q", want)
 	}
 	// The ICE restart fragment takes the RTP component's candidates of
@@ -480,4 +481,61 @@ func FuzzParseBindingResponse(f *testing.F) {
 			t.Fatalf("mapped %s accepted", mapped)
 		}
 	})
+}
+
+// TestSTUNSrflxInRestart: an ICE restart's fragment carries the public
+// address too (RTP component only, as the rest of the fragment).
+func TestSTUNSrflxInRestart(t *testing.T) {
+	srv := newFakeSTUN(t, netip.MustParseAddrPort("203.0.113.7:40123"))
+	tr, _ := listenSTUN(t, ListenConfig{STUNServer: srv.addr(), STUNTimeout: 2 * time.Second})
+	sess, err := tr.NewSession(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	pub := newTrickler(t)
+	offer, err := pub.pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	om, err := InspectOffer(offer.SDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := sess.Answer(ctx, om)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatal(err)
+	}
+	restart, err := pub.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.pc.SetLocalDescription(restart); err != nil {
+		t.Fatal(err)
+	}
+	gwFrag, err := sess.Restart(ctx, func(string) bool { return true }, pub.fragment(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := ParseFragment([]byte(gwFrag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srflx []string
+	for _, c := range g.Candidates {
+		if strings.Contains(c.Value, " typ srflx") {
+			srflx = append(srflx, c.Value)
+		}
+	}
+	if len(srflx) != 1 || !strings.Contains(srflx[0], " 1 udp ") || !strings.Contains(srflx[0], "203.0.113.7 40123 typ srflx raddr ") {
+		t.Errorf("restart fragment's srflx candidates %q, want the public address for component 1:\n%s", srflx, gwFrag)
+	}
 }
