@@ -142,6 +142,9 @@ func parseSTUN(s string) (string, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
 		return "", fmt.Errorf("--stun %q: want host:port with a port from 1 to 65535, e.g. stun.l.google.com:19302", s)
 	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return "", fmt.Errorf("--stun %q: STUN is asked over IPv4 (the public address behind a NAT is an IPv4 one): give an IPv4 address or a name with one", s)
+	}
 	return hp, nil
 }
 

@@ -452,7 +452,8 @@ func TestSTUNOption(t *testing.T) {
 	for in, want := range map[string]string{
 		"stun.l.google.com:19302":      "stun.l.google.com:19302",
 		"stun:stun.l.google.com:19302": "stun.l.google.com:19302",
-		"[2001:db8::1]:3478":           "[2001:db8::1]:3478",
+		"192.0.2.1:3478":               "192.0.2.1:3478",
+		"[2001:db8::1]:3478":           "asked over IPv4",
 		"":                             "",
 		"stun.l.google.com":            "want host:port",
 		"turn:turn.example.com:3478":   "TURN is for publishers",
