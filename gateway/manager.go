@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
@@ -78,7 +79,10 @@ type Config struct {
 	// MaxEventSubscribers limits the event subscriptions (SSE clients) of
 	// one stream (0: DefaultMaxEventSubscribers).
 	MaxEventSubscribers int
-	Logger              *slog.Logger
+	// EventSink, when set, gets every stream's events as well (the event
+	// webhooks, package webhook): the manager taps each stream's bus.
+	EventSink events.Sink
+	Logger    *slog.Logger
 
 	policy        *outpolicy.Policy // made by NewManager from the fields above
 	icecastClient *http.Client      // dials through policy

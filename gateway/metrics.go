@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
@@ -69,6 +70,9 @@ type Metrics struct {
 	// LimitRefusals counts requests refused at each limit, by
 	// apierr.Limit* name (every limit present, zeros included).
 	LimitRefusals map[string]uint64
+	// Webhooks counts the event webhooks' deliveries (zeros without
+	// Config.EventSink).
+	Webhooks events.SinkCounters
 	// STUN is what --stun learned; STUN.Server is "" when it is off.
 	STUN STUNMetrics
 }
@@ -99,6 +103,9 @@ func (m *Manager) Metrics() Metrics {
 			apierr.LimitTargets:        m.totals.refusedTargets.Load(),
 			apierr.LimitSSESubscribers: m.totals.refusedSSE.Load(),
 		},
+	}
+	if m.cfg.EventSink != nil {
+		mt.Webhooks = m.cfg.EventSink.Counters()
 	}
 	if st := m.transport.STUN(); st.Server != "" {
 		mt.STUN = STUNMetrics{Server: st.Server, Up: st.Up, Failures: st.Failures}

@@ -36,6 +36,13 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, k := range slices.Sorted(maps.Keys(mt.LimitRefusals)) {
 		fmt.Fprintf(w, "castbridge_limit_refusals_total{limit=%q} %d\n", k, mt.LimitRefusals[k])
 	}
+	wh := mt.Webhooks
+	counter("castbridge_webhook_deliveries_total", "Events the webhook receivers accepted (2xx), over all --webhook URLs.", wh.Delivered)
+	counter("castbridge_webhook_failed_attempts_total", "Webhook requests that failed (network error, timeout, non-2xx); most are retried.", wh.Failed)
+	fmt.Fprintf(w, "# HELP castbridge_webhook_dropped_total Webhook events given up, by reason: queue_full (the oldest queued was dropped), gave_up (attempts or age ran out, or the receiver refused with a 4xx), shutdown (left at the shutdown deadline).\n# TYPE castbridge_webhook_dropped_total counter\n")
+	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"gave_up\"} %d\n", wh.DroppedGaveUp)
+	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"queue_full\"} %d\n", wh.DroppedQueueFull)
+	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"shutdown\"} %d\n", wh.DroppedShutdown)
 	if st := mt.STUN; st.Server != "" {
 		up := 0
 		if st.Up {

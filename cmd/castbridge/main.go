@@ -16,13 +16,16 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/httpapi"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
@@ -66,6 +69,28 @@ type options struct {
 	maxStreams       int
 	maxTargets       int
 	maxSSE           int
+	webhooks         listFlag
+	webhookSecret    string
+	webhookEvents    string
+}
+
+// listFlag is a repeatable flag whose each value may also be a comma list.
+type listFlag []string
+
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d URLs", len(*l)) // never the URLs: they may hold tokens
+}
+
+func (l *listFlag) Set(v string) error {
+	items := splitList(v)
+	if len(items) == 0 {
+		return errors.New("empty")
+	}
+	*l = append(*l, items...)
+	return nil
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -100,6 +125,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
 	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
 	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
+	fs.Var(&o.webhooks, "webhook", "send every stream's events as signed JSON POSTs to this http(s) URL (repeat it, or a comma list, for more; see README, Webhooks)")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (Castbridge-Signature header); required with --webhook")
+	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma list of the event names webhooks send (default: all stream, broadcast and target events; ReceivedWebRTCStats is never sent)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -247,15 +275,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
 	}
 
+	hooks, err := newWebhooks(o, log)
+	if err != nil {
+		return err
+	}
+	// closeHooks flushes the webhooks' queues until ctx ends; what is left
+	// then is dropped with a warning, not an exit status.
+	closeHooks := func(ctx context.Context) {
+		if hooks == nil {
+			return
+		}
+		if err := hooks.Close(ctx); err != nil {
+			log.Warn("webhooks closed", "err", err)
+		}
+	}
+	// On the way out of a failed start nothing is waited for.
+	expired, expire := context.WithCancel(context.Background())
+	expire()
+	var sink events.Sink
+	if hooks != nil {
+		sink = hooks
+	}
+
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
 	if o.localIngest != "" {
 		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
+			closeHooks(expired)
 			return fmt.Errorf("recordings dir: %w", err)
 		}
 		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
 			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax})
 		if err != nil {
+			closeHooks(expired)
 			return fmt.Errorf("local ingest: %w", err)
 		}
 		go func() { ingestDone <- ing.Serve(ctx) }()
@@ -283,18 +335,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxStreams:          o.maxStreams,
 		MaxTargets:          o.maxTargets,
 		MaxEventSubscribers: o.maxSSE,
+		EventSink:           sink,
 		Logger:              log,
 	})
 	if err != nil {
 		if ing != nil {
 			_ = ing.Close()
 		}
+		closeHooks(expired)
 		return err
 	}
 	api := httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log.With("component", "http")})
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		_ = m.Shutdown(context.Background())
+		closeHooks(expired)
 		if ing != nil {
 			_ = ing.Close()
 		}
@@ -311,6 +366,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			_ = srv.Close()
 			_ = m.Shutdown(context.Background())
+			closeHooks(expired)
 			if ing != nil {
 				_ = ing.Close()
 			}
@@ -335,6 +391,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
+	// The streams' last events (StopBroadcastSuccess, StreamClosed) are
+	// queued now: the webhooks get what is left of the deadline.
+	closeHooks(sctx)
 	if ing != nil {
 		errs = append(errs, ing.Close())
 	}
@@ -345,6 +404,49 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return nil
+}
+
+// newWebhooks makes the event webhooks' sender from the options; nil when
+// no --webhook is set.
+func newWebhooks(o options, log *slog.Logger) (*webhook.Sender, error) {
+	if len(o.webhooks) == 0 {
+		if o.webhookEvents != "" {
+			return nil, errors.New("--webhook-events without --webhook")
+		}
+		return nil, nil
+	}
+	if o.webhookSecret == "" {
+		return nil, errors.New("--webhook needs --webhook-secret (CASTBRIDGE_WEBHOOK_SECRET): receivers check the signature to know the events are castbridge's")
+	}
+	names := splitList(o.webhookEvents)
+	known := gateway.EventNames()
+	for _, n := range names {
+		if n == (gateway.ReceivedWebRTCStats{}).EventName() {
+			return nil, fmt.Errorf("--webhook-events: %s is made per SSE client (?stats=), webhooks never send it", n)
+		}
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("--webhook-events: no event %q; the events are %s", n, strings.Join(known, ", "))
+		}
+	}
+	shown := make([]string, len(o.webhooks))
+	for i, u := range o.webhooks {
+		s, err := webhook.CheckURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook %d: %w", i+1, err)
+		}
+		shown[i] = s
+	}
+	hooks, err := webhook.New(webhook.Config{URLs: o.webhooks, Secret: o.webhookSecret, Events: names,
+		Logger: log.With("component", "webhook")})
+	if err != nil {
+		return nil, fmt.Errorf("--webhook: %w", err)
+	}
+	which := "all"
+	if len(names) > 0 {
+		which = strings.Join(names, ",")
+	}
+	log.Info("event webhooks", "urls", strings.Join(shown, " "), "events", which)
+	return hooks, nil
 }
 
 // servePprof serves net/http/pprof on its own listener and mux, never on the

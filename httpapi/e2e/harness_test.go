@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
@@ -50,6 +51,7 @@ type harnessOptions struct {
 	allowOutputs                   []string      // --allow-outputs
 	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
 	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
+	eventSink                      events.Sink   // every stream's events (webhooks); nil: none
 	iceUDPPort                     int           // 0: a free one
 	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
 	stunTimeout                    time.Duration // 0: the gateway's
@@ -92,6 +94,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		MaxTargets:             o.maxTargets,
 		MaxEventSubscribers:    o.maxSSE,
 		ICEDisconnectedTimeout: o.iceDisconnected,
+		EventSink:              o.eventSink,
 		Logger:                 log,
 	})
 	if err != nil {
