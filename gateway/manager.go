@@ -32,6 +32,12 @@ type Config struct {
 	// ICEIPs are advertised as host candidates (UDP and TCP); empty means
 	// the host's interface addresses.
 	ICEIPs []net.IP
+	// STUNServer (host:port), when set and ICEIPs is empty, is asked for
+	// the gateway's public address, which answers then carry as a srflx
+	// candidate on the ICE UDP port; it is asked again every 25 s.
+	// STUNTimeout bounds one query (0: 3 s).
+	STUNServer  string
+	STUNTimeout time.Duration
 	// KeyframeInterval is the longest a target waits for a keyframe before
 	// the gateway asks the publisher for one (PLI).
 	KeyframeInterval time.Duration
@@ -146,6 +152,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		IPs:     cfg.ICEIPs,
 		Logger:  cfg.Logger.With("component", "ice"),
 
+		STUNServer:  cfg.STUNServer,
+		STUNTimeout: cfg.STUNTimeout,
+
 		ICEDisconnectedTimeout: cfg.ICEDisconnectedTimeout,
 	})
 	if err != nil {
@@ -170,6 +179,10 @@ func (m *Manager) ICEPort() int { return m.transport.Port() }
 
 // ICETCPPort is the ICE-TCP port, 0 when ICE-TCP is off.
 func (m *Manager) ICETCPPort() int { return m.transport.TCPPort() }
+
+// STUN is what the gateway learned from its STUN server (the zero
+// STUNStatus without one).
+func (m *Manager) STUN() webrtcin.STUNStatus { return m.transport.STUN() }
 
 // Ready reports whether new publishers are accepted.
 func (m *Manager) Ready() bool {

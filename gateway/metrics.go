@@ -73,6 +73,16 @@ type Metrics struct {
 	// Webhooks counts the event webhooks' deliveries (zeros without
 	// Config.EventSink).
 	Webhooks events.SinkCounters
+	// STUN is what --stun learned; STUN.Server is "" when it is off.
+	STUN STUNMetrics
+}
+
+// STUNMetrics is the public address STUN learned, for the metrics.
+type STUNMetrics struct {
+	Server     string
+	Up         bool   // the last query was answered
+	PublicAddr string // ip:port advertised as srflx; "" before an answer
+	Failures   uint64 // queries that got no answer
 }
 
 // Metrics sums the live streams' counters onto the totals of closed ones.
@@ -96,6 +106,12 @@ func (m *Manager) Metrics() Metrics {
 	}
 	if m.cfg.EventSink != nil {
 		mt.Webhooks = m.cfg.EventSink.Counters()
+	}
+	if st := m.transport.STUN(); st.Server != "" {
+		mt.STUN = STUNMetrics{Server: st.Server, Up: st.Up, Failures: st.Failures}
+		if st.Mapped.IsValid() {
+			mt.STUN.PublicAddr = st.Mapped.String()
+		}
 	}
 	for _, s := range m.Streams() {
 		mt.Streams++

@@ -43,6 +43,19 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"gave_up\"} %d\n", wh.DroppedGaveUp)
 	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"queue_full\"} %d\n", wh.DroppedQueueFull)
 	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"shutdown\"} %d\n", wh.DroppedShutdown)
+	if st := mt.STUN; st.Server != "" {
+		up := 0
+		if st.Up {
+			up = 1
+		}
+		gauge("castbridge_ice_stun_up", "Whether the last query to the STUN server (--stun) was answered.")
+		fmt.Fprintf(w, "castbridge_ice_stun_up %d\n", up)
+		counter("castbridge_ice_stun_failures_total", "STUN queries (--stun) that got no answer.", st.Failures)
+		if st.PublicAddr != "" {
+			gauge("castbridge_ice_public_address_info", "The public address STUN learned, advertised as a srflx candidate.")
+			fmt.Fprintf(w, "castbridge_ice_public_address_info{address=%q} 1\n", st.PublicAddr)
+		}
+	}
 }
 
 func writeByState[S ~string](w io.Writer, name string, m map[S]int) {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +48,7 @@ type options struct {
 	iceUDPPort       int
 	iceTCPPort       int
 	iceIPs           string
+	stun             string
 	localIngest      string
 	localIngestKey   string
 	localIngestConns int
@@ -101,6 +103,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.iceUDPPort, "ice-udp-port", 8189, "the one UDP port ICE serves every session on")
 	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
 	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
+	fs.StringVar(&o.stun, "stun", "", "host:port of a STUN server asked, from the ICE UDP port, for the gateway's public address, which answers then carry as a srflx candidate, e.g. stun.l.google.com:19302 (off when empty; not asked when --ice-ips is given)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
 	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
 	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
@@ -148,6 +151,29 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		}
 	})
 	return o, err
+}
+
+// parseSTUN checks --stun: host:port, or a stun: URI as browsers'
+// iceServers write it. TURN is the publisher's (its SDK's iceServers).
+func parseSTUN(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	hp := strings.TrimPrefix(s, "stun:")
+	if strings.HasPrefix(hp, "turn:") || strings.HasPrefix(hp, "turns:") || strings.HasPrefix(hp, "stuns:") {
+		return "", fmt.Errorf("--stun %q: want a STUN server's host:port over UDP; TURN is for publishers (their iceServers)", s)
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", fmt.Errorf("--stun %q: want host:port, e.g. stun.l.google.com:19302: %w", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+		return "", fmt.Errorf("--stun %q: want host:port with a port from 1 to 65535, e.g. stun.l.google.com:19302", s)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return "", fmt.Errorf("--stun %q: STUN is asked over IPv4 (the public address behind a NAT is an IPv4 one): give an IPv4 address or a name with one", s)
+	}
+	return hp, nil
 }
 
 // splitList splits a comma list, dropping empty entries.
@@ -213,6 +239,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	ips, err := parseIPs(o.iceIPs)
+	if err != nil {
+		return err
+	}
+	stunServer, err := parseSTUN(o.stun)
 	if err != nil {
 		return err
 	}
@@ -294,6 +324,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ICEUDPPort:          o.iceUDPPort,
 		ICETCPPort:          o.iceTCPPort,
 		ICEIPs:              ips,
+		STUNServer:          stunServer,
 		KeyframeInterval:    o.keyframeInterval,
 		MediaTimeout:        o.mediaTimeout,
 		Reconnect:           o.reconnect,

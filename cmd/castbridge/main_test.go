@@ -615,3 +615,81 @@ func TestWebhooksAtShutdown(t *testing.T) {
 		recv.Close()
 	}
 }
+
+// TestSTUNOption: --stun (CASTBRIDGE_STUN) is checked at start, reaches
+// the gateway, and what it learns is in the startup log and /metrics.
+func TestSTUNOption(t *testing.T) {
+	o, err := parseOptions(nil, func(k string) string {
+		return map[string]string{"CASTBRIDGE_STUN": "stun.l.google.com:19302"}[k]
+	}, io.Discard)
+	if err != nil || o.stun != "stun.l.google.com:19302" {
+		t.Errorf("CASTBRIDGE_STUN: %q, %v", o.stun, err)
+	}
+	if d, err := parseOptions(nil, func(string) string { return "" }, io.Discard); err != nil || d.stun != "" {
+		t.Errorf("STUN must be off by default (never contacted unless set): %q, %v", d.stun, err)
+	}
+	for in, want := range map[string]string{
+		"stun.l.google.com:19302":      "stun.l.google.com:19302",
+		"stun:stun.l.google.com:19302": "stun.l.google.com:19302",
+		"192.0.2.1:3478":               "192.0.2.1:3478",
+		"[2001:db8::1]:3478":           "asked over IPv4",
+		"":                             "",
+		"stun.l.google.com":            "want host:port",
+		"turn:turn.example.com:3478":   "TURN is for publishers",
+		"stun.example.com:0":           "port from 1 to 65535",
+		":3478":                        "port from 1 to 65535",
+	} {
+		got, err := parseSTUN(in)
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, want) || (want == "" && got != "") {
+			t.Errorf("parseSTUN(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if err := run(context.Background(), []string{"--stun", "stun.example.com", "--local-ingest="}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "--stun") {
+		t.Errorf("a bad --stun must stop the start naming it: %v", err)
+	}
+
+	responder, err := gatewaytest.StartSTUNResponder(&net.UDPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer responder.Close()
+	srv := responder.Addr()
+	httpAddr := freeAddr(t)
+	var logs gatewaytest.SyncBuffer
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--local-ingest", ""},
+			func(k string) string { return map[string]string{"CASTBRIDGE_STUN": srv}[k] }, &logs)
+	}()
+	var metrics string
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(b)
+			break
+		}
+		if i > 100 {
+			t.Fatalf("not serving: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, want := range []string{`castbridge_ice_public_address_info{address="203.0.113.7:4242"} 1`, "castbridge_ice_stun_up 1", "castbridge_ice_stun_failures_total 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "public_addr=203.0.113.7:4242") || !strings.Contains(l, "stun="+srv) {
+		t.Errorf("the startup log does not say the public address learned from %s:\n%s", srv, l)
+	}
+}
