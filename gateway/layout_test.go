@@ -20,6 +20,7 @@ const module = "github.com/castbridge/castbridge/"
 var allowedImports = map[string][]string{
 	"transmux/rtp/rtpreorder":     nil,
 	"transmux/rtp/rtph264":        nil,
+	"transmux/rtp/rtpframe":       nil,
 	"transmux/rtp/rtptime":        nil,
 	"transmux/rtp/avsync":         nil,
 	"transmux/codec/aaclc":        nil,
@@ -41,7 +42,7 @@ var allowedImports = map[string][]string{
 	"gateway/avclock":   {"transmux/rtp/avsync"},
 	"gateway/webrtcin":  {"gateway/apierr"},
 	"gateway/video": {"gateway/webrtcin", "gateway/media", "gateway/avclock",
-		"transmux/rtp/rtpreorder", "transmux/rtp/rtph264", "transmux/rtp/rtptime", "transmux/format/flv"},
+		"transmux/rtp/rtpreorder", "transmux/rtp/rtph264", "transmux/rtp/rtpframe", "transmux/rtp/rtptime", "transmux/format/flv"},
 	"gateway/audio": {"gateway/webrtcin", "gateway/media", "gateway/avclock", "gateway/apierr",
 		"transmux/codec/aaclc", "transmux/codec/opusdec", "transmux/rtp/rtptime", "transmux/format/flv",
 		"transmux/source/icecast", "gateway/outpolicy"},

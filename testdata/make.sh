@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the committed test media. Needs ffmpeg with libx264 and libopus
+# Regenerates the committed test media. Needs ffmpeg with libx264, libopus,
+# libvpx-vp9, libaom-av1 and libx265
 # (Debian's ffmpeg package). The outputs are committed, so tests and CI never
 # run this; rerun it only when the material has to change.
 set -euo pipefail
@@ -62,3 +63,23 @@ for layer in 640x360:500k:video-360p 320x180:150k:video-180p; do
 		-fflags +bitexact -flags:v +bitexact \
 		-f h264 "$out.h264"
 done
+
+# video-vp9.ivf, video-av1.ivf, video-hevc.h265: the E-RTMP codecs (issue 15)
+# as WebRTC encoders make them: testsrc2 320x180, 30 fps, 150 frames (5 s),
+# ~150 kbit/s, a key frame every 60 frames (2 s), no frames held back for
+# reordering (VP9 without alt-ref, H.265 without B-frames, AV1 realtime).
+ffmpeg -hide_banner -loglevel error -y \
+	-f lavfi -i testsrc2=size=320x180:rate=30 -frames:v 150 -an \
+	-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -row-mt 0 -threads 1 \
+	-auto-alt-ref 0 -lag-in-frames 0 -g 60 -keyint_min 60 -b:v 150k \
+	-fflags +bitexact -flags:v +bitexact -f ivf video-vp9.ivf
+ffmpeg -hide_banner -loglevel error -y \
+	-f lavfi -i testsrc2=size=320x180:rate=30 -frames:v 150 -an \
+	-c:v libaom-av1 -usage realtime -cpu-used 8 -threads 1 -lag-in-frames 0 \
+	-g 60 -keyint_min 60 -b:v 150k \
+	-fflags +bitexact -flags:v +bitexact -f ivf video-av1.ivf
+ffmpeg -hide_banner -loglevel error -y \
+	-f lavfi -i testsrc2=size=320x180:rate=30 -frames:v 150 -an \
+	-c:v libx265 -preset fast -b:v 150k \
+	-x265-params log-level=none:keyint=60:min-keyint=60:scenecut=0:bframes=0:repeat-headers=1:pools=1:frame-threads=1 \
+	-bsf:v hevc_mp4toannexb -fflags +bitexact -flags:v +bitexact -f hevc video-hevc.h265
