@@ -75,7 +75,7 @@ func (s *Stream) Info() StreamInfo {
 	}
 	if s.video != nil {
 		if ps := s.video.Params(); ps != nil {
-			si.Video = &VideoInfo{Codec: "H264", Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}
+			si.Video = &VideoInfo{Codec: ps.VideoCodec().DisplayName(), Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}
 			layers, _ := s.video.Layers(time.Now())
 			for _, l := range layers {
 				si.Video.Layers = append(si.Video.Layers, LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Active: l.Active, Forwarded: l.Forwarded})

@@ -9,16 +9,89 @@ import (
 	"github.com/castbridge/castbridge/transmux/format/flv"
 )
 
-// ParamSet is an immutable H.264 SPS/PPS pair with what is derived from it.
-// A new one is made only when the publisher's parameter sets change, so
+// VideoCodec names a video codec the way target specs and the API do.
+type VideoCodec string
+
+// The video codecs castbridge passes through: H.264 in legacy FLV, the
+// others over Enhanced RTMP.
+const (
+	CodecH264 VideoCodec = "h264"
+	CodecVP9  VideoCodec = "vp9"
+	CodecAV1  VideoCodec = "av1"
+	CodecHEVC VideoCodec = "hevc"
+)
+
+// DisplayName is the codec as the stream view shows it.
+func (c VideoCodec) DisplayName() string {
+	switch c {
+	case CodecVP9:
+		return "VP9"
+	case CodecAV1:
+		return "AV1"
+	case CodecHEVC:
+		return "H265"
+	}
+	return "H264"
+}
+
+// ParamSet is an immutable video configuration with what is derived from
+// it: an H.264 SPS/PPS pair, or the configuration record of an E-RTMP codec.
+// A new one is made only when the publisher's configuration changes, so
 // outputs compare pointers to know when to send a new sequence header.
 type ParamSet struct {
-	SPS, PPS  []byte
-	SeqHeader []byte // FLV AVC sequence header body
+	Codec     VideoCodec // "" is H.264 (NewParamSet)
+	FourCC    [4]byte    // E-RTMP codecs; zero for H.264 in legacy FLV
+	SPS, PPS  []byte     // H.264; H.265 with VPS
+	VPS       []byte
+	Source    []byte // VP9: the record; AV1: the sequence header OBU
+	SeqHeader []byte // FLV AVC sequence header body, or E-RTMP sequence start
 	Width     int
 	Height    int
-	SPSFPS    float64 // from the SPS's VUI timing, 0 when absent
-	Profile   string  // profile-level-id, e.g. "42e01f"
+	SPSFPS    float64 // from the bitstream's timing information, 0 when absent
+	Profile   string  // H.264 profile-level-id, e.g. "42e01f"; others described
+}
+
+// VideoCodec is the parameter set's codec.
+func (ps *ParamSet) VideoCodec() VideoCodec {
+	if ps.Codec == "" {
+		return CodecH264
+	}
+	return ps.Codec
+}
+
+// NewVP9ParamSet builds the vp09 sequence start from a VP9 key frame.
+func NewVP9ParamSet(keyframe []byte) (*ParamSet, error) {
+	rec, info, err := flv.AppendVPCodecConfigurationRecord(nil, keyframe)
+	if err != nil {
+		return nil, err
+	}
+	return exParamSet(CodecVP9, flv.FourCCVP9, rec, info, &ParamSet{Source: rec}), nil
+}
+
+// NewAV1ParamSet builds the av01 sequence start from a sequence header OBU.
+func NewAV1ParamSet(seqHdrOBU []byte) (*ParamSet, error) {
+	rec, info, err := flv.AppendAV1CodecConfigurationRecord(nil, seqHdrOBU)
+	if err != nil {
+		return nil, err
+	}
+	return exParamSet(CodecAV1, flv.FourCCAV1, rec, info, &ParamSet{Source: bytes.Clone(seqHdrOBU)}), nil
+}
+
+// NewHEVCParamSet builds the hvc1 sequence start from VPS, SPS and PPS.
+func NewHEVCParamSet(vps, sps, pps []byte) (*ParamSet, error) {
+	rec, info, err := flv.AppendHEVCDecoderConfigurationRecord(nil, vps, sps, pps)
+	if err != nil {
+		return nil, err
+	}
+	return exParamSet(CodecHEVC, flv.FourCCHEVC, rec, info,
+		&ParamSet{VPS: bytes.Clone(vps), SPS: bytes.Clone(sps), PPS: bytes.Clone(pps)}), nil
+}
+
+func exParamSet(c VideoCodec, fourCC [4]byte, rec []byte, info flv.VideoInfo, ps *ParamSet) *ParamSet {
+	ps.Codec, ps.FourCC = c, fourCC
+	ps.SeqHeader = flv.AppendExVideoSequenceStart(nil, fourCC, rec)
+	ps.Width, ps.Height, ps.SPSFPS, ps.Profile = info.Width, info.Height, info.FPS, info.Profile
+	return ps
 }
 
 // NewParamSet parses the SPS and builds the sequence header.

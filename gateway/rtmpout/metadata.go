@@ -28,6 +28,10 @@ func (t *Target) metadataValues(ps *media.ParamSet) map[string]any {
 		md["height"] = float64(ps.Height)
 		md["framerate"] = roundTo(fps, 100)
 		md["videocodecid"] = float64(flv.VideoCodecAVC)
+		if ps.FourCC != ([4]byte{}) {
+			// E-RTMP: the FourCC as a number (FFmpeg's muxer, OBS).
+			md["videocodecid"] = flv.FourCCNumber(ps.FourCC)
+		}
 		rate := float64(t.spec.VideoBitrate)
 		if rate <= 0 {
 			rate = t.host.ObservedVideoBitrate()

@@ -20,6 +20,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
 	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtp/rtpframe"
 	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
 	"github.com/castbridge/castbridge/transmux/rtp/rtpreorder"
 	"github.com/castbridge/castbridge/transmux/rtp/rtptime"
@@ -67,11 +68,14 @@ type Config struct {
 // receive state belongs to the one goroutine that calls HandlePacket; what
 // other goroutines read is atomic.
 type Pipeline struct {
-	cfg      Config
-	log      *slog.Logger
-	reorder  *rtpreorder.Buffer
-	nack     webrtcin.NACKTracker
-	depack   rtph264.Depacketizer
+	cfg     Config
+	log     *slog.Logger
+	reorder *rtpreorder.Buffer
+	nack    webrtcin.NACKTracker
+	depack  rtph264.Depacketizer
+	// frames depacketizes VP9, AV1 and H.265 (codecs.go); nil for H.264,
+	// which keeps its own path untouched.
+	frames   *rtpframe.Depacketizer
 	timeline *rtptime.Timeline
 	cont     *rtptime.Continuity     // rebases RTP timestamp jumps (a looping source)
 	sink     atomic.Pointer[sinkBox] // the broadcast taking frames, if any
@@ -83,6 +87,7 @@ type Pipeline struct {
 	// receive-goroutine state
 	pendingSPS   []byte
 	pendingPPS   []byte
+	pendingVPS   []byte // H.265
 	waitKeyframe bool
 	lastRTP      uint32
 	haveLast     bool
@@ -154,6 +159,10 @@ func (v *Pipeline) HandlePacket(pkt []byte, now time.Time) {
 		pkt, lost, ok := v.reorder.Pop(now)
 		if !ok {
 			break
+		}
+		if v.frames != nil {
+			v.pushFrame(pkt, lost, now)
+			continue
 		}
 		au, done, err := v.depack.Push(pkt, lost)
 		if lost {
