@@ -21,6 +21,21 @@ var simulcastExtensions = []string{sdp.SDESMidURI, sdp.SDESRTPStreamIDURI, repai
 // module uses has no constant for it).
 const repairedStreamIDURI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
+// Video codec names, as target specs and --video-codecs write them.
+const (
+	VideoH264 = "h264"
+	VideoVP9  = "vp9"
+	VideoAV1  = "av1"
+	VideoHEVC = "hevc"
+)
+
+// exVideoCodecs are the E-RTMP video codecs' registrations.
+var exVideoCodecs = map[string]webrtc.RTPCodecParameters{
+	VideoVP9:  {RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}, PayloadType: 98},
+	VideoAV1:  {RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000}, PayloadType: 45},
+	VideoHEVC: {RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000}, PayloadType: 49},
+}
+
 var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: "goog-remb"},
 	{Type: "ccm", Parameter: "fir"},
@@ -34,8 +49,29 @@ var videoFeedback = []webrtc.RTCPFeedback{
 // h264Profiles, which InspectOffer checks offers against, and Opus), NACK, RTCP
 // reports and TWCC, and an RTCP counter feeding the stream's stats.
 func newAPI(se webrtc.SettingEngine, counters *Counters) (*webrtc.API, error) {
+	return newAPIFor(se, counters, VideoH264)
+}
+
+// newAPIFor is newAPI with videoCodec (a Video* name) as the one video
+// codec registered: H.264 in the profiles of h264Profiles, or VP9 profile
+// 0, AV1 main profile or H.265 (whose fmtp pion matches on the parameters
+// both sides name, none on ours).
+func newAPIFor(se webrtc.SettingEngine, counters *Counters, videoCodec string) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
+	if videoCodec != VideoH264 && videoCodec != "" {
+		c, ok := exVideoCodecs[videoCodec]
+		if !ok {
+			return nil, fmt.Errorf("video codec %q is not one castbridge takes", videoCodec)
+		}
+		c.RTCPFeedback = videoFeedback
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: c.RTPCodecCapability, PayloadType: c.PayloadType}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("register %s: %w", videoCodec, err)
+		}
+	}
 	for i, profile := range h264Profiles {
+		if videoCodec != VideoH264 && videoCodec != "" {
+			break
+		}
 		codec := webrtc.RTPCodecParameters{
 			RTPCodecCapability: webrtc.RTPCodecCapability{
 				MimeType:     webrtc.MimeTypeH264,

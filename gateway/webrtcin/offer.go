@@ -36,7 +36,10 @@ type Rejection struct {
 // OfferMedia is what an offer carries that the gateway can take, and the
 // offer as pion is given it.
 type OfferMedia struct {
-	Video, Audio bool        // an m-section of that kind is taken
+	Video, Audio bool // an m-section of that kind is taken
+	// VideoCodec is the codec the taken video section is answered with
+	// (a Video* name): the first of InspectOfferFor's list it offers.
+	VideoCodec string
 	Rejected     []Rejection // m-sections the answer rejects, in offer order
 
 	sdp      string // the normalised offer that pion answers
@@ -65,6 +68,13 @@ type OfferMedia struct {
 // H.264 (packetization-mode 1, a profile h264Profiles lists) nor Opus is
 // UNSUPPORTED_CODEC, with a message that says how to fix it.
 func InspectOffer(offer string) (OfferMedia, error) {
+	return InspectOfferFor(offer, []string{VideoH264})
+}
+
+// InspectOfferFor is InspectOffer taking video in any of videoCodecs
+// (Video* names, in order of preference): a video section is taken when it
+// offers one of them, and OfferMedia.VideoCodec is the first it offers.
+func InspectOfferFor(offer string, videoCodecs []string) (OfferMedia, error) {
 	var om OfferMedia
 	if strings.TrimSpace(offer) == "" {
 		return om, apierr.Errorf(apierr.CodeInvalidSDP, "the request has no SDP offer: send the publisher's offer in \"sdp\"")
@@ -106,10 +116,11 @@ func InspectOffer(offer string) (OfferMedia, error) {
 			offered = append(offered, truncate(c.name))
 		}
 		ok := false
+		h264OK := false
 		for _, c := range codecs {
 			if kind == "video" && c.h264Mode1() {
 				if fixed, acceptable := acceptableH264(c.fmtp); acceptable {
-					ok = true
+					h264OK = true
 					if fixed != c.fmtp {
 						md.Attributes[c.fmtpAttr].Value = strconv.Itoa(int(c.pt)) + " " + fixed
 					}
@@ -119,6 +130,11 @@ func InspectOffer(offer string) (OfferMedia, error) {
 				ok = true
 			}
 		}
+		videoCodec := ""
+		if kind == "video" {
+			videoCodec = chooseVideoCodec(codecs, videoCodecs, h264OK)
+			ok = videoCodec != ""
+		}
 		var reason string
 		switch dir := direction(&sd, md); {
 		case md.MediaName.Port.Value == 0 && !hasAttr(md, "bundle-only"):
@@ -126,13 +142,23 @@ func InspectOffer(offer string) (OfferMedia, error) {
 		case dir == "recvonly" || dir == "inactive":
 			reason = fmt.Sprintf("the publisher sends nothing on it (a=%s)", dir)
 		case !ok && kind == "video":
-			reason = "no H.264 with packetization-mode=1 and a supported profile offered (offered: " + describe(codecs) + ")"
+			if len(videoCodecs) == 1 && videoCodecs[0] == VideoH264 {
+				reason = "no H.264 with packetization-mode=1 and a supported profile offered (offered: " + describe(codecs) + ")"
+			} else {
+				reason = "none of the video codecs castbridge takes (" + strings.Join(videoCodecs, ", ") + ") offered (offered: " + describe(codecs) + ")"
+			}
+			if offersVP8(codecs) {
+				reason += "; " + vp8Hint
+			}
 		case !ok:
 			reason = "no Opus offered (offered: " + describe(codecs) + ")"
 		case taken[kind] != "":
 			reason = fmt.Sprintf("the gateway takes one %s track; mid %s carries it", kind, taken[kind])
 		default:
 			taken[kind] = om.mids[i]
+			if kind == "video" {
+				om.VideoCodec = videoCodec
+			}
 			continue
 		}
 		om.Rejected = append(om.Rejected, Rejection{MID: om.mids[i], Kind: kind, Reason: reason})
@@ -149,9 +175,12 @@ func InspectOffer(offer string) (OfferMedia, error) {
 		return om, err
 	}
 	if !om.Video && !om.Audio {
-		return om, apierr.Errorf(apierr.CodeUnsupportedCodec,
-			"the offer has neither H.264 (packetization-mode=1; profile baseline, constrained baseline, main or high) nor Opus that the publisher sends; offered: %s",
+		msg := fmt.Sprintf("the offer has neither H.264 (packetization-mode=1; profile baseline, constrained baseline, main or high) nor Opus that the publisher sends; offered: %s",
 			strings.Join(dedupe(offered), ", "))
+		if slices.ContainsFunc(offered, func(n string) bool { return strings.EqualFold(n, "VP8") }) {
+			msg += "; " + vp8Hint
+		}
+		return om, apierr.Errorf(apierr.CodeUnsupportedCodec, "%s", msg)
 	}
 
 	// pion negotiates each kind's codecs on the first section of that kind
@@ -391,6 +420,35 @@ func copyCodecs(dst, src *sdp.MediaDescription) {
 			dst.Attributes = append(dst.Attributes, a)
 		}
 	}
+}
+
+// vp8Hint is what a rejection of VP8 says: no RTMP mapping exists for it.
+const vp8Hint = "VP8 has no RTMP or Enhanced RTMP mapping: prefer H.264, AV1 or VP9 (RTCRtpTransceiver.setCodecPreferences)"
+
+func offersVP8(codecs []offeredCodec) bool {
+	return slices.ContainsFunc(codecs, func(c offeredCodec) bool { return strings.EqualFold(c.name, "VP8") })
+}
+
+// chooseVideoCodec is the first of accepted (Video* names, in order of
+// preference) the section offers in a form castbridge takes: H.264 as
+// acceptableH264 has it (h264OK), VP9 profile 0, AV1 main profile, H.265.
+func chooseVideoCodec(codecs []offeredCodec, accepted []string, h264OK bool) string {
+	for _, want := range accepted {
+		for _, c := range codecs {
+			p := fmtpParams(c.fmtp)
+			switch {
+			case want == VideoH264 && h264OK:
+				return want
+			case want == VideoVP9 && strings.EqualFold(c.name, "VP9") && (p["profile-id"] == "" || p["profile-id"] == "0"):
+				return want
+			case want == VideoAV1 && strings.EqualFold(c.name, "AV1") && (p["profile"] == "" || p["profile"] == "0"):
+				return want
+			case want == VideoHEVC && strings.EqualFold(c.name, "H265"):
+				return want
+			}
+		}
+	}
+	return ""
 }
 
 // offeredCodec is one payload type of an m-section.

@@ -51,8 +51,15 @@ type Session struct {
 // NewSession makes a PeerConnection on the transport. Set its handlers
 // (OnTrack, OnICE), then Answer the offer.
 func (t *Transport) NewSession(log *slog.Logger) (*Session, error) {
+	return t.NewSessionFor(log, VideoH264)
+}
+
+// NewSessionFor is NewSession for a publisher whose video is to be taken
+// in videoCodec (OfferMedia.VideoCodec): its PeerConnection registers that
+// video codec alone, so the answer leaves the publisher no other choice.
+func (t *Transport) NewSessionFor(log *slog.Logger, videoCodec string) (*Session, error) {
 	counters := &Counters{}
-	api, err := newAPI(t.se, counters)
+	api, err := newAPIFor(t.se, counters, videoCodec)
 	if err != nil {
 		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot set up WebRTC")
 	}
