@@ -40,7 +40,7 @@ type OfferMedia struct {
 	// VideoCodec is the codec the taken video section is answered with
 	// (a Video* name): the first of InspectOfferFor's list it offers.
 	VideoCodec string
-	Rejected     []Rejection // m-sections the answer rejects, in offer order
+	Rejected   []Rejection // m-sections the answer rejects, in offer order
 
 	sdp      string // the normalised offer that pion answers
 	rejected []int  // indices of the rejected m-sections
