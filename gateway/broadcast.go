@@ -64,6 +64,9 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 	if err := rtmpout.ValidateAllFor(specs, b.s.cfg.policy); err != nil {
 		return err
 	}
+	if err := b.s.checkVideoCodecs(specs); err != nil {
+		return err
+	}
 	// Every target carries audio: its outputs (Icecast sources checked,
 	// AAC encoders made) exist before any ingest is dialed, so a bad
 	// Icecast URL fails the start, never silently.
@@ -157,6 +160,11 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 
 func (b *Broadcast) newTarget(spec rtmpout.Spec, src rtmpout.AudioSource) *rtmpout.Target {
 	ep, _ := spec.ValidateFor(b.s.cfg.policy) // validated by the caller
+	if b.s.video != nil {
+		// auto (and the default) resolved: the target writes the
+		// stream's codec, and announces it in connect.
+		spec.VideoCodec = string(b.s.videoCodec)
+	}
 	return rtmpout.New(b.ctx, newID("tg_"), spec, ep, src, b.s, b.s.targetSettings())
 }
 
@@ -196,6 +204,9 @@ func (b *Broadcast) bitrateCap() int {
 // AddTarget connects one more ingest to a live broadcast.
 func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.Target, error) {
 	if _, err := spec.ValidateFor(b.s.cfg.policy); err != nil {
+		return nil, err
+	}
+	if err := b.s.checkVideoCodecs([]rtmpout.Spec{spec}); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()

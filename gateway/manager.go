@@ -23,6 +23,10 @@ import (
 
 // Config is the gateway's runtime configuration.
 type Config struct {
+	// VideoCodecs are the video codecs a preview-first stream's answer
+	// takes, in order of preference (webrtcin.Video* names; empty is
+	// H.264 alone). ParseVideoCodecs reads --video-codecs. See codecs.go.
+	VideoCodecs []string
 	// ICEUDPPort is the one UDP port every session's ICE runs on (IPv4,
 	// and IPv6 on the same number when the host or ICEIPs has it).
 	ICEUDPPort int
@@ -216,9 +220,20 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 			return nil, err
 		}
 	}
-	om, err := webrtcin.InspectOffer(offer)
+	accept, ownCodec, err := m.videoCodecsFor(targets)
 	if err != nil {
 		return nil, err
+	}
+	om, err := webrtcin.InspectOfferFor(offer, accept)
+	if err != nil {
+		return nil, err
+	}
+	if ownCodec && !om.Video && om.VideoUnmatched {
+		// The targets want video in a codec the publisher does not
+		// offer: an audio-only broadcast is not what they asked for.
+		return nil, apierr.Errorf(apierr.CodeUnsupportedCodec,
+			"the targets take video in %s, which the offer's video does not have (%s); offer one of them (RTCRtpTransceiver.setCodecPreferences) or set the targets' videocodec",
+			strings.Join(accept, ", "), om.VideoRejection)
 	}
 
 	s, err := newStream(ctx, m, newID("st_"), name, om)

@@ -89,6 +89,7 @@ type Stream struct {
 
 	mu         sync.Mutex
 	audioInfo  *AudioInfo
+	videoCodec media.VideoCodec // what the answer took, set before any track
 	audioMuted bool
 	videoMuted bool
 	broadcast  *Broadcast
@@ -117,7 +118,11 @@ func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.Off
 	if m.cfg.EventSink != nil {
 		s.events.Tap(id, m.cfg.EventSink)
 	}
-	sess, err := m.transport.NewSession(s.log)
+	s.videoCodec = media.VideoCodec(om.VideoCodec)
+	if s.videoCodec == "" {
+		s.videoCodec = media.CodecH264
+	}
+	sess, err := m.transport.NewSessionFor(s.log, string(s.videoCodec))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -223,6 +228,16 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264):
 		stats = s.video.RTP()
 		s.video.Start(ssrc)
+		handle = s.video.HandlePacket
+		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, movedSR(sr, s.video.RTPOffset())) }
+	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && track.RID() == "" && mimeVideoCodec(codec.MimeType) == s.videoCodec:
+		// VP9, AV1, H.265 (simulcast layers of these are not taken: the
+		// layer selection reads H.264 SPSs).
+		if err := s.video.StartCodec(ssrc, s.videoCodec); err != nil {
+			s.log.Error("video pipeline", "err", err)
+			break
+		}
+		stats = s.video.RTP()
 		handle = s.video.HandlePacket
 		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, movedSR(sr, s.video.RTPOffset())) }
 	case track.Kind() == webrtc.RTPCodecTypeAudio:

@@ -23,7 +23,7 @@ func statusOf(code apierr.Code) int {
 		return http.StatusNotFound
 	case apierr.CodeAlreadyBroadcasting, apierr.CodeNotConnected:
 		return http.StatusConflict
-	case apierr.CodeUnsupportedCodec, apierr.CodeUnknownMid:
+	case apierr.CodeUnsupportedCodec, apierr.CodeUnknownMid, apierr.CodeVideoCodecMismatch:
 		return http.StatusUnprocessableEntity
 	case apierr.CodeETagMismatch:
 		return http.StatusPreconditionFailed

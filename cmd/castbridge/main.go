@@ -72,6 +72,7 @@ type options struct {
 	webhooks         listFlag
 	webhookSecret    string
 	webhookEvents    string
+	videoCodecs      string
 }
 
 // listFlag is a repeatable flag whose each value may also be a comma list.
@@ -109,6 +110,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
 	fs.StringVar(&o.recordingsDir, "recordings-dir", "./recordings", "where the built-in ingest writes <name>.flv")
 	fs.Int64Var(&o.recordingsMax, "recordings-max-bytes", 0, "cap on the bytes of all recordings (*.flv) in --recordings-dir; past it recording stops with a warning, publishing goes on (0: no cap)")
+	fs.StringVar(&o.videoCodecs, "video-codecs", "h264", "video codecs a stream created without its broadcast (preview first) takes, in order of preference: h264, vp9, av1, hevc (VP9, AV1 and H.265 go out over Enhanced RTMP); a stream created with its broadcast takes its targets' videocodec")
 	fs.DurationVar(&o.keyframeInterval, "keyframe-interval", 2*time.Second, "longest gap between keyframes sent to ingests; the publisher is asked (PLI) for more")
 	fs.StringVar(&o.apiKey, "api-key", "", "when set, /v1 and WHIP calls need Authorization: Bearer <key>")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -274,6 +276,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if o.recordingsMax < 0 {
 		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
 	}
+	videoCodecs, err := gateway.ParseVideoCodecs(o.videoCodecs)
+	if err != nil {
+		return fmt.Errorf("--video-codecs: %w", err)
+	}
 
 	hooks, err := newWebhooks(o, log)
 	if err != nil {
@@ -326,6 +332,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ICEIPs:              ips,
 		STUNServer:          stunServer,
 		KeyframeInterval:    o.keyframeInterval,
+		VideoCodecs:         videoCodecs,
 		MediaTimeout:        o.mediaTimeout,
 		Reconnect:           o.reconnect,
 		RTMPSRootCAs:        rootCAs,

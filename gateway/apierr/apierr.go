@@ -17,6 +17,7 @@ const (
 	CodeInvalidRequest      Code = "INVALID_REQUEST"
 	CodeInvalidSDP          Code = "INVALID_SDP"
 	CodeUnsupportedCodec    Code = "UNSUPPORTED_CODEC"
+	CodeVideoCodecMismatch  Code = "VIDEO_CODEC_MISMATCH" // a target's videocodec is not the stream's
 	CodeNotFound            Code = "NOT_FOUND"
 	CodeNotConnected        Code = "NOT_CONNECTED"
 	CodeAlreadyBroadcasting Code = "ALREADY_BROADCASTING"

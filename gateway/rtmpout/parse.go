@@ -40,6 +40,7 @@ type Body struct {
 	IcecastURL      string          `json:"icecast_url"`
 	ConnectInfo     json.RawMessage `json:"rtmpconnectinfo"`
 	AudioCodec      string          `json:"audiocodec"`
+	VideoCodec      string          `json:"videocodec"`
 }
 
 // Spec reads the body into a spec (not yet validated: see Spec.Validate).
@@ -51,6 +52,7 @@ func (t Body) Spec() (Spec, error) {
 		IcecastAudio:    bool(t.IcecastAudio),
 		IcecastURL:      t.IcecastURL,
 		AudioCodec:      strings.ToLower(t.AudioCodec),
+		VideoCodec:      strings.ToLower(t.VideoCodec),
 		AudioBitrate:    DefaultAudioBitrate,
 	}
 	if t.StreamName != nil {

@@ -21,6 +21,9 @@ func FuzzParseBroadcast(f *testing.F) {
 		`{"transcodingTargets":null,"targets":[{"output":"rtmp://host/app/key","dropframes":0,"audiobitrate":1.5e9}]}`,
 		`{"transcodingTargets":"rtmp://host/app/key"}`,
 		`{"targets":[{"output":""}]}`,
+		`{"targets":[{"output":"rtmp://host/app/key","videocodec":"VP9"},{"output":"rtmp://host/app/k2","videocodec":"auto"}]}`,
+		`{"targets":[{"output":"rtmp://host/app/key","videocodec":"vp8"}]}`,
+		`{"targets":[{"output":"rtmp://host/app/key","videocodec":"hevc","h264passthrough":true}]}`,
 		`{"transcodingTargets":{"output":"rtmp://host/app/key","rtmpconnectinfo":{"nested":{"a":1}}}}`,
 		`[`,
 	} {
@@ -57,6 +60,11 @@ func FuzzParseBroadcast(f *testing.F) {
 			if err != nil {
 				refused(t, err, key)
 				continue
+			}
+			switch s.VideoCodec {
+			case "", VideoH264, VideoVP9, VideoAV1, VideoHEVC, VideoAuto:
+			default:
+				t.Fatalf("videocodec %q validated", s.VideoCodec)
 			}
 			red := ep.Redacted()
 			if red == "" || key != "" && strings.Contains(red, key) {

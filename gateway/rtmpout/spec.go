@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strings"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/outpolicy"
@@ -25,6 +26,32 @@ type Spec struct {
 	IcecastURL      string
 	ConnectInfo     map[string]any
 	AudioCodec      string
+	// VideoCodec is the codec the target takes: "" or VideoH264 (legacy
+	// FLV), VideoVP9, VideoAV1, VideoHEVC (Enhanced RTMP), or VideoAuto,
+	// the best the publisher offers that every target of the broadcast
+	// takes (decided when the answer is made).
+	VideoCodec string
+}
+
+// Video codecs a target may ask for (media.VideoCodec names, and auto).
+const (
+	VideoH264 = "h264"
+	VideoVP9  = "vp9"
+	VideoAV1  = "av1"
+	VideoHEVC = "hevc"
+	VideoAuto = "auto"
+)
+
+// WantsVideo is the codec the target insists on, "" for auto. Targets
+// that name none take H.264, as they always did.
+func (t *Spec) WantsVideo() string {
+	switch t.VideoCodec {
+	case "":
+		return VideoH264
+	case VideoAuto:
+		return ""
+	}
+	return t.VideoCodec
 }
 
 // AAC bit rates: the default when a target names none, and the range the
@@ -82,6 +109,14 @@ func (t *Spec) ValidateFor(p *outpolicy.Policy) (rtmppush.Endpoint, error) {
 	default:
 		return ep, apierr.Errorf(apierr.CodeInvalidRequest, "audiocodec must be \"aac\" or \"opus\", not %q", t.AudioCodec)
 	}
+	switch t.VideoCodec {
+	case "", VideoH264, VideoVP9, VideoAV1, VideoHEVC, VideoAuto:
+	default:
+		return ep, apierr.Errorf(apierr.CodeInvalidRequest, "videocodec must be \"h264\", \"vp9\", \"av1\", \"hevc\" or \"auto\", not %q", truncateValue(t.VideoCodec))
+	}
+	if t.H264Passthrough && t.VideoCodec != "" && t.VideoCodec != VideoH264 && t.VideoCodec != VideoAuto {
+		return ep, apierr.Errorf(apierr.CodeInvalidRequest, "h264passthrough and videocodec %q contradict each other", t.VideoCodec)
+	}
 	if t.IcecastAudio {
 		u, err := url.Parse(t.IcecastURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -92,6 +127,14 @@ func (t *Spec) ValidateFor(p *outpolicy.Policy) (rtmppush.Endpoint, error) {
 		}
 	}
 	return ep, nil
+}
+
+// truncateValue bounds a client's value echoed in a message.
+func truncateValue(s string) string {
+	if len(s) > 16 {
+		return s[:16] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
 }
 
 // ValidateAll checks every target of a broadcast against the default

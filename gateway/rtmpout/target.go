@@ -227,10 +227,26 @@ func (t *Target) Abandon() {
 	t.setState(Stopped)
 }
 
+// fourCCList is the E-RTMP fourCcList a target announces in connect: the
+// video codec it sends over Enhanced RTMP, nothing for H.264 (legacy FLV,
+// which every ingest takes without being told).
+func fourCCList(videoCodec string) []string {
+	switch videoCodec {
+	case VideoVP9:
+		return []string{string(flv.FourCCVP9[:])}
+	case VideoAV1:
+		return []string{string(flv.FourCCAV1[:])}
+	case VideoHEVC:
+		return []string{string(flv.FourCCHEVC[:])}
+	}
+	return nil
+}
+
 func (t *Target) dialConfig() rtmppush.Config {
 	return rtmppush.Config{
 		Endpoint:       t.ep,
 		ConnectInfo:    t.spec.ConnectInfo,
+		FourCCList:     fourCCList(t.spec.VideoCodec),
 		PublishTimeout: t.cfg.PublishTimeout,
 		TLSConfig:      t.tlsConfig(),
 		DialContext:    t.cfg.Policy.Dial,
@@ -257,6 +273,10 @@ func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 	if errors.As(err, &rej) {
 		return apierr.Wrap(apierr.CodeIngestRejected, err,
 			"ingest %s refused the publish: %s %s", ep.Redacted(), rej.Code, rej.Description)
+	}
+	if errors.Is(err, rtmppush.ErrCodecRefused) {
+		return apierr.Wrap(apierr.CodeIngestRejected, err,
+			"ingest %s does not take this stream's video codec over Enhanced RTMP (it said so in its connect reply): %v; give the target videocodec \"h264\"", ep.Redacted(), err)
 	}
 	var denied *outpolicy.DeniedError
 	if errors.As(err, &denied) {

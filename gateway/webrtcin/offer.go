@@ -40,7 +40,11 @@ type OfferMedia struct {
 	// VideoCodec is the codec the taken video section is answered with
 	// (a Video* name): the first of InspectOfferFor's list it offers.
 	VideoCodec string
-	Rejected   []Rejection // m-sections the answer rejects, in offer order
+	// VideoUnmatched: a video section the publisher sends on was rejected
+	// for its codecs alone; VideoRejection is the reason given.
+	VideoUnmatched bool
+	VideoRejection string
+	Rejected       []Rejection // m-sections the answer rejects, in offer order
 
 	sdp      string // the normalised offer that pion answers
 	rejected []int  // indices of the rejected m-sections
@@ -149,6 +153,9 @@ func InspectOfferFor(offer string, videoCodecs []string) (OfferMedia, error) {
 			}
 			if offersVP8(codecs) {
 				reason += "; " + vp8Hint
+			}
+			if !om.VideoUnmatched {
+				om.VideoUnmatched, om.VideoRejection = true, reason
 			}
 		case !ok:
 			reason = "no Opus offered (offered: " + describe(codecs) + ")"

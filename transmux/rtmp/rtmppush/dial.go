@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"syscall"
 	"time"
 
@@ -69,7 +70,7 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 	p.cr.SetMaxMessage(typeCommandAMF0, flv.MaxCommandSize)
 	p.bw = bufio.NewWriterSize(countingWriter{conn, &p.sent}, 32*1024)
 	p.cw = chunk.NewWriter(p.bw)
-	if err := p.setup(ctx, publishTO, connectObj); err != nil {
+	if err := p.setup(ctx, publishTO, connectObj, cfg.FourCCList); err != nil {
 		p.closing.Store(true)
 		close(p.readerQuit)
 		_ = conn.Close()
@@ -149,6 +150,13 @@ func connectObject(cfg Config) (map[string]any, error) {
 			return nil, fmt.Errorf("connect info %q: unsupported type %T", k, v)
 		}
 	}
+	if len(cfg.FourCCList) > 0 {
+		list := make([]any, len(cfg.FourCCList))
+		for i, f := range cfg.FourCCList {
+			list[i] = f
+		}
+		obj["fourCcList"] = list
+	}
 	obj["app"] = cfg.Endpoint.app
 	obj["type"] = "nonprivate"
 	obj["flashVer"] = flashVer
@@ -156,8 +164,43 @@ func connectObject(cfg Config) (map[string]any, error) {
 	return obj, nil
 }
 
+// checkFourCCs fails when the connect _result (its properties or
+// information object) has a fourCcList that lacks a codec of want. An
+// ingest that sends none says nothing either way (E-RTMP leaves the reply
+// list optional; MediaMTX and nginx send none): it is taken at its word
+// when it refuses the stream or its sequence start later.
+func checkFourCCs(args []any, want []string) error {
+	if len(want) == 0 {
+		return nil
+	}
+	for _, a := range args {
+		m := asMap(a)
+		if m == nil {
+			continue
+		}
+		raw, ok := m["fourCcList"]
+		if !ok {
+			continue
+		}
+		list, _ := raw.([]any)
+		var have []string
+		for _, v := range list {
+			if s, ok := v.(string); ok {
+				have = append(have, s)
+			}
+		}
+		for _, w := range want {
+			if !slices.Contains(have, w) && !slices.Contains(have, "*") {
+				return fmt.Errorf("connect: the ingest's fourCcList %q lacks %q: %w over Enhanced RTMP", have, w, ErrCodecRefused)
+			}
+		}
+		return nil
+	}
+	return nil
+}
+
 // setup runs the publish sequence under one deadline.
-func (p *Publisher) setup(ctx context.Context, timeout time.Duration, connectObj map[string]any) error {
+func (p *Publisher) setup(ctx context.Context, timeout time.Duration, connectObj map[string]any, fourCCs []string) error {
 	deadline := time.Now().Add(timeout)
 	// Cancelling ctx aborts blocked I/O at once.
 	stop := context.AfterFunc(ctx, func() { _ = p.conn.SetDeadline(time.Unix(1, 0)) })
@@ -234,7 +277,7 @@ func (p *Publisher) setup(ctx context.Context, timeout time.Duration, connectObj
 		if r.name == "_error" {
 			return true, fmt.Errorf("connect: %w", p.rejected(r.args, "NetConnection.Connect.Rejected"))
 		}
-		return true, nil
+		return true, checkFourCCs(r.args, fourCCs)
 	})
 	if err != nil {
 		return err

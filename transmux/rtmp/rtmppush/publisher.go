@@ -52,6 +52,10 @@ func (e *RejectedError) Error() string {
 	return "rejected by ingest: " + e.Code + ": " + e.Description
 }
 
+// ErrCodecRefused is an ingest that announced (fourCcList in its connect
+// _result) that it does not take a codec the client will send.
+var ErrCodecRefused = errors.New("the ingest does not take the codec")
+
 // DefaultFlashVer is the flashVer sent in connect. Some ingests choose their
 // behaviour from it; FMLE's is the one they all know.
 const DefaultFlashVer = "FMLE/3.0 (compatible; castbridge)"
@@ -95,6 +99,11 @@ type Config struct {
 	// int or bool. They cannot replace app, type, flashVer or tcUrl.
 	ConnectInfo map[string]any
 	FlashVer    string // default DefaultFlashVer
+	// FourCCList is the E-RTMP fourCcList sent in connect: the codecs
+	// (FourCCs such as "vp09") this client will send over Enhanced RTMP.
+	// When the ingest's connect _result carries a fourCcList of its own
+	// that lacks one of them, Dial fails with ErrCodecRefused.
+	FourCCList []string
 
 	DialTimeout    time.Duration // TCP+TLS connect, default 10 s
 	PublishTimeout time.Duration // handshake to NetStream.Publish.Start, default 10 s
