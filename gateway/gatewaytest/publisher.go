@@ -24,6 +24,7 @@ import (
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v3"
 
@@ -50,6 +51,11 @@ type PublisherConfig struct {
 	Loop bool
 	// VideoProfile is the H.264 profile-level-id offered; "" means 42e01f.
 	VideoProfile string
+	// VideoCodec, if set, makes the video VP9 ("vp9", VideoFile an IVF
+	// file), AV1 ("av1", IVF) or H.265 ("hevc", Annex B): offered as that
+	// codec alone and packetized with pion's payloaders (mediafile's for
+	// H.265). "" is H.264.
+	VideoCodec string
 	// OfferCodec, if set, replaces H.264 in the offer by another video codec
 	// name (e.g. "VP8"), for negative tests. The payloads sent stay H.264.
 	OfferCodec string
@@ -138,8 +144,10 @@ type SentAudio struct {
 // to the next IDR of the material.
 type Publisher struct {
 	cfg    PublisherConfig
-	frames []mediafile.Frame
+	frames []mediafile.Frame // H.264 access units; for VideoCodec, the frames' units
 	audio  []mediafile.OpusPacket
+	vp9pay *codecs.VP9Payloader
+	av1pay *codecs.AV1Payloader
 
 	pc          *webrtc.PeerConnection
 	udpMux      ice.UDPMux // the [::1] socket of a UDP6 publisher, or nil
@@ -202,7 +210,14 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	}
 	p := &Publisher{cfg: cfg, connected: make(chan struct{}), gone: make(chan struct{})}
 	var err error
-	if cfg.VideoFile != "" {
+	switch {
+	case cfg.VideoFile != "" && cfg.VideoCodec != "":
+		if p.frames, err = readCodecFrames(cfg.VideoCodec, cfg.VideoFile); err != nil {
+			return nil, err
+		}
+		p.vp9pay = &codecs.VP9Payloader{}
+		p.av1pay = &codecs.AV1Payloader{}
+	case cfg.VideoFile != "":
 		if p.frames, err = mediafile.ReadH264File(cfg.VideoFile); err != nil {
 			return nil, err
 		}
@@ -231,6 +246,9 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}},
 		}
 		pt := webrtc.PayloadType(102)
+		if cfg.VideoCodec != "" {
+			videoCap, pt = codecCapability(cfg.VideoCodec, videoCap.RTCPFeedback)
+		}
 		if cfg.OfferCodec != "" && !strings.EqualFold(cfg.OfferCodec, "H264") {
 			videoCap = webrtc.RTPCodecCapability{
 				MimeType:     "video/" + cfg.OfferCodec,
@@ -614,7 +632,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		}
 		f := p.frames[pos]
 		ts := base + uint32(int64(n-loopAt)*90000/int64(fps))
-		payloads := packetizeH264(f.NALUs, p.cfg.MTU-12, p.cfg.SeparateParameterSets)
+		payloads := p.packetize(f)
 		var firstAt time.Time
 		for i, pl := range payloads {
 			pkt := &rtp.Packet{
@@ -861,6 +879,80 @@ func (p *Publisher) sendAudio(ctx context.Context, t0 time.Time) {
 // (RFC 6184, packetization-mode 1): single NAL unit packets, FU-A for NAL
 // units larger than maxPayload, and SPS+PPS together in one STAP-A unless
 // separate is set. AUDs and filler data are not sent, as browsers do.
+// readCodecFrames reads a VP9, AV1 or H.265 file into frames whose NALUs
+// are the units RTP carries: the VP9 frame, the AV1 OBUs (temporal
+// delimiters left out, sizes dropped), the H.265 NAL units.
+func readCodecFrames(codec, path string) ([]mediafile.Frame, error) {
+	var out []mediafile.Frame
+	switch codec {
+	case "vp9", "av1":
+		frames, err := mediafile.ReadIVFFile(path)
+		if err != nil {
+			return nil, err
+		}
+		for i, f := range frames {
+			if codec == "vp9" {
+				out = append(out, mediafile.Frame{NALUs: [][]byte{f}, IDR: len(f) > 0 && f[0]&0xc4 == 0x80 && f[0]&0x08 == 0})
+				continue
+			}
+			obus, err := mediafile.SplitAV1OBUs(f)
+			if err != nil {
+				return nil, fmt.Errorf("%s: frame %d: %w", path, i, err)
+			}
+			fr := mediafile.Frame{}
+			for _, o := range obus {
+				switch o[0] >> 3 & 0x0f {
+				case 2: // temporal delimiter
+					continue
+				case 1: // sequence header: sent with every key frame
+					fr.IDR = true
+				}
+				fr.NALUs = append(fr.NALUs, o)
+			}
+			out = append(out, fr)
+		}
+	case "hevc":
+		frames, err := mediafile.ReadH265File(path)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range frames {
+			out = append(out, mediafile.Frame{NALUs: f.NALUs, IDR: f.IRAP})
+		}
+	default:
+		return nil, fmt.Errorf("gatewaytest: video codec %q", codec)
+	}
+	return out, nil
+}
+
+func codecCapability(codec string, fb []webrtc.RTCPFeedback) (webrtc.RTPCodecCapability, webrtc.PayloadType) {
+	switch codec {
+	case "vp9":
+		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0", RTCPFeedback: fb}, 98
+	case "av1":
+		return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeAV1, ClockRate: 90000, RTCPFeedback: fb}, 45
+	}
+	return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000, RTCPFeedback: fb}, 49
+}
+
+// packetize is a frame's RTP payloads in the publisher's codec.
+func (p *Publisher) packetize(f mediafile.Frame) [][]byte {
+	max := p.cfg.MTU - 12
+	switch p.cfg.VideoCodec {
+	case "vp9":
+		return p.vp9pay.Payload(uint16(max), f.NALUs[0])
+	case "av1":
+		var out [][]byte
+		for _, o := range f.NALUs {
+			out = append(out, p.av1pay.Payload(uint16(max), o)...)
+		}
+		return out
+	case "hevc":
+		return mediafile.PayloadH265(max, f.NALUs)
+	}
+	return packetizeH264(f.NALUs, max, p.cfg.SeparateParameterSets)
+}
+
 func packetizeH264(nalus [][]byte, maxPayload int, separate bool) [][]byte {
 	var out [][]byte
 	var stap [][]byte
