@@ -64,9 +64,6 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 	if err := rtmpout.ValidateAllFor(specs, b.s.cfg.policy); err != nil {
 		return err
 	}
-	if err := b.s.checkVideoCodecs(specs); err != nil {
-		return err
-	}
 	// Every target carries audio: its outputs (Icecast sources checked,
 	// AAC encoders made) exist before any ingest is dialed, so a bad
 	// Icecast URL fails the start, never silently.

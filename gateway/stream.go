@@ -441,6 +441,9 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Bro
 	if err := rtmpout.ValidateAllFor(specs, s.cfg.policy); err != nil {
 		return nil, err
 	}
+	if err := s.checkVideoCodecs(specs); err != nil {
+		return nil, err
+	}
 	if err := s.owner.checkTargets(len(specs)); err != nil {
 		return nil, err
 	}

@@ -207,3 +207,71 @@ func TestERTMPCodecs(t *testing.T) {
 		})
 	}
 }
+
+// TestVideoCodecNegotiation: the codec a stream takes and the targets that
+// fit it. A preview-first VP9 publisher with --video-codecs vp9,h264 is a
+// VP9 stream; a default (h264) target on it is VIDEO_CODEC_MISMATCH, an
+// auto one is taken. Targets naming different codecs, or one the offer
+// lacks, are refused when the stream is created, never an audio-only
+// broadcast.
+func TestVideoCodecNegotiation(t *testing.T) {
+	parallel(t, light)
+	h := newHarness(t, harnessOptions{videoCodecs: []string{"vp9", "h264"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoCodec: "vp9", VideoFile: testdata("video-vp9.ivf"), AudioFile: testdata("audio.ogg"), Loop: true})
+	deadline := time.Now().Add(5 * time.Second)
+	var sv streamView
+	for time.Now().Before(deadline) {
+		h.call("GET", "/v1/streams/"+id, nil, &sv)
+		if sv.Video != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if sv.Video == nil || sv.Video.Codec != "VP9" || sv.Video.Width != 320 {
+		t.Fatalf("stream view video %+v", sv.Video)
+	}
+	e := h.expectError("POST", "/v1/streams/"+id+"/broadcast", map[string]any{"transcodingTargets": map[string]any{"output": h.ingestURL() + "/neg"}}, 422, "VIDEO_CODEC_MISMATCH")
+	if !strings.Contains(e.Error.Message, "vp9") || !strings.Contains(e.Error.Message, "auto") {
+		t.Errorf("mismatch message: %q", e.Error.Message)
+	}
+	if st, raw := h.call("POST", "/v1/streams/"+id+"/broadcast", map[string]any{"transcodingTargets": map[string]any{"output": h.ingestURL() + "/neg", "videocodec": "auto"}}, nil); st != http.StatusCreated {
+		t.Fatalf("auto target: %d %s", st, raw)
+	}
+	vp9Frames := func() int {
+		_, msgs := h.rec.get("neg")
+		n := 0
+		for _, r := range msgs {
+			if vt, err := flv.ParseVideoTag(r.msg.Body); r.msg.Type == flv.TagVideo && err == nil && vt.FourCC == flv.FourCCVP9 && vt.PacketType == flv.VideoPacketTypeCodedFramesX {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); vp9Frames() < 30 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := vp9Frames(); n < 30 {
+		t.Fatalf("the auto target's ingest got %d VP9 frames in 5 s", n)
+	}
+
+	// Created with its broadcast: an H.264-only publisher and a VP9
+	// target; two targets naming different codecs.
+	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), AudioFile: testdata("audio.ogg")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	offer, err := pub.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = h.expectError("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{"transcodingTargets": map[string]any{"output": h.ingestURL() + "/x", "videocodec": "vp9"}}}, 422, "UNSUPPORTED_CODEC")
+	if !strings.Contains(e.Error.Message, "vp9") {
+		t.Errorf("unsupported message: %q", e.Error.Message)
+	}
+	h.expectError("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{"transcodingTargets": []map[string]any{
+		{"output": h.ingestURL() + "/x", "videocodec": "av1"}, {"output": h.ingestURL() + "/y", "videocodec": "hevc"}}}}, 422, "VIDEO_CODEC_MISMATCH")
+	h.expectError("POST", "/v1/streams", map[string]any{"sdp": offer, "broadcast": map[string]any{"transcodingTargets": map[string]any{"output": h.ingestURL() + "/x", "videocodec": "vp8"}}}, 400, "INVALID_REQUEST")
+}

@@ -55,6 +55,7 @@ type harnessOptions struct {
 	iceUDPPort                     int           // 0: a free one
 	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
 	stunTimeout                    time.Duration // 0: the gateway's
+	videoCodecs                    []string      // --video-codecs; nil: h264
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -95,6 +96,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		MaxEventSubscribers:    o.maxSSE,
 		ICEDisconnectedTimeout: o.iceDisconnected,
 		EventSink:              o.eventSink,
+		VideoCodecs:            o.videoCodecs,
 		Logger:                 log,
 	})
 	if err != nil {
