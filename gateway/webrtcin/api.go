@@ -44,18 +44,14 @@ var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: webrtc.TypeRTCPFBTransportCC},
 }
 
-// newAPI builds a pion API for one PeerConnection: the codecs the gateway
+// newAPIFor builds a pion API for one PeerConnection: the codecs the gateway
 // accepts (H.264 packetization-mode 1 in the profiles of offer.go's
 // h264Profiles, which InspectOffer checks offers against, and Opus), NACK, RTCP
 // reports and TWCC, and an RTCP counter feeding the stream's stats.
-func newAPI(se webrtc.SettingEngine, counters *Counters) (*webrtc.API, error) {
-	return newAPIFor(se, counters, VideoH264)
-}
-
-// newAPIFor is newAPI with videoCodec (a Video* name) as the one video
-// codec registered: H.264 in the profiles of h264Profiles, or VP9 profile
-// 0, AV1 main profile or H.265 (whose fmtp pion matches on the parameters
-// both sides name, none on ours).
+//
+// videoCodec (a Video* name) is the one video codec registered: H.264 in
+// the profiles of h264Profiles, or VP9 profile 0, AV1 main profile or H.265
+// (whose fmtp pion matches on the parameters both sides name, none on ours).
 func newAPIFor(se webrtc.SettingEngine, counters *Counters, videoCodec string) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if videoCodec != VideoH264 && videoCodec != "" {
