@@ -1,0 +1,32 @@
+package rtmpout
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
+)
+
+func TestFourCCList(t *testing.T) {
+	for codec, want := range map[string][]string{"vp9": {"vp09"}, "av1": {"av01"}, "hevc": {"hvc1"}, "h264": nil, "": nil} {
+		if got := fourCCList(codec); !slices.Equal(got, want) {
+			t.Errorf("%q: %v, want %v", codec, got, want)
+		}
+	}
+}
+
+// TestCodecRefusedIsRejected: an ingest whose fourCcList lacks the codec is
+// INGEST_REJECTED with a message that says what to do, not "unreachable".
+func TestCodecRefusedIsRejected(t *testing.T) {
+	ep, err := rtmppush.ParseEndpoint("rtmp://ingest.example/live/secretkey", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ingestError(ep, fmt.Errorf("connect: %w", rtmppush.ErrCodecRefused))
+	if e.Code != apierr.CodeIngestRejected || !strings.Contains(e.Message, "videocodec") || strings.Contains(e.Message, "secretkey") {
+		t.Fatalf("%v", e)
+	}
+}
