@@ -540,7 +540,11 @@ func (w *writer) ts(streamMs uint32) uint32 {
 func (t *Target) run() {
 	defer close(t.done)
 	for {
-		err := t.pump(&writer{pub: t.publisher()})
+		w := &writer{pub: t.publisher()}
+		err := t.pump(w)
+		if err == nil && t.ctx.Err() != nil {
+			t.endSequence(w)
+		}
 		// A stall ends with its connection, unannounced: what follows
 		// (stopped, reconnecting) says what became of it.
 		t.stallMu.Lock()
@@ -641,6 +645,19 @@ func (t *Target) pump(w *writer) error {
 			}
 			return nil
 		}
+	}
+}
+
+// endSequence tells an ingest of an E-RTMP video codec that its sequence
+// ends (VideoPacketType SequenceEnd) before a clean unpublish; legacy AVC
+// ends without one, as FFmpeg's muxer does.
+func (t *Target) endSequence(w *writer) {
+	ps := w.sentParams
+	if ps == nil || ps.FourCC == ([4]byte{}) || w.pub == nil {
+		return
+	}
+	if err := w.pub.WriteVideo(w.last, flv.AppendExVideoSequenceEnd(nil, ps.FourCC)); err == nil {
+		_ = w.pub.Flush()
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 // the target sent, decodable, key frames never more than the keyframe
 // interval apart; the in-process ingest parses the same tags: the connect's
 // fourCcList, onMetaData's videocodecid, one sequence start whose record
-// matches, then coded frames with key frames where the recording has them.
+// matches, coded frames from a key frame on, and a sequence end at the stop.
 func TestERTMPCodecs(t *testing.T) {
 	parallel(t, heavy)
 	gatewaytest.NeedTool(t, "ffprobe")
@@ -159,7 +159,7 @@ func TestERTMPCodecs(t *testing.T) {
 			if list, _ := info.Connect["fourCcList"].([]any); !slices.Equal(list, []any{string(c.fourCC[:])}) {
 				t.Errorf("connect fourCcList = %#v", info.Connect["fourCcList"])
 			}
-			starts, coded, keyCount := 0, 0, 0
+			starts, coded, keyCount, ends := 0, 0, 0, 0
 			var codecID any
 			for _, r := range msgs {
 				switch r.msg.Type {
@@ -178,7 +178,12 @@ func TestERTMPCodecs(t *testing.T) {
 							t.Errorf("a second sequence start after %d frames", coded)
 						}
 						starts++
+					case vt.PacketType == flv.VideoPacketTypeSequenceEnd:
+						ends++
 					case vt.PacketType == flv.VideoPacketTypeCodedFrames || vt.PacketType == flv.VideoPacketTypeCodedFramesX:
+						if ends > 0 {
+							t.Error("a coded frame after the sequence end")
+						}
 						if coded == 0 && !vt.Keyframe() {
 							t.Error("the first coded frame is not a key frame")
 						}
@@ -194,8 +199,8 @@ func TestERTMPCodecs(t *testing.T) {
 			}
 			// The frame count is read before the broadcast stops: a frame
 			// or two may follow it.
-			if starts != 1 || coded < mirrorSent || coded > mirrorSent+2 || keyCount < 3 {
-				t.Errorf("in-process ingest: %d sequence starts, %d coded frames (target sent %d), %d key frames", starts, coded, mirrorSent, keyCount)
+			if starts != 1 || coded < mirrorSent || coded > mirrorSent+2 || keyCount < 3 || ends != 1 {
+				t.Errorf("in-process ingest: %d sequence starts, %d coded frames (target sent %d), %d key frames, %d sequence ends (want 1, at the stop)", starts, coded, mirrorSent, keyCount, ends)
 			}
 			var head []string
 			for _, r := range msgs[:min(8, len(msgs))] {
