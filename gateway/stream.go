@@ -90,6 +90,7 @@ type Stream struct {
 	mu         sync.Mutex
 	audioInfo  *AudioInfo
 	videoCodec media.VideoCodec // what the answer took, set before any track
+	codecTrack atomic.Bool      // a VP9/AV1/H.265 track has the video pipeline
 	audioMuted bool
 	videoMuted bool
 	broadcast  *Broadcast
@@ -230,9 +231,14 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		s.video.Start(ssrc)
 		handle = s.video.HandlePacket
 		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, movedSR(sr, s.video.RTPOffset())) }
-	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && track.RID() == "" && mimeVideoCodec(codec.MimeType) == s.videoCodec:
-		// VP9, AV1, H.265 (simulcast layers of these are not taken: the
-		// layer selection reads H.264 SPSs).
+	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && mimeVideoCodec(codec.MimeType) == s.videoCodec &&
+		s.codecTrack.CompareAndSwap(false, true):
+		// VP9, AV1, H.265: one track. Of simulcast layers (the layer
+		// selection reads H.264 SPSs), the first to arrive is taken and
+		// the others only get their statistics and reports.
+		if rid := track.RID(); rid != "" {
+			s.log.Info("simulcast of a codec other than H.264: forwarding one layer", "rid", rid, "codec", s.videoCodec)
+		}
 		if err := s.video.StartCodec(ssrc, s.videoCodec); err != nil {
 			s.log.Error("video pipeline", "err", err)
 			break

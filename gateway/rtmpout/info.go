@@ -20,6 +20,9 @@ type Info struct {
 	Framerate    float64 `json:"framerate,omitempty"`
 	AudioBitrate int     `json:"audiobitrate,omitempty"`
 	AudioCodec   string  `json:"audiocodec"`
+	// VideoCodec is the video the target carries (auto resolved), "" for
+	// an audio-only stream.
+	VideoCodec string `json:"videocodec,omitempty"`
 }
 
 // Stats counts what one target wrote.

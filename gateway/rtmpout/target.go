@@ -938,7 +938,7 @@ func (t *Target) Info() Info {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ti := Info{ID: t.id, Output: t.ep.Redacted(), State: t.reported(), Reconnects: t.reconnects,
-		VideoBitrate: t.spec.VideoBitrate, Framerate: t.spec.Framerate, AudioCodec: "aac"}
+		VideoBitrate: t.spec.VideoBitrate, Framerate: t.spec.Framerate, AudioCodec: "aac", VideoCodec: t.spec.VideoCodec}
 	switch {
 	case t.spec.AudioCodec == "opus":
 		ti.AudioCodec = "opus"
