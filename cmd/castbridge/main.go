@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
@@ -64,6 +66,12 @@ type options struct {
 	maxStreams       int
 	maxTargets       int
 	maxSSE           int
+	tokenKey         string
+	tokenAudience    string
+	tokenIssuer      string
+	authWebhook      string
+	authWebhookTO    time.Duration
+	corsOrigins      string
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -97,6 +105,12 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
 	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
 	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
+	fs.StringVar(&o.tokenKey, "token-key", "", "verify scoped publish tokens (JWT) with this key: an HMAC secret of at least 32 bytes (HS256), or the path of a PEM public key file (ES256 for P-256, EdDSA for Ed25519, RS256 for RSA); off when empty")
+	fs.StringVar(&o.tokenAudience, "token-audience", "", "when set, publish tokens must carry this aud")
+	fs.StringVar(&o.tokenIssuer, "token-issuer", "", "when set, publish tokens must carry this iss")
+	fs.StringVar(&o.authWebhook, "auth-webhook", "", "http(s) URL POSTed a JSON description of every publish and broadcast start; anything but a 2xx within --auth-webhook-timeout refuses it (403 FORBIDDEN)")
+	fs.DurationVar(&o.authWebhookTO, "auth-webhook-timeout", auth.DefaultWebhookTimeout, "how long the authorization webhook has to answer before the request is refused")
+	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma list of other origins (scheme://host[:port]) whose web pages may call the API and WHIP, or * for any; empty: none (the built-in page at / is same-origin)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -216,6 +230,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if o.recordingsMax < 0 {
 		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
 	}
+	access, err := accessConfig(o)
+	if err != nil {
+		return err
+	}
 
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
@@ -260,7 +278,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return err
 	}
-	api := httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log.With("component", "http")})
+	access.Manager, access.Logger = m, log.With("component", "http")
+	api := httpapi.New(access)
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		_ = m.Shutdown(context.Background())
@@ -291,8 +310,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
 	}
-	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays))
-	if o.apiKey == "" && !loopbackAddr(ln.Addr().String()) {
+	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays),
+		"publish_tokens", access.Tokens != nil, "auth_webhook", access.AuthWebhook != nil, "cors_origins", strings.Join(access.CORSOrigins, ","))
+	if o.apiKey == "" && access.Tokens == nil && !loopbackAddr(ln.Addr().String()) {
 		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY), or listen on 127.0.0.1")
 	}
 
@@ -314,6 +334,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return nil
+}
+
+// accessConfig makes the API's access control from the flags: the API key,
+// the publish-token verifier, the authorization webhook, CORS origins.
+func accessConfig(o options) (httpapi.Config, error) {
+	cfg := httpapi.Config{APIKey: o.apiKey}
+	if o.tokenKey != "" {
+		vc := auth.VerifierConfig{Key: []byte(o.tokenKey), Audience: o.tokenAudience, Issuer: o.tokenIssuer}
+		// A path of an existing file is a PEM public key; anything else
+		// is the HMAC secret itself.
+		if st, err := os.Stat(o.tokenKey); err == nil && st.Mode().IsRegular() {
+			pemKey, err := os.ReadFile(o.tokenKey)
+			if err != nil {
+				return cfg, fmt.Errorf("--token-key: %w", err)
+			}
+			vc.Key, vc.PEMKey = pemKey, true
+		}
+		v, err := auth.NewVerifier(vc)
+		if err != nil {
+			return cfg, fmt.Errorf("--token-key: %w", err)
+		}
+		cfg.Tokens = v
+	} else if o.tokenAudience != "" || o.tokenIssuer != "" {
+		return cfg, errors.New("--token-audience and --token-issuer need --token-key")
+	}
+	if o.authWebhook != "" {
+		u, err := url.Parse(o.authWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, errors.New("--auth-webhook: want an http:// or https:// URL")
+		}
+		if o.authWebhookTO <= 0 {
+			return cfg, fmt.Errorf("--auth-webhook-timeout: %v, want more than 0", o.authWebhookTO)
+		}
+		cfg.AuthWebhook = auth.NewWebhook(o.authWebhook, o.authWebhookTO)
+	}
+	origins, err := httpapi.ParseOrigins(splitList(o.corsOrigins))
+	if err != nil {
+		return cfg, fmt.Errorf("--cors-origins: %w", err)
+	}
+	cfg.CORSOrigins = origins
+	return cfg, nil
 }
 
 // servePprof serves net/http/pprof on its own listener and mux, never on the

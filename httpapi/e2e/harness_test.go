@@ -92,7 +92,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log, KeepAlive: 200 * time.Millisecond}))
+	// CORS for any origin: the browser WHIP test publishes from a page on another origin.
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log, KeepAlive: 200 * time.Millisecond,
+		CORSOrigins: []string{"*"}}))
 	m.AddOwnPort(srv.Listener.Addr().(*net.TCPAddr).Port)
 	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec, logs: logs, log: log}
 	t.Cleanup(func() {
