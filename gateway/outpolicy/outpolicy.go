@@ -392,6 +392,9 @@ var ErrLookup = errors.New("host name does not resolve")
 // Resolve looks host up once and returns its addresses the policy allows,
 // with port. When it allows none, the error is the first refusal.
 func (p *Policy) Resolve(ctx context.Context, host string, port int) ([]netip.AddrPort, error) {
+	if !p.listed(host, port) {
+		return nil, &DeniedError{Class: NotListed, Scoped: true} // not even looked up
+	}
 	h := strings.Trim(host, "[]")
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(h); err == nil {

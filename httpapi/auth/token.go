@@ -120,6 +120,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(Leeway),
 		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(), // one serialization per token: no padding or trailing-bit variants
 		jwt.WithTimeFunc(v.now),
 	}
 	if cfg.Audience != "" {
