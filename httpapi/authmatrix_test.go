@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -134,12 +135,14 @@ func (c client) whip(sdp, bearer string) string {
 // and error code each must get. "this" is a stream (and a WHIP session)
 // created by a publish token for stream "alice".
 func TestAuthMatrix(t *testing.T) {
+	var logs gatewaytest.SyncBuffer
 	srv, m := newServerWith(t, func(c *httpapi.Config) {
 		v, err := auth.NewVerifier(auth.VerifierConfig{Key: []byte(matrixSecret)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.APIKey, c.Tokens = matrixAPIKey, v
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}, func(g *gateway.Config) {
 		g.Relays = []gateway.Relay{{Name: "studio", Key: matrixRelayKey, Targets: []rtmpout.Spec{{Output: "rtmp://127.0.0.1:1/live", StreamName: "relay-out"}}}}
 	})
@@ -294,6 +297,16 @@ func TestAuthMatrix(t *testing.T) {
 	// Expired tokens say so.
 	if a := c.do("GET", "/v1/streams", expired, "", ""); !strings.Contains(a.body, "expired") {
 		t.Errorf("expired token: %s", a.body)
+	}
+	// The API's logs (every request, at debug) hold no credential.
+	out := logs.String()
+	if !strings.Contains(out, "/v1/streams") {
+		t.Fatalf("no access log: %q", out)
+	}
+	for _, cr := range creds {
+		if cr.bearer != "" && strings.Contains(out, cr.bearer) {
+			t.Errorf("the logs hold the %s credential", cr.name)
+		}
 	}
 }
 
@@ -512,5 +525,38 @@ func TestCORSOrigins(t *testing.T) {
 	}
 	if o, err := httpapi.ParseOrigins([]string{" https://App.Example ", "*"}); err != nil || len(o) != 2 || o[0] != "https://app.example" {
 		t.Errorf("ParseOrigins: %v %v", o, err)
+	}
+}
+
+// TestTokenRelay: a token's relay claim publishes to the named relay over
+// WHIP (its operator-configured targets, here on loopback, which the
+// token itself could not name), under the token's scope; an unknown relay
+// name is 403.
+func TestTokenRelay(t *testing.T) {
+	srv, m := newServerWith(t, func(c *httpapi.Config) {
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: []byte(matrixSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.APIKey, c.Tokens = matrixAPIKey, v
+	}, func(g *gateway.Config) {
+		g.Relays = []gateway.Relay{{Name: "studio", Key: matrixRelayKey, Targets: []rtmpout.Spec{{Output: "rtmp://127.0.0.1:1/live", StreamName: "relay-out"}}}}
+	})
+	c := client{t: t, url: srv.URL}
+	sdp := offer(t)
+	cl := claimsFor("alice", time.Hour)
+	cl.Relay = "studio"
+	loc := c.whip(sdp, mint(t, cl))
+	s, err := m.Stream(strings.TrimPrefix(loc, "/whip/"))
+	if err != nil || s.Scope() != "alice" || s.Name() != "alice" {
+		t.Fatalf("relay session by token: %v %q %q", err, s.Scope(), s.Name())
+	}
+	// The session is the token's scope: another token of it drives it.
+	if a := c.do("GET", "/v1/streams/"+s.ID(), mint(t, claimsFor("alice", time.Minute)), "", ""); a.status != 200 {
+		t.Errorf("same scope, another token: %d %s", a.status, a.body)
+	}
+	cl.Relay = "nope"
+	if a := c.do("POST", "/whip", mint(t, cl), "application/sdp", sdp); a.status != 403 || a.code != "FORBIDDEN" || !strings.Contains(a.body, "relay claim") {
+		t.Errorf("unknown relay name: %d %s", a.status, a.body)
 	}
 }

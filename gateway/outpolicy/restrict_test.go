@@ -92,3 +92,27 @@ func TestRestrict(t *testing.T) {
 		t.Error("no transport")
 	}
 }
+
+// FuzzRestrict: whatever a token's outputs claim holds, Restrict either
+// refuses it or makes a policy that allows only what it lists, and never
+// loopback.
+func FuzzRestrict(f *testing.F) {
+	for _, s := range []string{"a.rtmp.example", "a.example:1935", "[2001:db8::1]:443", "127.0.0.1", "", "a:b:c", "[::1]", "x:0"} {
+		f.Add(s, "a.rtmp.example", 1935)
+	}
+	f.Fuzz(func(t *testing.T, entry, host string, port int) {
+		r, err := (*Policy)(nil).Restrict([]string{entry})
+		if err != nil {
+			return
+		}
+		if port < 1 || port > 65535 {
+			return
+		}
+		if err := r.CheckLiteral(host, port); err == nil && !r.listed(host, port) {
+			t.Fatalf("%q allows unlisted %s:%d", entry, host, port)
+		}
+		if err := r.CheckLiteral("127.0.0.1", port); err == nil {
+			t.Fatalf("%q allows loopback", entry)
+		}
+	})
+}
