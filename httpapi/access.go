@@ -49,7 +49,7 @@ func (c credential) webhook(relayName string) auth.Credential {
 	case credAPIKey:
 		return auth.Credential{Kind: auth.CredAPIKey}
 	case credToken:
-		return auth.Credential{Kind: auth.CredToken, Subject: c.claims.Subject, TokenID: c.claims.ID, Scope: c.claims.Stream, Relay: c.claims.Relay}
+		return auth.Credential{Kind: auth.CredToken, Subject: c.claims.Subject, TokenID: c.claims.ID, Scope: c.claims.Stream, Relay: relayName}
 	case credRelay:
 		return auth.Credential{Kind: auth.CredRelay, Relay: relayName}
 	}

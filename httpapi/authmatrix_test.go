@@ -555,8 +555,41 @@ func TestTokenRelay(t *testing.T) {
 	if a := c.do("GET", "/v1/streams/"+s.ID(), mint(t, claimsFor("alice", time.Minute)), "", ""); a.status != 200 {
 		t.Errorf("same scope, another token: %d %s", a.status, a.body)
 	}
+	cl.Relay = matrixRelayKey // by its key: works, though names are better
+	if a := c.do("POST", "/whip", mint(t, cl), "application/sdp", sdp); a.status != 201 {
+		t.Errorf("relay claim with the key: %d %s", a.status, a.body)
+	}
 	cl.Relay = "nope"
 	if a := c.do("POST", "/whip", mint(t, cl), "application/sdp", sdp); a.status != 403 || a.code != "FORBIDDEN" || !strings.Contains(a.body, "relay claim") {
 		t.Errorf("unknown relay name: %d %s", a.status, a.body)
+	}
+}
+
+// TestAnyStreamToken: a token whose stream claim is "*" names its streams
+// freely; the "*" tokens share their streams, named tokens do not get them.
+func TestAnyStreamToken(t *testing.T) {
+	srv, m := newServerWith(t, func(c *httpapi.Config) {
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: []byte(matrixSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.APIKey, c.Tokens = matrixAPIKey, v
+	})
+	c := client{t: t, url: srv.URL}
+	sdp := offer(t)
+	anyTok := mint(t, claimsFor("*", time.Hour))
+	a := c.do("POST", "/v1/streams", anyTok, "application/json", `{"sdp":`+mustJSON(sdp)+`,"name":"studio-7"}`)
+	var made struct{ ID string }
+	if a.status != 201 || json.Unmarshal([]byte(a.body), &made) != nil {
+		t.Fatalf("any-stream token: %d %s", a.status, a.body)
+	}
+	if s, err := m.Stream(made.ID); err != nil || s.Name() != "studio-7" || s.Scope() != "*" {
+		t.Fatalf("stream: %v", err)
+	}
+	if a := c.do("GET", "/v1/streams/"+made.ID, mint(t, claimsFor("*", time.Minute)), "", ""); a.status != 200 {
+		t.Errorf("another * token: %d %s", a.status, a.body)
+	}
+	if a := c.do("GET", "/v1/streams/"+made.ID, mint(t, claimsFor("studio-7", time.Minute)), "", ""); a.status != 403 {
+		t.Errorf("a token named after the stream: %d %s", a.status, a.body)
 	}
 }

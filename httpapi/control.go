@@ -29,7 +29,7 @@ func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cred := credOf(r)
-	if err := a.authorize(r.Context(), r, auth.Request{Action: auth.ActionAddTarget, Protocol: "api", StreamID: s.ID(), StreamName: s.Name(),
+	if err := a.authorize(r.Context(), r, auth.Request{Action: auth.ActionBroadcast, Protocol: "api", StreamID: s.ID(), StreamName: s.Name(),
 		Outputs: outputHosts([]rtmpout.Spec{spec}), Credential: cred.webhook("")}); err != nil {
 		a.writeError(w, r, err)
 		return

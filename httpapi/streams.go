@@ -49,7 +49,7 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cred := credOf(r)
-	if cred.kind == credToken {
+	if cred.kind == credToken && cred.claims.Stream != auth.AnyStream {
 		switch body.Name {
 		case "":
 			body.Name = cred.claims.Stream

@@ -71,11 +71,15 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 			return
 		case c.kind == credToken && c.claims.Relay != "":
 			var ok bool
-			if targets, ok = a.m.RelayNamed(c.claims.Relay); !ok {
+			if targets, ok = a.m.RelayNamed(c.claims.Relay); ok {
+				relayName = c.claims.Relay
+			} else if id := a.m.RelayID(c.claims.Relay); id >= 0 {
+				targets, _ = a.m.RelayTargets(c.claims.Relay)
+				relayName = a.m.RelayName(id) // never the key
+			} else {
 				a.writeErrorCode(w, r, apierr.CodeForbidden, "the token's relay claim names no relay configured on this server")
 				return
 			}
-			relayName = c.claims.Relay
 		}
 		cred = c
 	}
@@ -97,7 +101,9 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	sc := cred.scope()
 	if sc != nil {
-		name = sc.Stream
+		if sc.Stream != auth.AnyStream {
+			name = sc.Stream
+		}
 		sc.OperatorTargets = targets != nil // the relay's, not the token's
 	}
 	if err := a.authorize(ctx, r, auth.Request{Action: auth.ActionPublish, Protocol: "whip", StreamName: name,

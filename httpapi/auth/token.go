@@ -35,24 +35,31 @@ const (
 
 // Claims are a publish token's claims.
 //
-//	stream   the stream name the token may create and then drive (required)
+//	stream   the stream name the token may create and then drive (required;
+//	         "*": any name, and the streams of every "*" token are one scope)
 //	outputs  hosts ("host" or "host:port") its broadcasts may push to
-//	relay    the name of a configured relay it may publish to over WHIP
+//	relay    a configured relay it may publish to over WHIP: its name (or
+//	         its key, though a token is readable by whoever holds it)
+//	scope    "publish" or absent (the one scope there is)
 //	exp      expiry (required, at most MaxLifetime ahead)
 //	sub, jti, iss, aud, nbf, iat as in RFC 7519
 type Claims struct {
 	Stream  string   `json:"stream"`
 	Outputs []string `json:"outputs,omitempty"`
 	Relay   string   `json:"relay,omitempty"`
+	Scope   string   `json:"scope,omitempty"`
 	jwt.RegisteredClaims
 }
+
+// AnyStream is the stream claim of a token that may name its streams.
+const AnyStream = "*"
 
 // Errors of Verify; their texts are safe to show the caller.
 var (
 	ErrExpired  = errors.New("the token has expired: mint a new one")
 	ErrInvalid  = errors.New("the token is not valid: bad signature, algorithm or claims")
 	ErrLifetime = fmt.Errorf("the token's exp is more than %v ahead: publish tokens are short-lived", MaxLifetime)
-	ErrClaims   = errors.New("the token lacks a valid stream claim")
+	ErrClaims   = errors.New("the token's claims are not valid: it needs a stream claim, and scope (if any) must be \"publish\"")
 )
 
 // VerifierConfig configures a Verifier.
@@ -175,7 +182,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if c.ExpiresAt.Sub(v.now()) > MaxLifetime+Leeway {
 		return nil, ErrLifetime
 	}
-	if c.Stream == "" || len(c.Stream) > MaxStreamName || len(c.Outputs) > MaxOutputs || len(c.Relay) > MaxStreamName {
+	if c.Stream == "" || len(c.Stream) > MaxStreamName || len(c.Outputs) > MaxOutputs || len(c.Relay) > MaxStreamName ||
+		(c.Scope != "" && c.Scope != "publish") {
 		return nil, ErrClaims
 	}
 	return &c, nil

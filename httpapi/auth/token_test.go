@@ -64,6 +64,8 @@ func TestVerifyHS256(t *testing.T) {
 	future.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour))
 	noStream := claims(time.Hour)
 	noStream.Stream = ""
+	badScope := claims(time.Hour)
+	badScope.Scope = "admin"
 	notYet := claims(time.Hour)
 	notYet.NotBefore = jwt.NewNumericDate(now.Add(time.Minute))
 	for _, tc := range []struct {
@@ -78,6 +80,7 @@ func TestVerifyHS256(t *testing.T) {
 		{"iat in the future", sign(t, jwt.SigningMethodHS256, []byte(secret), future), ErrInvalid},
 		{"nbf in the future", sign(t, jwt.SigningMethodHS256, []byte(secret), notYet), ErrInvalid},
 		{"no stream", sign(t, jwt.SigningMethodHS256, []byte(secret), noStream), ErrClaims},
+		{"scope admin", sign(t, jwt.SigningMethodHS256, []byte(secret), badScope), ErrClaims},
 		{"other secret", sign(t, jwt.SigningMethodHS256, []byte(secret+"x"), claims(time.Hour)), ErrInvalid},
 		{"HS512", sign(t, jwt.SigningMethodHS512, []byte(secret), claims(time.Hour)), ErrInvalid},
 		{"none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(time.Hour)), ErrInvalid},

@@ -18,11 +18,10 @@ const DefaultWebhookTimeout = 3 * time.Second
 // discarded): the status decides.
 const maxWebhookAnswer = 64 << 10
 
-// Actions the webhook is asked about.
+// Actions the webhook is asked about (API.md's two).
 const (
 	ActionPublish   = "publish"   // POST /v1/streams, WHIP POST (with a relay: its targets)
-	ActionBroadcast = "broadcast" // POST /v1/streams/{id}/broadcast
-	ActionAddTarget = "addTarget" // POST /v1/streams/{id}/broadcast/targets
+	ActionBroadcast = "broadcast" // POST /v1/streams/{id}/broadcast, POST .../broadcast/targets
 )
 
 // Credential kinds.
@@ -39,9 +38,9 @@ const (
 // paths or queries.
 type Request struct {
 	Action     string     `json:"action"`
-	Protocol   string     `json:"protocol"` // "whip" or "api"
-	StreamID   string     `json:"streamId,omitempty"`
-	StreamName string     `json:"streamName,omitempty"`
+	Protocol   string     `json:"protocol"`         // "whip" or "api"
+	StreamID   string     `json:"stream,omitempty"` // the stream's id; none yet for a publish
+	StreamName string     `json:"name,omitempty"`
 	RemoteAddr string     `json:"remoteAddr"`
 	Outputs    []string   `json:"outputs"` // host or host:port of each target and icecast_url
 	Credential Credential `json:"credential"`
