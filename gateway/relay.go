@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"strconv"
 
@@ -90,8 +91,10 @@ func (m *Manager) relayIndex(key string) int {
 		return -1
 	}
 	found := -1
+	got := sha256.Sum256([]byte(key))
 	for i, r := range m.cfg.Relays {
-		if subtle.ConstantTimeCompare([]byte(r.Key), []byte(key)) == 1 && found < 0 {
+		want := sha256.Sum256([]byte(r.Key)) // digests: equal lengths, so no length shows either
+		if subtle.ConstantTimeCompare(got[:], want[:]) == 1 && found < 0 {
 			found = i
 		}
 	}

@@ -313,7 +313,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays),
 		"publish_tokens", access.Tokens != nil, "auth_webhook", access.AuthWebhook != nil, "cors_origins", strings.Join(access.CORSOrigins, ","))
 	if o.apiKey == "" && access.Tokens == nil && !loopbackAddr(ln.Addr().String()) {
-		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY), or listen on 127.0.0.1")
+		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY) and/or --token-key (CASTBRIDGE_TOKEN_KEY), or listen on 127.0.0.1")
 	}
 
 	select {
@@ -324,6 +324,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
+	if access.AuthWebhook != nil {
+		access.AuthWebhook.Close()
+	}
 	if ing != nil {
 		errs = append(errs, ing.Close())
 	}
