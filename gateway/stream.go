@@ -118,6 +118,9 @@ func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.Off
 		mediaReady: make(chan struct{}),
 		rejected:   om.Rejected,
 	}
+	if m.cfg.EventSink != nil {
+		s.events.Tap(id, m.cfg.EventSink)
+	}
 	sess, err := m.transport.NewSession(s.log)
 	if err != nil {
 		cancel()

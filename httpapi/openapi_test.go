@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/castbridge/castbridge/gateway/webhook"
 )
 
 // oaOperation is the part of an OpenAPI operation the tests look at.
@@ -449,5 +452,46 @@ func TestOpenAPISecurity(t *testing.T) {
 				t.Errorf("%s %s needs no authorization", strings.ToUpper(m), p)
 			}
 		}
+	}
+}
+
+// TestOpenAPIWebhooks: the x-webhooks request matches what the webhook
+// sender sends: the body's fields and the headers.
+func TestOpenAPIWebhooks(t *testing.T) {
+	_, tree := loadOpenAPI(t)
+	post, ok := resolve(tree, "#/x-webhooks/streamEvent/post")
+	if !ok {
+		t.Fatal("no x-webhooks streamEvent post")
+	}
+	var headers []string
+	for _, p := range post.(map[string]any)["parameters"].([]any) {
+		pm := p.(map[string]any)
+		if pm["in"] == "header" {
+			headers = append(headers, pm["name"].(string))
+		}
+	}
+	sort.Strings(headers)
+	want := []string{webhook.AttemptHeader, webhook.DeliveryHeader, webhook.EventHeader, webhook.SignatureHeader}
+	sort.Strings(want)
+	if strings.Join(headers, ",") != strings.Join(want, ",") {
+		t.Errorf("documented headers %v, sent %v", headers, want)
+	}
+	schema, ok := resolve(tree, "#/components/schemas/WebhookEvent")
+	if !ok {
+		t.Fatal("no WebhookEvent schema")
+	}
+	var documented []string
+	for k := range schema.(map[string]any)["properties"].(map[string]any) {
+		documented = append(documented, k)
+	}
+	sort.Strings(documented)
+	var fields []string
+	bt := reflect.TypeFor[webhook.Body]()
+	for i := range bt.NumField() {
+		fields = append(fields, strings.Split(bt.Field(i).Tag.Get("json"), ",")[0])
+	}
+	sort.Strings(fields)
+	if strings.Join(documented, ",") != strings.Join(fields, ",") {
+		t.Errorf("WebhookEvent documents %v, the body has %v", documented, fields)
 	}
 }

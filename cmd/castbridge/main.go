@@ -17,12 +17,16 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/httpapi"
 	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
@@ -46,6 +50,7 @@ type options struct {
 	iceUDPPort       int
 	iceTCPPort       int
 	iceIPs           string
+	stun             string
 	localIngest      string
 	localIngestKey   string
 	localIngestConns int
@@ -72,6 +77,28 @@ type options struct {
 	authWebhook      string
 	authWebhookTO    time.Duration
 	corsOrigins      string
+	webhooks         listFlag
+	webhookSecret    string
+	webhookEvents    string
+}
+
+// listFlag is a repeatable flag whose each value may also be a comma list.
+type listFlag []string
+
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d URLs", len(*l)) // never the URLs: they may hold tokens
+}
+
+func (l *listFlag) Set(v string) error {
+	items := splitList(v)
+	if len(items) == 0 {
+		return errors.New("empty")
+	}
+	*l = append(*l, items...)
+	return nil
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -84,6 +111,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.iceUDPPort, "ice-udp-port", 8189, "the one UDP port ICE serves every session on")
 	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
 	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
+	fs.StringVar(&o.stun, "stun", "", "host:port of a STUN server asked, from the ICE UDP port, for the gateway's public address, which answers then carry as a srflx candidate, e.g. stun.l.google.com:19302 (off when empty; not asked when --ice-ips is given)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
 	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
 	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
@@ -111,6 +139,9 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.StringVar(&o.authWebhook, "auth-webhook", "", "http(s) URL POSTed a JSON description of every publish and broadcast start; anything but a 2xx within --auth-webhook-timeout refuses it (403 FORBIDDEN)")
 	fs.DurationVar(&o.authWebhookTO, "auth-webhook-timeout", auth.DefaultWebhookTimeout, "how long the authorization webhook has to answer before the request is refused")
 	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma list of other origins (scheme://host[:port]) whose web pages may call the API and WHIP, or * for any; empty: none (the built-in page at / is same-origin)")
+	fs.Var(&o.webhooks, "webhook", "send every stream's events as signed JSON POSTs to this http(s) URL (repeat it, or a comma list, for more; see README, Webhooks)")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (Castbridge-Signature header); required with --webhook")
+	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma list of the event names webhooks send (default: all stream, broadcast and target events; ReceivedWebRTCStats is never sent)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -134,6 +165,29 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		}
 	})
 	return o, err
+}
+
+// parseSTUN checks --stun: host:port, or a stun: URI as browsers'
+// iceServers write it. TURN is the publisher's (its SDK's iceServers).
+func parseSTUN(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	hp := strings.TrimPrefix(s, "stun:")
+	if strings.HasPrefix(hp, "turn:") || strings.HasPrefix(hp, "turns:") || strings.HasPrefix(hp, "stuns:") {
+		return "", fmt.Errorf("--stun %q: want a STUN server's host:port over UDP; TURN is for publishers (their iceServers)", s)
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", fmt.Errorf("--stun %q: want host:port, e.g. stun.l.google.com:19302: %w", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+		return "", fmt.Errorf("--stun %q: want host:port with a port from 1 to 65535, e.g. stun.l.google.com:19302", s)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return "", fmt.Errorf("--stun %q: STUN is asked over IPv4 (the public address behind a NAT is an IPv4 one): give an IPv4 address or a name with one", s)
+	}
+	return hp, nil
 }
 
 // splitList splits a comma list, dropping empty entries.
@@ -202,6 +256,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	stunServer, err := parseSTUN(o.stun)
+	if err != nil {
+		return err
+	}
 	if o.iceTCPPort < 0 || o.iceTCPPort > 65535 {
 		return fmt.Errorf("--ice-tcp-port: %d is not a port (0 turns ICE-TCP off)", o.iceTCPPort)
 	}
@@ -235,15 +293,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
+	hooks, err := newWebhooks(o, log)
+	if err != nil {
+		return err
+	}
+	// closeHooks flushes the webhooks' queues until ctx ends; what is left
+	// then is dropped with a warning, not an exit status.
+	closeHooks := func(ctx context.Context) {
+		if hooks == nil {
+			return
+		}
+		if err := hooks.Close(ctx); err != nil {
+			log.Warn("webhooks closed", "err", err)
+		}
+	}
+	// On the way out of a failed start nothing is waited for.
+	expired, expire := context.WithCancel(context.Background())
+	expire()
+	var sink events.Sink
+	if hooks != nil {
+		sink = hooks
+	}
+
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
 	if o.localIngest != "" {
 		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
+			closeHooks(expired)
 			return fmt.Errorf("recordings dir: %w", err)
 		}
 		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
 			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax})
 		if err != nil {
+			closeHooks(expired)
 			return fmt.Errorf("local ingest: %w", err)
 		}
 		go func() { ingestDone <- ing.Serve(ctx) }()
@@ -260,6 +342,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ICEUDPPort:          o.iceUDPPort,
 		ICETCPPort:          o.iceTCPPort,
 		ICEIPs:              ips,
+		STUNServer:          stunServer,
 		KeyframeInterval:    o.keyframeInterval,
 		MediaTimeout:        o.mediaTimeout,
 		Reconnect:           o.reconnect,
@@ -270,12 +353,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxStreams:          o.maxStreams,
 		MaxTargets:          o.maxTargets,
 		MaxEventSubscribers: o.maxSSE,
+		EventSink:           sink,
 		Logger:              log,
 	})
 	if err != nil {
 		if ing != nil {
 			_ = ing.Close()
 		}
+		closeHooks(expired)
 		return err
 	}
 	access.Manager, access.Logger = m, log.With("component", "http")
@@ -283,6 +368,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		_ = m.Shutdown(context.Background())
+		closeHooks(expired)
 		if ing != nil {
 			_ = ing.Close()
 		}
@@ -299,6 +385,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			_ = srv.Close()
 			_ = m.Shutdown(context.Background())
+			closeHooks(expired)
 			if ing != nil {
 				_ = ing.Close()
 			}
@@ -327,6 +414,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if access.AuthWebhook != nil {
 		access.AuthWebhook.Close()
 	}
+	// The streams' last events (StopBroadcastSuccess, StreamClosed) are
+	// queued now: the webhooks get what is left of the deadline.
+	closeHooks(sctx)
 	if ing != nil {
 		errs = append(errs, ing.Close())
 	}
@@ -378,6 +468,49 @@ func accessConfig(o options) (httpapi.Config, error) {
 	}
 	cfg.CORSOrigins = origins
 	return cfg, nil
+}
+
+// newWebhooks makes the event webhooks' sender from the options; nil when
+// no --webhook is set.
+func newWebhooks(o options, log *slog.Logger) (*webhook.Sender, error) {
+	if len(o.webhooks) == 0 {
+		if o.webhookEvents != "" {
+			return nil, errors.New("--webhook-events without --webhook")
+		}
+		return nil, nil
+	}
+	if o.webhookSecret == "" {
+		return nil, errors.New("--webhook needs --webhook-secret (CASTBRIDGE_WEBHOOK_SECRET): receivers check the signature to know the events are castbridge's")
+	}
+	names := splitList(o.webhookEvents)
+	known := gateway.EventNames()
+	for _, n := range names {
+		if n == (gateway.ReceivedWebRTCStats{}).EventName() {
+			return nil, fmt.Errorf("--webhook-events: %s is made per SSE client (?stats=), webhooks never send it", n)
+		}
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("--webhook-events: no event %q; the events are %s", n, strings.Join(known, ", "))
+		}
+	}
+	shown := make([]string, len(o.webhooks))
+	for i, u := range o.webhooks {
+		s, err := webhook.CheckURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook %d: %w", i+1, err)
+		}
+		shown[i] = s
+	}
+	hooks, err := webhook.New(webhook.Config{URLs: o.webhooks, Secret: o.webhookSecret, Events: names,
+		Logger: log.With("component", "webhook")})
+	if err != nil {
+		return nil, fmt.Errorf("--webhook: %w", err)
+	}
+	which := "all"
+	if len(names) > 0 {
+		which = strings.Join(names, ",")
+	}
+	log.Info("event webhooks", "urls", strings.Join(shown, " "), "events", which)
+	return hooks, nil
 }
 
 // servePprof serves net/http/pprof on its own listener and mux, never on the

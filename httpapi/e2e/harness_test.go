@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
@@ -52,6 +53,10 @@ type harnessOptions struct {
 	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
 	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
 	tokenKey                       []byte        // --token-key (an HMAC secret): publish tokens
+	eventSink                      events.Sink   // every stream's events (webhooks); nil: none
+	iceUDPPort                     int           // 0: a free one
+	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
+	stunTimeout                    time.Duration // 0: the gateway's
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -66,7 +71,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.relays != nil {
 		relays = o.relays("rtmp://" + ing.Addr().String() + "/live")
 	}
-	if o.iceIPs == nil {
+	if o.iceIPs == nil && o.stun == "" {
 		o.iceIPs = []net.IP{net.IPv4(127, 0, 0, 1).To4()}
 	}
 	tcpPort := 0
@@ -74,9 +79,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		tcpPort = -1
 	}
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:             0,
+		ICEUDPPort:             o.iceUDPPort,
 		ICETCPPort:             tcpPort,
 		ICEIPs:                 o.iceIPs,
+		STUNServer:             o.stun,
+		STUNTimeout:            o.stunTimeout,
 		KeyframeInterval:       o.keyframeInterval,
 		PublishTimeout:         5 * time.Second,
 		MediaTimeout:           o.mediaTimeout,
@@ -89,6 +96,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		MaxTargets:             o.maxTargets,
 		MaxEventSubscribers:    o.maxSSE,
 		ICEDisconnectedTimeout: o.iceDisconnected,
+		EventSink:              o.eventSink,
 		Logger:                 log,
 	})
 	if err != nil {
