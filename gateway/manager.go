@@ -196,6 +196,21 @@ func (m *Manager) Ready() bool {
 // targets, the broadcast starts as soon as media flows, and the answer caps
 // the video at their lowest videobitrate (b=AS).
 func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets []rtmpout.Spec) (*Stream, error) {
+	return m.CreateScopedStream(ctx, offer, name, targets, nil)
+}
+
+// CreateScopedStream is CreateStream for a caller of scope sc (nil: the
+// unrestricted one): the stream carries the scope's name, and targets are
+// checked and dialed under the scope's output policy.
+func (m *Manager) CreateScopedStream(ctx context.Context, offer, name string, targets []rtmpout.Spec, sc *Scope) (*Stream, error) {
+	accScope := sc
+	if sc != nil && sc.OperatorTargets {
+		accScope = nil
+	}
+	acc, err := m.accessFor(accScope)
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
@@ -209,7 +224,7 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	}
 	m.mu.Unlock()
 	if targets != nil {
-		if err := rtmpout.ValidateAllFor(targets, m.cfg.policy); err != nil {
+		if err := rtmpout.ValidateAllFor(targets, acc.policy); err != nil {
 			return nil, err
 		}
 		if err := m.checkTargets(len(targets)); err != nil {
@@ -225,6 +240,9 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	if err != nil {
 		return nil, err
 	}
+	if sc != nil {
+		s.scope = sc.Stream
+	}
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
@@ -238,7 +256,7 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 		if kbps := rtmpout.MinVideoBitrate(targets) / 1000; kbps > 0 {
 			s.answer = withVideoBandwidth(s.answer, kbps)
 		}
-		s.StartBroadcastWhenReady(targets)
+		s.startWhenReady(targets, acc)
 	}
 	return s, nil
 }
