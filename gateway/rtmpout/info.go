@@ -12,6 +12,7 @@ type Info struct {
 	ID         string       `json:"id"`
 	Output     string       `json:"output"`
 	State      State        `json:"state"`
+	Stalled    bool         `json:"stalled"` // connected, but the ingest takes no writes: the queue cannot drain
 	Error      *apierr.Info `json:"error"`
 	Reconnects int          `json:"reconnects"`
 	// What the target asked for, echoed: videobitrate caps the publisher
@@ -26,6 +27,7 @@ type Info struct {
 type Stats struct {
 	ID            string  `json:"id"`
 	State         State   `json:"state"`
+	Stalled       bool    `json:"stalled"`
 	BytesSent     uint64  `json:"bytesSent"`
 	Bitrate       float64 `json:"bitrate"`
 	FramesSent    uint64  `json:"framesSent"`
@@ -88,7 +90,7 @@ func (t *Target) Stats(now time.Time) Stats {
 		ts.Bitrate = t.rate.Bitrate(ts.BytesSent, now)
 	}
 	t.mu.Lock()
-	ts.State, ts.Reconnects = t.reported(), t.reconnects
+	ts.State, ts.Stalled, ts.Reconnects = t.state, t.reportedStall(), t.reconnects
 	t.mu.Unlock()
 	return ts
 }
