@@ -324,21 +324,27 @@ func TestScopedOutputs(t *testing.T) {
 	sdp := offer(t)
 	tok := mint(t, claimsFor("alice", time.Hour, "127.0.0.1", "10.1.2.3:1935", "a.rtmp.example"))
 	id := c.createStream(sdp, tok)
-	for _, tc := range []struct{ output, want string }{
-		{"rtmp://127.0.0.1:1935/live", "loopback address, which a scoped token may not push to"},
-		{"rtmp://10.1.2.3:1935/live", "private address, which a scoped token may not push to"},
-		{"rtmp://[::1]:1935/live", "not among the output hosts this token allows"},
-		{"rtmp://b.rtmp.example/live", "not among the output hosts this token allows"},
-		{"rtmp://a.rtmp.example.evil.test/live", "not among the output hosts this token allows"},
+	// API.md: a policy's refusal is 400 OUTPUT_NOT_ALLOWED; a host outside
+	// the token's claims is 403 FORBIDDEN.
+	for _, tc := range []struct {
+		output, want string
+		status       int
+		code         string
+	}{
+		{"rtmp://127.0.0.1:1935/live", "loopback address, which a scoped token may not push to", 400, "OUTPUT_NOT_ALLOWED"},
+		{"rtmp://10.1.2.3:1935/live", "private address, which a scoped token may not push to", 400, "OUTPUT_NOT_ALLOWED"},
+		{"rtmp://[::1]:1935/live", "not among the output hosts this token allows", 403, "FORBIDDEN"},
+		{"rtmp://b.rtmp.example/live", "not among the output hosts this token allows", 403, "FORBIDDEN"},
+		{"rtmp://a.rtmp.example.evil.test/live", "not among the output hosts this token allows", 403, "FORBIDDEN"},
 	} {
 		body := `{"targets":[{"output":"` + tc.output + `","streamname":"SECRETKEY"}]}`
 		a := c.do("POST", "/v1/streams/"+id+"/broadcast", tok, "application/json", body)
-		if a.status != 400 || a.code != "INVALID_OUTPUT" || !strings.Contains(a.body, tc.want) || strings.Contains(a.body, "SECRETKEY") {
-			t.Errorf("token broadcast to %s: %d %s, want 400 INVALID_OUTPUT %q", tc.output, a.status, a.body, tc.want)
+		if a.status != tc.status || a.code != tc.code || !strings.Contains(a.body, tc.want) || strings.Contains(a.body, "SECRETKEY") {
+			t.Errorf("token broadcast to %s: %d %s, want %d %s %q", tc.output, a.status, a.body, tc.status, tc.code, tc.want)
 		}
 		a = c.do("POST", "/v1/streams", tok, "application/json", `{"sdp":`+strings.TrimSpace(mustJSON(sdp))+`,"broadcast":`+body+`}`)
-		if a.status != 400 || a.code != "INVALID_OUTPUT" || !strings.Contains(a.body, tc.want) {
-			t.Errorf("token stream with a broadcast to %s: %d %s, want 400 INVALID_OUTPUT %q", tc.output, a.status, a.body, tc.want)
+		if a.status != tc.status || a.code != tc.code || !strings.Contains(a.body, tc.want) {
+			t.Errorf("token stream with a broadcast to %s: %d %s, want %d %s %q", tc.output, a.status, a.body, tc.status, tc.code, tc.want)
 		}
 	}
 	// A name other than the token's stream claim is refused.
@@ -348,7 +354,7 @@ func TestScopedOutputs(t *testing.T) {
 	// The API key may push to loopback (the gateway allows it by default):
 	// the start fails at the dial (nothing listens on port 1), not the policy.
 	a := c.do("POST", "/v1/streams/"+id+"/broadcast", matrixAPIKey, "application/json", `{"targets":[{"output":"rtmp://127.0.0.1:1/live","streamname":"x"}]}`)
-	if a.code == "INVALID_OUTPUT" || a.code == "FORBIDDEN" {
+	if a.code == "OUTPUT_NOT_ALLOWED" || a.code == "FORBIDDEN" {
 		t.Errorf("API key broadcast to loopback: %d %s", a.status, a.body)
 	}
 }

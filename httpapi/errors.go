@@ -15,7 +15,7 @@ type errorBody struct {
 // statusOf maps an API error code to its HTTP status (API.md).
 func statusOf(code apierr.Code) int {
 	switch code {
-	case apierr.CodeInvalidRequest, apierr.CodeInvalidSDP, apierr.CodeInvalidOutput, apierr.CodeMetadataInvalid:
+	case apierr.CodeInvalidRequest, apierr.CodeInvalidSDP, apierr.CodeInvalidOutput, apierr.CodeOutputNotAllowed, apierr.CodeMetadataInvalid:
 		return http.StatusBadRequest
 	case apierr.CodeUnauthorized:
 		return http.StatusUnauthorized
@@ -25,7 +25,7 @@ func statusOf(code apierr.Code) int {
 		return http.StatusNotFound
 	case apierr.CodeAlreadyBroadcasting, apierr.CodeNotConnected:
 		return http.StatusConflict
-	case apierr.CodeUnsupportedCodec, apierr.CodeUnknownMid:
+	case apierr.CodeUnsupportedCodec, apierr.CodeUnsupportedOffer, apierr.CodeUnknownMid:
 		return http.StatusUnprocessableEntity
 	case apierr.CodeETagMismatch:
 		return http.StatusPreconditionFailed

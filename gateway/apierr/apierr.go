@@ -17,11 +17,13 @@ const (
 	CodeInvalidRequest      Code = "INVALID_REQUEST"
 	CodeInvalidSDP          Code = "INVALID_SDP"
 	CodeUnsupportedCodec    Code = "UNSUPPORTED_CODEC"
+	CodeUnsupportedOffer    Code = "UNSUPPORTED_OFFER" // m-sections on transports of their own: one BUNDLE transport is needed (API.md additions)
 	CodeNotFound            Code = "NOT_FOUND"
 	CodeNotConnected        Code = "NOT_CONNECTED"
 	CodeAlreadyBroadcasting Code = "ALREADY_BROADCASTING"
 	CodeNotBroadcasting     Code = "NOT_BROADCASTING"
 	CodeInvalidOutput       Code = "INVALID_OUTPUT"
+	CodeOutputNotAllowed    Code = "OUTPUT_NOT_ALLOWED" // the output policy refuses the address (API.md additions)
 	CodeIngestUnreachable   Code = "INGEST_UNREACHABLE"
 	CodeIngestRejected      Code = "INGEST_REJECTED"
 	CodeMetadataInvalid     Code = "METADATA_INVALID"

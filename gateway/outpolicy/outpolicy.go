@@ -53,6 +53,11 @@ type DeniedError struct {
 	Scoped bool
 }
 
+// OutsideScope: the host is not among a restricted policy's hosts (the
+// caller's credential does not cover it), rather than an address the
+// policy refuses to everyone of its kind.
+func (e *DeniedError) OutsideScope() bool { return e.Class == NotListed }
+
 func (e *DeniedError) Error() string {
 	switch e.Class {
 	case LinkLocal:

@@ -258,7 +258,7 @@ func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 	}
 	var denied *outpolicy.DeniedError
 	if errors.As(err, &denied) {
-		return apierr.Wrap(apierr.CodeInvalidOutput, err, "output %s", denied)
+		return apierr.Wrap(policyCode(denied), err, "output %s", denied)
 	}
 	if hint := certificateHint(err); hint != "" {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its TLS certificate is not trusted: %s: %v", ep.Redacted(), hint, err)
@@ -683,7 +683,7 @@ func (t *Target) reconnect(cause error) bool {
 		if err != nil {
 			t.log.Debug("redial failed", "attempt", attempt, "err", err)
 			ierr := ingestError(t.ep, err)
-			if ierr.Code == apierr.CodeIngestRejected || ierr.Code == apierr.CodeInvalidOutput {
+			if ierr.Code == apierr.CodeIngestRejected || ierr.Code == apierr.CodeOutputNotAllowed || ierr.Code == apierr.CodeForbidden {
 				t.fail(ierr) // a bad key stays bad: no retrying forever
 				return false
 			}

@@ -335,7 +335,7 @@ func unifyBundle(sd *sdp.SessionDescription, mids []string, rejected []int) erro
 			if len(group) > 0 {
 				where = "the BUNDLE group does not hold both"
 			}
-			return apierr.Errorf(apierr.CodeUnsupportedCodec,
+			return apierr.Errorf(apierr.CodeUnsupportedOffer,
 				"the offer's m-sections mid %s and mid %s have their own transports (different %s) and %s: castbridge receives every track on one transport. "+
 					"Offer with bundle-policy max-bundle (RTCPeerConnection bundlePolicy \"max-bundle\", GStreamer webrtcbin bundle-policy=max-bundle) or put every m-section in one a=group:BUNDLE",
 				mids[ref], mids[i], key, where)

@@ -196,8 +196,8 @@ func TestInspectOfferBundleCredentials(t *testing.T) {
 	} {
 		_, err := InspectOffer(offer)
 		e := apierr.As(err)
-		if err == nil || e.Code != apierr.CodeUnsupportedCodec {
-			t.Fatalf("unbundled offer: %v, want UNSUPPORTED_CODEC", err)
+		if err == nil || e.Code != apierr.CodeUnsupportedOffer {
+			t.Fatalf("unbundled offer: %v, want UNSUPPORTED_OFFER", err)
 		}
 		for _, want := range []string{"max-bundle", "one transport", "ice-ufrag"} {
 			if !strings.Contains(e.Message, want) {

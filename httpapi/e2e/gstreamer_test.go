@@ -56,7 +56,7 @@ func TestGStreamerUnbundled(t *testing.T) {
 			if strings.Contains(offer, "a=group:BUNDLE") {
 				t.Fatalf("bundle-policy %s offered a BUNDLE group:\n%s", policy, offer)
 			}
-			e := h.expectError("POST", "/v1/streams", map[string]any{"sdp": offer}, http.StatusUnprocessableEntity, "UNSUPPORTED_CODEC")
+			e := h.expectError("POST", "/v1/streams", map[string]any{"sdp": offer}, http.StatusUnprocessableEntity, "UNSUPPORTED_OFFER")
 			checkUnbundledMessage(t, e.Error.Message)
 
 			req, _ := http.NewRequest("POST", h.srv.URL+"/whip", strings.NewReader(offer))
@@ -67,7 +67,7 @@ func TestGStreamerUnbundled(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "UNSUPPORTED_CODEC") {
+			if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "UNSUPPORTED_OFFER") {
 				t.Fatalf("WHIP: %d %s", resp.StatusCode, body)
 			}
 			checkUnbundledMessage(t, string(body))
