@@ -84,6 +84,7 @@ type Stream struct {
 	audioBytes atomic.Uint64
 	audioRate  meter.Rate
 	videoRate  meter.Rate
+	layerRates sync.Map // simulcast rid -> *meter.Rate, sampled by control every second
 	events     events.Bus
 	bitrateCap atomic.Int64 // bit/s the publisher is capped at with REMB; 0 = none
 	iceUp      atomic.Bool
@@ -288,6 +289,7 @@ func (s *Stream) control() {
 			return
 		case now := <-tick.C:
 			s.sendREMB()
+			s.sampleLayerRates(now)
 			last := s.lastMedia.Load()
 			if last == 0 {
 				last = s.createdAt.UnixNano()
@@ -299,6 +301,25 @@ func (s *Stream) control() {
 			}
 		}
 	}
+}
+
+// sampleLayerRates keeps each simulcast layer's bit rate current, so that
+// a view or stats call reads a rate over the last second or two, not the
+// time since the previous call.
+func (s *Stream) sampleLayerRates(now time.Time) {
+	if s.video == nil || !s.video.Simulcast() {
+		return
+	}
+	layers, _ := s.video.Layers(now)
+	for _, l := range layers {
+		s.layerBitrate(l, now)
+	}
+}
+
+// layerBitrate is a simulcast layer's received bit rate.
+func (s *Stream) layerBitrate(l video.LayerInfo, now time.Time) float64 {
+	r, _ := s.layerRates.LoadOrStore(l.RID, &meter.Rate{})
+	return r.(*meter.Rate).Bitrate(l.BytesIn, now)
 }
 
 func (s *Stream) setCloseCause(cause string) {

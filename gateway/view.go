@@ -19,18 +19,22 @@ type VideoInfo struct {
 	Height  int     `json:"height"`
 	FPS     float64 `json:"fps"`
 	// Layers are a simulcast publisher's layers, in the order they
-	// arrived; absent without simulcast.
+	// arrived, and Layer the rid of the one forwarded; absent without
+	// simulcast.
 	Layers []LayerInfo `json:"layers,omitempty"`
+	Layer  string      `json:"layer,omitempty"`
 }
 
 // LayerInfo is one simulcast layer: its rid, its resolution once its SPS
-// arrived, whether it is sending and whether it is the one forwarded.
+// arrived, the bit rate it is received at, whether it is sending and
+// whether it is the one forwarded.
 type LayerInfo struct {
-	RID       string `json:"rid"`
-	Width     int    `json:"width"`
-	Height    int    `json:"height"`
-	Active    bool   `json:"active"`
-	Forwarded bool   `json:"forwarded"`
+	RID       string  `json:"rid"`
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
+	Bitrate   float64 `json:"bitrate"`
+	Active    bool    `json:"active"`
+	Forwarded bool    `json:"forwarded"`
 }
 
 // AudioInfo describes a stream's inbound audio.
@@ -76,9 +80,14 @@ func (s *Stream) Info() StreamInfo {
 	if s.video != nil {
 		if ps := s.video.Params(); ps != nil {
 			si.Video = &VideoInfo{Codec: "H264", Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}
-			layers, _ := s.video.Layers(time.Now())
+			now := time.Now()
+			layers, _ := s.video.Layers(now)
 			for _, l := range layers {
-				si.Video.Layers = append(si.Video.Layers, LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Active: l.Active, Forwarded: l.Forwarded})
+				si.Video.Layers = append(si.Video.Layers, LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height,
+					Bitrate: s.layerBitrate(l, now), Active: l.Active, Forwarded: l.Forwarded})
+				if l.Forwarded {
+					si.Video.Layer = l.RID
+				}
 			}
 		}
 	}
