@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -56,13 +57,24 @@ type StreamInfo struct {
 	VideoMuted bool           `json:"videoMuted"`
 	Broadcast  *BroadcastInfo `json:"broadcast"`
 	// Rejected lists the offered tracks the answer rejected (port 0), and
-	// why; empty when every offered track is taken.
+	// why; empty when every offered track is taken. Warnings says the same
+	// in words, one line each (API.md's "warnings").
 	Rejected []RejectedTrack `json:"rejected"`
+	Warnings []string        `json:"warnings"`
 }
 
 // RejectedTrack is an offered m-section the answer rejected: its mid, its
 // kind and the reason.
 type RejectedTrack = webrtcin.Rejection
+
+// Warnings words each rejected track as one line of the view's warnings.
+func Warnings(rejected []RejectedTrack) []string {
+	w := make([]string, 0, len(rejected))
+	for _, r := range rejected {
+		w = append(w, fmt.Sprintf("the offer's %s track (mid %s) was rejected and is not received: %s", r.Kind, r.MID, r.Reason))
+	}
+	return w
+}
 
 // BroadcastInfo is the API view of a broadcast.
 type BroadcastInfo struct {
@@ -77,6 +89,7 @@ func (s *Stream) Info() StreamInfo {
 	if si.Rejected == nil {
 		si.Rejected = []RejectedTrack{}
 	}
+	si.Warnings = Warnings(si.Rejected)
 	if s.video != nil {
 		if ps := s.video.Params(); ps != nil {
 			si.Video = &VideoInfo{Codec: "H264", Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}

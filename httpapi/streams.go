@@ -28,6 +28,7 @@ type createStreamResponse struct {
 	SDP      string                  `json:"sdp"`
 	State    gateway.StreamState     `json:"state"`
 	Rejected []gateway.RejectedTrack `json:"rejected"` // the offered tracks the answer rejected, as in the stream's view
+	Warnings []string                `json:"warnings"`
 }
 
 func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +74,8 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/v1/streams/"+s.ID())
 	w.Header().Set("ETag", quoteETag(s.ETag()))
-	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State(), Rejected: s.Info().Rejected})
+	info := s.Info()
+	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State(), Rejected: info.Rejected, Warnings: info.Warnings})
 }
 
 // listStreams lists every stream, or a publish token's own.

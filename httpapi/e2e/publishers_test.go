@@ -125,6 +125,7 @@ type offerView struct {
 		Codec      string `json:"codec"`
 		SampleRate int    `json:"sampleRate"`
 	} `json:"audio"`
+	Warnings []string `json:"warnings"`
 	Rejected []struct {
 		MID    string `json:"mid"`
 		Kind   string `json:"kind"`
