@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -149,30 +148,28 @@ func (a *API) authorize(ctx context.Context, r *http.Request, req auth.Request) 
 	return nil
 }
 
-// outputHosts lists the hosts (host, or host:port when the URL names a
-// port) of specs' outputs and icecast_urls for the webhook: never a stream
-// key, path or query.
-func outputHosts(specs []rtmpout.Spec) []string {
+// redactedOutputs is what the authorization webhook is told of the
+// targets (API.md: "outputs": [redacted...]): each output as the API
+// shows it (rtmp://host/app/****) and each icecast_url as
+// scheme://host/****, never a stream key, path or query.
+func redactedOutputs(specs []rtmpout.Spec) []string {
 	out := []string{}
-	add := func(raw string) {
-		u, err := url.Parse(raw)
-		if err != nil || u.Hostname() == "" {
-			return
-		}
-		h := u.Hostname()
-		if p := u.Port(); p != "" {
-			h = net.JoinHostPort(h, p)
-		} else if strings.Contains(h, ":") {
-			h = "[" + h + "]"
-		}
-		if !slices.Contains(out, h) {
-			out = append(out, h)
+	add := func(s string) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
 		}
 	}
 	for _, s := range specs {
-		add(s.Output)
+		ep, err := s.Validate()
+		if err != nil {
+			add("rtmp://<invalid>")
+		} else {
+			add(ep.Redacted())
+		}
 		if s.IcecastAudio {
-			add(s.IcecastURL)
+			if u, err := url.Parse(s.IcecastURL); err == nil && u.Host != "" {
+				add(u.Scheme + "://" + u.Host + "/****")
+			}
 		}
 	}
 	return out

@@ -429,25 +429,35 @@ func TestAuthWebhook(t *testing.T) {
 	if relaySession.status != 201 {
 		t.Fatalf("relay publish: %d %s", relaySession.status, relaySession.body)
 	}
+	// API.md: a token's outputs claim may hold relay keys: its WHIP
+	// publish goes to that relay.
+	relayTok := mint(t, claimsFor("alice", time.Hour, "a.rtmp.example", matrixRelayKey))
+	if a := c.do("POST", "/whip", relayTok, "application/sdp", sdp); a.status != 201 {
+		t.Fatalf("publish with a relay key in the outputs claim: %d %s", a.status, a.body)
+	}
 	mu.Lock()
 	got := append([]auth.Request(nil), asked...)
 	all := strings.Join(raws, "\n")
 	mu.Unlock()
-	if len(got) != 3 {
-		t.Fatalf("webhook asked %d times, want 3: %+v", len(got), got)
+	if len(got) != 4 {
+		t.Fatalf("webhook asked %d times, want 4: %+v", len(got), got)
+	}
+	if r := got[3]; r.Action != "publish" || r.Credential.Kind != "token" || r.Credential.Relay != "studio" ||
+		len(r.Outputs) != 1 || r.Outputs[0] != "rtmp://relay.example:1935/live/****" {
+		t.Errorf("token publish to a relay by its key in outputs: %+v", r)
 	}
 	if r := got[0]; r.Action != "publish" || r.Protocol != "api" || r.StreamName != "alice" || r.Credential.Kind != "token" ||
 		r.Credential.Subject != "user-alice" || r.Credential.TokenID != "jti-alice" || r.Credential.Scope != "alice" || r.RemoteAddr == "" || len(r.Outputs) != 0 {
 		t.Errorf("publish request: %+v", r)
 	}
-	if r := got[1]; r.Action != "broadcast" || r.StreamID != id || len(r.Outputs) != 1 || r.Outputs[0] != "a.rtmp.example" {
+	if r := got[1]; r.Action != "broadcast" || r.StreamID != id || len(r.Outputs) != 1 || r.Outputs[0] != "rtmp://a.rtmp.example/live/****" {
 		t.Errorf("broadcast request: %+v", r)
 	}
 	if r := got[2]; r.Action != "publish" || r.Protocol != "whip" || r.Credential.Kind != "relay" || r.Credential.Relay != "studio" ||
-		len(r.Outputs) != 1 || r.Outputs[0] != "relay.example:1935" {
+		len(r.Outputs) != 1 || r.Outputs[0] != "rtmp://relay.example:1935/live/****" {
 		t.Errorf("relay publish request: %+v", r)
 	}
-	for _, secret := range []string{"STREAMKEY1", "QUERYSECRET", "RELAYSTREAMKEY", matrixRelayKey, matrixAPIKey, tok, matrixSecret} {
+	for _, secret := range []string{"STREAMKEY1", "QUERYSECRET", "RELAYSTREAMKEY", matrixRelayKey, matrixAPIKey, tok, relayTok, matrixSecret} {
 		if strings.Contains(all, secret) {
 			t.Errorf("the webhook was sent a secret (%s): %s", secret, all)
 		}

@@ -30,7 +30,7 @@ func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
 	}
 	cred := credOf(r)
 	if err := a.authorize(r.Context(), r, auth.Request{Action: auth.ActionBroadcast, Protocol: "api", StreamID: s.ID(), StreamName: s.Name(),
-		Outputs: outputHosts([]rtmpout.Spec{spec}), Credential: cred.webhook("")}); err != nil {
+		Outputs: redactedOutputs([]rtmpout.Spec{spec}), Credential: cred.webhook("")}); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

@@ -63,7 +63,7 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
 	if err := a.authorize(ctx, r, auth.Request{Action: auth.ActionPublish, Protocol: "api", StreamName: body.Name,
-		Outputs: outputHosts(specs), Credential: cred.webhook("")}); err != nil {
+		Outputs: redactedOutputs(specs), Credential: cred.webhook("")}); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -156,7 +156,7 @@ func (a *API) startBroadcast(w http.ResponseWriter, r *http.Request) {
 	}
 	cred := credOf(r)
 	if err := a.authorize(r.Context(), r, auth.Request{Action: auth.ActionBroadcast, Protocol: "api", StreamID: s.ID(), StreamName: s.Name(),
-		Outputs: outputHosts(specs), Credential: cred.webhook("")}); err != nil {
+		Outputs: redactedOutputs(specs), Credential: cred.webhook("")}); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

@@ -80,6 +80,20 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 				a.writeErrorCode(w, r, apierr.CodeForbidden, "the token's relay claim names no relay configured on this server")
 				return
 			}
+		case c.kind == credToken:
+			// API.md: the outputs claim holds hosts and/or relay keys; the
+			// first entry that is a relay's key (or name) publishes to it.
+			for _, o := range c.claims.Outputs {
+				if id := a.m.RelayID(o); id >= 0 {
+					targets, _ = a.m.RelayTargets(o)
+					relayName = a.m.RelayName(id)
+					break
+				}
+				if t, ok := a.m.RelayNamed(o); ok {
+					targets, relayName = t, o
+					break
+				}
+			}
 		}
 		cred = c
 	}
@@ -107,7 +121,7 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 		sc.OperatorTargets = targets != nil // the relay's, not the token's
 	}
 	if err := a.authorize(ctx, r, auth.Request{Action: auth.ActionPublish, Protocol: "whip", StreamName: name,
-		Outputs: outputHosts(targets), Credential: cred.webhook(relayName)}); err != nil {
+		Outputs: redactedOutputs(targets), Credential: cred.webhook(relayName)}); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

@@ -72,6 +72,7 @@ type options struct {
 	maxTargets       int
 	maxSSE           int
 	tokenKey         string
+	tokenSecret      string
 	tokenAudience    string
 	tokenIssuer      string
 	authWebhook      string
@@ -133,7 +134,8 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
 	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
 	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
-	fs.StringVar(&o.tokenKey, "token-key", "", "verify scoped publish tokens (JWT) with this key: an HMAC secret of at least 32 bytes (HS256), or the path of a PEM public key file (ES256 for P-256, EdDSA for Ed25519, RS256 for RSA); off when empty")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "verify scoped publish tokens (JWT, HS256) with this HMAC secret of at least 32 bytes; off when empty")
+	fs.StringVar(&o.tokenKey, "token-key", "", "verify scoped publish tokens (JWT) with the PEM public key in this file instead (ES256 for P-256, EdDSA for Ed25519, RS256 for RSA)")
 	fs.StringVar(&o.tokenAudience, "token-audience", "", "when set, publish tokens must carry this aud")
 	fs.StringVar(&o.tokenIssuer, "token-issuer", "", "when set, publish tokens must carry this iss")
 	fs.StringVar(&o.authWebhook, "auth-webhook", "", "http(s) URL POSTed a JSON description of every publish and broadcast start; anything but a 2xx within --auth-webhook-timeout refuses it (403 FORBIDDEN)")
@@ -400,7 +402,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays),
 		"publish_tokens", access.Tokens != nil, "auth_webhook", access.AuthWebhook != nil, "cors_origins", strings.Join(access.CORSOrigins, ","))
 	if o.apiKey == "" && access.Tokens == nil && !loopbackAddr(ln.Addr().String()) {
-		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY) and/or --token-key (CASTBRIDGE_TOKEN_KEY), or listen on 127.0.0.1")
+		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY) and/or --token-secret (CASTBRIDGE_TOKEN_SECRET), or listen on 127.0.0.1")
 	}
 
 	select {
@@ -433,24 +435,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // the publish-token verifier, the authorization webhook, CORS origins.
 func accessConfig(o options) (httpapi.Config, error) {
 	cfg := httpapi.Config{APIKey: o.apiKey}
-	if o.tokenKey != "" {
-		vc := auth.VerifierConfig{Key: []byte(o.tokenKey), Audience: o.tokenAudience, Issuer: o.tokenIssuer}
-		// A path of an existing file is a PEM public key; anything else
-		// is the HMAC secret itself.
-		if st, err := os.Stat(o.tokenKey); err == nil && st.Mode().IsRegular() {
-			pemKey, err := os.ReadFile(o.tokenKey)
-			if err != nil {
-				return cfg, fmt.Errorf("--token-key: %w", err)
-			}
-			vc.Key, vc.PEMKey = pemKey, true
+	switch {
+	case o.tokenSecret != "" && o.tokenKey != "":
+		return cfg, errors.New("--token-secret and --token-key: give one (an HMAC secret or a public key file)")
+	case o.tokenSecret != "":
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: []byte(o.tokenSecret), Audience: o.tokenAudience, Issuer: o.tokenIssuer})
+		if err != nil {
+			return cfg, fmt.Errorf("--token-secret: %w", err)
 		}
-		v, err := auth.NewVerifier(vc)
+		cfg.Tokens = v
+	case o.tokenKey != "":
+		pemKey, err := os.ReadFile(o.tokenKey)
+		if err != nil {
+			return cfg, fmt.Errorf("--token-key takes a PEM public key file (an HMAC secret goes in --token-secret): %w", err)
+		}
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: pemKey, PEMKey: true, Audience: o.tokenAudience, Issuer: o.tokenIssuer})
 		if err != nil {
 			return cfg, fmt.Errorf("--token-key: %w", err)
 		}
 		cfg.Tokens = v
-	} else if o.tokenAudience != "" || o.tokenIssuer != "" {
-		return cfg, errors.New("--token-audience and --token-issuer need --token-key")
+	case o.tokenAudience != "" || o.tokenIssuer != "":
+		return cfg, errors.New("--token-audience and --token-issuer need --token-secret or --token-key")
 	}
 	if o.authWebhook != "" {
 		u, err := url.Parse(o.authWebhook)

@@ -702,7 +702,7 @@ func TestSTUNOption(t *testing.T) {
 	}
 }
 
-// TestAccessFlags: --token-key (from CASTBRIDGE_TOKEN_KEY), --cors-origins
+// TestAccessFlags: --token-secret (from CASTBRIDGE_TOKEN_SECRET, API.md's name), --cors-origins
 // and --auth-webhook reach the API of a running gateway.
 func TestAccessFlags(t *testing.T) {
 	const secret = "cmd-test-hmac-secret-of-32-bytes-or-more"
@@ -713,7 +713,7 @@ func TestAccessFlags(t *testing.T) {
 	}))
 	defer hook.Close()
 	httpAddr := freeAddr(t)
-	env := map[string]string{"CASTBRIDGE_TOKEN_KEY": secret, "CASTBRIDGE_AUTH_WEBHOOK": hook.URL}
+	env := map[string]string{"CASTBRIDGE_TOKEN_SECRET": secret, "CASTBRIDGE_AUTH_WEBHOOK": hook.URL}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan error, 1)
@@ -790,8 +790,14 @@ func TestAccessConfig(t *testing.T) {
 	if err != nil || cfg.Tokens == nil || cfg.Tokens.Alg() != "ES256" {
 		t.Fatalf("PEM token key: %+v %v", cfg, err)
 	}
+	cfg, err = accessConfig(options{tokenSecret: strings.Repeat("s", 32)})
+	if err != nil || cfg.Tokens == nil || cfg.Tokens.Alg() != "HS256" {
+		t.Fatalf("HMAC token secret: %+v %v", cfg, err)
+	}
 	for _, o := range []options{
-		{tokenKey: "short"},
+		{tokenSecret: "short"},
+		{tokenKey: strings.Repeat("s", 32)}, // a secret is no key file
+		{tokenKey: path, tokenSecret: strings.Repeat("s", 32)},
 		{tokenAudience: "x"},
 		{authWebhook: "ftp://backend"},
 		{authWebhook: "http://backend", authWebhookTO: 0},

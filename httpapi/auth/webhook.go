@@ -42,7 +42,7 @@ type Request struct {
 	StreamID   string     `json:"stream,omitempty"` // the stream's id; none yet for a publish
 	StreamName string     `json:"name,omitempty"`
 	RemoteAddr string     `json:"remoteAddr"`
-	Outputs    []string   `json:"outputs"` // host or host:port of each target and icecast_url
+	Outputs    []string   `json:"outputs"` // each target redacted (rtmp://host/app/****) and each icecast_url as scheme://host/****
 	Credential Credential `json:"credential"`
 }
 

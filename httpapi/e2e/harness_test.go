@@ -52,7 +52,7 @@ type harnessOptions struct {
 	allowOutputs                   []string      // --allow-outputs
 	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
 	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
-	tokenKey                       []byte        // --token-key (an HMAC secret): publish tokens
+	tokenKey                       []byte        // --token-secret (an HMAC secret): publish tokens
 	eventSink                      events.Sink   // every stream's events (webhooks); nil: none
 	iceUDPPort                     int           // 0: a free one
 	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
