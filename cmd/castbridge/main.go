@@ -142,7 +142,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.authWebhookTO, "auth-webhook-timeout", auth.DefaultWebhookTimeout, "how long the authorization webhook has to answer before the request is refused")
 	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma list of other origins (scheme://host[:port]) whose web pages may call the API and WHIP, or * for any; empty: none (the built-in page at / is same-origin)")
 	fs.Var(&o.webhooks, "webhook", "send every stream's events as signed JSON POSTs to this http(s) URL (repeat it, or a comma list, for more; see README, Webhooks)")
-	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (Castbridge-Signature header); required with --webhook")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (X-Castbridge-Signature header); required with --webhook")
 	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma list of the event names webhooks send (default: all stream, broadcast and target events; ReceivedWebRTCStats is never sent)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
