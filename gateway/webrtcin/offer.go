@@ -411,8 +411,36 @@ func (c offeredCodec) h264Mode1() bool {
 var staticNames = map[uint8]string{0: "PCMU", 8: "PCMA", 9: "G722", 13: "CN"}
 
 // sectionCodecs lists the section's payload types with their rtpmap and
-// fmtp, from the section's own attributes.
+// fmtp, from the section's own attributes. One pass over the attributes
+// indexes them by payload type, so the cost is linear in the section
+// (formats + attributes), not their product; as before, a payload type's
+// last rtpmap and last fmtp count.
 func sectionCodecs(md *sdp.MediaDescription) []offeredCodec {
+	type ptAttrs struct {
+		rtpmap, fmtp string
+		hasRtpmap    bool
+		fmtpAttr     int
+	}
+	byPT := make(map[string]*ptAttrs, len(md.MediaName.Formats))
+	for i, a := range md.Attributes {
+		if a.Key != "rtpmap" && a.Key != "fmtp" {
+			continue
+		}
+		pt, rest, ok := strings.Cut(a.Value, " ")
+		if !ok {
+			continue
+		}
+		e := byPT[pt]
+		if e == nil {
+			e = &ptAttrs{fmtpAttr: -1}
+			byPT[pt] = e
+		}
+		if a.Key == "rtpmap" {
+			e.rtpmap, e.hasRtpmap = rest, true
+		} else {
+			e.fmtp, e.fmtpAttr = rest, i
+		}
+	}
 	var out []offeredCodec
 	for _, f := range md.MediaName.Formats {
 		pt, err := strconv.ParseUint(f, 10, 8)
@@ -420,15 +448,12 @@ func sectionCodecs(md *sdp.MediaDescription) []offeredCodec {
 			continue
 		}
 		c := offeredCodec{pt: uint8(pt), name: staticNames[uint8(pt)], fmtpAttr: -1}
-		prefix := f + " "
-		for i, a := range md.Attributes {
-			switch {
-			case a.Key == "rtpmap" && strings.HasPrefix(a.Value, prefix):
-				c.rtpmap = strings.TrimPrefix(a.Value, prefix)
+		if e := byPT[f]; e != nil {
+			if e.hasRtpmap {
+				c.rtpmap = e.rtpmap
 				c.name, _, _ = strings.Cut(c.rtpmap, "/")
-			case a.Key == "fmtp" && strings.HasPrefix(a.Value, prefix):
-				c.fmtp, c.fmtpAttr = strings.TrimPrefix(a.Value, prefix), i
 			}
+			c.fmtp, c.fmtpAttr = e.fmtp, e.fmtpAttr
 		}
 		if c.name == "" {
 			c.name = "PT " + f
