@@ -66,6 +66,10 @@ type Config struct {
 	// IdleTimeout ends a connection that sends nothing for this long after
 	// its handshake. 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the whole handshake (C0, C1 and C2): one
+	// deadline from the accept, which a client trickling a byte at a time
+	// cannot push back. 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 	// RecordingsMaxBytes, when positive, caps the bytes of all recordings
 	// (*.flv) in Dir, counting those present at Listen. A recording that
 	// would pass it, or whose write fails (a full disk), stops with a
@@ -80,6 +84,9 @@ const (
 	DefaultMaxVideo    = 8 << 20
 	DefaultMaxData     = 64 << 10
 	DefaultIdleTimeout = 30 * time.Second
+	// DefaultHandshakeTimeout is generous for a publisher across the world
+	// and short enough that slow clients free their slots.
+	DefaultHandshakeTimeout = 10 * time.Second
 )
 
 // PublishInfo describes a publish request.
@@ -153,6 +160,9 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	var used int64
 	if cfg.Dir != "" && cfg.RecordingsMaxBytes > 0 {

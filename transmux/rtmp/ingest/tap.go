@@ -26,8 +26,6 @@ import (
 // handshakeSize is C0+C1+C2, which pass to go-rtmp untouched.
 const handshakeSize = 1 + 1536 + 1536
 
-const handshakeTimeout = 10 * time.Second
-
 // tapConn sits between the client's socket and go-rtmp. All its methods run
 // on go-rtmp's connection goroutine except Conn.Close during shutdown.
 type tapConn struct {
@@ -71,7 +69,7 @@ func newTapConn(s *Server, nc net.Conn) *tapConn {
 	c.cr.SetMaxMessage(15, s.cfg.MaxData) // AMF3 data, dropped
 	c.ow = bufio.NewWriter(&c.out)
 	c.cw = chunk.NewWriter(c.ow)
-	_ = nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	_ = nc.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	return c
 }
 
