@@ -77,6 +77,13 @@ type Config struct {
 	RecordingsMaxBytes int64
 }
 
+// maxMessageStreams bounds a connection's message streams, the control
+// stream included.
+const maxMessageStreams = 8
+
+// maxCreateStreams bounds the createStream commands of one connection.
+const maxCreateStreams = 32
+
 // Defaults of Config's limits.
 const (
 	DefaultMaxConns    = 64
@@ -259,6 +266,11 @@ func (s *Server) onConnect(nc net.Conn) (rwc io.ReadWriteCloser, cfg *rtmp.ConnC
 		// created (after a rejected publish); drop those instead of failing.
 		IgnoreMessagesOnNotExistStream:          true,
 		IgnoreMessagesOnNotExistStreamThreshold: 16,
+		// go-rtmp's default is 2^32 message streams, each createStream
+		// scanning from 0 for a free id: a client sending createStream in a
+		// loop grew memory without bound and spent quadratic CPU. A
+		// publisher needs one (stream 0 is the control stream).
+		ControlState: rtmp.StreamControlStateConfig{MaxMessageStreams: maxMessageStreams},
 	}
 }
 

@@ -1,13 +1,16 @@
 package ingest
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/castbridge/castbridge/transmux/rtmp/chunk"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
@@ -190,4 +193,83 @@ func TestSlowHandshakes(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// amf0String is an AMF0 string value.
+func amf0String(s string) []byte { return append([]byte{0x02, byte(len(s) >> 8), byte(len(s))}, s...) }
+
+// TestClientThatNeverReads: a client that sends createStream in a loop and
+// never reads the answers loses its connection at once. It used to keep
+// it, and a core, for as long as it liked: go-rtmp allowed 2^32 message
+// streams, scanning from 0 for a free id on every createStream (memory
+// without bound, quadratic CPU), and once the client's buffers were full
+// go-rtmp's writer blocked on the replies with no deadline (held over 40 s
+// with a 2 s idle timeout).
+func TestClientThatNeverReads(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	s, cancel, done := serve(t, Config{IdleTimeout: idle})
+	defer func() { cancel(); <-done }()
+	connect := append(amf0String("connect"), 0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x03, 0x00, 0x03, 'a', 'p', 'p')
+	connect = append(append(connect, amf0String("live")...), 0, 0, 9)
+	createStream := append(amf0String("createStream"), 0x00, 0x40, 0, 0, 0, 0, 0, 0, 0, 0x05)
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		within  time.Duration
+	}{
+		{"createStream loop", createStream, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+			}}
+			c, err := d.Dial("tcp", s.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			clientHandshake(t, c)
+			bw := bufio.NewWriter(c)
+			w := chunk.NewWriter(bw)
+			if err := w.WriteMessage(3, 20, 0, 0, connect); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			sent := 0
+			// Until the server hangs up or stops reading (the write stalls).
+			for time.Since(start) < 10*time.Second {
+				_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+				err := w.WriteMessage(3, 20, 0, 0, tc.payload)
+				if err == nil {
+					err = bw.Flush()
+				}
+				if err != nil {
+					break
+				}
+				sent++
+			}
+			for deadline := start.Add(tc.within + 2*time.Second); ; time.Sleep(20 * time.Millisecond) {
+				s.mu.Lock()
+				n := len(s.conns)
+				s.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the server still holds the connection %v after the client began (%d sent)", time.Since(start), sent)
+				}
+			}
+			took := time.Since(start)
+			t.Logf("a client that never reads (%s, %d sent) was cut after %v", tc.name, sent, took.Round(10*time.Millisecond))
+			if took > tc.within {
+				t.Errorf("cut after %v, want within %v", took, tc.within)
+			}
+		})
+	}
+	// Others are served.
+	p, err := dialPublish(t, s, "/live/after")
+	if err != nil {
+		t.Fatalf("a publisher after the ones that never read: %v", err)
+	}
+	_ = p.Close()
 }

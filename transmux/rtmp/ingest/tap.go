@@ -43,6 +43,7 @@ type tapConn struct {
 	rtmpConn *rtmp.Conn
 	connect  map[string]any
 	pubs     map[uint32]*publication // by message stream id
+	creates  int                     // createStream commands seen
 	closed   bool
 }
 
@@ -174,6 +175,13 @@ func (c *tapConn) command(m *chunk.Message) error {
 			stream = pub.name
 			c.finish(pub, name)
 			delete(c.pubs, id)
+		}
+	case "createStream":
+		// A publisher creates one stream, a few when it retries; go-rtmp
+		// answers each one past its limit with an error it formats with a
+		// stack trace, so a client looping on createStream is cut here.
+		if c.creates++; c.creates > maxCreateStreams {
+			return fmt.Errorf("command: more than %d createStream on one connection", maxCreateStreams)
 		}
 	case "releaseStream", "FCPublish":
 		if len(args) > 1 {
