@@ -150,3 +150,24 @@ func BenchmarkSectionCodecs(b *testing.B) {
 		})
 	}
 }
+
+// FuzzSectionCodecs: on any section pion parses, the indexed lookup and
+// the nested reference agree.
+func FuzzSectionCodecs(f *testing.F) {
+	f.Add("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97 0\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\na=rtpmap:96 VP8/90000\r\n")
+	f.Add("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 96x 111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111\r\na=rtpmap:96x x\r\n")
+	f.Fuzz(func(t *testing.T, offer string) {
+		if len(offer) > MaxOfferBytes {
+			return
+		}
+		var sd sdp.SessionDescription
+		if err := sd.Unmarshal([]byte(offer)); err != nil {
+			return
+		}
+		for i, md := range sd.MediaDescriptions {
+			if got, want := sectionCodecs(md), sectionCodecsNested(md); !reflect.DeepEqual(got, want) {
+				t.Fatalf("m-section %d: indexed %+v, nested %+v", i, got, want)
+			}
+		}
+	})
+}
