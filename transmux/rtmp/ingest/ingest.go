@@ -271,6 +271,11 @@ func (s *Server) onConnect(nc net.Conn) (rwc io.ReadWriteCloser, cfg *rtmp.ConnC
 		// loop grew memory without bound and spent quadratic CPU. A
 		// publisher needs one (stream 0 is the control stream).
 		ControlState: rtmp.StreamControlStateConfig{MaxMessageStreams: maxMessageStreams},
+		// C2 need not echo S1: SRS's forward and other encoders answer
+		// with the digest handshake or random bytes, and nginx-rtmp and
+		// FFmpeg accept them. The echo proves nothing a TCP handshake did
+		// not, and refusing it left those clients reset.
+		SkipHandshakeVerification: true,
 	}
 }
 
