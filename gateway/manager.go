@@ -130,6 +130,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	streams  map[string]*Stream
+	starting int // CreateStream calls past the MaxStreams check, not yet in streams
 	draining bool
 	wg       sync.WaitGroup // closeAsync goroutines: Shutdown joins them
 }
@@ -216,13 +217,25 @@ func (m *Manager) CreateScopedStream(ctx context.Context, offer, name string, ta
 		m.mu.Unlock()
 		return nil, errDraining()
 	}
-	if m.cfg.MaxStreams > 0 && len(m.streams) >= m.cfg.MaxStreams {
+	// Streams still being set up hold their place: checking the map alone
+	// let a burst of concurrent offers all pass before any was added
+	// (26 of 200 at --max-streams 20).
+	if m.cfg.MaxStreams > 0 && len(m.streams)+m.starting >= m.cfg.MaxStreams {
 		m.mu.Unlock()
 		m.refused(apierr.LimitStreams)
 		return nil, &apierr.Error{Code: apierr.CodeLimitExceeded, Limit: apierr.LimitStreams,
 			Message: fmt.Sprintf("the gateway already runs %d streams, its limit (--max-streams)", m.cfg.MaxStreams)}
 	}
+	m.starting++
 	m.mu.Unlock()
+	started := false
+	defer func() {
+		if !started {
+			m.mu.Lock()
+			m.starting--
+			m.mu.Unlock()
+		}
+	}()
 	if targets != nil {
 		if err := rtmpout.ValidateAllFor(targets, acc.policy); err != nil {
 			return nil, err
@@ -250,6 +263,8 @@ func (m *Manager) CreateScopedStream(ctx context.Context, offer, name string, ta
 		return nil, errDraining()
 	}
 	m.streams[s.id] = s
+	m.starting-- // the place is now the stream's
+	started = true
 	m.mu.Unlock()
 	m.totals.streams.Add(1)
 	if targets != nil {

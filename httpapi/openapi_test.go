@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/castbridge/castbridge/gateway/webhook"
+	"github.com/castbridge/castbridge/gateway/webrtcin"
 )
 
 // oaOperation is the part of an OpenAPI operation the tests look at.
@@ -451,6 +453,56 @@ func TestOpenAPISecurity(t *testing.T) {
 			case !guarded && bearer:
 				t.Errorf("%s %s needs no authorization", strings.ToUpper(m), p)
 			}
+		}
+	}
+}
+
+// TestOpenAPIOfferLimits: the offer limits the document states for POST
+// /v1/streams and WHIP are webrtcin's constants, and the example of a
+// refused offer is the message InspectOffer gives.
+func TestOpenAPIOfferLimits(t *testing.T) {
+	_, tree := loadOpenAPI(t)
+	body := fmt.Sprintf("An offer is at most %d bytes, with lines of at most %d characters, at most %d m-sections, %d formats on one m= line and %d a=candidate lines per m-section; past a limit the request is 400 `INVALID_SDP` naming it",
+		webrtcin.MaxOfferBytes, webrtcin.MaxSDPLineLen, webrtcin.MaxMediaSections, webrtcin.MaxFormats, webrtcin.MaxCandidates)
+	bad := fmt.Sprintf("one past the offer limits: %d bytes, lines of %d characters, %d m-sections, %d formats per m= line, %d candidates per m-section)",
+		webrtcin.MaxOfferBytes, webrtcin.MaxSDPLineLen, webrtcin.MaxMediaSections, webrtcin.MaxFormats, webrtcin.MaxCandidates)
+
+	var sections strings.Builder
+	sections.WriteString("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
+	for range webrtcin.MaxMediaSections + 1 {
+		sections.WriteString("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n")
+	}
+	_, err := webrtcin.InspectOffer(sections.String())
+	if err == nil {
+		t.Fatal("an offer past the m-section limit was taken")
+	}
+	refused := err.Error()
+
+	get := func(v any, keys ...string) any {
+		for _, k := range keys {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		}
+		return v
+	}
+	paths := tree.(map[string]any)["paths"]
+	for _, p := range []string{"/v1/streams", "/whip", "/whip/{id}"} {
+		r400 := get(paths, p, "post", "responses", "400")
+		if d, _ := get(r400, "description").(string); !strings.Contains(d, bad) {
+			t.Errorf("POST %s 400: %q does not state the limits %q", p, d, bad)
+		}
+		if msg, _ := get(r400, "content", "application/json", "examples", "INVALID_SDP_LIMIT", "value", "error", "message").(string); !strings.Contains(refused, msg) || msg == "" {
+			t.Errorf("POST %s 400 example %q is not what InspectOffer says: %q", p, msg, refused)
+		}
+		desc := get(paths, p, "post", "requestBody", "description")
+		if p == "/v1/streams" {
+			desc = get(tree, "components", "schemas", "CreateStreamRequest", "properties", "sdp", "description")
+		}
+		if d, _ := desc.(string); !strings.Contains(d, body) {
+			t.Errorf("POST %s offer: %q does not state the limits %q", p, d, body)
 		}
 	}
 }

@@ -368,8 +368,8 @@ func TestInspectOfferBounds(t *testing.T) {
 			t.Errorf("offer with a bad mid: %v, want INVALID_SDP", err)
 		}
 	}
-	many := obs + strings.Repeat(obs[strings.Index(obs, "m=video"):], maxMediaSections)
+	many := obs + strings.Repeat(obs[strings.Index(obs, "m=video"):], MaxMediaSections)
 	if _, err := InspectOffer(many); apierr.As(err).Code != apierr.CodeInvalidSDP {
-		t.Errorf("offer with %d sections: %v", maxMediaSections+2, err)
+		t.Errorf("offer with %d sections: %v", MaxMediaSections+2, err)
 	}
 }
