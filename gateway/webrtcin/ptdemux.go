@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v2"
+	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v3"
 )
@@ -102,6 +103,7 @@ type ptDemux struct {
 	armed atomic.Bool
 	mu    sync.Mutex
 	mids  map[uint8]string   // guarded by mu; payload type -> mid still unbound
+	ssrcs []uint32           // guarded by mu; the SSRCs bound
 	found chan streamBinding // one slot per section: never blocks
 }
 
@@ -144,7 +146,51 @@ func (d *ptDemux) observe(b []byte) {
 	if len(maps) == 0 {
 		d.armed.Store(false)
 	}
-	d.found <- streamBinding{mid: mid, ssrc: binary.BigEndian.Uint32(b[8:12]), pt: pt}
+	ssrc := binary.BigEndian.Uint32(b[8:12])
+	d.ssrcs = append(d.ssrcs, ssrc)
+	d.found <- streamBinding{mid: mid, ssrc: ssrc, pt: pt}
+}
+
+// bound says whether ssrc is a stream the demultiplexer found.
+func (d *ptDemux) bound(ssrc uint32) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Contains(d.ssrcs, ssrc)
+}
+
+// unhandledSSRCFormat is the error pion's PeerConnection logs for a stream
+// it drops (pion/webrtc v3 constants.go).
+const unhandledSSRCFormat = "Incoming unhandled RTP ssrc(%d), OnTrack will not be fired. %v"
+
+// demuxLoggerFactory gives a session's PeerConnection a logger that leaves
+// out pion's error for the streams the session binds itself (the packet
+// passed the demultiplexer before pion read it): operators would read
+// that a track is lost while the stream is live.
+type demuxLoggerFactory struct {
+	logging.LoggerFactory
+	d *ptDemux
+}
+
+func (f demuxLoggerFactory) NewLogger(scope string) logging.LeveledLogger {
+	l := f.LoggerFactory.NewLogger(scope)
+	if scope != "pc" {
+		return l
+	}
+	return demuxLogger{l, f.d}
+}
+
+type demuxLogger struct {
+	logging.LeveledLogger
+	d *ptDemux
+}
+
+func (l demuxLogger) Errorf(format string, args ...any) {
+	if format == unhandledSSRCFormat && len(args) > 0 {
+		if ssrc, ok := args[0].(webrtc.SSRC); ok && l.d.bound(uint32(ssrc)) {
+			return
+		}
+	}
+	l.LeveledLogger.Errorf(format, args...)
 }
 
 // sniffUDPMux and sniffTCPMux hand the session's ICE connections to its

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v2"
+	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
 )
@@ -85,6 +86,9 @@ func TestPTDemuxObserve(t *testing.T) {
 	d.observe(pkt(97, 5))
 	if d.armed.Load() {
 		t.Error("still armed with every section bound")
+	}
+	if !d.bound(3) || !d.bound(5) || d.bound(4) {
+		t.Errorf("bound SSRCs %v, want 3 and 5", d.ssrcs)
 	}
 	close(d.found)
 	var got []streamBinding
@@ -253,4 +257,25 @@ func newUndeclaredPublisher(t *testing.T) (*webrtc.PeerConnection, []*webrtc.Tra
 		locals = append(locals, track)
 	}
 	return pc, locals
+}
+
+// TestDemuxLoggerQuiet: pion's "unhandled" error is left out for a stream
+// the session bound, and kept for any other, as are other errors.
+func TestDemuxLoggerQuiet(t *testing.T) {
+	var d ptDemux
+	d.arm(map[uint8]string{96: "v"})
+	d.observe([]byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7})
+	var buf strings.Builder
+	lf := logging.NewDefaultLoggerFactory()
+	lf.Writer = &buf
+	l := demuxLoggerFactory{lf, &d}.NewLogger("pc")
+	l.Errorf(unhandledSSRCFormat, webrtc.SSRC(7), "mid RTP Extensions required for Simulcast")
+	if buf.Len() != 0 {
+		t.Errorf("logged for a bound stream: %q", buf.String())
+	}
+	l.Errorf(unhandledSSRCFormat, webrtc.SSRC(8), "mid RTP Extensions required for Simulcast")
+	l.Errorf("something else %d", 7)
+	if out := buf.String(); !strings.Contains(out, "ssrc(8)") || !strings.Contains(out, "something else 7") {
+		t.Errorf("log %q, want the unbound stream's error and the other one", out)
+	}
 }

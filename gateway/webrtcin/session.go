@@ -67,6 +67,7 @@ func (t *Transport) NewSession(log *slog.Logger) (*Session, error) {
 	// packets pass its payload-type demultiplexer.
 	demux := &ptDemux{}
 	se := t.se
+	se.LoggerFactory = demuxLoggerFactory{t.se.LoggerFactory, demux}
 	se.SetICEUDPMux(sniffUDPMux{t.mux, demux})
 	if t.tcp != nil {
 		se.SetICETCPMux(sniffTCPMux{t.tcp.mux, demux})
