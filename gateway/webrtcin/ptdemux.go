@@ -43,16 +43,21 @@ func payloadMIDs(sd *sdp.SessionDescription, mids []string, rejected []int) map[
 	if len(sd.MediaDescriptions) < 2 {
 		return nil // pion binds the one section's stream itself
 	}
+	// Sections the answer rejects leave the BUNDLE group: their payload
+	// types (for pion, a copy of the taken section's) do not count.
 	count := map[uint8]int{}
 	candidate := map[uint8]string{}
 	for i, md := range sd.MediaDescriptions {
+		if slices.Contains(rejected, i) {
+			continue
+		}
 		for _, f := range md.MediaName.Formats {
 			pt, err := strconv.ParseUint(f, 10, 8)
 			if err != nil || pt > 127 {
 				continue
 			}
 			count[uint8(pt)]++
-			if !slices.Contains(rejected, i) && needsPayloadDemux(md) {
+			if needsPayloadDemux(md) {
 				candidate[uint8(pt)] = mids[i]
 			}
 		}

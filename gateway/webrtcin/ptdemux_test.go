@@ -53,6 +53,18 @@ func TestPayloadMIDs(t *testing.T) {
 	if len(om.payloadMIDs) != 0 {
 		t.Errorf("shared payload type: %v, want none", om.payloadMIDs)
 	}
+	// A rejected section (here a second video track) leaves the group: the
+	// taken sections' payload types stay unique.
+	second := fixture(t, "gstreamer-default-caps.sdp")
+	vsec := second[strings.Index(second, "m=video"):strings.Index(second, "m=audio")]
+	second = strings.Replace(second, "BUNDLE video0 audio1", "BUNDLE video0 audio1 video2", 1) + strings.ReplaceAll(vsec, "video0", "video2")
+	om, err = InspectOffer(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(om.Rejected) != 1 || om.Rejected[0].MID != "video2" || !maps.Equal(om.payloadMIDs, map[uint8]string{96: "video0", 97: "audio1"}) {
+		t.Errorf("with a rejected second video: rejected %+v, payload types %v", om.Rejected, om.payloadMIDs)
+	}
 	// One section alone: pion binds its stream itself.
 	video := fixture(t, "gstreamer-default-caps.sdp")
 	video = strings.Replace(video[:strings.Index(video, "m=audio")], "BUNDLE video0 audio1", "BUNDLE video0", 1)
