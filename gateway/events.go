@@ -1,6 +1,9 @@
 package gateway
 
-import "github.com/castbridge/castbridge/gateway/apierr"
+import (
+	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
+)
 
 // The stream's and broadcast's events (API.md, nanoStream RtcUser's
 // events); the targets' are rtmpout's. Each is published once on the
@@ -65,3 +68,17 @@ func (StreamClosed) EventName() string { return "StreamClosed" }
 
 // EventName implements events.Payload.
 func (ReceivedWebRTCStats) EventName() string { return "ReceivedWebRTCStats" }
+
+// EventNames are the names of the events a stream's bus carries (the
+// stream's, the broadcast's and the targets'), in the order of the API
+// docs: what the event webhooks send and --webhook-events may choose from.
+// ReceivedWebRTCStats is not one: it is made for each SSE client that asks.
+func EventNames() []string {
+	return []string{
+		PublisherConnected{}.EventName(), PublisherDisconnected{}.EventName(),
+		StartBroadcastSuccess{}.EventName(), StartBroadcastError{}.EventName(), StopBroadcastSuccess{}.EventName(),
+		rtmpout.TargetConnected{}.EventName(), rtmpout.TargetReconnecting{}.EventName(), rtmpout.TargetFailed{}.EventName(),
+		rtmpout.TargetStalled{}.EventName(), rtmpout.TargetRecovered{}.EventName(),
+		MetaDataSent{}.EventName(), StreamClosed{}.EventName(),
+	}
+}

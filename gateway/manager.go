@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
@@ -31,6 +32,12 @@ type Config struct {
 	// ICEIPs are advertised as host candidates (UDP and TCP); empty means
 	// the host's interface addresses.
 	ICEIPs []net.IP
+	// STUNServer (host:port), when set and ICEIPs is empty, is asked for
+	// the gateway's public address, which answers then carry as a srflx
+	// candidate on the ICE UDP port; it is asked again every 25 s.
+	// STUNTimeout bounds one query (0: 3 s).
+	STUNServer  string
+	STUNTimeout time.Duration
 	// KeyframeInterval is the longest a target waits for a keyframe before
 	// the gateway asks the publisher for one (PLI).
 	KeyframeInterval time.Duration
@@ -72,7 +79,10 @@ type Config struct {
 	// MaxEventSubscribers limits the event subscriptions (SSE clients) of
 	// one stream (0: DefaultMaxEventSubscribers).
 	MaxEventSubscribers int
-	Logger              *slog.Logger
+	// EventSink, when set, gets every stream's events as well (the event
+	// webhooks, package webhook): the manager taps each stream's bus.
+	EventSink events.Sink
+	Logger    *slog.Logger
 
 	policy        *outpolicy.Policy // made by NewManager from the fields above
 	icecastClient *http.Client      // dials through policy
@@ -142,6 +152,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		IPs:     cfg.ICEIPs,
 		Logger:  cfg.Logger.With("component", "ice"),
 
+		STUNServer:  cfg.STUNServer,
+		STUNTimeout: cfg.STUNTimeout,
+
 		ICEDisconnectedTimeout: cfg.ICEDisconnectedTimeout,
 	})
 	if err != nil {
@@ -167,6 +180,10 @@ func (m *Manager) ICEPort() int { return m.transport.Port() }
 // ICETCPPort is the ICE-TCP port, 0 when ICE-TCP is off.
 func (m *Manager) ICETCPPort() int { return m.transport.TCPPort() }
 
+// STUN is what the gateway learned from its STUN server (the zero
+// STUNStatus without one).
+func (m *Manager) STUN() webrtcin.STUNStatus { return m.transport.STUN() }
+
 // Ready reports whether new publishers are accepted.
 func (m *Manager) Ready() bool {
 	m.mu.Lock()
@@ -179,6 +196,21 @@ func (m *Manager) Ready() bool {
 // targets, the broadcast starts as soon as media flows, and the answer caps
 // the video at their lowest videobitrate (b=AS).
 func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets []rtmpout.Spec) (*Stream, error) {
+	return m.CreateScopedStream(ctx, offer, name, targets, nil)
+}
+
+// CreateScopedStream is CreateStream for a caller of scope sc (nil: the
+// unrestricted one): the stream carries the scope's name, and targets are
+// checked and dialed under the scope's output policy.
+func (m *Manager) CreateScopedStream(ctx context.Context, offer, name string, targets []rtmpout.Spec, sc *Scope) (*Stream, error) {
+	accScope := sc
+	if sc != nil && sc.OperatorTargets {
+		accScope = nil
+	}
+	acc, err := m.accessFor(accScope)
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
@@ -192,7 +224,7 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	}
 	m.mu.Unlock()
 	if targets != nil {
-		if err := rtmpout.ValidateAllFor(targets, m.cfg.policy); err != nil {
+		if err := rtmpout.ValidateAllFor(targets, acc.policy); err != nil {
 			return nil, err
 		}
 		if err := m.checkTargets(len(targets)); err != nil {
@@ -208,6 +240,9 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 	if err != nil {
 		return nil, err
 	}
+	if sc != nil {
+		s.scope = sc.Stream
+	}
 	m.mu.Lock()
 	if m.draining {
 		m.mu.Unlock()
@@ -221,7 +256,7 @@ func (m *Manager) CreateStream(ctx context.Context, offer, name string, targets 
 		if kbps := rtmpout.MinVideoBitrate(targets) / 1000; kbps > 0 {
 			s.answer = withVideoBandwidth(s.answer, kbps)
 		}
-		s.StartBroadcastWhenReady(targets)
+		s.startWhenReady(targets, acc)
 	}
 	return s, nil
 }

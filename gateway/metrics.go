@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 )
 
@@ -69,6 +70,19 @@ type Metrics struct {
 	// LimitRefusals counts requests refused at each limit, by
 	// apierr.Limit* name (every limit present, zeros included).
 	LimitRefusals map[string]uint64
+	// Webhooks counts the event webhooks' deliveries (zeros without
+	// Config.EventSink).
+	Webhooks events.SinkCounters
+	// STUN is what --stun learned; STUN.Server is "" when it is off.
+	STUN STUNMetrics
+}
+
+// STUNMetrics is the public address STUN learned, for the metrics.
+type STUNMetrics struct {
+	Server     string
+	Up         bool   // the last query was answered
+	PublicAddr string // ip:port advertised as srflx; "" before an answer
+	Failures   uint64 // queries that got no answer
 }
 
 // Metrics sums the live streams' counters onto the totals of closed ones.
@@ -89,6 +103,15 @@ func (m *Manager) Metrics() Metrics {
 			apierr.LimitTargets:        m.totals.refusedTargets.Load(),
 			apierr.LimitSSESubscribers: m.totals.refusedSSE.Load(),
 		},
+	}
+	if m.cfg.EventSink != nil {
+		mt.Webhooks = m.cfg.EventSink.Counters()
+	}
+	if st := m.transport.STUN(); st.Server != "" {
+		mt.STUN = STUNMetrics{Server: st.Server, Up: st.Up, Failures: st.Failures}
+		if st.Mapped.IsValid() {
+			mt.STUN.PublicAddr = st.Mapped.String()
+		}
 	}
 	for _, s := range m.Streams() {
 		mt.Streams++

@@ -19,6 +19,8 @@ func statusOf(code apierr.Code) int {
 		return http.StatusBadRequest
 	case apierr.CodeUnauthorized:
 		return http.StatusUnauthorized
+	case apierr.CodeForbidden:
+		return http.StatusForbidden
 	case apierr.CodeNotFound, apierr.CodeNotBroadcasting:
 		return http.StatusNotFound
 	case apierr.CodeAlreadyBroadcasting, apierr.CodeNotConnected:

@@ -36,6 +36,26 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, k := range slices.Sorted(maps.Keys(mt.LimitRefusals)) {
 		fmt.Fprintf(w, "castbridge_limit_refusals_total{limit=%q} %d\n", k, mt.LimitRefusals[k])
 	}
+	wh := mt.Webhooks
+	counter("castbridge_webhook_deliveries_total", "Events the webhook receivers accepted (2xx), over all --webhook URLs.", wh.Delivered)
+	counter("castbridge_webhook_failed_attempts_total", "Webhook requests that failed (network error, timeout, non-2xx); most are retried.", wh.Failed)
+	fmt.Fprintf(w, "# HELP castbridge_webhook_dropped_total Webhook events given up, by reason: queue_full (the oldest queued was dropped), gave_up (attempts or age ran out, or the receiver refused with a 4xx), shutdown (left at the shutdown deadline).\n# TYPE castbridge_webhook_dropped_total counter\n")
+	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"gave_up\"} %d\n", wh.DroppedGaveUp)
+	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"queue_full\"} %d\n", wh.DroppedQueueFull)
+	fmt.Fprintf(w, "castbridge_webhook_dropped_total{reason=\"shutdown\"} %d\n", wh.DroppedShutdown)
+	if st := mt.STUN; st.Server != "" {
+		up := 0
+		if st.Up {
+			up = 1
+		}
+		gauge("castbridge_ice_stun_up", "Whether the last query to the STUN server (--stun) was answered.")
+		fmt.Fprintf(w, "castbridge_ice_stun_up %d\n", up)
+		counter("castbridge_ice_stun_failures_total", "STUN queries (--stun) that got no answer.", st.Failures)
+		if st.PublicAddr != "" {
+			gauge("castbridge_ice_public_address_info", "The public address STUN learned, advertised as a srflx candidate.")
+			fmt.Fprintf(w, "castbridge_ice_public_address_info{address=%q} 1\n", st.PublicAddr)
+		}
+	}
 }
 
 func writeByState[S ~string](w io.Writer, name string, m map[S]int) {

@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/castbridge/castbridge/gateway/webhook"
 )
 
 // oaOperation is the part of an OpenAPI operation the tests look at.
@@ -233,7 +236,7 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 var apiCodes = []string{
 	"INVALID_REQUEST", "INVALID_SDP", "UNSUPPORTED_CODEC", "NOT_FOUND", "NOT_CONNECTED",
 	"ALREADY_BROADCASTING", "NOT_BROADCASTING", "INVALID_OUTPUT", "INGEST_UNREACHABLE",
-	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "LIMIT_EXCEEDED", "INTERNAL",
+	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "FORBIDDEN", "LIMIT_EXCEEDED", "INTERNAL",
 	"ETAG_MISMATCH", "UNKNOWN_MID",
 }
 
@@ -327,24 +330,24 @@ func TestOpenAPIStatuses(t *testing.T) {
 		method, path string
 		statuses     []string
 	}{
-		{"POST", "/v1/streams", []string{"201", "400", "401", "422", "503"}},
-		{"GET", "/v1/streams", []string{"200", "401"}},
-		{"GET", "/v1/streams/{id}", []string{"200", "401", "404"}},
-		{"PATCH", "/v1/streams/{id}", []string{"200", "400", "401", "404"}},
-		{"DELETE", "/v1/streams/{id}", []string{"204", "401", "404"}},
-		{"POST", "/v1/streams/{id}/broadcast", []string{"201", "400", "401", "404", "409", "502"}},
-		{"GET", "/v1/streams/{id}/broadcast", []string{"200", "401", "404"}},
-		{"DELETE", "/v1/streams/{id}/broadcast", []string{"200", "401", "404"}},
-		{"POST", "/v1/streams/{id}/broadcast/targets", []string{"201", "400", "401", "404"}},
-		{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}", []string{"204", "401", "404"}},
-		{"POST", "/v1/streams/{id}/metadata", []string{"202", "400", "401", "404", "409"}},
-		{"GET", "/v1/streams/{id}/stats", []string{"200", "401", "404"}},
-		{"GET", "/v1/streams/{id}/events", []string{"200", "401", "404"}},
-		{"POST", "/whip", []string{"201", "400", "401", "415", "422", "503"}},
-		{"POST", "/whip/{key}", []string{"201", "401", "415"}},
-		{"DELETE", "/whip/{id}", []string{"200", "404"}},
-		{"PATCH", "/whip/{id}", []string{"200", "204", "400", "404", "412", "415", "422"}},
-		{"PATCH", "/v1/streams/{id}/ice", []string{"200", "204", "400", "401", "404", "412", "415", "422"}},
+		{"POST", "/v1/streams", []string{"201", "400", "401", "403", "422", "503"}},
+		{"GET", "/v1/streams", []string{"200", "401"}}, // a token lists its own streams: no 403
+		{"GET", "/v1/streams/{id}", []string{"200", "401", "403", "404"}},
+		{"PATCH", "/v1/streams/{id}", []string{"200", "400", "401", "403", "404"}},
+		{"DELETE", "/v1/streams/{id}", []string{"204", "401", "403", "404"}},
+		{"POST", "/v1/streams/{id}/broadcast", []string{"201", "400", "401", "403", "404", "409", "502"}},
+		{"GET", "/v1/streams/{id}/broadcast", []string{"200", "401", "403", "404"}},
+		{"DELETE", "/v1/streams/{id}/broadcast", []string{"200", "401", "403", "404"}},
+		{"POST", "/v1/streams/{id}/broadcast/targets", []string{"201", "400", "401", "403", "404"}},
+		{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}", []string{"204", "401", "403", "404"}},
+		{"POST", "/v1/streams/{id}/metadata", []string{"202", "400", "401", "403", "404", "409"}},
+		{"GET", "/v1/streams/{id}/stats", []string{"200", "401", "403", "404"}},
+		{"GET", "/v1/streams/{id}/events", []string{"200", "401", "403", "404"}},
+		{"POST", "/whip", []string{"201", "400", "401", "403", "415", "422", "503"}},
+		{"POST", "/whip/{key}", []string{"201", "401", "403", "415"}},
+		{"DELETE", "/whip/{id}", []string{"200", "401", "403", "404"}},
+		{"PATCH", "/whip/{id}", []string{"200", "204", "400", "401", "403", "404", "412", "415", "422"}},
+		{"PATCH", "/v1/streams/{id}/ice", []string{"200", "204", "400", "401", "403", "404", "412", "415", "422"}},
 		{"GET", "/readyz", []string{"200", "503"}},
 	}
 	for _, c := range cases {
@@ -435,14 +438,60 @@ func TestOpenAPISecurity(t *testing.T) {
 			}
 			switch {
 			case guarded && (!bearer || !anonymous):
-				t.Errorf("%s %s: security should be [{%s: []}, {}] (the key is optional: only with --api-key)", strings.ToUpper(m), p, scheme)
-			case guarded && strings.HasPrefix(p, "/v1/"):
-				if _, ok := op.Responses["401"]; !ok {
-					t.Errorf("%s %s does not document 401", strings.ToUpper(m), p)
+				t.Errorf("%s %s: security should be [{%s: []}, {}] (the key is optional: only with --api-key or --token-key)", strings.ToUpper(m), p, scheme)
+			case guarded:
+				for _, st := range []string{"401", "403"} {
+					if st == "403" && m == "get" && p == "/v1/streams" {
+						continue // a publish token lists its own streams
+					}
+					if _, ok := op.Responses[st]; !ok {
+						t.Errorf("%s %s does not document %s", strings.ToUpper(m), p, st)
+					}
 				}
 			case !guarded && bearer:
 				t.Errorf("%s %s needs no authorization", strings.ToUpper(m), p)
 			}
 		}
+	}
+}
+
+// TestOpenAPIWebhooks: the x-webhooks request matches what the webhook
+// sender sends: the body's fields and the headers.
+func TestOpenAPIWebhooks(t *testing.T) {
+	_, tree := loadOpenAPI(t)
+	post, ok := resolve(tree, "#/x-webhooks/streamEvent/post")
+	if !ok {
+		t.Fatal("no x-webhooks streamEvent post")
+	}
+	var headers []string
+	for _, p := range post.(map[string]any)["parameters"].([]any) {
+		pm := p.(map[string]any)
+		if pm["in"] == "header" {
+			headers = append(headers, pm["name"].(string))
+		}
+	}
+	sort.Strings(headers)
+	want := []string{webhook.AttemptHeader, webhook.DeliveryHeader, webhook.EventHeader, webhook.SignatureHeader}
+	sort.Strings(want)
+	if strings.Join(headers, ",") != strings.Join(want, ",") {
+		t.Errorf("documented headers %v, sent %v", headers, want)
+	}
+	schema, ok := resolve(tree, "#/components/schemas/WebhookEvent")
+	if !ok {
+		t.Fatal("no WebhookEvent schema")
+	}
+	var documented []string
+	for k := range schema.(map[string]any)["properties"].(map[string]any) {
+		documented = append(documented, k)
+	}
+	sort.Strings(documented)
+	var fields []string
+	bt := reflect.TypeFor[webhook.Body]()
+	for i := range bt.NumField() {
+		fields = append(fields, strings.Split(bt.Field(i).Tag.Get("json"), ",")[0])
+	}
+	sort.Strings(fields)
+	if strings.Join(documented, ",") != strings.Join(fields, ",") {
+		t.Errorf("WebhookEvent documents %v, the body has %v", documented, fields)
 	}
 }

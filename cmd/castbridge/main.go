@@ -14,15 +14,21 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
@@ -44,6 +50,7 @@ type options struct {
 	iceUDPPort       int
 	iceTCPPort       int
 	iceIPs           string
+	stun             string
 	localIngest      string
 	localIngestKey   string
 	localIngestConns int
@@ -64,6 +71,34 @@ type options struct {
 	maxStreams       int
 	maxTargets       int
 	maxSSE           int
+	tokenKey         string
+	tokenAudience    string
+	tokenIssuer      string
+	authWebhook      string
+	authWebhookTO    time.Duration
+	corsOrigins      string
+	webhooks         listFlag
+	webhookSecret    string
+	webhookEvents    string
+}
+
+// listFlag is a repeatable flag whose each value may also be a comma list.
+type listFlag []string
+
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d URLs", len(*l)) // never the URLs: they may hold tokens
+}
+
+func (l *listFlag) Set(v string) error {
+	items := splitList(v)
+	if len(items) == 0 {
+		return errors.New("empty")
+	}
+	*l = append(*l, items...)
+	return nil
 }
 
 // parseOptions reads flags; a flag not given on the command line takes its
@@ -76,6 +111,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.iceUDPPort, "ice-udp-port", 8189, "the one UDP port ICE serves every session on")
 	fs.IntVar(&o.iceTCPPort, "ice-tcp-port", 0, "the one TCP port of passive ICE-TCP, for publishers whose networks block UDP (0: off)")
 	fs.StringVar(&o.iceIPs, "ice-ips", "", "comma-separated IPv4/IPv6 addresses advertised as ICE host candidates, UDP and TCP (default: the host's interface addresses)")
+	fs.StringVar(&o.stun, "stun", "", "host:port of a STUN server asked, from the ICE UDP port, for the gateway's public address, which answers then carry as a srflx candidate, e.g. stun.l.google.com:19302 (off when empty; not asked when --ice-ips is given)")
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
 	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
 	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
@@ -97,6 +133,15 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
 	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
 	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
+	fs.StringVar(&o.tokenKey, "token-key", "", "verify scoped publish tokens (JWT) with this key: an HMAC secret of at least 32 bytes (HS256), or the path of a PEM public key file (ES256 for P-256, EdDSA for Ed25519, RS256 for RSA); off when empty")
+	fs.StringVar(&o.tokenAudience, "token-audience", "", "when set, publish tokens must carry this aud")
+	fs.StringVar(&o.tokenIssuer, "token-issuer", "", "when set, publish tokens must carry this iss")
+	fs.StringVar(&o.authWebhook, "auth-webhook", "", "http(s) URL POSTed a JSON description of every publish and broadcast start; anything but a 2xx within --auth-webhook-timeout refuses it (403 FORBIDDEN)")
+	fs.DurationVar(&o.authWebhookTO, "auth-webhook-timeout", auth.DefaultWebhookTimeout, "how long the authorization webhook has to answer before the request is refused")
+	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma list of other origins (scheme://host[:port]) whose web pages may call the API and WHIP, or * for any; empty: none (the built-in page at / is same-origin)")
+	fs.Var(&o.webhooks, "webhook", "send every stream's events as signed JSON POSTs to this http(s) URL (repeat it, or a comma list, for more; see README, Webhooks)")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (Castbridge-Signature header); required with --webhook")
+	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma list of the event names webhooks send (default: all stream, broadcast and target events; ReceivedWebRTCStats is never sent)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -120,6 +165,29 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		}
 	})
 	return o, err
+}
+
+// parseSTUN checks --stun: host:port, or a stun: URI as browsers'
+// iceServers write it. TURN is the publisher's (its SDK's iceServers).
+func parseSTUN(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	hp := strings.TrimPrefix(s, "stun:")
+	if strings.HasPrefix(hp, "turn:") || strings.HasPrefix(hp, "turns:") || strings.HasPrefix(hp, "stuns:") {
+		return "", fmt.Errorf("--stun %q: want a STUN server's host:port over UDP; TURN is for publishers (their iceServers)", s)
+	}
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", fmt.Errorf("--stun %q: want host:port, e.g. stun.l.google.com:19302: %w", s, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+		return "", fmt.Errorf("--stun %q: want host:port with a port from 1 to 65535, e.g. stun.l.google.com:19302", s)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return "", fmt.Errorf("--stun %q: STUN is asked over IPv4 (the public address behind a NAT is an IPv4 one): give an IPv4 address or a name with one", s)
+	}
+	return hp, nil
 }
 
 // splitList splits a comma list, dropping empty entries.
@@ -188,6 +256,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	stunServer, err := parseSTUN(o.stun)
+	if err != nil {
+		return err
+	}
 	if o.iceTCPPort < 0 || o.iceTCPPort > 65535 {
 		return fmt.Errorf("--ice-tcp-port: %d is not a port (0 turns ICE-TCP off)", o.iceTCPPort)
 	}
@@ -216,16 +288,44 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if o.recordingsMax < 0 {
 		return fmt.Errorf("--recordings-max-bytes: %d, want 0 (no cap) or more", o.recordingsMax)
 	}
+	access, err := accessConfig(o)
+	if err != nil {
+		return err
+	}
+
+	hooks, err := newWebhooks(o, log)
+	if err != nil {
+		return err
+	}
+	// closeHooks flushes the webhooks' queues until ctx ends; what is left
+	// then is dropped with a warning, not an exit status.
+	closeHooks := func(ctx context.Context) {
+		if hooks == nil {
+			return
+		}
+		if err := hooks.Close(ctx); err != nil {
+			log.Warn("webhooks closed", "err", err)
+		}
+	}
+	// On the way out of a failed start nothing is waited for.
+	expired, expire := context.WithCancel(context.Background())
+	expire()
+	var sink events.Sink
+	if hooks != nil {
+		sink = hooks
+	}
 
 	var ing *ingest.Server
 	ingestDone := make(chan error, 1)
 	if o.localIngest != "" {
 		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
+			closeHooks(expired)
 			return fmt.Errorf("recordings dir: %w", err)
 		}
 		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
 			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax})
 		if err != nil {
+			closeHooks(expired)
 			return fmt.Errorf("local ingest: %w", err)
 		}
 		go func() { ingestDone <- ing.Serve(ctx) }()
@@ -242,6 +342,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ICEUDPPort:          o.iceUDPPort,
 		ICETCPPort:          o.iceTCPPort,
 		ICEIPs:              ips,
+		STUNServer:          stunServer,
 		KeyframeInterval:    o.keyframeInterval,
 		MediaTimeout:        o.mediaTimeout,
 		Reconnect:           o.reconnect,
@@ -252,18 +353,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxStreams:          o.maxStreams,
 		MaxTargets:          o.maxTargets,
 		MaxEventSubscribers: o.maxSSE,
+		EventSink:           sink,
 		Logger:              log,
 	})
 	if err != nil {
 		if ing != nil {
 			_ = ing.Close()
 		}
+		closeHooks(expired)
 		return err
 	}
-	api := httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log.With("component", "http")})
+	access.Manager, access.Logger = m, log.With("component", "http")
+	api := httpapi.New(access)
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		_ = m.Shutdown(context.Background())
+		closeHooks(expired)
 		if ing != nil {
 			_ = ing.Close()
 		}
@@ -280,6 +385,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			_ = srv.Close()
 			_ = m.Shutdown(context.Background())
+			closeHooks(expired)
 			if ing != nil {
 				_ = ing.Close()
 			}
@@ -291,9 +397,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
 	}
-	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays))
-	if o.apiKey == "" && !loopbackAddr(ln.Addr().String()) {
-		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY), or listen on 127.0.0.1")
+	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays),
+		"publish_tokens", access.Tokens != nil, "auth_webhook", access.AuthWebhook != nil, "cors_origins", strings.Join(access.CORSOrigins, ","))
+	if o.apiKey == "" && access.Tokens == nil && !loopbackAddr(ln.Addr().String()) {
+		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY) and/or --token-key (CASTBRIDGE_TOKEN_KEY), or listen on 127.0.0.1")
 	}
 
 	select {
@@ -304,6 +411,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
+	if access.AuthWebhook != nil {
+		access.AuthWebhook.Close()
+	}
+	// The streams' last events (StopBroadcastSuccess, StreamClosed) are
+	// queued now: the webhooks get what is left of the deadline.
+	closeHooks(sctx)
 	if ing != nil {
 		errs = append(errs, ing.Close())
 	}
@@ -314,6 +427,90 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return nil
+}
+
+// accessConfig makes the API's access control from the flags: the API key,
+// the publish-token verifier, the authorization webhook, CORS origins.
+func accessConfig(o options) (httpapi.Config, error) {
+	cfg := httpapi.Config{APIKey: o.apiKey}
+	if o.tokenKey != "" {
+		vc := auth.VerifierConfig{Key: []byte(o.tokenKey), Audience: o.tokenAudience, Issuer: o.tokenIssuer}
+		// A path of an existing file is a PEM public key; anything else
+		// is the HMAC secret itself.
+		if st, err := os.Stat(o.tokenKey); err == nil && st.Mode().IsRegular() {
+			pemKey, err := os.ReadFile(o.tokenKey)
+			if err != nil {
+				return cfg, fmt.Errorf("--token-key: %w", err)
+			}
+			vc.Key, vc.PEMKey = pemKey, true
+		}
+		v, err := auth.NewVerifier(vc)
+		if err != nil {
+			return cfg, fmt.Errorf("--token-key: %w", err)
+		}
+		cfg.Tokens = v
+	} else if o.tokenAudience != "" || o.tokenIssuer != "" {
+		return cfg, errors.New("--token-audience and --token-issuer need --token-key")
+	}
+	if o.authWebhook != "" {
+		u, err := url.Parse(o.authWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, errors.New("--auth-webhook: want an http:// or https:// URL")
+		}
+		if o.authWebhookTO <= 0 {
+			return cfg, fmt.Errorf("--auth-webhook-timeout: %v, want more than 0", o.authWebhookTO)
+		}
+		cfg.AuthWebhook = auth.NewWebhook(o.authWebhook, o.authWebhookTO)
+	}
+	origins, err := httpapi.ParseOrigins(splitList(o.corsOrigins))
+	if err != nil {
+		return cfg, fmt.Errorf("--cors-origins: %w", err)
+	}
+	cfg.CORSOrigins = origins
+	return cfg, nil
+}
+
+// newWebhooks makes the event webhooks' sender from the options; nil when
+// no --webhook is set.
+func newWebhooks(o options, log *slog.Logger) (*webhook.Sender, error) {
+	if len(o.webhooks) == 0 {
+		if o.webhookEvents != "" {
+			return nil, errors.New("--webhook-events without --webhook")
+		}
+		return nil, nil
+	}
+	if o.webhookSecret == "" {
+		return nil, errors.New("--webhook needs --webhook-secret (CASTBRIDGE_WEBHOOK_SECRET): receivers check the signature to know the events are castbridge's")
+	}
+	names := splitList(o.webhookEvents)
+	known := gateway.EventNames()
+	for _, n := range names {
+		if n == (gateway.ReceivedWebRTCStats{}).EventName() {
+			return nil, fmt.Errorf("--webhook-events: %s is made per SSE client (?stats=), webhooks never send it", n)
+		}
+		if !slices.Contains(known, n) {
+			return nil, fmt.Errorf("--webhook-events: no event %q; the events are %s", n, strings.Join(known, ", "))
+		}
+	}
+	shown := make([]string, len(o.webhooks))
+	for i, u := range o.webhooks {
+		s, err := webhook.CheckURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook %d: %w", i+1, err)
+		}
+		shown[i] = s
+	}
+	hooks, err := webhook.New(webhook.Config{URLs: o.webhooks, Secret: o.webhookSecret, Events: names,
+		Logger: log.With("component", "webhook")})
+	if err != nil {
+		return nil, fmt.Errorf("--webhook: %w", err)
+	}
+	which := "all"
+	if len(names) > 0 {
+		which = strings.Join(names, ",")
+	}
+	log.Info("event webhooks", "urls", strings.Join(shown, " "), "events", which)
+	return hooks, nil
 }
 
 // servePprof serves net/http/pprof on its own listener and mux, never on the

@@ -2,21 +2,33 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
+	"github.com/castbridge/castbridge/gateway/webhook"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
@@ -434,5 +446,363 @@ func TestNoAuthWarning(t *testing.T) {
 		if got := strings.Contains(logs.String(), "NO AUTHENTICATION"); got != tc.warn {
 			t.Errorf("listening on %s without a key: warned %v, want %v; logs:\n%s", tc.host, got, tc.warn, logs.String())
 		}
+	}
+}
+
+// TestWebhookOptions: --webhook repeats and takes comma lists, from flags
+// or CASTBRIDGE_WEBHOOK; the secret is required, event names are checked,
+// and no error or log line quotes a webhook URL's credentials.
+func TestWebhookOptions(t *testing.T) {
+	o, err := parseOptions([]string{"--webhook", "https://a.example/in?token=QTOKEN", "--webhook", "http://b.example/x, https://c.example/y",
+		"--webhook-secret", "s3cret", "--webhook-events", "StreamClosed,PublisherConnected"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(o.webhooks, " ") != "https://a.example/in?token=QTOKEN http://b.example/x https://c.example/y" || o.webhookSecret != "s3cret" {
+		t.Errorf("webhooks %q secret %q", o.webhooks, o.webhookSecret)
+	}
+	env := map[string]string{"CASTBRIDGE_WEBHOOK": "https://d.example/1,https://e.example/2", "CASTBRIDGE_WEBHOOK_SECRET": "env-secret",
+		"CASTBRIDGE_WEBHOOK_EVENTS": "TargetFailed"}
+	o, err = parseOptions(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.webhooks) != 2 || o.webhooks[1] != "https://e.example/2" || o.webhookSecret != "env-secret" || o.webhookEvents != "TargetFailed" {
+		t.Errorf("from the environment: %q %q %q", o.webhooks, o.webhookSecret, o.webhookEvents)
+	}
+	var logs gatewaytest.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	hooks, err := newWebhooks(options{webhooks: listFlag{"https://user:PW@hooks.example/in/PATHTOKEN?token=QTOKEN"}, webhookSecret: "s"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hooks.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "urls=https://hooks.example/****") || strings.ContainsAny(out, "@?") ||
+		strings.Contains(out, "PW") || strings.Contains(out, "TOKEN") {
+		t.Errorf("start log: %s", out)
+	}
+	if h, err := newWebhooks(options{}, log); h != nil || err != nil {
+		t.Errorf("no --webhook: %v %v", h, err)
+	}
+	for _, c := range []struct {
+		o    options
+		want string
+	}{
+		{options{webhooks: listFlag{"https://h.example/?token=QTOKEN"}}, "--webhook needs --webhook-secret"},
+		{options{webhookEvents: "StreamClosed"}, "--webhook-events without --webhook"},
+		{options{webhooks: listFlag{"https://h.example/"}, webhookSecret: "s", webhookEvents: "StreamClosed,StreamOpened"}, `no event "StreamOpened"`},
+		{options{webhooks: listFlag{"https://h.example/"}, webhookSecret: "s", webhookEvents: "ReceivedWebRTCStats"}, "webhooks never send it"},
+		{options{webhooks: listFlag{"https://h.example/", "rtmp://h.example/app/QTOKEN"}, webhookSecret: "s"}, "--webhook 2: must be an http:// or https:// URL"},
+	} {
+		h, err := newWebhooks(c.o, log)
+		if err == nil || !strings.Contains(err.Error(), c.want) || h != nil {
+			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
+		} else if strings.Contains(err.Error(), "QTOKEN") {
+			t.Errorf("the error quotes the URL: %v", err)
+		}
+	}
+	if _, err := parseOptions([]string{"--webhook", " , "}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("an empty --webhook must be an error")
+	}
+}
+
+// TestWebhooksAtShutdown: SIGTERM delivers the streams' last events to a
+// slow webhook within --shutdown-timeout; a receiver that never answers
+// costs no more than the deadline, and the loss is a warning, not an error.
+func TestWebhooksAtShutdown(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, hang := range []bool{false, true} {
+		var mu sync.Mutex
+		var events []string
+		release := make(chan struct{})
+		recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, _ := io.ReadAll(r.Body)
+			var b struct{ Event string }
+			_ = json.Unmarshal(raw, &b)
+			if webhook.Verify("hook-secret", r.Header.Get(webhook.SignatureHeader), raw, time.Now(), 0) != nil {
+				t.Errorf("bad signature on %s", raw)
+			}
+			if hang && b.Event == "StreamClosed" {
+				select { // never answered before the shutdown deadline
+				case <-release:
+				case <-r.Context().Done():
+				}
+				return
+			}
+			time.Sleep(150 * time.Millisecond) // slow: the last events are still queued at SIGTERM
+			mu.Lock()
+			events = append(events, b.Event)
+			mu.Unlock()
+		}))
+		httpAddr := freeAddr(t)
+		var logs gatewaytest.SyncBuffer
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1", "--local-ingest", "",
+				"--log-level", "warn", "--shutdown-timeout", "2s", "--webhook", recv.URL + "/in?token=HOOKTOKEN"},
+				func(k string) string { return map[string]string{"CASTBRIDGE_WEBHOOK_SECRET": "hook-secret"}[k] }, &logs)
+		}()
+		base := "http://" + httpAddr
+		for i := 0; ; i++ {
+			resp, err := http.Get(base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if i > 100 {
+				t.Fatalf("not ready: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		pubCtx, pubStop := context.WithCancel(context.Background())
+		pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{VideoFile: mediafile.TestdataPath("video.h264"), Loop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offer, err := pub.Offer(pubCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(base+"/whip", "application/sdp", strings.NewReader(offer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err := pub.SetAnswer(string(answer)); err != nil {
+			t.Fatal(err)
+		}
+		pub.Start(pubCtx)
+		for i := 0; ; i++ { // wait for PublisherConnected to go out
+			mu.Lock()
+			n := len(events)
+			mu.Unlock()
+			if n > 0 {
+				break
+			}
+			if i > 200 {
+				t.Fatal("no webhook for the publisher")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		start := time.Now()
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("hang %v: run: %v", hang, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("run did not return")
+		}
+		took := time.Since(start)
+		t.Logf("receiver hangs %v: shutdown took %v", hang, took)
+		mu.Lock()
+		got := strings.Join(events, ",")
+		mu.Unlock()
+		warned := strings.Contains(logs.String(), "1 events not delivered by the shutdown deadline")
+		if hang {
+			if got != "PublisherConnected" || !warned || took > 4*time.Second {
+				t.Errorf("hanging receiver: got %s, warned %v, shutdown took %v (deadline 2 s)", got, warned, took)
+			}
+		} else if got != "PublisherConnected,StreamClosed" || warned {
+			t.Errorf("slow receiver: got %s by the time run returned, warned %v; logs:\n%s", got, warned, logs.String())
+		}
+		if strings.Contains(logs.String(), "HOOKTOKEN") {
+			t.Errorf("logs show the webhook's token:\n%s", logs.String())
+		}
+		pubStop()
+		_ = pub.Close()
+		pub.Wait()
+		close(release)
+		recv.Close()
+	}
+}
+
+// TestSTUNOption: --stun (CASTBRIDGE_STUN) is checked at start, reaches
+// the gateway, and what it learns is in the startup log and /metrics.
+func TestSTUNOption(t *testing.T) {
+	o, err := parseOptions(nil, func(k string) string {
+		return map[string]string{"CASTBRIDGE_STUN": "stun.l.google.com:19302"}[k]
+	}, io.Discard)
+	if err != nil || o.stun != "stun.l.google.com:19302" {
+		t.Errorf("CASTBRIDGE_STUN: %q, %v", o.stun, err)
+	}
+	if d, err := parseOptions(nil, func(string) string { return "" }, io.Discard); err != nil || d.stun != "" {
+		t.Errorf("STUN must be off by default (never contacted unless set): %q, %v", d.stun, err)
+	}
+	for in, want := range map[string]string{
+		"stun.l.google.com:19302":      "stun.l.google.com:19302",
+		"stun:stun.l.google.com:19302": "stun.l.google.com:19302",
+		"192.0.2.1:3478":               "192.0.2.1:3478",
+		"[2001:db8::1]:3478":           "asked over IPv4",
+		"":                             "",
+		"stun.l.google.com":            "want host:port",
+		"turn:turn.example.com:3478":   "TURN is for publishers",
+		"stun.example.com:0":           "port from 1 to 65535",
+		":3478":                        "port from 1 to 65535",
+	} {
+		got, err := parseSTUN(in)
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, want) || (want == "" && got != "") {
+			t.Errorf("parseSTUN(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if err := run(context.Background(), []string{"--stun", "stun.example.com", "--local-ingest="}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "--stun") {
+		t.Errorf("a bad --stun must stop the start naming it: %v", err)
+	}
+
+	responder, err := gatewaytest.StartSTUNResponder(&net.UDPAddr{IP: net.IPv4(203, 0, 113, 7), Port: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer responder.Close()
+	srv := responder.Addr()
+	httpAddr := freeAddr(t)
+	var logs gatewaytest.SyncBuffer
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--local-ingest", ""},
+			func(k string) string { return map[string]string{"CASTBRIDGE_STUN": srv}[k] }, &logs)
+	}()
+	var metrics string
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + httpAddr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(b)
+			break
+		}
+		if i > 100 {
+			t.Fatalf("not serving: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, want := range []string{`castbridge_ice_public_address_info{address="203.0.113.7:4242"} 1`, "castbridge_ice_stun_up 1", "castbridge_ice_stun_failures_total 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "public_addr=203.0.113.7:4242") || !strings.Contains(l, "stun="+srv) {
+		t.Errorf("the startup log does not say the public address learned from %s:\n%s", srv, l)
+	}
+}
+
+// TestAccessFlags: --token-key (from CASTBRIDGE_TOKEN_KEY), --cors-origins
+// and --auth-webhook reach the API of a running gateway.
+func TestAccessFlags(t *testing.T) {
+	const secret = "cmd-test-hmac-secret-of-32-bytes-or-more"
+	var asked atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer hook.Close()
+	httpAddr := freeAddr(t)
+	env := map[string]string{"CASTBRIDGE_TOKEN_KEY": secret, "CASTBRIDGE_AUTH_WEBHOOK": hook.URL}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1", "--local-ingest", "",
+			"--log-level", "warn", "--cors-origins", "https://app.example", "--auth-webhook-timeout", "1s"}, func(k string) string { return env[k] }, io.Discard)
+	}()
+	base := "http://" + httpAddr
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, auth.Claims{Stream: "alice",
+		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, bearer, ctype, body string, hdr ...string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(raw)
+	}
+	if st, _, body := do("GET", "/v1/streams", "", "", ""); st != 401 {
+		t.Errorf("no token: %d %s", st, body)
+	}
+	if st, _, body := do("GET", "/v1/streams", tok, "", ""); st != 200 {
+		t.Errorf("publish token: %d %s", st, body)
+	}
+	if _, h, _ := do("OPTIONS", "/whip", "", "", "", "Origin", "https://app.example", "Access-Control-Request-Method", "POST"); h.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("allowed origin: %v", h)
+	}
+	if _, h, _ := do("OPTIONS", "/whip", "", "", "", "Origin", "https://evil.example", "Access-Control-Request-Method", "POST"); h.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("other origin: %v", h)
+	}
+	if st, _, body := do("POST", "/whip", tok, "application/sdp", "v=0\r\n"); st != 403 || !strings.Contains(body, "FORBIDDEN") || asked.Load() != 1 {
+		t.Errorf("WHIP with a refusing webhook: %d %s (asked %d)", st, body, asked.Load())
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestAccessConfig(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	path := filepath.Join(t.TempDir(), "token.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := accessConfig(options{tokenKey: path, tokenAudience: "castbridge"})
+	if err != nil || cfg.Tokens == nil || cfg.Tokens.Alg() != "ES256" {
+		t.Fatalf("PEM token key: %+v %v", cfg, err)
+	}
+	for _, o := range []options{
+		{tokenKey: "short"},
+		{tokenAudience: "x"},
+		{authWebhook: "ftp://backend"},
+		{authWebhook: "http://backend", authWebhookTO: 0},
+		{corsOrigins: "https://app.example/path"},
+	} {
+		if _, err := accessConfig(o); err == nil {
+			t.Errorf("%+v: accepted", o)
+		}
+	}
+	cfg, err = accessConfig(options{authWebhook: "http://backend:9000/auth", authWebhookTO: time.Second, corsOrigins: "*, https://a.example"})
+	if err != nil || cfg.AuthWebhook == nil || len(cfg.CORSOrigins) != 2 || cfg.Tokens != nil {
+		t.Errorf("webhook and origins: %+v %v", cfg, err)
 	}
 }

@@ -26,6 +26,7 @@ const (
 	CodeIngestRejected      Code = "INGEST_REJECTED"
 	CodeMetadataInvalid     Code = "METADATA_INVALID"
 	CodeUnauthorized        Code = "UNAUTHORIZED"
+	CodeForbidden           Code = "FORBIDDEN" // a valid credential whose scope does not cover the request, or the authorization webhook's no
 	CodeLimitExceeded       Code = "LIMIT_EXCEEDED"
 	CodeETagMismatch        Code = "ETAG_MISMATCH" // If-Match names an ICE session that was replaced
 	CodeUnknownMid          Code = "UNKNOWN_MID"   // a trickled fragment names an m-section the offer lacks

@@ -174,9 +174,21 @@ func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
 		p.unwrap.Reset()
 		p.reset = false
 	}
-	pcm, pl, _ := p.dec.Push(p.unwrap.Unwrap(rtpTS), payload, p.pcm[:0])
-	if cap(pcm) > cap(p.pcm) {
-		p.pcm = pcm[:0] // keep the grown buffer
+	outs := p.outs.Load()
+	// Only AAC encoders take PCM: with none (no broadcast, or an Opus
+	// passthrough alone) the packet is placed on the timeline but not
+	// decoded, the costliest step of the audio path.
+	decode := outs != nil && len(outs.aac) > 0
+	samples := opusdec.PacketSamples(payload)
+	var pcm []int16
+	var pl opusdec.Placement
+	if decode {
+		pcm, pl, _ = p.dec.Push(p.unwrap.Unwrap(rtpTS), payload, p.pcm[:0])
+		if cap(pcm) > cap(p.pcm) {
+			p.pcm = pcm[:0] // keep the grown buffer
+		}
+	} else {
+		pl = p.dec.Skip(p.unwrap.Unwrap(rtpTS), payload)
 	}
 	if pl.Drop {
 		return
@@ -190,22 +202,35 @@ func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
 	// Where the packet's audio starts on the output, and where the clock
 	// wants it.
 	drift := want - p.tl.msAt(p.pos+int64(pl.Gap))
+	// n: samples per channel of the gap's and the packet's PCM, decoded
+	// or not.
+	n := len(pcm) / 2
+	if !decode {
+		n = pl.Gap + samples
+	}
 	switch {
 	case drift > resyncMs:
 		p.resyncs.Add(1)
 		p.fillSilence(drift * Rate / 1000)
 	case drift < -resyncMs:
 		p.resyncs.Add(1)
-		drop := min(int(-drift*Rate/1000), len(pcm)/2)
-		pcm = pcm[2*drop:]
+		drop := min(int(-drift*Rate/1000), n)
+		n -= drop
+		if decode {
+			pcm = pcm[2*drop:]
+		}
 	}
 	muted := p.muted.Load()
 	if muted {
 		clear(pcm)
 	}
-	start := p.pos + int64(len(pcm)/2) - int64(opusdec.PacketSamples(payload)) // where the packet's own samples begin
-	p.feed(pcm)
-	if outs := p.outs.Load(); outs != nil && outs.opus != nil {
+	start := p.pos + int64(n) - int64(samples) // where the packet's own samples begin
+	if decode {
+		p.feed(pcm)
+	} else {
+		p.advance(int64(n))
+	}
+	if outs != nil && outs.opus != nil {
 		pk := payload
 		if muted {
 			pk = opusSilence
@@ -263,7 +288,12 @@ func (p *Pipeline) feed(pcm []int16) {
 			o.write(p.pos, pcm)
 		}
 	}
-	p.pos += int64(len(pcm) / 2)
+	p.advance(int64(len(pcm) / 2))
+}
+
+// advance moves the timeline on by n samples per channel. p.mu held.
+func (p *Pipeline) advance(n int64) {
+	p.pos += n
 	p.lastMs.Store(p.tl.msAt(p.pos))
 }
 

@@ -2,6 +2,7 @@ package audio
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/avclock"
 	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/transmux/codec/opusdec"
 	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/format/mediafile"
 )
 
 // recordingSink keeps the stream time of every frame, per output.
@@ -139,3 +142,41 @@ func sleepUntil(t time.Time) {
 		time.Sleep(d)
 	}
 }
+
+// BenchmarkOpusPacket is one 20 ms packet of real Opus through the
+// pipeline into an Opus passthrough, with and without an AAC output
+// beside it: without one, nothing is decoded.
+func BenchmarkOpusPacket(b *testing.B) {
+	pkts, err := mediafile.ReadOpusFile("../../testdata/audio.ogg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, withAAC := range []bool{false, true} {
+		b.Run(fmt.Sprintf("aac=%v", withAAC), func(b *testing.B) {
+			p, _ := newTestPipeline(false)
+			if err := p.StartTrack(); err != nil {
+				b.Fatal(err)
+			}
+			outs := p.NewOutputs(discardSink{})
+			if withAAC {
+				if _, err := outs.AAC(128000); err != nil {
+					b.Fatal(err)
+				}
+			}
+			outs.Opus()
+			outs.Install()
+			t0 := time.Now()
+			var ts uint32
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				pk := pkts[i%len(pkts)]
+				p.onPacket(ts, pk.Data, t0.Add(time.Duration(ts)*time.Second/Rate))
+				ts += uint32(opusdec.PacketSamples(pk.Data))
+			}
+		})
+	}
+}
+
+type discardSink struct{}
+
+func (discardSink) SendAudio(_ Output, f *media.Frame) {}

@@ -31,15 +31,39 @@ func TestSenderReportMovesAudioGapFree(t *testing.T) {
 }
 
 func testSRShift(t *testing.T, shiftMs int64) {
+	opus, _, lastWant := runSRShift(t, shiftMs, true)
+	// The same with the Opus passthrough alone: no packet is decoded, and
+	// its timeline is the same, packet for packet.
+	alone, p, _ := runSRShift(t, shiftMs, false)
+	if p.dec.Decoded != 0 {
+		t.Errorf("%d packets decoded for an Opus passthrough alone", p.dec.Decoded)
+	}
+	if fmt.Sprint(alone) != fmt.Sprint(opus) {
+		t.Errorf("the Opus passthrough's timeline differs without an AAC output: %d packets vs %d", len(alone), len(opus))
+	}
+	if d := int64(alone[len(alone)-1]) - lastWant; d < -15 || d > 15 {
+		t.Errorf("Opus passthrough alone: %d ms off the clock at the end", d)
+	}
+}
+
+// runSRShift feeds the pipeline 12 s of audio and video whose SRs shift
+// the audio by shiftMs, into an Opus passthrough and, with withAAC, a
+// 128 kbit/s AAC output too; it checks both timelines and returns the Opus
+// packets' times.
+func runSRShift(t *testing.T, shiftMs int64, withAAC bool) ([]uint32, *Pipeline, int64) {
+	t.Helper()
 	p, clock := newTestPipeline(true)
 	if err := p.StartTrack(); err != nil {
 		t.Fatal(err)
 	}
 	sink := &recordingSink{}
 	outs := p.NewOutputs(sink)
-	aac, err := outs.AAC(128000)
-	if err != nil {
-		t.Fatal(err)
+	var aac Output
+	if withAAC {
+		var err error
+		if aac, err = outs.AAC(128000); err != nil {
+			t.Fatal(err)
+		}
 	}
 	opus := outs.Opus()
 	outs.Install()
@@ -49,9 +73,10 @@ func testSRShift(t *testing.T, shiftMs int64) {
 	const vBase, aBase = uint32(1 << 30), uint32(3 << 30)
 	var lastWant int64
 	// 12 s: 30 fps video and 20 ms audio packets arriving on time; SRs
-	// from 1 s on, once a second per track.
+	// from 2.5 s on (after avsync.StartWindow: slewed into), once a second
+	// per track.
 	for ms := int64(0); ms < 12000; ms++ {
-		if ms%1000 == 500 && ms > 1000 {
+		if ms%1000 == 500 && ms > 2000 { // after avsync.StartWindow: slewed
 			clock.OnSenderReport(true, &rtcp.SenderReport{NTPTime: ntp(ms * 1e6), RTPTime: vBase + uint32(ms*90)})
 			clock.OnSenderReport(false, &rtcp.SenderReport{NTPTime: ntp((ms + shiftMs) * 1e6), RTPTime: aBase + uint32(ms*48)})
 		}
@@ -70,6 +95,9 @@ func testSRShift(t *testing.T, shiftMs int64) {
 		t.Fatalf("the SRs' %d ms moved the audio without a resync: the test does not test", shiftMs)
 	}
 	a := sink.frames(aac)
+	if withAAC && len(a) < 500 {
+		t.Fatalf("%d AAC frames for 12 s", len(a))
+	}
 	for i := 1; i < len(a); i++ {
 		want := int64(a[0]) + (int64(i)*1024*1000+Rate/2)/Rate
 		if d := int64(a[i]) - want; d < 0 || d > 1 {
@@ -93,6 +121,7 @@ func testSRShift(t *testing.T, shiftMs int64) {
 	if d := int64(o[len(o)-1]) - lastWant; d < -15 || d > 15 {
 		t.Errorf("Opus timeline %d ms off the clock at the end", d)
 	}
-	t.Logf("shift %d ms: %d resyncs; PCM %+d ms off the clock at the end; Opus %d packets, last %+d ms off",
-		shiftMs, p.resyncs.Load(), end-lastWant, len(o), int64(o[len(o)-1])-lastWant)
+	t.Logf("shift %d ms, AAC %v: %d resyncs; PCM %+d ms off the clock at the end; Opus %d packets, last %+d ms off",
+		shiftMs, withAAC, p.resyncs.Load(), end-lastWant, len(o), int64(o[len(o)-1])-lastWant)
+	return o, p, lastWant
 }

@@ -21,6 +21,24 @@ type Publisher interface {
 	Publish(Payload)
 }
 
+// Sink takes every event of every stream besides the bus's listeners (the
+// event webhooks). Deliver is called with the bus's lock held, so a sink
+// sees each stream's events in order; it must not block (queue and return).
+type Sink interface {
+	Deliver(stream string, ev Event)
+	// Counters reports the sink's deliveries for the metrics.
+	Counters() SinkCounters
+}
+
+// SinkCounters are a Sink's totals since it started.
+type SinkCounters struct {
+	Delivered uint64 // events the receiver accepted (2xx)
+	Failed    uint64 // attempts that failed (network error, timeout, non-2xx)
+	// Dropped counts events given up, by reason: the queue was full, the
+	// attempts or age ran out or the receiver refused (4xx), shutdown.
+	DroppedQueueFull, DroppedGaveUp, DroppedShutdown uint64
+}
+
 // Event is one thing that happened to a stream.
 type Event struct {
 	ID   uint64
@@ -46,6 +64,16 @@ type Bus struct {
 	history []Event
 	subs    map[*Subscription]struct{}
 	closed  bool
+	sink    Sink   // optional, set by Tap before the first event
+	stream  string // the stream id the sink is told
+}
+
+// Tap hands every event published from now on to sink as well, naming the
+// stream. Call it before the bus's first event.
+func (b *Bus) Tap(stream string, sink Sink) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stream, b.sink = stream, sink
 }
 
 // Subscription is one listener. C is closed when the bus closes, or when
@@ -94,6 +122,9 @@ func (b *Bus) Publish(p Payload) {
 		b.history = b.history[:history-1]
 	}
 	b.history = append(b.history, ev)
+	if b.sink != nil {
+		b.sink.Deliver(b.stream, ev)
+	}
 	for s := range b.subs {
 		select {
 		case s.ch <- ev:

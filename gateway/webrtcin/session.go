@@ -39,6 +39,7 @@ type Session struct {
 	ssrc     uint32 // sender SSRC of the gateway's RTCP
 	counters *Counters
 	log      *slog.Logger
+	srflx    func() []string // the transport's srflx candidates now (STUN), nil without
 
 	etag  atomic.Pointer[string] // the ICE session's id (ETag)
 	iceMu sync.Mutex             // serialises trickle and restarts
@@ -80,7 +81,7 @@ func (t *Transport) NewSession(log *slog.Logger) (*Session, error) {
 	if err != nil {
 		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot create a peer connection")
 	}
-	s := &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log, demux: demux, srtpUp: make(chan struct{})}
+	s := &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log, srflx: t.stun.srflx, demux: demux, srtpUp: make(chan struct{})}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.srtpOne.Do(func() { close(s.srtpUp) })
@@ -154,6 +155,11 @@ func (s *Session) Answer(ctx context.Context, om OfferMedia) (string, error) {
 	out, err := om.rejectInAnswer(pc.LocalDescription().SDP)
 	if err != nil {
 		return "", apierr.Wrap(apierr.CodeInternal, err, "cannot reject the sections not taken in the answer")
+	}
+	// The public address STUN learned, which pion cannot gather through
+	// the shared mux (see withCandidates).
+	if out, err = withCandidates(out, s.srflx()); err != nil {
+		return "", apierr.Wrap(apierr.CodeInternal, err, "cannot add the public address to the answer")
 	}
 	s.rememberOffer(om.sdp)
 	etag := newETag()

@@ -1,10 +1,12 @@
 package webrtcin
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/pion/ice/v2"
@@ -32,6 +34,15 @@ type ListenConfig struct {
 	// (UDP and TCP) instead of the host's interfaces. IPv6 is served when
 	// IPs has an IPv6 address, or, with no IPs, when the host has IPv6.
 	IPs []net.IP
+	// STUNServer (host:port), when set and IPs is empty, is asked through
+	// the IPv4 UDP socket for the gateway's public address, which answers
+	// then carry as a srflx candidate on the same port (IPs, when given,
+	// are the public addresses and STUN is not asked). STUNTimeout bounds
+	// one query (0: 3 s); STUNRefresh is how often the address is asked
+	// again (0: 25 s).
+	STUNServer  string
+	STUNTimeout time.Duration
+	STUNRefresh time.Duration
 	// MaxTCPConns caps the ICE-TCP connections open at once; 0 means
 	// defaultMaxTCPConns.
 	MaxTCPConns int
@@ -56,6 +67,7 @@ type Transport struct {
 	udp4, udp6 *net.UDPConn // udp6 is nil without IPv6
 	mux        ice.UDPMux
 	tcp        *tcpTransport // nil without ICE-TCP
+	stun       *reflexive    // nil without STUN
 	se         webrtc.SettingEngine
 }
 
@@ -100,15 +112,27 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 			log.Warn("ICE serves IPv4 only: no IPv6 UDP socket", "port", port, "err", err)
 		}
 	}
+	useSTUN := cfg.STUNServer != "" && len(cfg.IPs) == 0
+	if cfg.STUNServer != "" && !useSTUN {
+		log.Warn("STUN not asked: the advertised addresses (--ice-ips) are the public ones", "stun", cfg.STUNServer)
+	}
 	var muxes familyMux
 	var networks []webrtc.NetworkType
+	var stunConn *stunConn
 	for _, c := range []*net.UDPConn{t.udp4, t.udp6} {
 		if c == nil {
 			continue
 		}
 		_ = c.SetReadBuffer(socketBuffer)
 		_ = c.SetWriteBuffer(socketBuffer)
-		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: c})
+		var pc net.PacketConn = c
+		if c == t.udp4 && useSTUN {
+			// pion's mux reads the socket through the STUN client, which
+			// takes its answers out of the stream.
+			stunConn = newSTUNConn(c)
+			pc = stunConn
+		}
+		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: pc})
 		if c == t.udp4 {
 			muxes.v4 = m
 			networks = append(networks, webrtc.NetworkTypeUDP4)
@@ -155,8 +179,51 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 	}
 	se.SetNetworkTypes(networks)
 	t.se = se
+	if useSTUN {
+		t.stun = &reflexive{
+			server:  cfg.STUNServer,
+			conn:    stunConn,
+			base:    srflxBase(muxes.v4.GetListenAddresses(), port),
+			timeout: cmp.Or(cfg.STUNTimeout, defaultSTUNTimeout),
+			every:   cmp.Or(cfg.STUNRefresh, defaultSTUNRefresh),
+			log:     log,
+		}
+		t.stun.start()
+	}
 	return t, nil
 }
+
+// srflxBase is the related address of the srflx candidate: the socket
+// listens on every interface, so the first non-loopback IPv4 one it
+// serves stands for its base (RFC 8445 §5.1.1.2 wants one address).
+func srflxBase(addrs []net.Addr, port int) netip.AddrPort {
+	var first netip.Addr
+	for _, a := range addrs {
+		ua, ok := a.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ua.IP)
+		if !ok || !ip.Unmap().Is4() {
+			continue
+		}
+		ip = ip.Unmap()
+		if !ip.IsLoopback() {
+			return netip.AddrPortFrom(ip, uint16(port))
+		}
+		if !first.IsValid() {
+			first = ip
+		}
+	}
+	if !first.IsValid() {
+		first = netip.IPv4Unspecified()
+	}
+	return netip.AddrPortFrom(first, uint16(port))
+}
+
+// STUN is what the transport learned from its STUN server (the zero
+// STUNStatus without one).
+func (t *Transport) STUN() STUNStatus { return t.stun.status() }
 
 // Port is the UDP port ICE listens on (useful when configured as 0).
 func (t *Transport) Port() int { return t.udp4.LocalAddr().(*net.UDPAddr).Port }
@@ -175,6 +242,9 @@ func (t *Transport) IPv6() bool { return t.udp6 != nil }
 // Close closes the muxes and with them the sockets. Sessions must be closed
 // first.
 func (t *Transport) Close() error {
+	if t.stun != nil {
+		t.stun.stop()
+	}
 	err := t.mux.Close()
 	if t.tcp != nil {
 		err = errors.Join(err, t.tcp.close())

@@ -167,7 +167,11 @@ func (s *Session) Restart(ctx context.Context, match func(etag string) bool, f F
 	case <-ctx.Done():
 		return "", apierr.Wrap(apierr.CodeInternal, ctx.Err(), "ICE gathering did not finish")
 	}
-	frag, err := localFragment(s.pc.LocalDescription().SDP)
+	local, err := withCandidates(s.pc.LocalDescription().SDP, s.srflx())
+	if err != nil {
+		return "", apierr.Wrap(apierr.CodeInternal, err, "cannot add the public address to the ICE restart")
+	}
+	frag, err := localFragment(local)
 	if err != nil {
 		return "", apierr.Wrap(apierr.CodeInternal, err, "cannot read the restarted ICE session")
 	}

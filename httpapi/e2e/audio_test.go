@@ -237,7 +237,7 @@ func TestAudioLipSync(t *testing.T) {
 	pcm := decodeAudio(t, flvPath)
 	ons := onsets(pcm, 8000)
 	if len(ons) < int(runFor.Seconds())-3 {
-		t.Fatalf("%d beeps found in %d s of output audio", len(ons), len(pcm)/48000)
+		t.Fatalf("%d beeps found in %d s of output audio (%d AAC frames at the ingest, %d of the publisher's %d video frames)", len(ons), len(pcm)/48000, nAAC, len(frames), len(sent))
 	}
 	var offsets []float64
 	var outTimes []float64
@@ -260,13 +260,12 @@ func TestAudioLipSync(t *testing.T) {
 	endOff := med(offsets[len(offsets)-5:])
 	t.Logf("A/V offset (audio late > 0): start %.1f ms, end %.1f ms (at %.1f s); all beeps: min %.1f max %.1f; %d AAC frames",
 		startOff, endOff, outTimes[len(outTimes)-1]/1000, slicesMin(offsets), slicesMax(offsets), nAAC)
-	// Once the Sender Reports place the tracks, the audio follows the A/V
-	// clock within resyncMs (2 ms): the offset at the end is the
-	// publisher's within ±5 ms. The first beeps are placed by arrival time
-	// before that; a clean CI run measured -14.2 ms there, so the start
-	// keeps the old ±20 ms.
-	if math.Abs(startOff) > 20 || math.Abs(endOff) > 5 {
-		t.Errorf("A/V offset start %.1f ms (want ±20), end %.1f ms (want ±5)", startOff, endOff)
+	// The audio follows the A/V clock within resyncMs (2 ms), and the
+	// clock places the tracks by their least-delayed packets from the
+	// start (avsync.StartWindow), then by the Sender Reports: the offset
+	// is the publisher's within ±5 ms from the first beeps to the last.
+	if math.Abs(startOff) > 5 || math.Abs(endOff) > 5 {
+		t.Errorf("A/V offset start %.1f ms, end %.1f ms (want both ±5)", startOff, endOff)
 	}
 	if !testing.Short() && outTimes[len(outTimes)-1] < 60000 {
 		t.Errorf("last beep at %.1f s of output, want past 60 s", outTimes[len(outTimes)-1]/1000)

@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
@@ -50,6 +52,11 @@ type harnessOptions struct {
 	allowOutputs                   []string      // --allow-outputs
 	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
 	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
+	tokenKey                       []byte        // --token-key (an HMAC secret): publish tokens
+	eventSink                      events.Sink   // every stream's events (webhooks); nil: none
+	iceUDPPort                     int           // 0: a free one
+	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
+	stunTimeout                    time.Duration // 0: the gateway's
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -64,7 +71,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.relays != nil {
 		relays = o.relays("rtmp://" + ing.Addr().String() + "/live")
 	}
-	if o.iceIPs == nil {
+	if o.iceIPs == nil && o.stun == "" {
 		o.iceIPs = []net.IP{net.IPv4(127, 0, 0, 1).To4()}
 	}
 	tcpPort := 0
@@ -72,9 +79,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		tcpPort = -1
 	}
 	m, err := gateway.NewManager(gateway.Config{
-		ICEUDPPort:             0,
+		ICEUDPPort:             o.iceUDPPort,
 		ICETCPPort:             tcpPort,
 		ICEIPs:                 o.iceIPs,
+		STUNServer:             o.stun,
+		STUNTimeout:            o.stunTimeout,
 		KeyframeInterval:       o.keyframeInterval,
 		PublishTimeout:         5 * time.Second,
 		MediaTimeout:           o.mediaTimeout,
@@ -87,12 +96,21 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		MaxTargets:             o.maxTargets,
 		MaxEventSubscribers:    o.maxSSE,
 		ICEDisconnectedTimeout: o.iceDisconnected,
+		EventSink:              o.eventSink,
 		Logger:                 log,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log, KeepAlive: 200 * time.Millisecond}))
+	var tokens *auth.Verifier
+	if o.tokenKey != nil {
+		if tokens, err = auth.NewVerifier(auth.VerifierConfig{Key: o.tokenKey}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// CORS for any origin: the browser WHIP test publishes from a page on another origin.
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Tokens: tokens, Logger: log, KeepAlive: 200 * time.Millisecond,
+		CORSOrigins: []string{"*"}}))
 	m.AddOwnPort(srv.Listener.Addr().(*net.TCPAddr).Port)
 	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec, logs: logs, log: log}
 	t.Cleanup(func() {

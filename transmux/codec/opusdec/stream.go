@@ -15,6 +15,8 @@ type Stream struct {
 	// undecodable packets; Errors counts undecodable packets.
 	Concealed int64
 	Errors    int64
+	// Decoded counts the packets decoded (not skipped).
+	Decoded int64
 }
 
 // NewStream returns a Stream with a fresh Decoder and the default MaxGap.
@@ -44,6 +46,7 @@ func (s *Stream) Push(ts int64, payload []byte, dst []int16) ([]int16, Placement
 		s.Errors++
 		return dst, p, fmt.Errorf("opusdec: packet at RTP time %d has no valid TOC", ts)
 	}
+	s.Decoded++
 	out, err := s.dec.Decode(payload, dst)
 	if err != nil {
 		s.Errors++
@@ -51,6 +54,21 @@ func (s *Stream) Push(ts int64, payload []byte, dst []int16) ([]int16, Placement
 		return s.dec.Conceal(samples, dst), p, fmt.Errorf("opusdec: packet at RTP time %d: %w", ts, err)
 	}
 	return out, p, nil
+}
+
+// Skip places the packet with unwrapped RTP time ts on the timeline as
+// Push does, without decoding it: for a track whose PCM nobody takes (an
+// Opus passthrough alone). The gap it reports is counted as concealed;
+// the next Push starts from silence (there is no last audio to fade) and
+// whatever decoder state the skipped packets would have built, which an
+// Opus decoder recovers from within a frame or two.
+func (s *Stream) Skip(ts int64, payload []byte) Placement {
+	p := s.filler.Place(ts, PacketSamples(payload))
+	if !p.Drop {
+		s.Concealed += int64(p.Gap)
+		s.dec.lastLen, s.dec.faded = 0, 0
+	}
+	return p
 }
 
 // Silence appends samples per channel of concealment (fading out, then

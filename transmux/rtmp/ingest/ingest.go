@@ -249,6 +249,11 @@ func (s *Server) onConnect(nc net.Conn) (rwc io.ReadWriteCloser, cfg *rtmp.ConnC
 		// created (after a rejected publish); drop those instead of failing.
 		IgnoreMessagesOnNotExistStream:          true,
 		IgnoreMessagesOnNotExistStreamThreshold: 16,
+		// C2 need not echo S1: SRS's forward and other encoders answer
+		// with the digest handshake or random bytes, and nginx-rtmp and
+		// FFmpeg accept them. The echo proves nothing a TCP handshake did
+		// not, and refusing it left those clients reset.
+		SkipHandshakeVerification: true,
 	}
 }
 

@@ -5,9 +5,13 @@
 // only Sender Reports (NTP wall time <-> RTP time, per track, from one
 // sender clock) say which audio sample goes with which video frame. Before
 // the first SR, and for publishers that never send one (OBS over WHIP),
-// tracks are placed by arrival time. When SRs arrive the mapping moves to
-// them gradually (slewing at most 1 ms per 100 ms of media), so the output
-// never jumps by more than a frame.
+// tracks are placed by arrival time. During a track's first StartWindow of
+// media its mapping follows the best estimate at once: the first packets
+// are the most delayed (they wait for the receiver to set up the track),
+// and a slow slew from them left the first seconds of a stream off by
+// whatever that delay was, a different amount each run. After that, new
+// estimates (SRs arriving) are slewed into at most 1 ms per 100 ms of
+// media, so the output never jumps by more than a frame.
 package avsync
 
 import (
@@ -22,6 +26,12 @@ type Track int
 // DefaultSlew is the fastest a track's mapping moves towards a new
 // estimate: 1 ms per 100 ms of media, inaudible and invisible.
 const DefaultSlew = 0.01
+
+// StartWindow is how much of a track's media its mapping follows the
+// estimate without slewing: the least-delayed packet so far, or the first
+// SR. What it moves then is where the stream starts, before anyone has
+// watched much of it.
+const StartWindow = 2 * time.Second
 
 // Sync maps the RTP times of a publisher's tracks onto one timeline whose
 // 0 is the first sample of any track.
@@ -137,7 +147,7 @@ func (s *Sync) Observe(tr Track, rtpTS uint32, arrival time.Time) int64 {
 		// receiver ns of media time 0 (the first packet) by the SR.
 		target = t.srNTP + t.media(t.first-t.srRTP) + s.senderOffset
 	}
-	if !t.appliedSet {
+	if !t.appliedSet || m < int64(StartWindow) {
 		t.applied, t.appliedSet, t.lastMedia = target, true, m
 	} else if m > t.lastMedia {
 		step := int64(float64(m-t.lastMedia) * s.slew)

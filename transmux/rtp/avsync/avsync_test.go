@@ -22,6 +22,7 @@ type scenario struct {
 	delay        time.Duration // fixed network delay
 	driftPPM     float64       // receiver clock runs this much faster
 	videoExtra   time.Duration // extra delay of video (encoder, pacing)
+	setupDelay   time.Duration // extra delay of the video of the first 100 ms (the track being set up)
 	seed         uint64
 }
 
@@ -34,7 +35,7 @@ type event struct {
 
 type result struct {
 	audio, video map[time.Duration]int64 // source time -> output ms
-	maxStep      float64                 // largest |Δout - Δsource| in ms
+	maxStep      float64                 // largest |Δout - Δsource| in ms after the start window
 }
 
 const leadMS = 40
@@ -60,7 +61,11 @@ func (sc scenario) run(t *testing.T) result {
 		if s >= sc.dur {
 			break
 		}
-		lastV = max(lastV, recv(s)+sc.videoExtra)
+		at := recv(s) + sc.videoExtra
+		if s < 100*time.Millisecond {
+			at += sc.setupDelay
+		}
+		lastV = max(lastV, at)
 		evs = append(evs, event{arrival: lastV, source: s, video: true})
 	}
 	if sc.srFrom >= 0 {
@@ -98,7 +103,7 @@ func (sc scenario) run(t *testing.T) result {
 				out = sy.Observe(a, rtpA(e.source), start.Add(e.arrival))
 				res.audio[e.source] = out
 			}
-			if l, ok := last[e.video]; ok {
+			if l, ok := last[e.video]; ok && e.source > StartWindow {
 				step := math.Abs(float64(out-l[0]) - float64(int64(e.source)-l[1])/1e6)
 				res.maxStep = max(res.maxStep, step)
 			}
@@ -154,6 +159,26 @@ func TestArrivalOnly(t *testing.T) {
 	t.Logf("no SRs, 40 ms jitter: A/V offset error %+.0f..%+.0f ms, largest step %.2f ms", lo, hi, r.maxStep)
 	if lo < -20 || hi > 20 {
 		t.Fatalf("A/V offset error %+.0f..%+.0f ms without SRs, want within ±20", lo, hi)
+	}
+}
+
+// TestStartDelayedTrack: the first video frames come 60 ms late (the
+// receiver was still setting the track up) while audio flows. The mapping
+// follows the least-delayed frame at once during the start window, so the
+// A/V offset is right from the first SR on (1 s here) and, with arrival
+// times alone, as soon as prompt frames arrive, not seconds later.
+func TestStartDelayedTrack(t *testing.T) {
+	for _, srFrom := range []time.Duration{time.Second, -1} {
+		r := scenario{dur: 20 * time.Second, baseA: 11, baseV: 13, srFrom: srFrom,
+			delay: 20 * time.Millisecond, jitter: 2 * time.Millisecond, setupDelay: 60 * time.Millisecond, seed: 6}.run(t)
+		lo, hi := r.offsetErrors(200 * time.Millisecond)
+		t.Logf("SRs from %v: offset error from 200 ms on %+.0f..%+.0f ms, largest step after the window %.2f ms", srFrom, lo, hi, r.maxStep)
+		if lo < -3 || hi > 3 {
+			t.Errorf("SRs from %v: A/V offset error %+.0f..%+.0f ms from 200 ms on, want within ±3", srFrom, lo, hi)
+		}
+		if r.maxStep > 2 {
+			t.Errorf("output stepped %.2f ms off the media clock after the start window", r.maxStep)
+		}
 	}
 }
 
