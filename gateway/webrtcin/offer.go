@@ -47,6 +47,9 @@ type OfferMedia struct {
 	// formats are the first payload type each rejected section offered,
 	// with its rtpmap: the rejection echoes it.
 	formats map[int]offeredCodec
+	// payloadMIDs: the payload types whose streams the session binds to
+	// their section itself (ptdemux.go).
+	payloadMIDs map[uint8]string
 }
 
 // InspectOffer parses an SDP offer, decides which m-sections the gateway
@@ -167,6 +170,7 @@ func InspectOffer(offer string) (OfferMedia, error) {
 		}
 		setInactive(md)
 	}
+	om.payloadMIDs = payloadMIDs(&sd, om.mids, om.rejected)
 	b, err := sd.Marshal()
 	if err != nil {
 		return om, apierr.Wrap(apierr.CodeInvalidSDP, err, "the SDP offer cannot be rewritten: %v", err)
