@@ -32,8 +32,12 @@ type Stats struct {
 	Bitrate       float64 `json:"bitrate"`
 	FramesSent    uint64  `json:"framesSent"`
 	FramesDropped uint64  `json:"framesDropped"`
-	QueueMs       float64 `json:"queueMs"`
-	Reconnects    int     `json:"reconnects"`
+	// AudioDropped counts audio frames that came later than holdMax
+	// behind the video already written (the audio stalled): dropped to
+	// keep the connection's timestamps in order.
+	AudioDropped uint64  `json:"audioDropped"`
+	QueueMs      float64 `json:"queueMs"`
+	Reconnects   int     `json:"reconnects"`
 	// LatencyP50Ms and LatencyP99Ms measure from a frame's last RTP packet
 	// arriving to its tag being written to the ingest's socket.
 	LatencyP50Ms float64 `json:"latencyP50Ms"`
@@ -81,6 +85,7 @@ func (t *Target) Stats(now time.Time) Stats {
 		ID:            t.id,
 		FramesSent:    t.framesSent.Load(),
 		FramesDropped: t.framesDropped.Load(),
+		AudioDropped:  t.lateAudio.Load(),
 		QueueMs:       t.queueMs(),
 		LatencyP50Ms:  millis(t.latency.quantile(0.5)),
 		LatencyP99Ms:  millis(t.latency.quantile(0.99)),

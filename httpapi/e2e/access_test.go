@@ -70,8 +70,9 @@ func TestScopedTokenPublish(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// Another host than the claim's: refused, nothing dialed.
-	if st, body := do("POST", "/v1/streams/"+id+"/broadcast", `{"transcodingTargets":{"output":"rtmp://localhost:1935/live/KEY"}}`); st != 400 ||
+	// Another host than the claim's: outside its claims, 403 (API.md),
+	// nothing dialed.
+	if st, body := do("POST", "/v1/streams/"+id+"/broadcast", `{"transcodingTargets":{"output":"rtmp://localhost:1935/live/KEY"}}`); st != 403 || !strings.Contains(body, "FORBIDDEN") ||
 		!strings.Contains(body, "not among the output hosts this token allows") || strings.Contains(body, "KEY") {
 		t.Errorf("unlisted host: %d %s", st, body)
 	}
