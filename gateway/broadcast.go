@@ -13,6 +13,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/audio"
 	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/transmux/format/flv"
 )
@@ -60,8 +61,8 @@ func newBroadcast(s *Stream) *Broadcast {
 // start validates every target, then connects to all of them at once. It
 // fails, leaving nothing running, when no target could be started. ctx
 // bounds the Icecast checks only.
-func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
-	if err := rtmpout.ValidateAllFor(specs, b.s.cfg.policy); err != nil {
+func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec, acc access) error {
+	if err := rtmpout.ValidateAllFor(specs, acc.policy); err != nil {
 		return err
 	}
 	// Every target carries audio: its outputs (Icecast sources checked,
@@ -80,17 +81,17 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 	}
 	for _, sp := range specs {
 		if sp.IcecastAudio {
-			if err := audio.ProbeIcecast(ctx, b.s.cfg.icecastClient, b.s.log, sp.IcecastURL); err != nil {
+			if err := audio.ProbeIcecast(ctx, acc.icecast, b.s.log, sp.IcecastURL); err != nil {
 				return failStart(apierr.As(err))
 			}
 		}
 	}
 	for _, sp := range specs {
-		src, err := attachAudio(outs, sp, b.s.cfg.icecastClient)
+		src, err := attachAudio(outs, sp, acc.icecast)
 		if err != nil {
 			return failStart(apierr.As(err))
 		}
-		targets = append(targets, b.newTarget(sp, src))
+		targets = append(targets, b.newTarget(sp, src, acc.policy))
 	}
 
 	var wg sync.WaitGroup
@@ -155,14 +156,14 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec) error {
 	return nil
 }
 
-func (b *Broadcast) newTarget(spec rtmpout.Spec, src rtmpout.AudioSource) *rtmpout.Target {
-	ep, _ := spec.ValidateFor(b.s.cfg.policy) // validated by the caller
+func (b *Broadcast) newTarget(spec rtmpout.Spec, src rtmpout.AudioSource, p *outpolicy.Policy) *rtmpout.Target {
+	ep, _ := spec.ValidateFor(p) // validated by the caller
 	if b.s.video != nil {
 		// auto (and the default) resolved: the target writes the
 		// stream's codec, and announces it in connect.
 		spec.VideoCodec = string(b.s.videoCodec)
 	}
-	return rtmpout.New(b.ctx, newID("tg_"), spec, ep, src, b.s, b.s.targetSettings())
+	return rtmpout.New(b.ctx, newID("tg_"), spec, ep, src, b.s, b.s.targetSettings(p))
 }
 
 // attachAudio gives a target its audio output: an Icecast source of its
@@ -200,7 +201,18 @@ func (b *Broadcast) bitrateCap() int {
 
 // AddTarget connects one more ingest to a live broadcast.
 func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.Target, error) {
-	if _, err := spec.ValidateFor(b.s.cfg.policy); err != nil {
+	return b.AddScopedTarget(ctx, spec, nil)
+}
+
+// AddScopedTarget is AddTarget for a caller of scope sc (nil: the
+// unrestricted one): the target is checked and dialed under the scope's
+// output policy.
+func (b *Broadcast) AddScopedTarget(ctx context.Context, spec rtmpout.Spec, sc *Scope) (*rtmpout.Target, error) {
+	acc, err := b.s.owner.accessFor(sc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := spec.ValidateFor(acc.policy); err != nil {
 		return nil, err
 	}
 	if err := b.s.checkVideoCodecs([]rtmpout.Spec{spec}); err != nil {
@@ -219,15 +231,15 @@ func (b *Broadcast) AddTarget(ctx context.Context, spec rtmpout.Spec) (*rtmpout.
 		return nil, targetsLimit(b.s.cfg.MaxTargets)
 	}
 	if spec.IcecastAudio {
-		if err := audio.ProbeIcecast(ctx, b.s.cfg.icecastClient, b.s.log, spec.IcecastURL); err != nil {
+		if err := audio.ProbeIcecast(ctx, acc.icecast, b.s.log, spec.IcecastURL); err != nil {
 			return nil, err
 		}
 	}
-	src, err := attachAudio(outs, spec, b.s.cfg.icecastClient)
+	src, err := attachAudio(outs, spec, acc.icecast)
 	if err != nil {
 		return nil, err
 	}
-	t := b.newTarget(spec, src)
+	t := b.newTarget(spec, src, acc.policy)
 	if e := t.Connect(); e != nil {
 		outs.Release(src)
 		return nil, e

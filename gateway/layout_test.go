@@ -52,9 +52,10 @@ var allowedImports = map[string][]string{
 		"gateway/meter", "gateway/outpolicy", "gateway/rtmpout", "gateway/video", "gateway/webrtcin", "transmux/format/flv"},
 	"gateway/gatewaytest": {"transmux/format/mediafile"},
 
-	"httpapi":               {"gateway", "gateway/apierr", "gateway/rtmpout"},
+	"httpapi":               {"gateway", "gateway/apierr", "gateway/rtmpout", "httpapi/auth"},
+	"httpapi/auth":          nil,
 	"httpapi/e2e":           nil,
-	"cmd/castbridge":        {"gateway", "gateway/events", "gateway/rtmpout", "gateway/webhook", "httpapi", "transmux/rtmp/ingest"},
+	"cmd/castbridge":        {"gateway", "gateway/events", "gateway/rtmpout", "gateway/webhook", "httpapi", "httpapi/auth", "transmux/rtmp/ingest"},
 	"cmd/loadgen":           {"gateway/gatewaytest", "transmux/format/mediafile", "transmux/rtmp/ingest"},
 	"cmd/loadgen/srtpfloor": nil,
 }

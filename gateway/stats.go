@@ -87,7 +87,7 @@ func (s *Stream) Stats() Stats {
 		layers, switches := v.Layers(now)
 		for _, l := range layers {
 			vs.Layers = append(vs.Layers, LayerStats{
-				LayerInfo: LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Active: l.Active, Forwarded: l.Forwarded},
+				LayerInfo: LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Bitrate: s.layerBitrate(l, now), Active: l.Active, Forwarded: l.Forwarded},
 				SSRC:      l.SSRC, Packets: l.Packets, Bytes: l.BytesIn, PacketsLost: l.RTP.Lost(), JitterMs: l.RTP.JitterMs(),
 			})
 			if l.Forwarded {

@@ -19,6 +19,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/meter"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/video"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
@@ -49,6 +50,8 @@ type streamOwner interface {
 	refused(limit string)
 	// checkTargets refuses a broadcast of n targets past the limit.
 	checkTargets(n int) error
+	// accessFor is the output policy of a caller's scope.
+	accessFor(sc *Scope) (access, error)
 }
 
 // Stream is one publisher's WebRTC session (a "preview" in RtcUser terms):
@@ -65,6 +68,7 @@ type Stream struct {
 	session   *webrtcin.Session
 	answer    string
 	rejected  []webrtcin.Rejection // offered m-sections the answer rejected
+	scope     string               // the Scope.Stream it was created under; "" for none
 
 	// ctx ends when the stream closes; every goroutine of the stream runs
 	// under it, in wg, and Close joins them.
@@ -80,6 +84,7 @@ type Stream struct {
 	audioBytes atomic.Uint64
 	audioRate  meter.Rate
 	videoRate  meter.Rate
+	layerRates sync.Map // simulcast rid -> *meter.Rate, sampled by control every second
 	events     events.Bus
 	bitrateCap atomic.Int64 // bit/s the publisher is capped at with REMB; 0 = none
 	iceUp      atomic.Bool
@@ -174,6 +179,13 @@ func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.Off
 	}
 	return s, nil
 }
+
+// Scope is the name of the scope the stream was created under (Scope.Stream),
+// "" when an unrestricted caller created it.
+func (s *Stream) Scope() string { return s.scope }
+
+// Name is the name the stream was created with.
+func (s *Stream) Name() string { return s.name }
 
 // ID is the stream's API id.
 func (s *Stream) ID() string { return s.id }
@@ -298,6 +310,7 @@ func (s *Stream) control() {
 			return
 		case now := <-tick.C:
 			s.sendREMB()
+			s.sampleLayerRates(now)
 			last := s.lastMedia.Load()
 			if last == 0 {
 				last = s.createdAt.UnixNano()
@@ -309,6 +322,25 @@ func (s *Stream) control() {
 			}
 		}
 	}
+}
+
+// sampleLayerRates keeps each simulcast layer's bit rate current, so that
+// a view or stats call reads a rate over the last second or two, not the
+// time since the previous call.
+func (s *Stream) sampleLayerRates(now time.Time) {
+	if s.video == nil || !s.video.Simulcast() {
+		return
+	}
+	layers, _ := s.video.Layers(now)
+	for _, l := range layers {
+		s.layerBitrate(l, now)
+	}
+}
+
+// layerBitrate is a simulcast layer's received bit rate.
+func (s *Stream) layerBitrate(l video.LayerInfo, now time.Time) float64 {
+	r, _ := s.layerRates.LoadOrStore(l.RID, &meter.Rate{})
+	return r.(*meter.Rate).Bitrate(l.BytesIn, now)
 }
 
 func (s *Stream) setCloseCause(cause string) {
@@ -383,8 +415,8 @@ func (s *Stream) UserMetadata() map[string]any {
 	return s.userMeta
 }
 
-func (s *Stream) targetSettings() rtmpout.Settings {
-	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Policy: s.cfg.policy, Logger: s.log}
+func (s *Stream) targetSettings(p *outpolicy.Policy) rtmpout.Settings {
+	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Policy: p, Logger: s.log}
 }
 
 // SendMetadata writes onMetaData or onCuePoint into every running target at
@@ -444,7 +476,22 @@ func (s *Stream) State() StreamState {
 // only the checks of Icecast sources: the publish handshakes outlive a
 // client that hangs up, and end with the stream.
 func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Broadcast, error) {
-	if err := rtmpout.ValidateAllFor(specs, s.cfg.policy); err != nil {
+	return s.StartScopedBroadcast(ctx, specs, nil)
+}
+
+// StartScopedBroadcast is StartBroadcast for a caller of scope sc (nil: the
+// unrestricted one): its targets are checked and dialed under the scope's
+// output policy.
+func (s *Stream) StartScopedBroadcast(ctx context.Context, specs []rtmpout.Spec, sc *Scope) (*Broadcast, error) {
+	acc, err := s.owner.accessFor(sc)
+	if err != nil {
+		return nil, err
+	}
+	return s.startBroadcast(ctx, specs, acc)
+}
+
+func (s *Stream) startBroadcast(ctx context.Context, specs []rtmpout.Spec, acc access) (*Broadcast, error) {
+	if err := rtmpout.ValidateAllFor(specs, acc.policy); err != nil {
 		return nil, err
 	}
 	if err := s.checkVideoCodecs(specs); err != nil {
@@ -475,7 +522,7 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Bro
 
 	// A broadcast that failed to start stays visible, stopped, in the
 	// stream's view with each target's error.
-	if err := b.start(ctx, specs); err != nil {
+	if err := b.start(ctx, specs, acc); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -485,13 +532,18 @@ func (s *Stream) StartBroadcast(ctx context.Context, specs []rtmpout.Spec) (*Bro
 // stream's as soon as media flows, as creating a stream with a broadcast
 // asks. Failures show in the broadcast's targets and the stream's log.
 func (s *Stream) StartBroadcastWhenReady(specs []rtmpout.Spec) {
+	acc, _ := s.owner.accessFor(nil) // the unrestricted caller's access never fails
+	s.startWhenReady(specs, acc)
+}
+
+func (s *Stream) startWhenReady(specs []rtmpout.Spec, acc access) {
 	s.wg.Go(func() {
 		select {
 		case <-s.mediaReady:
 		case <-s.ctx.Done():
 			return
 		}
-		if _, err := s.StartBroadcast(s.ctx, specs); err != nil {
+		if _, err := s.startBroadcast(s.ctx, specs, acc); err != nil {
 			s.log.Warn("broadcast did not start", "err", apierr.As(err).Message)
 		}
 	})

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -19,18 +20,22 @@ type VideoInfo struct {
 	Height  int     `json:"height"`
 	FPS     float64 `json:"fps"`
 	// Layers are a simulcast publisher's layers, in the order they
-	// arrived; absent without simulcast.
+	// arrived, and Layer the rid of the one forwarded; absent without
+	// simulcast.
 	Layers []LayerInfo `json:"layers,omitempty"`
+	Layer  string      `json:"layer,omitempty"`
 }
 
 // LayerInfo is one simulcast layer: its rid, its resolution once its SPS
-// arrived, whether it is sending and whether it is the one forwarded.
+// arrived, the bit rate it is received at, whether it is sending and
+// whether it is the one forwarded.
 type LayerInfo struct {
-	RID       string `json:"rid"`
-	Width     int    `json:"width"`
-	Height    int    `json:"height"`
-	Active    bool   `json:"active"`
-	Forwarded bool   `json:"forwarded"`
+	RID       string  `json:"rid"`
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
+	Bitrate   float64 `json:"bitrate"`
+	Active    bool    `json:"active"`
+	Forwarded bool    `json:"forwarded"`
 }
 
 // AudioInfo describes a stream's inbound audio.
@@ -52,13 +57,24 @@ type StreamInfo struct {
 	VideoMuted bool           `json:"videoMuted"`
 	Broadcast  *BroadcastInfo `json:"broadcast"`
 	// Rejected lists the offered tracks the answer rejected (port 0), and
-	// why; empty when every offered track is taken.
+	// why; empty when every offered track is taken. Warnings says the same
+	// in words, one line each (API.md's "warnings").
 	Rejected []RejectedTrack `json:"rejected"`
+	Warnings []string        `json:"warnings"`
 }
 
 // RejectedTrack is an offered m-section the answer rejected: its mid, its
 // kind and the reason.
 type RejectedTrack = webrtcin.Rejection
+
+// Warnings words each rejected track as one line of the view's warnings.
+func Warnings(rejected []RejectedTrack) []string {
+	w := make([]string, 0, len(rejected))
+	for _, r := range rejected {
+		w = append(w, fmt.Sprintf("the offer's %s track (mid %s) was rejected and is not received: %s", r.Kind, r.MID, r.Reason))
+	}
+	return w
+}
 
 // BroadcastInfo is the API view of a broadcast.
 type BroadcastInfo struct {
@@ -73,12 +89,18 @@ func (s *Stream) Info() StreamInfo {
 	if si.Rejected == nil {
 		si.Rejected = []RejectedTrack{}
 	}
+	si.Warnings = Warnings(si.Rejected)
 	if s.video != nil {
 		if ps := s.video.Params(); ps != nil {
 			si.Video = &VideoInfo{Codec: ps.VideoCodec().DisplayName(), Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}
-			layers, _ := s.video.Layers(time.Now())
+			now := time.Now()
+			layers, _ := s.video.Layers(now)
 			for _, l := range layers {
-				si.Video.Layers = append(si.Video.Layers, LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height, Active: l.Active, Forwarded: l.Forwarded})
+				si.Video.Layers = append(si.Video.Layers, LayerInfo{RID: l.RID, Width: l.Width, Height: l.Height,
+					Bitrate: s.layerBitrate(l, now), Active: l.Active, Forwarded: l.Forwarded})
+				if l.Forwarded {
+					si.Video.Layer = l.RID
+				}
 			}
 		}
 	}

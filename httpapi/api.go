@@ -3,7 +3,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/httpapi/auth"
 )
 
 // maxBody bounds JSON and SDP request bodies.
@@ -22,9 +22,19 @@ const maxBody = 1 << 20
 // Config configures the API.
 type Config struct {
 	Manager *gateway.Manager
-	// APIKey, when set, is required as a bearer token on every /v1 call.
+	// APIKey, when set, is the master key: a bearer token that may do
+	// anything. With it or Tokens set, every /v1 and WHIP call needs a
+	// credential.
 	APIKey string
-	Logger *slog.Logger
+	// Tokens, when set, verifies scoped publish tokens (auth.Claims).
+	Tokens *auth.Verifier
+	// AuthWebhook, when set, is asked before a publish or a broadcast
+	// starts; it fails closed.
+	AuthWebhook *auth.Webhook
+	// CORSOrigins are the other origins whose pages may call the API and
+	// WHIP ("*": any; empty: none). ParseOrigins checks them.
+	CORSOrigins []string
+	Logger      *slog.Logger
 	// KeepAlive is the SSE comment interval (default 15 s).
 	KeepAlive time.Duration
 }
@@ -33,6 +43,10 @@ type Config struct {
 type API struct {
 	m         *gateway.Manager
 	apiKey    string
+	tokens    *auth.Verifier
+	hook      *auth.Webhook
+	cors      corsPolicy
+	sessions  whipSessions
 	keepAlive time.Duration
 	log       *slog.Logger
 	router    chi.Router
@@ -40,7 +54,9 @@ type API struct {
 
 // New builds the API's router.
 func New(cfg Config) *API {
-	a := &API{m: cfg.Manager, apiKey: cfg.APIKey, log: cfg.Logger, keepAlive: cfg.KeepAlive}
+	a := &API{m: cfg.Manager, apiKey: cfg.APIKey, tokens: cfg.Tokens, hook: cfg.AuthWebhook,
+		cors: newCORSPolicy(cfg.CORSOrigins), log: cfg.Logger, keepAlive: cfg.KeepAlive}
+	a.sessions.owners = map[string]sessionOwner{}
 	if a.keepAlive <= 0 {
 		a.keepAlive = 15 * time.Second
 	}
@@ -48,7 +64,7 @@ func New(cfg Config) *API {
 		a.log = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(a.recoverer, a.accessLog, cors)
+	r.Use(a.recoverer, a.accessLog, a.corsMiddleware)
 
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
@@ -57,7 +73,7 @@ func New(cfg Config) *API {
 	r.Get("/metrics", a.metrics)
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(a.requireKey)
+		r.Use(a.requireCredential)
 		r.Post("/streams", a.createStream)
 		r.Get("/streams", a.listStreams)
 		r.Route("/streams/{id}", func(r chi.Router) {
@@ -103,24 +119,6 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
-}
-
-func (a *API) keyOK(r *http.Request) bool {
-	if a.apiKey == "" {
-		return true
-	}
-	return subtle.ConstantTimeCompare([]byte(bearer(r)), []byte(a.apiKey)) == 1
-}
-
-func (a *API) requireKey(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodOptions && !a.keyOK(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-			a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs an API key: send Authorization: Bearer <key>")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // recoverer turns a handler panic into a 500 for that request alone.
@@ -194,14 +192,25 @@ const (
 	corsExposeHeaders = "ETag, Location, Link, Accept-Patch, Accept-Post"
 )
 
-// cors lets browser apps on other origins call the API and WHIP: every
-// answer to a request with an Origin allows it and exposes the headers; a
-// pre-flight is answered here with the path's methods.
-func cors(next http.Handler) http.Handler {
+// corsMiddleware lets browser apps on the allowed origins (--cors-origins)
+// call the API and WHIP: every answer to a request from one allows it and
+// exposes the headers; a pre-flight is answered here with the path's
+// methods. A request from any other origin gets no CORS header (its
+// pre-flight goes on to the routes, which do not allow it), so the
+// browser keeps the page from reading or, after a pre-flight, sending.
+func (a *API) corsMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.cors.any && len(a.cors.origins) > 0 {
+			w.Header().Add("Vary", "Origin") // the answer depends on it
+		}
 		if origin := r.Header.Get("Origin"); origin != "" {
+			allow := a.cors.allow(origin)
+			if allow == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
 			h := w.Header()
-			h.Set("Access-Control-Allow-Origin", "*")
+			h.Set("Access-Control-Allow-Origin", allow)
 			h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 				h.Set("Access-Control-Allow-Methods", allowedMethods(r.URL.Path))

@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/castbridge/castbridge/httpapi"
 )
 
 func TestAPIKeyAndCORS(t *testing.T) {
-	srv := newServer(t, "s3cret")
+	srv, _ := newServerWith(t, func(c *httpapi.Config) { c.APIKey, c.CORSOrigins = "s3cret", []string{"*"} })
 	do := func(method, path, auth, contentType, body string, hdr map[string]string) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
@@ -76,7 +78,7 @@ func TestAPIKeyAndCORS(t *testing.T) {
 // the path and the request headers the routes read, and every answer to a
 // cross-origin request exposes the headers WHIP clients read.
 func TestCORSPreflight(t *testing.T) {
-	srv := newServer(t, "")
+	srv, _ := newServerWith(t, func(c *httpapi.Config) { c.CORSOrigins = []string{"*"} })
 	do := func(method, path string, hdr map[string]string) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, nil)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -27,7 +28,13 @@ func (a *API) addTarget(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	t, err := b.AddTarget(r.Context(), spec)
+	cred := credOf(r)
+	if err := a.authorize(r.Context(), r, auth.Request{Action: auth.ActionBroadcast, Protocol: "api", StreamID: s.ID(), StreamName: s.Name(),
+		Outputs: redactedOutputs([]rtmpout.Spec{spec}), Credential: cred.webhook("")}); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	t, err := b.AddScopedTarget(r.Context(), spec, cred.scope())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -15,15 +15,17 @@ type errorBody struct {
 // statusOf maps an API error code to its HTTP status (API.md).
 func statusOf(code apierr.Code) int {
 	switch code {
-	case apierr.CodeInvalidRequest, apierr.CodeInvalidSDP, apierr.CodeInvalidOutput, apierr.CodeMetadataInvalid:
+	case apierr.CodeInvalidRequest, apierr.CodeInvalidSDP, apierr.CodeInvalidOutput, apierr.CodeOutputNotAllowed, apierr.CodeMetadataInvalid:
 		return http.StatusBadRequest
 	case apierr.CodeUnauthorized:
 		return http.StatusUnauthorized
+	case apierr.CodeForbidden:
+		return http.StatusForbidden
 	case apierr.CodeNotFound, apierr.CodeNotBroadcasting:
 		return http.StatusNotFound
 	case apierr.CodeAlreadyBroadcasting, apierr.CodeNotConnected:
 		return http.StatusConflict
-	case apierr.CodeUnsupportedCodec, apierr.CodeUnknownMid, apierr.CodeVideoCodecMismatch:
+	case apierr.CodeUnsupportedCodec, apierr.CodeUnsupportedOffer, apierr.CodeUnknownMid, apierr.CodeVideoCodecMismatch:
 		return http.StatusUnprocessableEntity
 	case apierr.CodeETagMismatch:
 		return http.StatusPreconditionFailed

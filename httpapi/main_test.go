@@ -31,16 +31,33 @@ func TestMain(m *testing.M) {
 // test ends.
 func newServer(t *testing.T, apiKey string) *httptest.Server {
 	t.Helper()
+	srv, _ := newServerWith(t, func(c *httpapi.Config) { c.APIKey = apiKey })
+	return srv
+}
+
+// newServerWith is newServer with the API's configuration (its Manager
+// and Logger set) adjusted by opt, and a manager configured by mopt; it
+// returns the manager too.
+func newServerWith(t *testing.T, opt func(*httpapi.Config), mopt ...func(*gateway.Config)) (*httptest.Server, *gateway.Manager) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), nil)) // no media: nothing logs after the test
 
-	m, err := gateway.NewManager(gateway.Config{
+	gcfg := gateway.Config{
 		ICEIPs: []net.IP{net.IPv4(127, 0, 0, 1).To4()},
 		Logger: log,
-	})
+	}
+	for _, o := range mopt {
+		o(&gcfg)
+	}
+	m, err := gateway.NewManager(gcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: apiKey, Logger: log}))
+	cfg := httpapi.Config{Manager: m, Logger: log}
+	if opt != nil {
+		opt(&cfg)
+	}
+	srv := httptest.NewServer(httpapi.New(cfg))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -49,5 +66,5 @@ func newServer(t *testing.T, apiKey string) *httptest.Server {
 		}
 		srv.Close()
 	})
-	return srv
+	return srv, m
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/castbridge/castbridge/gateway/webhook"
+	"github.com/castbridge/castbridge/gateway/webrtcin"
 )
 
 // oaOperation is the part of an OpenAPI operation the tests look at.
@@ -235,9 +237,9 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 // apiCodes are the error codes API.md names, plus INTERNAL for a 500.
 var apiCodes = []string{
 	"INVALID_REQUEST", "INVALID_SDP", "UNSUPPORTED_CODEC", "NOT_FOUND", "NOT_CONNECTED",
-	"ALREADY_BROADCASTING", "NOT_BROADCASTING", "INVALID_OUTPUT", "INGEST_UNREACHABLE",
-	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "LIMIT_EXCEEDED", "INTERNAL",
-	"ETAG_MISMATCH", "UNKNOWN_MID", "VIDEO_CODEC_MISMATCH",
+	"ALREADY_BROADCASTING", "NOT_BROADCASTING", "INVALID_OUTPUT", "OUTPUT_NOT_ALLOWED", "INGEST_UNREACHABLE",
+	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "FORBIDDEN", "LIMIT_EXCEEDED", "INTERNAL",
+	"ETAG_MISMATCH", "UNKNOWN_MID", "UNSUPPORTED_OFFER", "VIDEO_CODEC_MISMATCH",
 }
 
 func TestOpenAPIErrorCodes(t *testing.T) {
@@ -330,24 +332,24 @@ func TestOpenAPIStatuses(t *testing.T) {
 		method, path string
 		statuses     []string
 	}{
-		{"POST", "/v1/streams", []string{"201", "400", "401", "422", "503"}},
-		{"GET", "/v1/streams", []string{"200", "401"}},
-		{"GET", "/v1/streams/{id}", []string{"200", "401", "404"}},
-		{"PATCH", "/v1/streams/{id}", []string{"200", "400", "401", "404"}},
-		{"DELETE", "/v1/streams/{id}", []string{"204", "401", "404"}},
-		{"POST", "/v1/streams/{id}/broadcast", []string{"201", "400", "401", "404", "409", "502"}},
-		{"GET", "/v1/streams/{id}/broadcast", []string{"200", "401", "404"}},
-		{"DELETE", "/v1/streams/{id}/broadcast", []string{"200", "401", "404"}},
-		{"POST", "/v1/streams/{id}/broadcast/targets", []string{"201", "400", "401", "404"}},
-		{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}", []string{"204", "401", "404"}},
-		{"POST", "/v1/streams/{id}/metadata", []string{"202", "400", "401", "404", "409"}},
-		{"GET", "/v1/streams/{id}/stats", []string{"200", "401", "404"}},
-		{"GET", "/v1/streams/{id}/events", []string{"200", "401", "404"}},
-		{"POST", "/whip", []string{"201", "400", "401", "415", "422", "503"}},
-		{"POST", "/whip/{key}", []string{"201", "401", "415"}},
-		{"DELETE", "/whip/{id}", []string{"200", "404"}},
-		{"PATCH", "/whip/{id}", []string{"200", "204", "400", "404", "412", "415", "422"}},
-		{"PATCH", "/v1/streams/{id}/ice", []string{"200", "204", "400", "401", "404", "412", "415", "422"}},
+		{"POST", "/v1/streams", []string{"201", "400", "401", "403", "422", "503"}},
+		{"GET", "/v1/streams", []string{"200", "401"}}, // a token lists its own streams: no 403
+		{"GET", "/v1/streams/{id}", []string{"200", "401", "403", "404"}},
+		{"PATCH", "/v1/streams/{id}", []string{"200", "400", "401", "403", "404"}},
+		{"DELETE", "/v1/streams/{id}", []string{"204", "401", "403", "404"}},
+		{"POST", "/v1/streams/{id}/broadcast", []string{"201", "400", "401", "403", "404", "409", "502"}},
+		{"GET", "/v1/streams/{id}/broadcast", []string{"200", "401", "403", "404"}},
+		{"DELETE", "/v1/streams/{id}/broadcast", []string{"200", "401", "403", "404"}},
+		{"POST", "/v1/streams/{id}/broadcast/targets", []string{"201", "400", "401", "403", "404"}},
+		{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}", []string{"204", "401", "403", "404"}},
+		{"POST", "/v1/streams/{id}/metadata", []string{"202", "400", "401", "403", "404", "409"}},
+		{"GET", "/v1/streams/{id}/stats", []string{"200", "401", "403", "404"}},
+		{"GET", "/v1/streams/{id}/events", []string{"200", "401", "403", "404"}},
+		{"POST", "/whip", []string{"201", "400", "401", "403", "415", "422", "503"}},
+		{"POST", "/whip/{key}", []string{"201", "401", "403", "415"}},
+		{"DELETE", "/whip/{id}", []string{"200", "401", "403", "404"}},
+		{"PATCH", "/whip/{id}", []string{"200", "204", "400", "401", "403", "404", "412", "415", "422"}},
+		{"PATCH", "/v1/streams/{id}/ice", []string{"200", "204", "400", "401", "403", "404", "412", "415", "422"}},
 		{"GET", "/readyz", []string{"200", "503"}},
 	}
 	for _, c := range cases {
@@ -438,14 +440,69 @@ func TestOpenAPISecurity(t *testing.T) {
 			}
 			switch {
 			case guarded && (!bearer || !anonymous):
-				t.Errorf("%s %s: security should be [{%s: []}, {}] (the key is optional: only with --api-key)", strings.ToUpper(m), p, scheme)
-			case guarded && strings.HasPrefix(p, "/v1/"):
-				if _, ok := op.Responses["401"]; !ok {
-					t.Errorf("%s %s does not document 401", strings.ToUpper(m), p)
+				t.Errorf("%s %s: security should be [{%s: []}, {}] (the key is optional: only with --api-key or --token-key)", strings.ToUpper(m), p, scheme)
+			case guarded:
+				for _, st := range []string{"401", "403"} {
+					if st == "403" && m == "get" && p == "/v1/streams" {
+						continue // a publish token lists its own streams
+					}
+					if _, ok := op.Responses[st]; !ok {
+						t.Errorf("%s %s does not document %s", strings.ToUpper(m), p, st)
+					}
 				}
 			case !guarded && bearer:
 				t.Errorf("%s %s needs no authorization", strings.ToUpper(m), p)
 			}
+		}
+	}
+}
+
+// TestOpenAPIOfferLimits: the offer limits the document states for POST
+// /v1/streams and WHIP are webrtcin's constants, and the example of a
+// refused offer is the message InspectOffer gives.
+func TestOpenAPIOfferLimits(t *testing.T) {
+	_, tree := loadOpenAPI(t)
+	body := fmt.Sprintf("An offer is at most %d bytes, with lines of at most %d characters, at most %d m-sections, %d formats on one m= line and %d a=candidate lines per m-section; past a limit the request is 400 `INVALID_SDP` naming it",
+		webrtcin.MaxOfferBytes, webrtcin.MaxSDPLineLen, webrtcin.MaxMediaSections, webrtcin.MaxFormats, webrtcin.MaxCandidates)
+	bad := fmt.Sprintf("one past the offer limits: %d bytes, lines of %d characters, %d m-sections, %d formats per m= line, %d candidates per m-section)",
+		webrtcin.MaxOfferBytes, webrtcin.MaxSDPLineLen, webrtcin.MaxMediaSections, webrtcin.MaxFormats, webrtcin.MaxCandidates)
+
+	var sections strings.Builder
+	sections.WriteString("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n")
+	for range webrtcin.MaxMediaSections + 1 {
+		sections.WriteString("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n")
+	}
+	_, err := webrtcin.InspectOffer(sections.String())
+	if err == nil {
+		t.Fatal("an offer past the m-section limit was taken")
+	}
+	refused := err.Error()
+
+	get := func(v any, keys ...string) any {
+		for _, k := range keys {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		}
+		return v
+	}
+	paths := tree.(map[string]any)["paths"]
+	for _, p := range []string{"/v1/streams", "/whip", "/whip/{id}"} {
+		r400 := get(paths, p, "post", "responses", "400")
+		if d, _ := get(r400, "description").(string); !strings.Contains(d, bad) {
+			t.Errorf("POST %s 400: %q does not state the limits %q", p, d, bad)
+		}
+		if msg, _ := get(r400, "content", "application/json", "examples", "INVALID_SDP_LIMIT", "value", "error", "message").(string); !strings.Contains(refused, msg) || msg == "" {
+			t.Errorf("POST %s 400 example %q is not what InspectOffer says: %q", p, msg, refused)
+		}
+		desc := get(paths, p, "post", "requestBody", "description")
+		if p == "/v1/streams" {
+			desc = get(tree, "components", "schemas", "CreateStreamRequest", "properties", "sdp", "description")
+		}
+		if d, _ := desc.(string); !strings.Contains(d, body) {
+			t.Errorf("POST %s offer: %q does not state the limits %q", p, d, body)
 		}
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/apierr"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/httpapi/auth"
 )
 
 // answerTimeout bounds ICE gathering for an answer.
@@ -26,6 +28,7 @@ type createStreamResponse struct {
 	SDP      string                  `json:"sdp"`
 	State    gateway.StreamState     `json:"state"`
 	Rejected []gateway.RejectedTrack `json:"rejected"` // the offered tracks the answer rejected, as in the stream's view
+	Warnings []string                `json:"warnings"`
 }
 
 func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
@@ -46,34 +49,59 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	cred := credOf(r)
+	if cred.kind == credToken && cred.claims.Stream != auth.AnyStream {
+		switch body.Name {
+		case "":
+			body.Name = cred.claims.Stream
+		case cred.claims.Stream:
+		default:
+			a.writeErrorCode(w, r, apierr.CodeForbidden, "this publish token creates only the stream named in its stream claim: leave name out or use that name")
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
-	s, err := a.m.CreateStream(ctx, body.SDP, body.Name, specs)
+	if err := a.authorize(ctx, r, auth.Request{Action: auth.ActionPublish, Protocol: "api", StreamName: body.Name,
+		Outputs: redactedOutputs(specs), Credential: cred.webhook("")}); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	s, err := a.m.CreateScopedStream(ctx, body.SDP, body.Name, specs, cred.scope())
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/v1/streams/"+s.ID())
 	w.Header().Set("ETag", quoteETag(s.ETag()))
-	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State(), Rejected: s.Info().Rejected})
+	info := s.Info()
+	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State(), Rejected: info.Rejected, Warnings: info.Warnings})
 }
 
-func (a *API) listStreams(w http.ResponseWriter, _ *http.Request) {
-	streams := a.m.Streams()
+// listStreams lists every stream, or a publish token's own.
+func (a *API) listStreams(w http.ResponseWriter, r *http.Request) {
+	cred := credOf(r)
 	out := struct {
 		Streams []gateway.StreamInfo `json:"streams"`
-	}{Streams: make([]gateway.StreamInfo, len(streams))}
-	for i, s := range streams {
-		out.Streams[i] = s.Info()
+	}{Streams: []gateway.StreamInfo{}}
+	for _, s := range a.m.Streams() {
+		if mayDrive(cred, s) {
+			out.Streams = append(out.Streams, s.Info())
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// stream resolves {id} or answers 404.
+// stream resolves {id} or answers 404, and answers 403 when the
+// request's credential may not drive it.
 func (a *API) stream(w http.ResponseWriter, r *http.Request) (*gateway.Stream, bool) {
 	s, err := a.m.Stream(chi.URLParam(r, "id"))
 	if err != nil {
 		a.writeError(w, r, err)
+		return nil, false
+	}
+	if !mayDrive(credOf(r), s) {
+		a.writeError(w, r, forbidden(s))
 		return nil, false
 	}
 	return s, true
@@ -126,7 +154,13 @@ func (a *API) startBroadcast(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	b, err := s.StartBroadcast(r.Context(), specs)
+	cred := credOf(r)
+	if err := a.authorize(r.Context(), r, auth.Request{Action: auth.ActionBroadcast, Protocol: "api", StreamID: s.ID(), StreamName: s.Name(),
+		Outputs: redactedOutputs(specs), Credential: cred.webhook("")}); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	b, err := s.StartScopedBroadcast(r.Context(), specs, cred.scope())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

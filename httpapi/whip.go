@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -39,25 +42,60 @@ func whipOptions(w http.ResponseWriter, r *http.Request) {
 // session's URL in Location.
 //
 // The bearer token or the {key} in the path may name a configured relay:
-// the broadcast to its targets then starts by itself once media flows. When
-// relays are configured, a publisher must present one of their keys (or the
-// API key).
+// the broadcast to its targets then starts by itself once media flows. A
+// publish token's relay claim names a relay the same way. When relays are
+// configured, a publisher must present one of their keys, a publish token
+// or the API key.
 func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	key := chi.URLParam(r, "key")
 	if key == "" {
 		key = bearer(r)
 	}
-	targets, isRelay := a.m.RelayTargets(key)
-	switch {
-	case isRelay:
-	case a.m.HasRelays() && (a.apiKey == "" || !a.keyOK(r)):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "unknown stream key: set the WHIP client's bearer token to a stream key configured on the server")
-		return
-	case !a.keyOK(r):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs a bearer token: set it as the WHIP client's token")
-		return
+	var (
+		cred      credential
+		targets   []rtmpout.Spec
+		relayName string
+	)
+	if id := a.m.RelayID(key); id >= 0 {
+		cred = credential{kind: credRelay, relay: id}
+		targets, _ = a.m.RelayTargets(key)
+		relayName = a.m.RelayName(id)
+	} else {
+		c, e := a.identify(r)
+		switch {
+		case e != nil:
+			a.unauthorized(w, r, e)
+			return
+		case c.kind == credOpen && a.m.HasRelays():
+			a.unauthorized(w, r, &apierr.Error{Code: apierr.CodeUnauthorized, Message: "unknown stream key: set the WHIP client's bearer token to a stream key configured on the server"})
+			return
+		case c.kind == credToken && c.claims.Relay != "":
+			var ok bool
+			if targets, ok = a.m.RelayNamed(c.claims.Relay); ok {
+				relayName = c.claims.Relay
+			} else if id := a.m.RelayID(c.claims.Relay); id >= 0 {
+				targets, _ = a.m.RelayTargets(c.claims.Relay)
+				relayName = a.m.RelayName(id) // never the key
+			} else {
+				a.writeErrorCode(w, r, apierr.CodeForbidden, "the token's relay claim names no relay configured on this server")
+				return
+			}
+		case c.kind == credToken:
+			// API.md: the outputs claim holds hosts and/or relay keys; the
+			// first entry that is a relay's key (or name) publishes to it.
+			for _, o := range c.claims.Outputs {
+				if id := a.m.RelayID(o); id >= 0 {
+					targets, _ = a.m.RelayTargets(o)
+					relayName = a.m.RelayName(id)
+					break
+				}
+				if t, ok := a.m.RelayNamed(o); ok {
+					targets, relayName = t, o
+					break
+				}
+			}
+		}
+		cred = c
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/sdp" {
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: apierr.Info{
@@ -72,14 +110,31 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
 	name := "whip"
-	if isRelay {
+	if targets != nil {
 		name = "whip relay"
 	}
-	s, err := a.m.CreateStream(ctx, string(offer), name, targets)
+	sc := cred.scope()
+	if sc != nil {
+		if sc.Stream != auth.AnyStream {
+			name = sc.Stream
+		}
+		sc.OperatorTargets = targets != nil // the relay's, not the token's
+	}
+	if err := a.authorize(ctx, r, auth.Request{Action: auth.ActionPublish, Protocol: "whip", StreamName: name,
+		Outputs: redactedOutputs(targets), Credential: cred.webhook(relayName)}); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	s, err := a.m.CreateScopedStream(ctx, string(offer), name, targets, sc)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
+	owner := -1
+	if cred.kind == credRelay {
+		owner = cred.relay
+	}
+	a.sessions.add(a.m, s.ID(), sessionOwner{relay: owner})
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Location", "/whip/"+s.ID())
 	w.Header().Set("ETag", quoteETag(s.ETag()))
@@ -95,15 +150,11 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) whipDelete(w http.ResponseWriter, r *http.Request) {
-	if !a.keyOK(r) {
-		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs a bearer token")
+	s, ok := a.whipSession(w, r)
+	if !ok {
 		return
 	}
-	s, err := a.m.Stream(chi.URLParam(r, "key"))
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
+	a.sessions.remove(s.ID())
 	s.Close()
 	w.WriteHeader(http.StatusOK)
 }
@@ -112,26 +163,60 @@ func (a *API) whipDelete(w http.ResponseWriter, r *http.Request) {
 // candidates are 204; new ICE credentials restart ICE and answer 200 with
 // the gateway's fragment and the new ETag.
 func (a *API) whipPatch(w http.ResponseWriter, r *http.Request) {
-	if !a.keyOK(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="castbridge"`)
-		a.writeErrorCode(w, r, apierr.CodeUnauthorized, "this server needs a bearer token")
-		return
+	if s, ok := a.whipSession(w, r); ok {
+		a.patchICE(w, r, s)
 	}
-	a.patchICE(w, r, chi.URLParam(r, "key"))
+}
+
+// whipSession resolves a WHIP session's URL for its publisher: the API key;
+// the relay key it was published with (and no other relay's); a publish
+// token of its scope; anyone on a gateway without auth. WHIP clients send
+// the bearer token of their POST with their PATCH and DELETE.
+func (a *API) whipSession(w http.ResponseWriter, r *http.Request) (*gateway.Stream, bool) {
+	id := chi.URLParam(r, "key")
+	var relay = -1
+	var cred credential
+	if !a.authConfigured() {
+		cred = credential{kind: credOpen}
+	} else if relay = a.m.RelayID(bearer(r)); relay >= 0 {
+		cred = credential{kind: credRelay, relay: relay}
+	} else {
+		c, e := a.identify(r)
+		if e != nil {
+			a.unauthorized(w, r, e)
+			return nil, false
+		}
+		cred = c
+	}
+	s, err := a.m.Stream(id)
+	if err != nil {
+		a.writeError(w, r, err)
+		return nil, false
+	}
+	switch cred.kind {
+	case credRelay:
+		if o, ok := a.sessions.owner(id); !ok || o.relay != relay {
+			a.writeErrorCode(w, r, apierr.CodeForbidden, "this stream key did not publish session "+id+": a relay key ends only its own sessions")
+			return nil, false
+		}
+	case credToken:
+		if !mayDrive(cred, s) {
+			a.writeError(w, r, forbidden(s))
+			return nil, false
+		}
+	}
+	return s, true
 }
 
 // streamICE is PATCH /v1/streams/{id}/ice: the same as a WHIP PATCH for a
 // stream made with POST /v1/streams.
 func (a *API) streamICE(w http.ResponseWriter, r *http.Request) {
-	a.patchICE(w, r, chi.URLParam(r, "id"))
+	if s, ok := a.stream(w, r); ok {
+		a.patchICE(w, r, s)
+	}
 }
 
-func (a *API) patchICE(w http.ResponseWriter, r *http.Request, id string) {
-	s, err := a.m.Stream(id)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
+func (a *API) patchICE(w http.ResponseWriter, r *http.Request, s *gateway.Stream) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != sdpFragType {
 		w.Header().Set("Accept-Patch", sdpFragType)
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: apierr.Info{
@@ -190,4 +275,43 @@ func ifMatch(values []string) func(etag string) bool {
 		}
 		return false
 	}
+}
+
+// sessionOwner is who published a WHIP session: the relay whose key it
+// used (-1 for none). A token's session is its stream's scope
+// (gateway.Stream.Scope).
+type sessionOwner struct {
+	relay int
+}
+
+// whipSessions remembers the owners of live WHIP sessions. Entries of
+// closed streams are pruned on the next add, so it holds at most the live
+// sessions and those closed since the last publish.
+type whipSessions struct {
+	mu     sync.Mutex
+	owners map[string]sessionOwner
+}
+
+func (ws *whipSessions) add(m *gateway.Manager, id string, o sessionOwner) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for sid := range ws.owners {
+		if _, err := m.Stream(sid); err != nil {
+			delete(ws.owners, sid)
+		}
+	}
+	ws.owners[id] = o
+}
+
+func (ws *whipSessions) owner(id string) (sessionOwner, bool) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	o, ok := ws.owners[id]
+	return o, ok
+}
+
+func (ws *whipSessions) remove(id string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	delete(ws.owners, id)
 }

@@ -16,13 +16,15 @@ import (
 // transcodingTargets.
 //
 //	relays:
-//	  - key: my-obs-key
+//	  - name: studio      # optional: publish tokens name it (claim relay)
+//	    key: my-obs-key
 //	    targets:
 //	      - output: rtmp://a.rtmp.youtube.com/live2
 //	        streamname: YOUTUBE-KEY
 //	      - output: rtmp://live.twitch.tv/app/TWITCH-KEY
 type fileConfig struct {
 	Relays []struct {
+		Name    string           `yaml:"name"`
 		Key     string           `yaml:"key"`
 		Targets []map[string]any `yaml:"targets"`
 	} `yaml:"relays"`
@@ -49,7 +51,7 @@ func loadRelays(path string) ([]gateway.Relay, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config %s: relay %d: %w", path, i, err)
 		}
-		relays[i] = gateway.Relay{Key: r.Key, Targets: specs}
+		relays[i] = gateway.Relay{Name: r.Name, Key: r.Key, Targets: specs}
 	}
 	if err := gateway.ValidateRelays(relays); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -27,6 +28,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
@@ -69,6 +71,13 @@ type options struct {
 	maxStreams       int
 	maxTargets       int
 	maxSSE           int
+	tokenKey         string
+	tokenSecret      string
+	tokenAudience    string
+	tokenIssuer      string
+	authWebhook      string
+	authWebhookTO    time.Duration
+	corsOrigins      string
 	webhooks         listFlag
 	webhookSecret    string
 	webhookEvents    string
@@ -127,8 +136,15 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.IntVar(&o.maxStreams, "max-streams", 0, "cap on concurrent publisher sessions; past it new ones get 503 LIMIT_EXCEEDED (0: no cap)")
 	fs.IntVar(&o.maxTargets, "max-targets", gateway.DefaultMaxTargets, "cap on the targets of one broadcast; past it 429 LIMIT_EXCEEDED")
 	fs.IntVar(&o.maxSSE, "max-sse-subscribers", gateway.DefaultMaxEventSubscribers, "cap on the event streams (SSE) open on one stream; past it 429 LIMIT_EXCEEDED")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "verify scoped publish tokens (JWT, HS256) with this HMAC secret of at least 32 bytes; off when empty")
+	fs.StringVar(&o.tokenKey, "token-key", "", "verify scoped publish tokens (JWT) with the PEM public key in this file instead (ES256 for P-256, EdDSA for Ed25519, RS256 for RSA)")
+	fs.StringVar(&o.tokenAudience, "token-audience", "", "when set, publish tokens must carry this aud")
+	fs.StringVar(&o.tokenIssuer, "token-issuer", "", "when set, publish tokens must carry this iss")
+	fs.StringVar(&o.authWebhook, "auth-webhook", "", "http(s) URL POSTed a JSON description of every publish and broadcast start; anything but a 2xx within --auth-webhook-timeout refuses it (403 FORBIDDEN)")
+	fs.DurationVar(&o.authWebhookTO, "auth-webhook-timeout", auth.DefaultWebhookTimeout, "how long the authorization webhook has to answer before the request is refused")
+	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma list of other origins (scheme://host[:port]) whose web pages may call the API and WHIP, or * for any; empty: none (the built-in page at / is same-origin)")
 	fs.Var(&o.webhooks, "webhook", "send every stream's events as signed JSON POSTs to this http(s) URL (repeat it, or a comma list, for more; see README, Webhooks)")
-	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (Castbridge-Signature header); required with --webhook")
+	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (X-Castbridge-Signature header); required with --webhook")
 	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma list of the event names webhooks send (default: all stream, broadcast and target events; ReceivedWebRTCStats is never sent)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.Usage = func() {
@@ -280,6 +296,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("--video-codecs: %w", err)
 	}
+	access, err := accessConfig(o)
+	if err != nil {
+		return err
+	}
 
 	hooks, err := newWebhooks(o, log)
 	if err != nil {
@@ -352,7 +372,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		closeHooks(expired)
 		return err
 	}
-	api := httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log.With("component", "http")})
+	access.Manager, access.Logger = m, log.With("component", "http")
+	api := httpapi.New(access)
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		_ = m.Shutdown(context.Background())
@@ -385,9 +406,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		log.Info("pprof listening", "url", "http://"+paddr.String()+"/debug/pprof/")
 	}
-	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays))
-	if o.apiKey == "" && !loopbackAddr(ln.Addr().String()) {
-		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY), or listen on 127.0.0.1")
+	log.Info("castbridge listening", "http", ln.Addr().String(), "ice_udp_port", m.ICEPort(), "ice_tcp_port", m.ICETCPPort(), "api_key", o.apiKey != "", "relays", len(relays),
+		"publish_tokens", access.Tokens != nil, "auth_webhook", access.AuthWebhook != nil, "cors_origins", strings.Join(access.CORSOrigins, ","))
+	if o.apiKey == "" && access.Tokens == nil && !loopbackAddr(ln.Addr().String()) {
+		log.Warn("NO AUTHENTICATION: the API and WHIP on " + ln.Addr().String() + " let anyone who reaches the port list, start, drive and end every stream; set --api-key (CASTBRIDGE_API_KEY) and/or --token-secret (CASTBRIDGE_TOKEN_SECRET), or listen on 127.0.0.1")
 	}
 
 	select {
@@ -398,6 +420,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
+	if access.AuthWebhook != nil {
+		access.AuthWebhook.Close()
+	}
 	// The streams' last events (StopBroadcastSuccess, StreamClosed) are
 	// queued now: the webhooks get what is left of the deadline.
 	closeHooks(sctx)
@@ -411,6 +436,50 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	return nil
+}
+
+// accessConfig makes the API's access control from the flags: the API key,
+// the publish-token verifier, the authorization webhook, CORS origins.
+func accessConfig(o options) (httpapi.Config, error) {
+	cfg := httpapi.Config{APIKey: o.apiKey}
+	switch {
+	case o.tokenSecret != "" && o.tokenKey != "":
+		return cfg, errors.New("--token-secret and --token-key: give one (an HMAC secret or a public key file)")
+	case o.tokenSecret != "":
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: []byte(o.tokenSecret), Audience: o.tokenAudience, Issuer: o.tokenIssuer})
+		if err != nil {
+			return cfg, fmt.Errorf("--token-secret: %w", err)
+		}
+		cfg.Tokens = v
+	case o.tokenKey != "":
+		pemKey, err := os.ReadFile(o.tokenKey)
+		if err != nil {
+			return cfg, fmt.Errorf("--token-key takes a PEM public key file (an HMAC secret goes in --token-secret): %w", err)
+		}
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: pemKey, PEMKey: true, Audience: o.tokenAudience, Issuer: o.tokenIssuer})
+		if err != nil {
+			return cfg, fmt.Errorf("--token-key: %w", err)
+		}
+		cfg.Tokens = v
+	case o.tokenAudience != "" || o.tokenIssuer != "":
+		return cfg, errors.New("--token-audience and --token-issuer need --token-secret or --token-key")
+	}
+	if o.authWebhook != "" {
+		u, err := url.Parse(o.authWebhook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, errors.New("--auth-webhook: want an http:// or https:// URL")
+		}
+		if o.authWebhookTO <= 0 {
+			return cfg, fmt.Errorf("--auth-webhook-timeout: %v, want more than 0", o.authWebhookTO)
+		}
+		cfg.AuthWebhook = auth.NewWebhook(o.authWebhook, o.authWebhookTO)
+	}
+	origins, err := httpapi.ParseOrigins(splitList(o.corsOrigins))
+	if err != nil {
+		return cfg, fmt.Errorf("--cors-origins: %w", err)
+	}
+	cfg.CORSOrigins = origins
+	return cfg, nil
 }
 
 // newWebhooks makes the event webhooks' sender from the options; nil when

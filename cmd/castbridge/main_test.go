@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,13 +19,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/gateway/webhook"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
@@ -513,7 +521,7 @@ func TestWebhooksAtShutdown(t *testing.T) {
 			raw, _ := io.ReadAll(r.Body)
 			var b struct{ Event string }
 			_ = json.Unmarshal(raw, &b)
-			if webhook.Verify("hook-secret", r.Header.Get(webhook.SignatureHeader), raw, time.Now(), 0) != nil {
+			if webhook.Verify("hook-secret", r.Header.Get(webhook.SignatureHeader), raw) != nil {
 				t.Errorf("bad signature on %s", raw)
 			}
 			if hang && b.Event == "StreamClosed" {
@@ -691,5 +699,116 @@ func TestSTUNOption(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "public_addr=203.0.113.7:4242") || !strings.Contains(l, "stun="+srv) {
 		t.Errorf("the startup log does not say the public address learned from %s:\n%s", srv, l)
+	}
+}
+
+// TestAccessFlags: --token-secret (from CASTBRIDGE_TOKEN_SECRET, API.md's name), --cors-origins
+// and --auth-webhook reach the API of a running gateway.
+func TestAccessFlags(t *testing.T) {
+	const secret = "cmd-test-hmac-secret-of-32-bytes-or-more"
+	var asked atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	defer hook.Close()
+	httpAddr := freeAddr(t)
+	env := map[string]string{"CASTBRIDGE_TOKEN_SECRET": secret, "CASTBRIDGE_AUTH_WEBHOOK": hook.URL}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--http-addr", httpAddr, "--ice-udp-port", "0", "--ice-ips", "127.0.0.1", "--local-ingest", "",
+			"--log-level", "warn", "--cors-origins", "https://app.example", "--auth-webhook-timeout", "1s"}, func(k string) string { return env[k] }, io.Discard)
+	}()
+	base := "http://" + httpAddr
+	for i := 0; ; i++ {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, auth.Claims{Stream: "alice",
+		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))}}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, bearer, ctype, body string, hdr ...string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(raw)
+	}
+	if st, _, body := do("GET", "/v1/streams", "", "", ""); st != 401 {
+		t.Errorf("no token: %d %s", st, body)
+	}
+	if st, _, body := do("GET", "/v1/streams", tok, "", ""); st != 200 {
+		t.Errorf("publish token: %d %s", st, body)
+	}
+	if _, h, _ := do("OPTIONS", "/whip", "", "", "", "Origin", "https://app.example", "Access-Control-Request-Method", "POST"); h.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Errorf("allowed origin: %v", h)
+	}
+	if _, h, _ := do("OPTIONS", "/whip", "", "", "", "Origin", "https://evil.example", "Access-Control-Request-Method", "POST"); h.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("other origin: %v", h)
+	}
+	if st, _, body := do("POST", "/whip", tok, "application/sdp", "v=0\r\n"); st != 403 || !strings.Contains(body, "FORBIDDEN") || asked.Load() != 1 {
+		t.Errorf("WHIP with a refusing webhook: %d %s (asked %d)", st, body, asked.Load())
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestAccessConfig(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&ec.PublicKey)
+	path := filepath.Join(t.TempDir(), "token.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := accessConfig(options{tokenKey: path, tokenAudience: "castbridge"})
+	if err != nil || cfg.Tokens == nil || cfg.Tokens.Alg() != "ES256" {
+		t.Fatalf("PEM token key: %+v %v", cfg, err)
+	}
+	cfg, err = accessConfig(options{tokenSecret: strings.Repeat("s", 32)})
+	if err != nil || cfg.Tokens == nil || cfg.Tokens.Alg() != "HS256" {
+		t.Fatalf("HMAC token secret: %+v %v", cfg, err)
+	}
+	for _, o := range []options{
+		{tokenSecret: "short"},
+		{tokenKey: strings.Repeat("s", 32)}, // a secret is no key file
+		{tokenKey: path, tokenSecret: strings.Repeat("s", 32)},
+		{tokenAudience: "x"},
+		{authWebhook: "ftp://backend"},
+		{authWebhook: "http://backend", authWebhookTO: 0},
+		{corsOrigins: "https://app.example/path"},
+	} {
+		if _, err := accessConfig(o); err == nil {
+			t.Errorf("%+v: accepted", o)
+		}
+	}
+	cfg, err = accessConfig(options{authWebhook: "http://backend:9000/auth", authWebhookTO: time.Second, corsOrigins: "*, https://a.example"})
+	if err != nil || cfg.AuthWebhook == nil || len(cfg.CORSOrigins) != 2 || cfg.Tokens != nil {
+		t.Errorf("webhook and origins: %+v %v", cfg, err)
 	}
 }

@@ -387,7 +387,11 @@ func ProbeIcecast(ctx context.Context, client *http.Client, log *slog.Logger, ur
 	}
 	var denied *outpolicy.DeniedError
 	if errors.As(err, &denied) {
-		return apierr.Wrap(apierr.CodeInvalidOutput, err, "icecast_url %s", denied)
+		code := apierr.CodeOutputNotAllowed
+		if denied.OutsideScope() {
+			code = apierr.CodeForbidden
+		}
+		return apierr.Wrap(code, err, "icecast_url %s", denied)
 	}
 	return apierr.Wrap(apierr.CodeInvalidRequest, err, "icecast_url cannot be used as an audio source: %v", err)
 }

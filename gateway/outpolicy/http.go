@@ -18,7 +18,8 @@ const maxRedirects = 3
 // connection through Dial, and at most 3 redirects, each to an http(s)
 // URL whose host is checked again (by CheckLiteral here, and by Dial when
 // it connects). It has no overall timeout (audio streams are endless) but
-// a 10 s response-header timeout.
+// a 10 s response-header timeout. A restricted policy's client (one per
+// request that made it) keeps no idle connections: nothing would close them.
 func (p *Policy) HTTPClient() *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	return &http.Client{
@@ -30,6 +31,7 @@ func (p *Policy) HTTPClient() *http.Client {
 			TLSHandshakeTimeout:    10 * time.Second,
 			ResponseHeaderTimeout:  10 * time.Second,
 			MaxResponseHeaderBytes: 64 << 10,
+			DisableKeepAlives:      p.Restricted(),
 		},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {

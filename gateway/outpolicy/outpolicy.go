@@ -38,8 +38,9 @@ const (
 	Multicast
 	Unspecified
 	OwnPort
-	Loopback // only with DenyPrivate
-	Private  // only with DenyPrivate
+	Loopback  // only with DenyPrivate (or a restricted policy)
+	Private   // only with DenyPrivate (or a restricted policy)
+	NotListed // a restricted policy's host is not among its output hosts
 )
 
 // DeniedError is a refused output address. Its text names the class of
@@ -47,7 +48,15 @@ const (
 type DeniedError struct {
 	Class Class
 	Port  int // OwnPort only
+	// Scoped: the refusal is a restricted policy's (a scoped token's),
+	// whose message names the token rather than the gateway's flags.
+	Scoped bool
 }
+
+// OutsideScope: the host is not among a restricted policy's hosts (the
+// caller's credential does not cover it), rather than an address the
+// policy refuses to everyone of its kind.
+func (e *DeniedError) OutsideScope() bool { return e.Class == NotListed }
 
 func (e *DeniedError) Error() string {
 	switch e.Class {
@@ -61,6 +70,18 @@ func (e *DeniedError) Error() string {
 		return "host resolves to an unspecified address, which castbridge never dials"
 	case OwnPort:
 		return fmt.Sprintf("host and port %d are this gateway's own listener, which castbridge never dials", e.Port)
+	case Loopback, Private:
+		if e.Scoped {
+			kind := "loopback"
+			if e.Class == Private {
+				kind = "private"
+			}
+			return "host resolves to a " + kind + " address, which a scoped token may not push to"
+		}
+	}
+	switch e.Class {
+	case NotListed:
+		return "host is not among the output hosts this token allows (its outputs claim)"
 	case Loopback:
 		return "host resolves to a loopback address, which this gateway refuses (--deny-private-outputs); --allow-outputs can open it"
 	case Private:
@@ -99,15 +120,30 @@ type Policy struct {
 	hosts       []string
 	resolver    Resolver
 	localAddrs  func() []netip.Addr
+	// only, when non-nil, is a restricted policy's list of output hosts:
+	// no other host is dialed (see Restrict).
+	only []hostPort
 
-	mu       sync.RWMutex
-	ownPorts []int
+	// own is shared with the policies Restrict derives, so that a port
+	// added later is refused by them too.
+	own *ownPorts
+}
+
+type ownPorts struct {
+	mu    sync.RWMutex
+	ports []int
+}
+
+// hostPort is one entry of a restricted policy's host list; port 0 is any.
+type hostPort struct {
+	host string
+	port int
 }
 
 // New parses cfg; an Allow entry that is neither a CIDR, an IP nor a host
 // name is an error.
 func New(cfg Config) (*Policy, error) {
-	p := &Policy{denyPrivate: cfg.DenyPrivate, resolver: cfg.Resolver, localAddrs: cfg.LocalAddrs}
+	p := &Policy{denyPrivate: cfg.DenyPrivate, resolver: cfg.Resolver, localAddrs: cfg.LocalAddrs, own: &ownPorts{}}
 	for _, a := range cfg.Allow {
 		a = strings.TrimSpace(a)
 		if a == "" {
@@ -139,10 +175,10 @@ func (p *Policy) AddOwnPort(port int) {
 	if p == nil || port <= 0 {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !slices.Contains(p.ownPorts, port) {
-		p.ownPorts = append(p.ownPorts, port)
+	p.own.mu.Lock()
+	defer p.own.mu.Unlock()
+	if !slices.Contains(p.own.ports, port) {
+		p.own.ports = append(p.own.ports, port)
 	}
 }
 
@@ -150,9 +186,87 @@ func (p *Policy) isOwnPort(port int) bool {
 	if p == nil {
 		return false
 	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return slices.Contains(p.ownPorts, port)
+	p.own.mu.RLock()
+	defer p.own.mu.RUnlock()
+	return slices.Contains(p.own.ports, port)
+}
+
+// Restrict derives the policy of a scoped credential (a publish token):
+// everything p refuses, and also loopback and private addresses (as with
+// DenyPrivate; p's Allow entries, the operator's explicit openings, still
+// open theirs), and every host that is not in hosts. An entry of hosts is
+// a host name or IP address, optionally with a port ("host:port",
+// "[v6]:port"); without one, any port of the host. The host is compared
+// as written in the output URL, case-insensitively, so a name's
+// addresses are still resolved and checked. An empty hosts list allows
+// no output at all. A nil p restricts the default policy.
+func (p *Policy) Restrict(hosts []string) (*Policy, error) {
+	r := &Policy{denyPrivate: true, only: []hostPort{}, own: &ownPorts{}}
+	if p != nil {
+		r.prefixes, r.hosts, r.resolver, r.localAddrs, r.own = p.prefixes, p.hosts, p.resolver, p.localAddrs, p.own
+	}
+	for _, h := range hosts {
+		hp, err := parseHostPort(h)
+		if err != nil {
+			return nil, err
+		}
+		r.only = append(r.only, hp)
+	}
+	return r, nil
+}
+
+// Restricted reports whether the policy is one Restrict made.
+func (p *Policy) Restricted() bool { return p != nil && p.only != nil }
+
+func parseHostPort(s string) (hostPort, error) {
+	s = strings.TrimSpace(s)
+	bad := fmt.Errorf("output host %q is neither a host nor host:port", s)
+	if s == "" || strings.ContainsAny(s, "/@?# \t") {
+		return hostPort{}, bad
+	}
+	host, port := s, 0
+	if h, ps, err := net.SplitHostPort(s); err == nil {
+		n, err := strconv.Atoi(ps)
+		if err != nil || n < 1 || n > 65535 {
+			return hostPort{}, bad
+		}
+		host, port = h, n
+	} else if strings.Count(s, ":") == 1 {
+		return hostPort{}, bad // "host:" or "host:x"
+	}
+	host = normHost(host)
+	if host == "" {
+		return hostPort{}, bad
+	}
+	return hostPort{host: host, port: port}, nil
+}
+
+// normHost is a host as compared: lower case, no brackets, zone or
+// trailing dot, an IP address in its canonical form.
+func normHost(h string) string {
+	h = strings.Trim(h, "[]")
+	if i := strings.IndexByte(h, '%'); i >= 0 {
+		h = h[:i]
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.Unmap().String()
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// listed: a restricted policy names host (and port) among its outputs;
+// an unrestricted one lists everything.
+func (p *Policy) listed(host string, port int) bool {
+	if p == nil || p.only == nil {
+		return true
+	}
+	h := normHost(host)
+	for _, e := range p.only {
+		if e.host == h && (e.port == 0 || e.port == port) {
+			return true
+		}
+	}
+	return false
 }
 
 // Cloud metadata services outside the link-local range (which is refused
@@ -188,14 +302,17 @@ func (p *Policy) Check(host string, ap netip.AddrPort) error {
 	if port := int(ap.Port()); p.isOwnPort(port) && p.isLocal(ip) {
 		return &DeniedError{Class: OwnPort, Port: port}
 	}
+	if !p.listed(host, int(ap.Port())) {
+		return &DeniedError{Class: NotListed, Scoped: true}
+	}
 	if p == nil || !p.denyPrivate || p.allowed(host, ip) {
 		return nil
 	}
 	switch {
 	case ip.IsLoopback():
-		return &DeniedError{Class: Loopback}
+		return &DeniedError{Class: Loopback, Scoped: p.Restricted()}
 	case ip.IsPrivate() || cgnat.Contains(ip):
-		return &DeniedError{Class: Private}
+		return &DeniedError{Class: Private, Scoped: p.Restricted()}
 	}
 	return nil
 }
@@ -251,7 +368,11 @@ func interfaceAddrs() []netip.Addr {
 // CheckLiteral decides, without a lookup, on a host written as an IP
 // address (or "localhost"); any other name is left to Resolve. For a
 // request's validation: the clear refusals come before anything is dialed.
+// A restricted policy's host list is checked here for names too.
 func (p *Policy) CheckLiteral(host string, port int) error {
+	if !p.listed(host, port) {
+		return &DeniedError{Class: NotListed, Scoped: true}
+	}
 	h := strings.Trim(host, "[]")
 	if i := strings.IndexByte(h, '%'); i >= 0 {
 		h = h[:i]
@@ -276,6 +397,9 @@ var ErrLookup = errors.New("host name does not resolve")
 // Resolve looks host up once and returns its addresses the policy allows,
 // with port. When it allows none, the error is the first refusal.
 func (p *Policy) Resolve(ctx context.Context, host string, port int) ([]netip.AddrPort, error) {
+	if !p.listed(host, port) {
+		return nil, &DeniedError{Class: NotListed, Scoped: true} // not even looked up
+	}
 	h := strings.Trim(host, "[]")
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(h); err == nil {

@@ -12,6 +12,7 @@ type Info struct {
 	ID         string       `json:"id"`
 	Output     string       `json:"output"`
 	State      State        `json:"state"`
+	Stalled    bool         `json:"stalled"` // connected, but the ingest takes no writes: the queue cannot drain
 	Error      *apierr.Info `json:"error"`
 	Reconnects int          `json:"reconnects"`
 	// What the target asked for, echoed: videobitrate caps the publisher
@@ -29,12 +30,17 @@ type Info struct {
 type Stats struct {
 	ID            string  `json:"id"`
 	State         State   `json:"state"`
+	Stalled       bool    `json:"stalled"`
 	BytesSent     uint64  `json:"bytesSent"`
 	Bitrate       float64 `json:"bitrate"`
 	FramesSent    uint64  `json:"framesSent"`
 	FramesDropped uint64  `json:"framesDropped"`
-	QueueMs       float64 `json:"queueMs"`
-	Reconnects    int     `json:"reconnects"`
+	// AudioDropped counts audio frames that came later than holdMax
+	// behind the video already written (the audio stalled): dropped to
+	// keep the connection's timestamps in order.
+	AudioDropped uint64  `json:"audioDropped"`
+	QueueMs      float64 `json:"queueMs"`
+	Reconnects   int     `json:"reconnects"`
 	// LatencyP50Ms and LatencyP99Ms measure from a frame's last RTP packet
 	// arriving to its tag being written to the ingest's socket.
 	LatencyP50Ms float64 `json:"latencyP50Ms"`
@@ -82,6 +88,7 @@ func (t *Target) Stats(now time.Time) Stats {
 		ID:            t.id,
 		FramesSent:    t.framesSent.Load(),
 		FramesDropped: t.framesDropped.Load(),
+		AudioDropped:  t.lateAudio.Load(),
 		QueueMs:       t.queueMs(),
 		LatencyP50Ms:  millis(t.latency.quantile(0.5)),
 		LatencyP99Ms:  millis(t.latency.quantile(0.99)),
@@ -91,7 +98,7 @@ func (t *Target) Stats(now time.Time) Stats {
 		ts.Bitrate = t.rate.Bitrate(ts.BytesSent, now)
 	}
 	t.mu.Lock()
-	ts.State, ts.Reconnects = t.reported(), t.reconnects
+	ts.State, ts.Stalled, ts.Reconnects = t.state, t.reportedStall(), t.reconnects
 	t.mu.Unlock()
 	return ts
 }

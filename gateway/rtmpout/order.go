@@ -26,11 +26,14 @@ const (
 	// video waits 43-63 ms for the AAC of its time (the encoder's delay
 	// and the Opus packet); holdMax only bounds a stall, and must be well
 	// above what a loaded machine delays the audio by: audio later than
-	// the video written is lost (see writeAudio).
-	holdMax = time.Second
+	// the video written is lost (see writeAudio). 1 s was not: a full
+	// end-to-end run under -race beside other work lost 20 AAC frames of
+	// 2900, shifting the audio 449 ms. A publisher that sends no audio
+	// costs nothing here (the pipeline fills silence after 500 ms).
+	holdMax = 2 * time.Second
 	// holdFrames bounds each ring: more than holdMax of 60 fps video or of
 	// 20 ms Opus packets.
-	holdFrames = 128
+	holdFrames = 160
 )
 
 // Ring indexes of Target.hold.

@@ -32,7 +32,7 @@ func FuzzParseBroadcast(f *testing.F) {
 	refused := func(t *testing.T, err error, key string) {
 		t.Helper()
 		var e *apierr.Error
-		if !errors.As(err, &e) || (e.Code != apierr.CodeInvalidRequest && e.Code != apierr.CodeInvalidOutput) || e.Message == "" {
+		if !errors.As(err, &e) || (e.Code != apierr.CodeInvalidRequest && e.Code != apierr.CodeInvalidOutput && e.Code != apierr.CodeOutputNotAllowed) || e.Message == "" {
 			t.Fatalf("refused with %#v", err)
 		}
 		if key != "" && strings.Contains(e.Message, key) {

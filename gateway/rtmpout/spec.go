@@ -84,7 +84,7 @@ func (t *Spec) ValidateFor(p *outpolicy.Policy) (rtmppush.Endpoint, error) {
 			"output must be an rtmp:// or rtmps:// URL with a host, an application and a stream name (or give streamname): %v", err)
 	}
 	if err := p.CheckLiteral(ep.Hostname(), ep.Port()); err != nil {
-		return ep, apierr.Wrap(apierr.CodeInvalidOutput, err, "output %s", err)
+		return ep, apierr.Wrap(policyCode(err), err, "output %s", err)
 	}
 	keys := make([]string, 0, len(t.ConnectInfo))
 	for k := range t.ConnectInfo {
@@ -123,7 +123,7 @@ func (t *Spec) ValidateFor(p *outpolicy.Policy) (rtmppush.Endpoint, error) {
 			return ep, apierr.Errorf(apierr.CodeInvalidRequest, "icecast_audio needs icecast_url, an http:// or https:// URL of an MP3 or AAC stream")
 		}
 		if err := p.CheckURL(u); err != nil {
-			return ep, apierr.Wrap(apierr.CodeInvalidOutput, err, "icecast_url %s", err)
+			return ep, apierr.Wrap(policyCode(err), err, "icecast_url %s", err)
 		}
 	}
 	return ep, nil
@@ -135,6 +135,20 @@ func truncateValue(s string) string {
 		return s[:16] + "…"
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// policyCode is the API's code for an output the policy refuses:
+// FORBIDDEN when the caller's scope does not cover the host, else
+// OUTPUT_NOT_ALLOWED; INVALID_OUTPUT for what is no policy's refusal.
+func policyCode(err error) apierr.Code {
+	var denied *outpolicy.DeniedError
+	switch {
+	case !errors.As(err, &denied):
+		return apierr.CodeInvalidOutput
+	case denied.OutsideScope():
+		return apierr.CodeForbidden
+	}
+	return apierr.CodeOutputNotAllowed
 }
 
 // ValidateAll checks every target of a broadcast against the default

@@ -37,16 +37,14 @@ const (
 	Reconnecting State = "reconnecting"
 	Failed       State = "failed"
 	Stopped      State = "stopped"
-	// Stalled: connected (live or connecting), but the writer has been
-	// stuck in one write for stallAfter or longer: the ingest stopped
-	// reading, and what is queued cannot drain. It reports the writer,
-	// not the connection: it ends when the write completes (live or
-	// connecting again) or fails (reconnecting).
-	Stalled State = "stalled"
 )
 
 // stallAfter is how long the writer may be stuck in one write before the
-// target reports Stalled. A write blocks only once the socket's send
+// target reports itself stalled (Info.Stalled, Stats.Stalled: API.md's
+// "stalled": true beside a state that stays live or becomes
+// reconnecting): the ingest stopped reading, and what is queued cannot
+// drain. It reports the writer, not the connection: it ends when the
+// write completes or fails (reconnecting). A write blocks only once the socket's send
 // buffer is full, so this long in one write means the ingest is not
 // reading.
 const stallAfter = 500 * time.Millisecond
@@ -280,7 +278,7 @@ func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 	}
 	var denied *outpolicy.DeniedError
 	if errors.As(err, &denied) {
-		return apierr.Wrap(apierr.CodeInvalidOutput, err, "output %s", denied)
+		return apierr.Wrap(policyCode(denied), err, "output %s", denied)
 	}
 	if hint := certificateHint(err); hint != "" {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s cannot be reached: its TLS certificate is not trusted: %s: %v", ep.Redacted(), hint, err)
@@ -326,19 +324,24 @@ func (t *Target) setState(st State) {
 
 // State is the target's current state.
 func (t *Target) State() State {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.state
+}
+
+// Stalled reports whether the target is connected but its writer has been
+// stuck in one write for stallAfter or longer.
+func (t *Target) Stalled() bool {
 	t.checkStall(time.Now())
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.reported()
+	return t.reportedStall()
 }
 
-// reported is the state the API shows: Stalled over a connected state
-// while the writer is stuck. Called with t.mu held.
-func (t *Target) reported() State {
-	if (t.state == Live || t.state == Connecting) && t.stalled.Load() {
-		return Stalled
-	}
-	return t.state
+// reportedStall: stalled only while connected (a failed write ends the
+// stall with a reconnect). Called with t.mu held.
+func (t *Target) reportedStall() bool {
+	return (t.state == Live || t.state == Connecting) && t.stalled.Load()
 }
 
 // Err is why the target failed or is reconnecting, nil otherwise.
@@ -717,7 +720,7 @@ func (t *Target) reconnect(cause error) bool {
 		if err != nil {
 			t.log.Debug("redial failed", "attempt", attempt, "err", err)
 			ierr := ingestError(t.ep, err)
-			if ierr.Code == apierr.CodeIngestRejected || ierr.Code == apierr.CodeInvalidOutput {
+			if ierr.Code == apierr.CodeIngestRejected || ierr.Code == apierr.CodeOutputNotAllowed || ierr.Code == apierr.CodeForbidden {
 				t.fail(ierr) // a bad key stays bad: no retrying forever
 				return false
 			}
@@ -937,7 +940,7 @@ func (t *Target) Info() Info {
 	t.checkStall(time.Now())
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ti := Info{ID: t.id, Output: t.ep.Redacted(), State: t.reported(), Reconnects: t.reconnects,
+	ti := Info{ID: t.id, Output: t.ep.Redacted(), State: t.state, Stalled: t.reportedStall(), Reconnects: t.reconnects,
 		VideoBitrate: t.spec.VideoBitrate, Framerate: t.spec.Framerate, AudioCodec: "aac", VideoCodec: t.spec.VideoCodec}
 	switch {
 	case t.spec.AudioCodec == "opus":

@@ -747,7 +747,7 @@ func TestTargetStalled(t *testing.T) {
 	// Live at a publisher's pace: never stalled.
 	for range 30 {
 		next()
-		if st := tg.State(); st == Stalled {
+		if tg.Stalled() {
 			t.Fatal("stalled while the ingest reads")
 		}
 		time.Sleep(33 * time.Millisecond)
@@ -763,7 +763,7 @@ func TestTargetStalled(t *testing.T) {
 		if blockedAt.IsZero() && len(tg.queue) >= 5 {
 			blockedAt = time.Now()
 		}
-		if tg.State() == Stalled {
+		if tg.Stalled() {
 			stalledAt = time.Now()
 		}
 		if time.Now().After(deadline) {
@@ -777,12 +777,13 @@ func TestTargetStalled(t *testing.T) {
 	if d := stalledAt.Sub(blockedAt); d > time.Second {
 		t.Errorf("stalled %v after the queue stopped draining, want within 1 s", d)
 	}
-	if info := tg.Info(); info.State != Stalled {
-		t.Errorf("Info().State = %s, want stalled", info.State)
+	// API.md: "stalled": true, the state stays live.
+	if info := tg.Info(); !info.Stalled || info.State != Live {
+		t.Errorf("Info() = state %s stalled %v, want live and stalled", info.State, info.Stalled)
 	}
 	st := tg.Stats(time.Now())
-	if st.State != Stalled || st.QueueMs <= 0 {
-		t.Errorf("Stats() = state %s queueMs %v, want stalled with a queue", st.State, st.QueueMs)
+	if !st.Stalled || st.State != Live || st.QueueMs <= 0 {
+		t.Errorf("Stats() = state %s stalled %v queueMs %v, want live, stalled, with a queue", st.State, st.Stalled, st.QueueMs)
 	}
 	countEvents := func() (stalled []TargetStalled, recovered []TargetRecovered) {
 		r.host.mu.Lock()
@@ -805,7 +806,7 @@ func TestTargetStalled(t *testing.T) {
 
 	stall.Store(false)
 	openGate()
-	waitFor(t, "live again", func() bool { next(); time.Sleep(10 * time.Millisecond); return tg.State() == Live })
+	waitFor(t, "no longer stalled", func() bool { next(); time.Sleep(10 * time.Millisecond); return !tg.Stalled() })
 	s, rec := countEvents()
 	if len(s) != 1 || len(rec) != 1 {
 		t.Fatalf("events after the gate opened: %v stalled, %v recovered; want one of each", s, rec)
@@ -816,8 +817,8 @@ func TestTargetStalled(t *testing.T) {
 	// Draining at a publisher's pace it stays live.
 	for range 30 {
 		next()
-		if st := tg.State(); st != Live {
-			t.Fatalf("state %s after recovering", st)
+		if st := tg.State(); st != Live || tg.Stalled() {
+			t.Fatalf("state %s, stalled %v after recovering", st, tg.Stalled())
 		}
 		time.Sleep(33 * time.Millisecond)
 	}

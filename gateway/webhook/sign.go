@@ -5,30 +5,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"strconv"
 	"strings"
-	"time"
 )
 
-// DefaultTolerance is how far a signature's timestamp may be from the
-// receiver's clock (Verify): older requests are replays or stuck retries.
-const DefaultTolerance = 5 * time.Minute
+// signaturePrefix starts the X-Castbridge-Signature header (API.md).
+const signaturePrefix = "sha256="
 
-// maxSignatureHeader bounds what Verify parses.
-const maxSignatureHeader = 1024
-
-// Sign returns the Castbridge-Signature header of body sent at t:
-// "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<unix seconds>.<body>">", the
-// key being the secret's bytes.
-func Sign(secret string, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
+// Sign returns the X-Castbridge-Signature header of body: "sha256=" and
+// the hex HMAC-SHA256 of the body, keyed with the secret's bytes (API.md).
+func Sign(secret string, body []byte) string {
+	return signaturePrefix + hex.EncodeToString(mac(secret, body))
 }
 
-func mac(secret, ts string, body []byte) []byte {
+func mac(secret string, body []byte) []byte {
 	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
 	m.Write(body)
 	return m.Sum(nil)
 }
@@ -36,60 +26,26 @@ func mac(secret, ts string, body []byte) []byte {
 // Errors of Verify.
 var (
 	ErrBadSignatureHeader = errors.New("webhook: malformed " + SignatureHeader + " header")
-	ErrSignatureMismatch  = errors.New("webhook: no signature matches the body")
-	ErrTimestampTooOld    = errors.New("webhook: signature timestamp outside the tolerance")
+	ErrSignatureMismatch  = errors.New("webhook: the signature does not match the body")
 )
 
-// Verify checks a request's Castbridge-Signature header against its raw
-// body (the bytes as received, before any JSON parsing) and the secret:
-// one of its v1 values must be the HMAC of "<t>.<body>" (more than one
-// v1 lets a receiver see a request during a secret rotation), and t must
-// be within tolerance of now (0: DefaultTolerance). Receivers in other
-// languages do the same: split the header on ",", take t and the v1
-// values, compute HMAC-SHA256(secret, t + "." + body) in hex and compare
-// in constant time.
-func Verify(secret, header string, body []byte, now time.Time, tolerance time.Duration) error {
-	if tolerance <= 0 {
-		tolerance = DefaultTolerance
-	}
-	if len(header) > maxSignatureHeader {
+// Verify checks a request's X-Castbridge-Signature header against its raw
+// body (the bytes as received, before any JSON parsing) and the secret,
+// in constant time. Receivers in other languages do the same: HMAC-SHA256
+// of the body with the secret, in hex, after "sha256=". Against replays a
+// receiver keeps the ids it has seen (a retry repeats its id) and refuses
+// bodies whose "at" is far from its clock.
+func Verify(secret, header string, body []byte) error {
+	hexSig, ok := strings.CutPrefix(header, signaturePrefix)
+	if !ok || len(hexSig) != 2*sha256.Size {
 		return ErrBadSignatureHeader
 	}
-	var ts string
-	var sigs [][]byte
-	for part := range strings.SplitSeq(header, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			return ErrBadSignatureHeader
-		}
-		switch k {
-		case "t":
-			if ts != "" {
-				return ErrBadSignatureHeader
-			}
-			ts = v
-		case "v1":
-			sig, err := hex.DecodeString(v)
-			if err != nil || len(sig) != sha256.Size {
-				return ErrBadSignatureHeader
-			}
-			sigs = append(sigs, sig)
-		}
-		// Other schemes (a future v2) are skipped.
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || len(sigs) == 0 {
+	sig, err := hex.DecodeString(hexSig)
+	if err != nil {
 		return ErrBadSignatureHeader
 	}
-	at := time.Unix(sec, 0)
-	if d := now.Sub(at); d > tolerance || d < -tolerance {
-		return ErrTimestampTooOld
+	if !hmac.Equal(sig, mac(secret, body)) {
+		return ErrSignatureMismatch
 	}
-	want := mac(secret, ts, body)
-	for _, sig := range sigs {
-		if hmac.Equal(sig, want) {
-			return nil
-		}
-	}
-	return ErrSignatureMismatch
+	return nil
 }

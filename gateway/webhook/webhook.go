@@ -44,10 +44,10 @@ const (
 
 // Request headers.
 const (
-	SignatureHeader = "Castbridge-Signature"
-	EventHeader     = "Castbridge-Event"    // the event's name
-	DeliveryHeader  = "Castbridge-Delivery" // the body's id: the same on every retry
-	AttemptHeader   = "Castbridge-Attempt"  // 1 on the first try
+	SignatureHeader = "X-Castbridge-Signature" // API.md: sha256=<hex HMAC of the body>
+	EventHeader     = "X-Castbridge-Event"     // the event's name
+	DeliveryHeader  = "X-Castbridge-Delivery"  // the body's id: the same on every retry
+	AttemptHeader   = "X-Castbridge-Attempt"   // 1 on the first try
 )
 
 // maxResponseRead is how much of a receiver's answer is read (and thrown
@@ -123,7 +123,7 @@ type Body struct {
 	Stream string          `json:"stream"`
 	Seq    uint64          `json:"seq"`
 	Event  string          `json:"event"`
-	Time   time.Time       `json:"time"`
+	At     time.Time       `json:"at"`
 	Data   json.RawMessage `json:"data"`
 }
 
@@ -282,7 +282,7 @@ func (s *Sender) Deliver(stream string, ev events.Event) {
 	if len(data) == 0 {
 		data = json.RawMessage(`{}`)
 	}
-	body, err := json.Marshal(Body{ID: id, Stream: stream, Seq: ev.ID, Event: ev.Name, Time: ev.At, Data: data})
+	body, err := json.Marshal(Body{ID: id, Stream: stream, Seq: ev.ID, Event: ev.Name, At: ev.At, Data: data})
 	if err != nil {
 		// The data was marshalled by the bus; this cannot fail on it.
 		s.log.Warn("webhook: event not sent: cannot marshal", "event", ev.Name, "err", err)
@@ -430,7 +430,7 @@ func (s *Sender) attempt(e *endpoint, d delivery, n int) (status int, retryAfter
 	h.Set(EventHeader, d.name)
 	h.Set(DeliveryHeader, d.id)
 	h.Set(AttemptHeader, strconv.Itoa(n))
-	h.Set(SignatureHeader, Sign(s.cfg.Secret, time.Now(), d.body))
+	h.Set(SignatureHeader, Sign(s.cfg.Secret, d.body))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		// *url.Error quotes the whole URL (query, user info): keep only

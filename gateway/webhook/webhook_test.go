@@ -127,8 +127,8 @@ func TestDeliversInOrderSigned(t *testing.T) {
 		if b.Seq != uint64(i+1) || b.Stream != "st_abc" || b.Event != "MetaDataSent" || string(b.Data) != fmt.Sprintf(`{"targets":%d}`, i+1) {
 			t.Fatalf("request %d: %+v (data %s), want seq %d in order", i, b, b.Data, i+1)
 		}
-		if !b.Time.Equal(event(uint64(i+1), "", "").At) {
-			t.Errorf("request %d: time %v", i, b.Time)
+		if !b.At.Equal(event(uint64(i+1), "", "").At) {
+			t.Errorf("request %d: at %v", i, b.At)
 		}
 		if !strings.HasPrefix(b.ID, "evt_") || ids[b.ID] {
 			t.Errorf("request %d: id %q not a fresh evt_ id", i, b.ID)
@@ -138,10 +138,10 @@ func TestDeliversInOrderSigned(t *testing.T) {
 			g.header.Get("Content-Type") != "application/json" {
 			t.Errorf("request %d headers: %v", i, g.header)
 		}
-		if err := Verify(testSecret, g.header.Get(SignatureHeader), g.raw, time.Now(), 0); err != nil {
+		if err := Verify(testSecret, g.header.Get(SignatureHeader), g.raw); err != nil {
 			t.Errorf("request %d: signature %q does not verify: %v", i, g.header.Get(SignatureHeader), err)
 		}
-		if err := Verify("another secret", g.header.Get(SignatureHeader), g.raw, time.Now(), 0); !errors.Is(err, ErrSignatureMismatch) {
+		if err := Verify("another secret", g.header.Get(SignatureHeader), g.raw); !errors.Is(err, ErrSignatureMismatch) {
 			t.Errorf("request %d verifies with the wrong secret: %v", i, err)
 		}
 	}
@@ -184,7 +184,7 @@ func TestRetriesServerErrorsThenSucceeds(t *testing.T) {
 				if g.body.Seq != 1 || g.header.Get(AttemptHeader) != strconv.Itoa(i+1) || g.body.ID != reqs[0].body.ID {
 					t.Errorf("request %d: seq %d attempt %s id %s, want event 1's attempt %d", i, g.body.Seq, g.header.Get(AttemptHeader), g.body.ID, i+1)
 				}
-				if err := Verify(testSecret, g.header.Get(SignatureHeader), g.raw, time.Now(), 0); err != nil {
+				if err := Verify(testSecret, g.header.Get(SignatureHeader), g.raw); err != nil {
 					t.Errorf("retry %d: %v", i, err)
 				}
 			}

@@ -14,7 +14,7 @@ import (
 )
 
 // FuzzInspectOffer: any offer body is refused with INVALID_SDP or
-// UNSUPPORTED_CODEC and a message, or taken: then it takes a kind, its
+// UNSUPPORTED_CODEC (or UNSUPPORTED_OFFER) and a message, or taken: then it takes a kind, its
 // normalised SDP parses again with the same sections, and every rejection
 // names one of them. Seeds are the real publishers' offers in testdata.
 func FuzzInspectOffer(f *testing.F) {
@@ -35,7 +35,7 @@ func FuzzInspectOffer(f *testing.F) {
 		om, err := InspectOffer(offer)
 		if err != nil {
 			var e *apierr.Error
-			if !errors.As(err, &e) || (e.Code != apierr.CodeInvalidSDP && e.Code != apierr.CodeUnsupportedCodec) || e.Message == "" {
+			if !errors.As(err, &e) || (e.Code != apierr.CodeInvalidSDP && e.Code != apierr.CodeUnsupportedCodec && e.Code != apierr.CodeUnsupportedOffer) || e.Message == "" {
 				t.Fatalf("refused with %#v", err)
 			}
 			return

@@ -17,11 +17,13 @@ import (
 const (
 	// Bounds checked by prescanOffer in one pass before the offer is
 	// parsed, so that no offer costs more than reading 64 KiB once.
+	// Exported for the API's documentation (httpapi/openapi.json states
+	// them and its test compares).
 	MaxOfferBytes    = 64 << 10
-	maxSDPLineLen    = 4096
-	maxCandidates    = 64 // a=candidate lines per m-section
-	maxFormats       = 64 // payload types on one m= line
-	maxMediaSections = 16
+	MaxSDPLineLen    = 4096
+	MaxCandidates    = 64 // a=candidate lines per m-section
+	MaxFormats       = 64 // payload types on one m= line
+	MaxMediaSections = 16
 	maxMIDLen        = 32
 )
 
@@ -52,6 +54,9 @@ type OfferMedia struct {
 	// formats are the first payload type each rejected section offered,
 	// with its rtpmap: the rejection echoes it.
 	formats map[int]offeredCodec
+	// payloadMIDs: the payload types whose streams the session binds to
+	// their section itself (ptdemux.go).
+	payloadMIDs map[uint8]string
 }
 
 // InspectOffer parses an SDP offer, decides which m-sections the gateway
@@ -93,8 +98,8 @@ func InspectOfferFor(offer string, videoCodecs []string) (OfferMedia, error) {
 	if len(sd.MediaDescriptions) == 0 {
 		return om, apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has no media sections")
 	}
-	if n := len(sd.MediaDescriptions); n > maxMediaSections {
-		return om, apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has %d media sections; at most %d are taken", n, maxMediaSections)
+	if n := len(sd.MediaDescriptions); n > MaxMediaSections {
+		return om, apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has %d media sections; at most %d are taken", n, MaxMediaSections)
 	}
 	om.mids = make([]string, len(sd.MediaDescriptions))
 	for i, md := range sd.MediaDescriptions {
@@ -201,6 +206,7 @@ func InspectOfferFor(offer string, videoCodecs []string) (OfferMedia, error) {
 		}
 		setInactive(md)
 	}
+	om.payloadMIDs = payloadMIDs(&sd, om.mids, om.rejected)
 	b, err := sd.Marshal()
 	if err != nil {
 		return om, apierr.Wrap(apierr.CodeInvalidSDP, err, "the SDP offer cannot be rewritten: %v", err)
@@ -371,7 +377,7 @@ func unifyBundle(sd *sdp.SessionDescription, mids []string, rejected []int) erro
 			if len(group) > 0 {
 				where = "the BUNDLE group does not hold both"
 			}
-			return apierr.Errorf(apierr.CodeUnsupportedCodec,
+			return apierr.Errorf(apierr.CodeUnsupportedOffer,
 				"the offer's m-sections mid %s and mid %s have their own transports (different %s) and %s: castbridge receives every track on one transport. "+
 					"Offer with bundle-policy max-bundle (RTCPeerConnection bundlePolicy \"max-bundle\", GStreamer webrtcbin bundle-policy=max-bundle) or put every m-section in one a=group:BUNDLE",
 				mids[ref], mids[i], key, where)
@@ -476,8 +482,36 @@ func (c offeredCodec) h264Mode1() bool {
 var staticNames = map[uint8]string{0: "PCMU", 8: "PCMA", 9: "G722", 13: "CN"}
 
 // sectionCodecs lists the section's payload types with their rtpmap and
-// fmtp, from the section's own attributes.
+// fmtp, from the section's own attributes. One pass over the attributes
+// indexes them by payload type, so the cost is linear in the section
+// (formats + attributes), not their product; as before, a payload type's
+// last rtpmap and last fmtp count.
 func sectionCodecs(md *sdp.MediaDescription) []offeredCodec {
+	type ptAttrs struct {
+		rtpmap, fmtp string
+		hasRtpmap    bool
+		fmtpAttr     int
+	}
+	byPT := make(map[string]*ptAttrs, len(md.MediaName.Formats))
+	for i, a := range md.Attributes {
+		if a.Key != "rtpmap" && a.Key != "fmtp" {
+			continue
+		}
+		pt, rest, ok := strings.Cut(a.Value, " ")
+		if !ok {
+			continue
+		}
+		e := byPT[pt]
+		if e == nil {
+			e = &ptAttrs{fmtpAttr: -1}
+			byPT[pt] = e
+		}
+		if a.Key == "rtpmap" {
+			e.rtpmap, e.hasRtpmap = rest, true
+		} else {
+			e.fmtp, e.fmtpAttr = rest, i
+		}
+	}
 	var out []offeredCodec
 	for _, f := range md.MediaName.Formats {
 		pt, err := strconv.ParseUint(f, 10, 8)
@@ -485,15 +519,12 @@ func sectionCodecs(md *sdp.MediaDescription) []offeredCodec {
 			continue
 		}
 		c := offeredCodec{pt: uint8(pt), name: staticNames[uint8(pt)], fmtpAttr: -1}
-		prefix := f + " "
-		for i, a := range md.Attributes {
-			switch {
-			case a.Key == "rtpmap" && strings.HasPrefix(a.Value, prefix):
-				c.rtpmap = strings.TrimPrefix(a.Value, prefix)
+		if e := byPT[f]; e != nil {
+			if e.hasRtpmap {
+				c.rtpmap = e.rtpmap
 				c.name, _, _ = strings.Cut(c.rtpmap, "/")
-			case a.Key == "fmtp" && strings.HasPrefix(a.Value, prefix):
-				c.fmtp, c.fmtpAttr = strings.TrimPrefix(a.Value, prefix), i
 			}
+			c.fmtp, c.fmtpAttr = e.fmtp, e.fmtpAttr
 		}
 		if c.name == "" {
 			c.name = "PT " + f
@@ -636,23 +667,23 @@ func prescanOffer(offer string) error {
 	sections, candidates := 0, 0
 	for line := range strings.Lines(offer) {
 		line = strings.TrimRight(line, "\r\n")
-		if len(line) > maxSDPLineLen {
-			return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has a line of %d characters; at most %d are taken", len(line), maxSDPLineLen)
+		if len(line) > MaxSDPLineLen {
+			return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has a line of %d characters; at most %d are taken", len(line), MaxSDPLineLen)
 		}
 		switch {
 		case strings.HasPrefix(line, "m="):
 			sections++
 			candidates = 0
-			if sections > maxMediaSections {
-				return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has more than %d media sections; at most %d are taken", maxMediaSections, maxMediaSections)
+			if sections > MaxMediaSections {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "the SDP offer has more than %d media sections; at most %d are taken", MaxMediaSections, MaxMediaSections)
 			}
-			if f := len(strings.Fields(line)) - 3; f > maxFormats {
-				return apierr.Errorf(apierr.CodeInvalidSDP, "m-section %d lists %d formats; at most %d are taken", sections-1, f, maxFormats)
+			if f := len(strings.Fields(line)) - 3; f > MaxFormats {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "m-section %d lists %d formats; at most %d are taken", sections-1, f, MaxFormats)
 			}
 		case strings.HasPrefix(line, "a=candidate:"):
 			candidates++
-			if candidates > maxCandidates {
-				return apierr.Errorf(apierr.CodeInvalidSDP, "an m-section of the SDP offer has more than %d candidates; at most %d are taken", maxCandidates, maxCandidates)
+			if candidates > MaxCandidates {
+				return apierr.Errorf(apierr.CodeInvalidSDP, "an m-section of the SDP offer has more than %d candidates; at most %d are taken", MaxCandidates, MaxCandidates)
 			}
 		}
 	}

@@ -196,8 +196,8 @@ func TestInspectOfferBundleCredentials(t *testing.T) {
 	} {
 		_, err := InspectOffer(offer)
 		e := apierr.As(err)
-		if err == nil || e.Code != apierr.CodeUnsupportedCodec {
-			t.Fatalf("unbundled offer: %v, want UNSUPPORTED_CODEC", err)
+		if err == nil || e.Code != apierr.CodeUnsupportedOffer {
+			t.Fatalf("unbundled offer: %v, want UNSUPPORTED_OFFER", err)
 		}
 		for _, want := range []string{"max-bundle", "one transport", "ice-ufrag"} {
 			if !strings.Contains(e.Message, want) {
@@ -368,8 +368,8 @@ func TestInspectOfferBounds(t *testing.T) {
 			t.Errorf("offer with a bad mid: %v, want INVALID_SDP", err)
 		}
 	}
-	many := obs + strings.Repeat(obs[strings.Index(obs, "m=video"):], maxMediaSections)
+	many := obs + strings.Repeat(obs[strings.Index(obs, "m=video"):], MaxMediaSections)
 	if _, err := InspectOffer(many); apierr.As(err).Code != apierr.CodeInvalidSDP {
-		t.Errorf("offer with %d sections: %v", maxMediaSections+2, err)
+		t.Errorf("offer with %d sections: %v", MaxMediaSections+2, err)
 	}
 }

@@ -23,12 +23,19 @@ type Arrivals func(now time.Time, size int)
 func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Arrivals, handle func(pkt []byte, now time.Time)) {
 	buf := make([]byte, maxPacket)
 	ssrc := uint32(track.SSRC())
+	first, peeked := s.takePeeked(track)
 	for {
-		n, _, err := track.Read(buf)
-		if err != nil {
-			return
+		var n int
+		var now time.Time
+		if peeked {
+			n, now, peeked = copy(buf, first.b), first.at, false
+		} else {
+			var err error
+			if n, _, err = track.Read(buf); err != nil {
+				return
+			}
+			now = time.Now()
 		}
-		now := time.Now()
 		arrived(now, n)
 		stats.Observe(buf[:n], now)
 		if rep, ok := stats.Report(ssrc, now); ok {

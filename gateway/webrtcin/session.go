@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -46,6 +47,17 @@ type Session struct {
 
 	layerMu   sync.Mutex
 	layerRTCP map[*webrtc.RTPReceiver][]func() // simulcast RTCP readers waiting for their last layer
+
+	// Streams bound by payload type (ptdemux.go), for offers that declare
+	// no SSRC and no mid extension in more than one m-section.
+	demux   *ptDemux
+	onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
+	srtpUp  chan struct{} // closed when pion reports the connection connected
+	srtpOne sync.Once
+	peekMu  sync.Mutex
+	peeked  map[*webrtc.TrackRemote]peekedPacket // guarded by peekMu
+	cancel  context.CancelFunc                   // ends bindByPayloadType
+	binder  sync.WaitGroup                       // joins bindByPayloadType
 }
 
 // NewSession makes a PeerConnection on the transport. Set its handlers
@@ -59,7 +71,16 @@ func (t *Transport) NewSession(log *slog.Logger) (*Session, error) {
 // video codec alone, so the answer leaves the publisher no other choice.
 func (t *Transport) NewSessionFor(log *slog.Logger, videoCodec string) (*Session, error) {
 	counters := &Counters{}
-	api, err := newAPIFor(t.se, counters, videoCodec)
+	// The session's own view of the shared ICE muxes: its connections'
+	// packets pass its payload-type demultiplexer.
+	demux := &ptDemux{}
+	se := t.se
+	se.LoggerFactory = demuxLoggerFactory{t.se.LoggerFactory, demux}
+	se.SetICEUDPMux(sniffUDPMux{t.mux, demux})
+	if t.tcp != nil {
+		se.SetICETCPMux(sniffTCPMux{t.tcp.mux, demux})
+	}
+	api, err := newAPIFor(se, counters, videoCodec)
 	if err != nil {
 		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot set up WebRTC")
 	}
@@ -67,13 +88,23 @@ func (t *Transport) NewSessionFor(log *slog.Logger, videoCodec string) (*Session
 	if err != nil {
 		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot create a peer connection")
 	}
-	return &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log, srflx: t.stun.srflx}, nil
+	s := &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log, srflx: t.stun.srflx, demux: demux, srtpUp: make(chan struct{})}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			s.srtpOne.Do(func() { close(s.srtpUp) })
+		}
+	})
+	return s, nil
 }
 
 // OnTrack sets the handler pion calls, on its own goroutine, for every
 // remote track; the handler starts (and its owner joins) the goroutines
-// that read the track.
-func (s *Session) OnTrack(f func(*webrtc.TrackRemote, *webrtc.RTPReceiver)) { s.pc.OnTrack(f) }
+// that read the track. Streams pion cannot bind (ptdemux.go) reach it from
+// the session's own goroutine. Set it before Answer.
+func (s *Session) OnTrack(f func(*webrtc.TrackRemote, *webrtc.RTPReceiver)) {
+	s.onTrack = f
+	s.pc.OnTrack(f)
+}
 
 // OnICE sets the handler pion calls, on its own goroutine, when ICE changes
 // state; detail is pion's name for the state, for logs.
@@ -106,6 +137,12 @@ func (s *Session) Answer(ctx context.Context, om OfferMedia) (string, error) {
 	}
 	s.iceMu.Lock()
 	defer s.iceMu.Unlock()
+	if len(om.payloadMIDs) > 0 && s.cancel == nil {
+		s.demux.arm(maps.Clone(om.payloadMIDs))
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancel = cancel
+		s.binder.Go(func() { s.bindByPayloadType(ctx) })
+	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: om.sdp}); err != nil {
 		return "", apierr.Wrap(apierr.CodeInvalidSDP, err, "the SDP offer was refused: %v", err)
 	}
@@ -177,4 +214,14 @@ func (s *Session) RTTMs() float64 {
 }
 
 // Close closes the PeerConnection: every track's reads end.
-func (s *Session) Close() error { return s.pc.Close() }
+func (s *Session) Close() error {
+	err := s.pc.Close()
+	s.iceMu.Lock()
+	cancel := s.cancel
+	s.iceMu.Unlock()
+	if cancel != nil {
+		cancel()
+		s.binder.Wait()
+	}
+	return err
+}

@@ -14,6 +14,12 @@ import (
 // rejects one of its sections (port 0, out of the BUNDLE group): it still
 // runs ICE on that section's own transport first and never connects the
 // rest. TestRejectedTrackLive covers rejection with pion as the publisher.
+//
+// The first video tag comes 5-6 s after the broadcast starts: aiortc 1.4's
+// H.264 encoder drops keyframe requests (RTCRtpSender turns a PLI into
+// force_keyframe, which H264Encoder.encode never uses; FIR it does not
+// handle at all), so the gateway's PLIs, which arrive every 0.5 s, go
+// unanswered and the ingest waits for libx264's own next IDR.
 func TestAiortcPublishers(t *testing.T) {
 	parallel(t, heavy)
 	python := needPython(t, "import aiortc, av, numpy")

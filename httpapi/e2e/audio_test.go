@@ -195,6 +195,16 @@ func TestAudioLipSync(t *testing.T) {
 	cancel()
 	pub.Wait()
 	time.Sleep(300 * time.Millisecond)
+	var st struct {
+		Targets []struct {
+			AudioDropped uint64 `json:"audioDropped"`
+		} `json:"targets"`
+	}
+	h.call("GET", "/v1/streams/"+id+"/stats", nil, &st)
+	var audioDropped []uint64
+	for _, tg := range st.Targets {
+		audioDropped = append(audioDropped, tg.AudioDropped)
+	}
 	h.closeStream(id)
 
 	// The offset, from the in-process ingest's tags.
@@ -258,14 +268,14 @@ func TestAudioLipSync(t *testing.T) {
 	}
 	startOff := med(offsets[:5])
 	endOff := med(offsets[len(offsets)-5:])
-	t.Logf("A/V offset (audio late > 0): start %.1f ms, end %.1f ms (at %.1f s); all beeps: min %.1f max %.1f; %d AAC frames",
-		startOff, endOff, outTimes[len(outTimes)-1]/1000, slicesMin(offsets), slicesMax(offsets), nAAC)
+	t.Logf("A/V offset (audio late > 0): start %.1f ms, end %.1f ms (at %.1f s); all beeps: min %.1f max %.1f; %d AAC frames; audio dropped as late per target %v",
+		startOff, endOff, outTimes[len(outTimes)-1]/1000, slicesMin(offsets), slicesMax(offsets), nAAC, audioDropped)
 	// The audio follows the A/V clock within resyncMs (2 ms), and the
 	// clock places the tracks by their least-delayed packets from the
 	// start (avsync.StartWindow), then by the Sender Reports: the offset
 	// is the publisher's within ±5 ms from the first beeps to the last.
 	if math.Abs(startOff) > 5 || math.Abs(endOff) > 5 {
-		t.Errorf("A/V offset start %.1f ms, end %.1f ms (want both ±5)", startOff, endOff)
+		t.Errorf("A/V offset start %.1f ms, end %.1f ms (want both ±5); audio frames dropped as late per target: %v", startOff, endOff, audioDropped)
 	}
 	if !testing.Short() && outTimes[len(outTimes)-1] < 60000 {
 		t.Errorf("last beep at %.1f s of output, want past 60 s", outTimes[len(outTimes)-1]/1000)

@@ -85,7 +85,8 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: httpapi.New(httpapi.Config{Manager: m, APIKey: apiKey, Logger: log}), ReadHeaderTimeout: 5 * time.Second}
+	// CORS for any origin: browser.mjs serves the README's example from a port of its own.
+	srv := &http.Server{Handler: httpapi.New(httpapi.Config{Manager: m, APIKey: apiKey, Logger: log, CORSOrigins: []string{"*"}}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

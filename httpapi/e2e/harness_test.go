@@ -22,6 +22,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/httpapi/auth"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
@@ -51,6 +52,7 @@ type harnessOptions struct {
 	allowOutputs                   []string      // --allow-outputs
 	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
 	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
+	tokenKey                       []byte        // --token-secret (an HMAC secret): publish tokens
 	eventSink                      events.Sink   // every stream's events (webhooks); nil: none
 	iceUDPPort                     int           // 0: a free one
 	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
@@ -102,7 +104,15 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Logger: log, KeepAlive: 200 * time.Millisecond}))
+	var tokens *auth.Verifier
+	if o.tokenKey != nil {
+		if tokens, err = auth.NewVerifier(auth.VerifierConfig{Key: o.tokenKey}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// CORS for any origin: the browser WHIP test publishes from a page on another origin.
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Manager: m, APIKey: o.apiKey, Tokens: tokens, Logger: log, KeepAlive: 200 * time.Millisecond,
+		CORSOrigins: []string{"*"}}))
 	m.AddOwnPort(srv.Listener.Addr().(*net.TCPAddr).Port)
 	h := &harness{t: t, m: m, srv: srv, ingest: ing, rec: rec, logs: logs, log: log}
 	t.Cleanup(func() {

@@ -41,7 +41,7 @@ func watchListener(t *testing.T, addr, banner string) (net.Listener, *atomic.Int
 }
 
 // TestOutputPolicy: outputs and icecast_urls the policy refuses are 400
-// INVALID_OUTPUT before anything is dialed; what --allow-outputs opens
+// OUTPUT_NOT_ALLOWED (API.md) before anything is dialed; what --allow-outputs opens
 // works; unreachable sources say so without the peer's bytes, and no key,
 // path or token reaches a response or a log line.
 func TestOutputPolicy(t *testing.T) {
@@ -81,7 +81,7 @@ func TestOutputPolicy(t *testing.T) {
 		{icecast("http://127.0.0.1:" + apiPort + "/v1/streams?token=" + secret), "own listener"},
 		{icecast("http://" + private.Addr().String() + "/" + secret + ".mp3"), "icecast_url host resolves to a loopback address"},
 	} {
-		e := h.expectError("POST", path, c.body, 400, "INVALID_OUTPUT")
+		e := h.expectError("POST", path, c.body, 400, "OUTPUT_NOT_ALLOWED")
 		if !strings.Contains(e.Error.Message, c.want) {
 			t.Errorf("message %q, want it to say %q", e.Error.Message, c.want)
 		}
@@ -92,7 +92,7 @@ func TestOutputPolicy(t *testing.T) {
 		t.Fatalf("broadcast to the allowed 127.0.0.1: %d %s", st, raw)
 	}
 	h.waitFrames("allowed", 1, 5*time.Second)
-	e := h.expectError("POST", path+"/targets", map[string]any{"output": "rtmp://" + private.Addr().String() + "/live/" + secret}, 400, "INVALID_OUTPUT")
+	e := h.expectError("POST", path+"/targets", map[string]any{"output": "rtmp://" + private.Addr().String() + "/live/" + secret}, 400, "OUTPUT_NOT_ALLOWED")
 	responses = append(responses, e.Error.Message)
 	if n := privateConns.Load(); n != 0 {
 		t.Errorf("the refused private listener saw %d connections", n)

@@ -125,6 +125,7 @@ type offerView struct {
 		Codec      string `json:"codec"`
 		SampleRate int    `json:"sampleRate"`
 	} `json:"audio"`
+	Warnings []string `json:"warnings"`
 	Rejected []struct {
 		MID    string `json:"mid"`
 		Kind   string `json:"kind"`
@@ -143,7 +144,8 @@ type liveCase struct {
 
 // goLive answers the script's offer through the case's path, broadcasts to
 // the in-process ingest and checks the stream view and what the ingest got:
-// AVC with the publisher's frame rate and AAC at 48 kHz's frame spacing.
+// AVC with the publisher's frame rate and AAC at 48 kHz's frame spacing,
+// its audio and video tags interleaved in timestamp order.
 // It returns the time from the broadcast's start to the first video tag.
 func goLive(t *testing.T, h *harness, p *scriptPublisher, offer string, c liveCase) time.Duration {
 	t.Helper()
@@ -251,6 +253,9 @@ func goLive(t *testing.T, h *harness, p *scriptPublisher, offer string, c liveCa
 	}
 	time.Sleep(3 * time.Second)
 	_, msgs := h.rec.get(name)
+	if back := maxBackStep(msgs); back != 0 {
+		t.Errorf("the ingest's audio and video tags step back in timestamp by up to %d ms", back)
+	}
 
 	frames := videoFramesOf(t, msgs)
 	if c.video {

@@ -95,4 +95,8 @@ func checkRejectedVP8(t *testing.T, where string, v offerView) {
 	if len(v.Rejected) != 1 || v.Rejected[0].MID != "0" || v.Rejected[0].Kind != "video" || !strings.Contains(v.Rejected[0].Reason, "(offered: VP8)") {
 		t.Errorf("%s: rejected %+v, want mid 0 video, VP8 only", where, v.Rejected)
 	}
+	// API.md: the view's warnings say it too.
+	if len(v.Warnings) != 1 || !strings.Contains(v.Warnings[0], "video track (mid 0) was rejected") || !strings.Contains(v.Warnings[0], "VP8") {
+		t.Errorf("%s: warnings %q, want one naming the rejected VP8 video", where, v.Warnings)
+	}
 }

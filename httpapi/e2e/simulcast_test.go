@@ -23,11 +23,13 @@ type simulcastView struct {
 	Video *struct {
 		Width, Height int
 		Layers        []struct {
-			RID               string `json:"rid"`
-			Width             int    `json:"width"`
-			Height            int    `json:"height"`
+			RID               string  `json:"rid"`
+			Width             int     `json:"width"`
+			Height            int     `json:"height"`
+			Bitrate           float64 `json:"bitrate"`
 			Active, Forwarded bool
 		} `json:"layers"`
+		Layer string `json:"layer"` // API.md: the rid forwarded
 	} `json:"video"`
 }
 
@@ -55,7 +57,7 @@ func (h *harness) waitLayer(id, rid, active string, timeout time.Duration) simul
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		v = simulcastView{}
 		h.call("GET", "/v1/streams/"+id, nil, &v)
-		if f, a := v.forwarded(); f == rid && a == active {
+		if f, a := v.forwarded(); f == rid && a == active && v.Video.Layer == rid {
 			return v
 		}
 	}
@@ -120,6 +122,22 @@ func TestSimulcastPublisher(t *testing.T) {
 	if sizes["q"] != "320x180" || sizes["h"] != "640x360" || sizes["f"] != "1280x720" {
 		t.Errorf("layer resolutions %v", sizes)
 	}
+	// Each layer's received bit rate, in the order of their sizes.
+	rates := map[string]float64{}
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var v simulcastView
+		h.call("GET", "/v1/streams/"+id, nil, &v)
+		for _, l := range v.Video.Layers {
+			rates[l.RID] = l.Bitrate
+		}
+		if rates["q"] > 0 && rates["q"] < rates["h"] && rates["h"] < rates["f"] {
+			break
+		}
+	}
+	if !(rates["q"] > 0 && rates["q"] < rates["h"] && rates["h"] < rates["f"]) {
+		t.Errorf("layer bit rates %v, want 0 < q < h < f", rates)
+	}
+	t.Logf("layer bit rates %v", rates)
 
 	if st, raw := h.call("POST", "/v1/streams/"+id+"/broadcast", map[string]any{
 		"transcodingTargets": map[string]any{"output": h.ingestURL(), "streamname": "simul"}}, nil); st != http.StatusCreated {

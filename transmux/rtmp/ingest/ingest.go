@@ -66,12 +66,23 @@ type Config struct {
 	// IdleTimeout ends a connection that sends nothing for this long after
 	// its handshake. 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the whole handshake (C0, C1 and C2): one
+	// deadline from the accept, which a client trickling a byte at a time
+	// cannot push back. 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 	// RecordingsMaxBytes, when positive, caps the bytes of all recordings
 	// (*.flv) in Dir, counting those present at Listen. A recording that
 	// would pass it, or whose write fails (a full disk), stops with a
 	// logged warning; the publish itself goes on.
 	RecordingsMaxBytes int64
 }
+
+// maxMessageStreams bounds a connection's message streams, the control
+// stream included.
+const maxMessageStreams = 8
+
+// maxCreateStreams bounds the createStream commands of one connection.
+const maxCreateStreams = 32
 
 // Defaults of Config's limits.
 const (
@@ -80,6 +91,9 @@ const (
 	DefaultMaxVideo    = 8 << 20
 	DefaultMaxData     = 64 << 10
 	DefaultIdleTimeout = 30 * time.Second
+	// DefaultHandshakeTimeout is generous for a publisher across the world
+	// and short enough that slow clients free their slots.
+	DefaultHandshakeTimeout = 10 * time.Second
 )
 
 // PublishInfo describes a publish request.
@@ -153,6 +167,9 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	var used int64
 	if cfg.Dir != "" && cfg.RecordingsMaxBytes > 0 {
@@ -249,6 +266,11 @@ func (s *Server) onConnect(nc net.Conn) (rwc io.ReadWriteCloser, cfg *rtmp.ConnC
 		// created (after a rejected publish); drop those instead of failing.
 		IgnoreMessagesOnNotExistStream:          true,
 		IgnoreMessagesOnNotExistStreamThreshold: 16,
+		// go-rtmp's default is 2^32 message streams, each createStream
+		// scanning from 0 for a free id: a client sending createStream in a
+		// loop grew memory without bound and spent quadratic CPU. A
+		// publisher needs one (stream 0 is the control stream).
+		ControlState: rtmp.StreamControlStateConfig{MaxMessageStreams: maxMessageStreams},
 		// C2 need not echo S1: SRS's forward and other encoders answer
 		// with the digest handshake or random bytes, and nginx-rtmp and
 		// FFmpeg accept them. The echo proves nothing a TCP handshake did

@@ -26,8 +26,6 @@ import (
 // handshakeSize is C0+C1+C2, which pass to go-rtmp untouched.
 const handshakeSize = 1 + 1536 + 1536
 
-const handshakeTimeout = 10 * time.Second
-
 // tapConn sits between the client's socket and go-rtmp. All its methods run
 // on go-rtmp's connection goroutine except Conn.Close during shutdown.
 type tapConn struct {
@@ -45,6 +43,7 @@ type tapConn struct {
 	rtmpConn *rtmp.Conn
 	connect  map[string]any
 	pubs     map[uint32]*publication // by message stream id
+	creates  int                     // createStream commands seen
 	closed   bool
 }
 
@@ -71,7 +70,7 @@ func newTapConn(s *Server, nc net.Conn) *tapConn {
 	c.cr.SetMaxMessage(15, s.cfg.MaxData) // AMF3 data, dropped
 	c.ow = bufio.NewWriter(&c.out)
 	c.cw = chunk.NewWriter(c.ow)
-	_ = nc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	_ = nc.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	return c
 }
 
@@ -176,6 +175,13 @@ func (c *tapConn) command(m *chunk.Message) error {
 			stream = pub.name
 			c.finish(pub, name)
 			delete(c.pubs, id)
+		}
+	case "createStream":
+		// A publisher creates one stream, a few when it retries; go-rtmp
+		// answers each one past its limit with an error it formats with a
+		// stack trace, so a client looping on createStream is cut here.
+		if c.creates++; c.creates > maxCreateStreams {
+			return fmt.Errorf("command: more than %d createStream on one connection", maxCreateStreams)
 		}
 	case "releaseStream", "FCPublish":
 		if len(args) > 1 {

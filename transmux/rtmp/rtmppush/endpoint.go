@@ -108,12 +108,14 @@ func ParseEndpoint(output, streamName string) (Endpoint, error) {
 	return e, nil
 }
 
-// Redacted returns rtmp://host[:port]/app/**** .
+// Redacted returns rtmp://host[:port]/app/**** . An app's ?query (with
+// streamname given, services put tokens there) is left out with the key.
 func (e Endpoint) Redacted() string {
 	if e.scheme == "" {
 		return "rtmp://<invalid>"
 	}
-	return e.TCURL() + "/****"
+	app, _, _ := strings.Cut(e.app, "?")
+	return e.scheme + "://" + e.hostport + "/" + app + "/****"
 }
 
 // String returns the redacted form.

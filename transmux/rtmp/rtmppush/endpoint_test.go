@@ -19,6 +19,9 @@ func TestParseEndpoint(t *testing.T) {
 		{"rtmp://host/a/b/c", "k", "host:1935", "a/b/c", "k", "rtmp://host/a/b/c", "rtmp://host/a/b/c/****"},
 		{"rtmp://[::1]:1935/live/k", "", "[::1]:1935", "live", "k", "rtmp://[::1]:1935/live", "rtmp://[::1]:1935/live/****"},
 		{"rtmp://[::1]/live/k", "", "[::1]:1935", "live", "k", "rtmp://[::1]/live", "rtmp://[::1]/live/****"},
+		// With streamname, a ?query in the app belongs to the tcUrl (some
+		// services authenticate there) and is never shown.
+		{"rtmp://relay.example:1935/live?secret=QUERYSECRET", "key", "relay.example:1935", "live?secret=QUERYSECRET", "key", "rtmp://relay.example:1935/live?secret=QUERYSECRET", "rtmp://relay.example:1935/live/****"},
 	}
 	for _, c := range cases {
 		e, err := ParseEndpoint(c.output, c.name)
