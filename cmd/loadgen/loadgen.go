@@ -48,6 +48,10 @@ type Config struct {
 	VideoFile, AudioFile string
 	// AudioCodec, when set, is the targets' audiocodec ("aac" or "opus").
 	AudioCodec string
+	// VideoCodec, when set, is the publishers' video codec ("vp9", "av1",
+	// "hevc": VideoFile an IVF or H.265 Annex B file) and the targets'
+	// videocodec; "" is H.264.
+	VideoCodec string
 	// Pacing is the publishers' video pacing rate as a multiple of the
 	// material's bit rate (a browser's WebRTC pacer uses 2.5, with bursts of
 	// up to 40 ms at that rate); 0 writes each frame's packets back to back,
@@ -230,7 +234,7 @@ func (lg *LoadGen) Info() Info { return lg.info }
 // publisher does (MTU 1200: single NAL units up to 1188 bytes, FU-A beyond,
 // SPS+PPS in one STAP-A, AUDs and filler skipped).
 func (lg *LoadGen) readMaterial() error {
-	frames, err := mediafile.ReadH264File(lg.cfg.VideoFile)
+	frames, err := gatewaytest.ReadVideoFrames(lg.cfg.VideoCodec, lg.cfg.VideoFile)
 	if err != nil {
 		return err
 	}
@@ -238,6 +242,25 @@ func (lg *LoadGen) readMaterial() error {
 		return errors.New("no video frames in " + lg.cfg.VideoFile)
 	}
 	const maxPayload = 1200 - 12
+	if lg.cfg.VideoCodec != "" {
+		// VP9, AV1, H.265: each unit in packets of maxPayload, roughly
+		// what the payloaders make.
+		pkts, bytes := 0, 0
+		for _, f := range frames {
+			for _, u := range f.NALUs {
+				bytes += len(u)
+				pkts += (len(u) + maxPayload - 4) / (maxPayload - 3)
+			}
+		}
+		lg.info.Pacing = lg.cfg.Pacing
+		lg.info.PacketsPerFrame = float64(pkts) / float64(len(frames))
+		lg.info.VideoPPS = lg.info.PacketsPerFrame * 30
+		lg.info.VideoKbps = float64(bytes) * 8 / (float64(len(frames)) / 30) / 1000
+		if lg.cfg.AudioFile != "" {
+			lg.info.AudioPPS = 50
+		}
+		return nil
+	}
 	pkts, bytes := 0, 0
 	for _, f := range frames {
 		stap := 0
@@ -461,6 +484,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 // broadcast, and starts sending.
 func (lg *LoadGen) setup(ctx context.Context, st *stream) error {
 	pub, err := gatewaytest.NewPublisher(gatewaytest.PublisherConfig{
+		VideoCodec: lg.cfg.VideoCodec,
 		VideoFile:  lg.cfg.VideoFile,
 		AudioFile:  lg.cfg.AudioFile,
 		Loop:       true,
@@ -481,6 +505,9 @@ func (lg *LoadGen) setup(ctx context.Context, st *stream) error {
 	target := map[string]any{"output": lg.sinkURL, "streamname": st.name}
 	if lg.cfg.AudioCodec != "" {
 		target["audiocodec"] = lg.cfg.AudioCodec
+	}
+	if lg.cfg.VideoCodec != "" {
+		target["videocodec"] = lg.cfg.VideoCodec
 	}
 	broadcast := map[string]any{"targets": []map[string]any{target}}
 	var answer string

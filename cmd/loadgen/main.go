@@ -128,6 +128,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error)
 	fs.Float64Var(&cfg.Pacing, "pacing", 2.5, "publishers pace video at this multiple of the material's bit rate like a browser's WebRTC pacer (bursts of up to 40 ms at that rate); 0 sends each frame's packets back to back")
 	fs.StringVar(&cfg.VideoFile, "video", "", "Annex B H.264 file (default testdata/video-2500k.h264)")
 	fs.StringVar(&cfg.AudioFile, "audio", "", "Ogg Opus file (default testdata/audio.ogg); \"none\" for video only")
+	fs.StringVar(&cfg.VideoCodec, "video-codec", "", "the publishers' video codec and the targets' videocodec: \"vp9\", \"av1\" or \"hevc\" (--video an IVF or H.265 Annex B file, e.g. testdata/video-vp9.ivf); default H.264")
 	fs.StringVar(&cfg.AudioCodec, "audio-codec", "", "the targets' audiocodec: \"aac\" (castbridge's default: Opus transcoded to AAC) or \"opus\" (passed through)")
 	fs.IntVar(&cfg.Concurrency, "setup-concurrency", 8, "most stream set-ups (offer, ICE gathering, POST) in flight at once")
 	fs.Usage = func() {

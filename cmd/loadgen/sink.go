@@ -89,6 +89,12 @@ func (s *sink) onMessage(name string, m ingest.Message) {
 		return
 	}
 	b := m.Body
+	if len(b) >= 5 && b[0]&0x80 != 0 {
+		ss.mu.Lock()
+		defer ss.mu.Unlock()
+		ss.onExFrame(b, at)
+		return
+	}
 	// AVC (codec 7), AVCPacketType 1 (NAL units); sequence headers and
 	// anything else are not frames.
 	if len(b) < 5 || b[0]&0x0f != 7 || b[1] != 1 {
@@ -109,6 +115,48 @@ func (s *sink) onMessage(name string, m ingest.Message) {
 	}
 	ss.nalus = nalus[:0]
 	ss.recv = append(ss.recv, recvFrame{digest: mediafile.SliceDigest(nalus), at: at})
+}
+
+// onExFrame records an E-RTMP coded frame (CodedFrames or CodedFramesX of
+// vp09, av01 or hvc1) by the digest the publisher gave it.
+func (ss *sinkStream) onExFrame(b []byte, at time.Time) {
+	typ, fourCC, p := b[0]&0x0f, string(b[1:5]), b[5:]
+	if typ != 1 && typ != 3 {
+		return // sequence start or end
+	}
+	var codec string
+	var units [][]byte
+	switch fourCC {
+	case "vp09":
+		codec, units = "vp9", [][]byte{p}
+	case "av01":
+		codec = "av1"
+		obus, err := mediafile.SplitAV1OBUs(p)
+		if err != nil {
+			obus = [][]byte{{0xff}} // matches nothing
+		}
+		units = obus
+	case "hvc1":
+		codec = "hevc"
+		if typ == 1 {
+			if len(p) < 3 {
+				return
+			}
+			p = p[3:]
+		}
+		for len(p) >= 4 {
+			n := int(binary.BigEndian.Uint32(p))
+			if n <= 0 || n > len(p)-4 {
+				units = [][]byte{{0xff}}
+				break
+			}
+			units = append(units, p[4:4+n])
+			p = p[4+n:]
+		}
+	default:
+		return
+	}
+	ss.recv = append(ss.recv, recvFrame{digest: mediafile.FrameDigest(codec, units), at: at})
 }
 
 func (ss *sinkStream) live() bool {

@@ -120,7 +120,7 @@ type SentFrame struct {
 	RTPTimestamp uint32        // RTP timestamp (90 kHz)
 	PTS          time.Duration // relative to the first sent frame
 	IDR          bool          // an IDR access unit
-	Digest       uint64        // mediafile.SliceDigest of the frame
+	Digest       uint64        // mediafile.FrameDigest of the frame
 	// FirstPacketAt is the wall clock just before its first RTP packet was
 	// written: nothing downstream can have the frame earlier, so it orders
 	// a frame against its receipt. LastPacketAt is taken after its last
@@ -662,7 +662,7 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		p.mu.Lock()
 		p.sent = append(p.sent, SentFrame{
 			Seq: n, Source: pos, RTPTimestamp: ts, PTS: pts, IDR: f.IDR,
-			Digest: mediafile.SliceDigest(f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
+			Digest: mediafile.FrameDigest(p.cfg.VideoCodec, f.NALUs), FirstPacketAt: firstAt, LastPacketAt: now,
 		})
 		p.mu.Unlock()
 		pos++
@@ -879,6 +879,15 @@ func (p *Publisher) sendAudio(ctx context.Context, t0 time.Time) {
 // (RFC 6184, packetization-mode 1): single NAL unit packets, FU-A for NAL
 // units larger than maxPayload, and SPS+PPS together in one STAP-A unless
 // separate is set. AUDs and filler data are not sent, as browsers do.
+// ReadVideoFrames reads the video material of codec ("" or "h264", "vp9",
+// "av1", "hevc") as a publisher of PublisherConfig.VideoCodec sends it.
+func ReadVideoFrames(codec, path string) ([]mediafile.Frame, error) {
+	if codec == "" || codec == "h264" {
+		return mediafile.ReadH264File(path)
+	}
+	return readCodecFrames(codec, path)
+}
+
 // readCodecFrames reads a VP9, AV1 or H.265 file into frames whose NALUs
 // are the units RTP carries: the VP9 frame, the AV1 OBUs (temporal
 // delimiters left out, sizes dropped), the H.265 NAL units.

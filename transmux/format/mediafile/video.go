@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 )
 
@@ -148,4 +149,37 @@ func ReadH265File(path string) ([]HEVCFrame, error) {
 		return nil, fmt.Errorf("%s: no access units", path)
 	}
 	return frames, nil
+}
+
+// FrameDigest fingerprints a frame of codec ("" or "h264", "vp9", "av1",
+// "hevc") by what every hop keeps of it, so a sender and a receiver can
+// match frames: H.264 and H.265 slices (SliceDigest; for H.265 the VCL NAL
+// units, which FLV carries while parameter sets go to the sequence start),
+// the VP9 frame, the AV1 OBUs as RTP carries them (no obu_size) without
+// temporal delimiters.
+func FrameDigest(codec string, units [][]byte) uint64 {
+	if codec == "" || codec == "h264" {
+		return SliceDigest(units)
+	}
+	h := fnv.New64a()
+	var l [4]byte
+	for _, u := range units {
+		if len(u) == 0 {
+			continue
+		}
+		switch codec {
+		case "hevc":
+			if u[0]>>1&0x3f >= 32 {
+				continue
+			}
+		case "av1":
+			if u[0]>>3&0x0f == 2 {
+				continue
+			}
+		}
+		l[0], l[1], l[2], l[3] = byte(len(u)>>24), byte(len(u)>>16), byte(len(u)>>8), byte(len(u))
+		h.Write(l[:])
+		h.Write(u)
+	}
+	return h.Sum64()
 }
