@@ -22,12 +22,14 @@
 //     escape codebook 11, all-zero bands as ZERO_HCB and max_sfb cut after
 //     the last coded band (digital silence costs 6 bytes a stereo frame,
 //     and about 6 µs: a window over silence skips the MDCT);
-//   - stereo as a channel pair element with a common window (plain L/R),
-//     mono as a single channel element.
+//   - stereo as a channel pair element with a common window, each band
+//     coded as L/R or as mid/side, whichever the bit estimate of stereo.go
+//     finds cheaper for the same noise (dual-mono costs about one
+//     channel); mono as a single channel element.
 //
 // What it does not do: short blocks (so a sharp attack smears quantization
-// noise over the 43 ms window before it: pre-echo), TNS, PNS, intensity or
-// M/S stereo, prediction, a real psychoacoustic model, and a signalled bit
+// noise over the 43 ms window before it: pre-echo), TNS, PNS, intensity
+// stereo, prediction, a real psychoacoustic model, and a signalled bit
 // reservoir. Rate control keeps a running bit balance instead: a frame may
 // borrow a quarter of the bits earlier frames left unused, so the average
 // rate holds to the target while a frame never exceeds the 6144 bits per
@@ -96,6 +98,9 @@ type Encoder struct {
 	balance   float64 // bits earlier frames left unused (≥ 0)
 	maxBits   int     // hard limit per frame
 	offset    int     // last frame's global scalefactor offset
+
+	msUsed [maxBands]bool // band codes M/S (channel pairs)
+	noMS   bool           // tests: plain L/R, for comparison
 }
 
 // NewEncoder validates cfg and returns an Encoder for it.

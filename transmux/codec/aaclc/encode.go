@@ -60,6 +60,9 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 		}
 		c.prev, c.prevZero = c.cur, zero
 	}
+	if nch == 2 {
+		e.msDecide()
+	}
 
 	budget := min(int(e.frameBits+balanceShare*e.balance), e.maxBits)
 	e.offset = e.searchOffset(budget)
@@ -73,7 +76,7 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	for ch := range e.chans {
 		e.codedSFB = max(e.codedSFB, e.chans[ch].lastCodedBand()+1)
 	}
-	bits := e.fixedBits()
+	bits := e.fixedBits(e.codedSFB)
 	for ch := range e.chans {
 		bits += e.chans[ch].bits(e.codedSFB)
 	}
@@ -91,10 +94,16 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 
 func roundUpToByte(bits int) int { return (bits + 7) &^ 7 }
 
-func (e *Encoder) fixedBits() int {
+// fixedBits counts the bits outside the channels' section, scalefactor
+// and spectral data for max_sfb nb. It grows with nb (the ms_used flags),
+// so counting at e.maxSFB bounds the final frame's count.
+func (e *Encoder) fixedBits(nb int) int {
 	bits := elementHeaderBits + icsInfoBits + endBits + len(e.chans)*channelFixedBits
 	if len(e.chans) == 2 {
 		bits += 1 + 2 // common_window, ms_mask_present
+		if e.msMode(nb) == 1 {
+			bits += nb // ms_used per band
+		}
 	}
 	return bits
 }
@@ -102,7 +111,7 @@ func (e *Encoder) fixedBits() int {
 // countAt quantizes every channel at global offset d and returns the
 // frame size (an upper bound of the final one).
 func (e *Encoder) countAt(d int) int {
-	bits := e.fixedBits()
+	bits := e.fixedBits(e.maxSFB)
 	for ch := range e.chans {
 		c := &e.chans[ch]
 		c.quantize(e.swb, e.maxSFB, d)
@@ -165,7 +174,17 @@ func (e *Encoder) write(dst []byte) []byte {
 		w.put(0, 4)
 		w.put(1, 1) // common_window
 		e.writeICSInfo()
-		w.put(0, 2) // ms_mask_present: plain L/R
+		mode := e.msMode(e.codedSFB)
+		w.put(uint32(mode), 2) // ms_mask_present
+		if mode == 1 {
+			for b := range e.codedSFB {
+				v := uint32(0)
+				if e.msUsed[b] {
+					v = 1
+				}
+				w.put(v, 1)
+			}
+		}
 		e.writeChannel(&e.chans[0], false)
 		e.writeChannel(&e.chans[1], false)
 	}

@@ -54,7 +54,11 @@ type channel struct {
 	sfNoise [maxBands]int     // scalefactor whose noise is the band energy (offset 0)
 	sfFloor [maxBands]int     // no finer than the hearing threshold or q ≤ 8191 allow
 	sumSqrt [maxBands]float64 // Σ√|x|
+	energy  [maxBands]float64 // Σx²
 	density [maxBands]float64 // energy per line, then its masking spread
+	// logNoise is log2 of the noise energy the band may take at offset 0
+	// (set for bands that are not silent).
+	logNoise [maxBands]float64
 
 	// Quantization at the offset under test.
 	sf       [maxBands]int
@@ -80,23 +84,8 @@ type channel struct {
 // nothing.
 func (c *channel) analyze(swb []uint16, nb int, m *masking) {
 	for b := range nb {
-		lo, hi := int(swb[b]), int(swb[b+1])
-		var energy, sumSqrt, peak float64
-		for i := lo; i < hi; i++ {
-			x := math.Abs(c.spec[i])
-			s := math.Sqrt(x)
-			p := math.Sqrt(x * s)
-			c.xp[i] = p
-			energy += x * x
-			sumSqrt += s
-			if p > peak {
-				peak = p
-			}
-		}
-		c.maxXp[b] = peak
-		c.silent[b] = peak == 0
-		c.sumSqrt[b] = sumSqrt
-		c.density[b] = energy / float64(hi-lo)
+		c.analyzeBand(swb, b)
+		c.density[b] = c.energy[b] / float64(swb[b+1]-swb[b])
 	}
 	m.spread(c.density[:nb])
 	for b := range nb {
@@ -104,11 +93,39 @@ func (c *channel) analyze(swb []uint16, nb int, m *masking) {
 			continue
 		}
 		// In log2: noise = width · density^noiseTilt.
-		logSqrt := log2Fast(c.sumSqrt[b])
-		logNoise := m.logWidth[b] + noiseTilt*log2Fast(c.density[b])
-		c.sfNoise[b] = sfForNoise(logNoise, logSqrt)
-		c.sfFloor[b] = max(sfForNoise(m.logATH[b], logSqrt), sfForPeak(c.maxXp[b]), 0)
+		c.logNoise[b] = m.logWidth[b] + noiseTilt*log2Fast(c.density[b])
+		c.setScalefactorLimits(b, c.logNoise[b], m.logATH[b])
 	}
+}
+
+// analyzeBand computes |x|^(3/4) and the statistics of band b's lines.
+func (c *channel) analyzeBand(swb []uint16, b int) {
+	lo, hi := int(swb[b]), int(swb[b+1])
+	var energy, sumSqrt, peak float64
+	for i := lo; i < hi; i++ {
+		x := math.Abs(c.spec[i])
+		s := math.Sqrt(x)
+		p := math.Sqrt(x * s)
+		c.xp[i] = p
+		energy += x * x
+		sumSqrt += s
+		if p > peak {
+			peak = p
+		}
+	}
+	c.maxXp[b] = peak
+	c.silent[b] = peak == 0
+	c.sumSqrt[b] = sumSqrt
+	c.energy[b] = energy
+}
+
+// setScalefactorLimits sets the scalefactor of band b whose noise is
+// 2^logNoise (at offset 0) and its floor from the threshold of hearing
+// (2^logATH) and the quantizer's range.
+func (c *channel) setScalefactorLimits(b int, logNoise, logATH float64) {
+	logSqrt := log2Fast(c.sumSqrt[b])
+	c.sfNoise[b] = sfForNoise(logNoise, logSqrt)
+	c.sfFloor[b] = max(sfForNoise(logATH, logSqrt), sfForPeak(c.maxXp[b]), 0)
 }
 
 // noiseTilt is the exponent of the masking density in the allowed noise.
