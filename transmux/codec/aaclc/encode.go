@@ -26,8 +26,13 @@ const (
 const (
 	minOffset = -96
 	maxOffset = maxSF + 1
-	// maxPasses bounds the bit-counting passes of the offset search.
-	maxPasses = 7
+	// maxPasses bounds the bit-counting passes of the offset search. A
+	// warm start converges in two to four; a frame after silence starts
+	// near minOffset and needs up to eight passes to bracket and eight to
+	// bisect the 350 offsets. With 7, such frames (every attack after a
+	// pause) stopped at the first offset that fitted, often 30 steps too
+	// coarse, whatever the bit rate.
+	maxPasses = 16
 	// balanceShare is the part of the unused-bit balance one frame may take.
 	balanceShare = 0.25
 )
