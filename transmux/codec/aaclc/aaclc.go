@@ -13,8 +13,8 @@
 //     to the power 0.6), floored by the absolute threshold of hearing; one
 //     global offset scales that noise and rate control searches it
 //     (galloping plus bisection, at most 7 bit-counting passes);
-//   - a low-pass by bit rate per channel (16.5 kHz at 64 kbit/s per
-//     channel, 14 kHz at 48, 19 kHz at 96): higher bands are not coded;
+//   - a low-pass by bit rate per channel (17.5 kHz at 64 kbit/s per
+//     channel, 15.5 kHz at 48, 20 kHz at 96): higher bands are not coded;
 //   - |x|^(3/4) quantization with the rounding offset 0.4054, magnitudes
 //     up to 8191;
 //   - Huffman coding with sections chosen by dynamic programming over the
@@ -142,9 +142,16 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 
 // lowpassHz is the audio bandwidth coded at a bit rate per channel:
 // narrower at low rates so that the remaining bands keep enough bits.
+// FFmpeg's aac encoder cuts at min(rate·15/32 − 5500, 3000 + rate/4,
+// 12000 + rate/16) Hz of its rate per channel raised by 15% for PNS: 11.8
+// kHz at 32 kbit/s, 16.6 kHz at 64, 17.8 kHz at 80. This table is a little
+// wider from 48 kbit/s per channel on (17.5 kHz at 64, 128 kbit/s stereo):
+// M/S, and rate control that finds the finest offset that fits, leave
+// bits for it, and at 128k a cut at 16.5 kHz was audible as dullness next
+// to FFmpeg's stream.
 func lowpassHz(channelRate int) float64 {
 	points := [...]struct{ rate, hz float64 }{
-		{16000, 6000}, {32000, 11000}, {48000, 14000}, {64000, 16500}, {96000, 19000}, {128000, 20000},
+		{16000, 6000}, {32000, 12000}, {48000, 15500}, {64000, 17500}, {80000, 19000}, {96000, 20000},
 	}
 	r := float64(channelRate)
 	if r <= points[0].rate {
@@ -159,6 +166,14 @@ func lowpassHz(channelRate int) float64 {
 	return points[len(points)-1].hz
 }
 
+// athMaxHz caps the frequency at which the threshold of hearing is read.
+// Terhardt's curve climbs 30 dB from 14 to 17 kHz (to −13 dBFS at 17 kHz
+// with full scale at 96 dB SPL), so above it almost any real signal fell
+// under the floor and was not coded: the bandwidth ended near 16.5 kHz
+// whatever the low-pass. Level-independent reproduction (the listener's
+// volume is unknown) argues for the flatter floor.
+const athMaxHz = 14000
+
 // athEnergy is the energy of MDCT lines (in this encoder's scale) that a
 // sound at the absolute threshold of hearing has in [f0, f1) Hz: Terhardt's
 // approximation at the band's most sensitive frequency, with full scale
@@ -166,7 +181,7 @@ func lowpassHz(channelRate int) float64 {
 func athEnergy(f0, f1 float64) float64 {
 	db := math.Inf(1)
 	for i := range 5 {
-		f := max(f0+(f1-f0)*float64(i)/4, 20) / 1000
+		f := min(max(f0+(f1-f0)*float64(i)/4, 20), athMaxHz) / 1000
 		db = min(db, 3.64*math.Pow(f, -0.8)-6.5*math.Exp(-0.6*(f-3.3)*(f-3.3))+1e-3*f*f*f*f)
 	}
 	const fullScaleDB = 96

@@ -50,7 +50,9 @@ func (e *Encoder) msDecide() {
 		case em < nmin/2:
 			nm, ns = em, nmin-em
 		}
-		if bandCost(em, nm)+bandCost(es, ns) >= msGain*costLR {
+		// M/S is taken when it is free (both quantize to zero at most)
+		// or wins by the margin.
+		if costMS := bandCost(em, nm) + bandCost(es, ns); costMS > 0 && costMS >= msGain*costLR {
 			continue
 		}
 		e.msUsed[b] = true

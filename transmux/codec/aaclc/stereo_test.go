@@ -148,3 +148,25 @@ func TestFaadDecodes(t *testing.T) {
 		}
 	}
 }
+
+// TestBandwidth: at 128 kbit/s stereo the decoded spectrum of pink noise
+// (within 60 dB of its peak, as the quality report measures it) reaches
+// 17 kHz, and at 64 kbit/s it stays narrower (the low-pass by rate).
+func TestBandwidth(t *testing.T) {
+	needFFmpeg(t)
+	s := noise(48000, 2, 3, -15, true, 12)
+	var got [2]float64
+	for i, rate := range []int{64000, 128000} {
+		dec := ffmpegDecode(t, adts(t, 48000, 2, encodeSignal(t, Config{SampleRate: 48000, Channels: 2, Bitrate: rate}, s)), 48000, 2)
+		_, _, got[i] = nmrAndBandwidth(s, func(j, ch int) float64 {
+			if k := 2*(j+FrameSamples) + ch; k < len(dec) {
+				return float64(dec[k])
+			}
+			return 0
+		})
+		t.Logf("%d kbit/s: bandwidth %.1f kHz", rate/1000, got[i]/1000)
+	}
+	if got[1] < 17000 || got[0] >= got[1] {
+		t.Errorf("bandwidth %.0f Hz at 64k, %.0f Hz at 128k; want ≥ 17000 at 128k and less at 64k", got[0], got[1])
+	}
+}
