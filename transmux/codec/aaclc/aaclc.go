@@ -4,15 +4,20 @@
 //
 // What it does, per 1024-sample frame:
 //
-//   - a long-window MDCT (KBD window, ONLY_LONG_SEQUENCE) computed with a
-//     512-point complex FFT; KBD because its sidelobes fall off fast, so a
-//     tone does not leak into (and cost bits in) distant bands;
+//   - a long-window MDCT (KBD window) computed with a 512-point complex
+//     FFT; KBD because its sidelobes fall off fast, so a tone does not
+//     leak into (and cost bits in) distant bands;
+//   - block switching (blocks.go): an attack detector on the differenced
+//     input switches to eight short windows (EIGHT_SHORT, through
+//     LONG_START and back through LONG_STOP) so that an attack's
+//     quantization noise stays within a few ms of it; short windows are
+//     not grouped;
 //   - a simple noise-allocation model: each scalefactor band may take noise
 //     in proportion to a masking level (its energy density spread to its
 //     neighbours at 15 dB/Bark upwards and 27 dB/Bark downwards, raised
 //     to the power 0.6), floored by the absolute threshold of hearing; one
 //     global offset scales that noise and rate control searches it
-//     (galloping plus bisection, at most 7 bit-counting passes);
+//     (galloping plus bisection, at most 16 bit-counting passes);
 //   - a low-pass by bit rate per channel (17.5 kHz at 64 kbit/s per
 //     channel, 15.5 kHz at 48, 20 kHz at 96): higher bands are not coded;
 //   - |x|^(3/4) quantization with the rounding offset 0.4054, magnitudes
@@ -27,9 +32,10 @@
 //     finds cheaper for the same noise (dual-mono costs about one
 //     channel); mono as a single channel element.
 //
-// What it does not do: short blocks (so a sharp attack smears quantization
-// noise over the 43 ms window before it: pre-echo), TNS, PNS, intensity
-// stereo, prediction, a real psychoacoustic model, and a signalled bit
+// What it does not do: short windows for an attack in the first 448
+// samples of a frame after long ones (that needs more look-ahead than the
+// delay gives, see blocks.go: such attacks keep their pre-echo), window
+// grouping, TNS, PNS, intensity stereo, prediction, a real psychoacoustic model, and a signalled bit
 // reservoir. Rate control keeps a running bit balance instead: a frame may
 // borrow a quarter of the bits earlier frames left unused, so the average
 // rate holds to the target while a frame never exceeds the 6144 bits per
@@ -88,7 +94,10 @@ type Encoder struct {
 	swb      []uint16 // scalefactor band edges
 	maxSFB   int      // bands below the low-pass cut-off
 	codedSFB int      // max_sfb of the frame being written
-	masking  *masking
+	long     layout   // bands of long, start and stop frames
+	short    layout   // bands of eight-short frames
+	lay      *layout
+	seq      int // this frame's window sequence
 	chans    []channel
 	mdct     *mdct
 	sections sectionScratch
@@ -99,8 +108,9 @@ type Encoder struct {
 	maxBits   int     // hard limit per frame
 	offset    int     // last frame's global scalefactor offset
 
-	msUsed [maxBands]bool // band codes M/S (channel pairs)
-	noMS   bool           // tests: plain L/R, for comparison
+	msUsed  [maxBands]bool // band codes M/S (channel pairs)
+	noMS    bool           // tests: plain L/R, for comparison
+	noShort bool           // tests: long windows only, for comparison
 }
 
 // NewEncoder validates cfg and returns an Encoder for it.
@@ -132,7 +142,9 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 	for e.maxSFB < len(e.swb)-1 && float64(e.swb[e.maxSFB])*float64(cfg.SampleRate)/(2*FrameSamples) < cutoff {
 		e.maxSFB++
 	}
-	e.masking = newMasking(e.swb, e.maxSFB, cfg.SampleRate)
+	e.long = newLongLayout(e.swb, e.maxSFB, cfg.SampleRate)
+	e.short = newShortLayout(cutoff, cfg.SampleRate)
+	e.lay = &e.long
 	e.chans = make([]channel, cfg.Channels)
 	e.mdct = newMDCT()
 	e.frameBits = float64(cfg.Bitrate) * FrameSamples / float64(cfg.SampleRate)

@@ -15,6 +15,9 @@ const (
 	// ms_mask_present for a pair, and the END element.
 	elementHeaderBits = 3 + 4
 	icsInfoBits       = 1 + 2 + 1 + 6 + 1
+	// icsInfoShortExtra: an EIGHT_SHORT ics_info has a 4-bit max_sfb and 7
+	// grouping bits instead of 6 and a predictor flag.
+	icsInfoShortExtra = 4 + 7 - 6 - 1
 	channelFixedBits  = 8 + 3
 	endBits           = 3
 )
@@ -46,6 +49,8 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	if len(pcm) != FrameSamples*nch {
 		return dst, fmt.Errorf("%w: got %d samples, want %d", ErrPCMLength, len(pcm), FrameSamples*nch)
 	}
+	var zero [2]bool
+	early, late := false, false
 	for ch := range e.chans {
 		c := &e.chans[ch]
 		var or int16
@@ -54,18 +59,42 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 			or |= v
 			c.cur[i] = float64(v)
 		}
-		zero := or == 0
-		if zero && c.prevZero {
+		zero[ch] = or == 0
+		a, b := c.detectAttack(&c.cur)
+		early, late = early || a, late || b
+	}
+	// Both channels of a pair share the window (common_window).
+	if e.noShort {
+		early, late = false, false
+	}
+	e.seq = nextSequence(e.seq, early, late)
+	e.lay = &e.long
+	if e.seq == eightShort {
+		e.lay = &e.short
+	}
+	for ch := range e.chans {
+		c := &e.chans[ch]
+		if zero[ch] && c.prevZero {
 			// The window spans only digital silence, so the spectrum is
 			// exactly zero: skip the transform (muted streams are common).
-			c.markSilent(e.maxSFB)
+			c.markSilent(e.lay.nb)
 		} else {
-			e.mdct.transform(&c.prev, &c.cur, &c.spec)
-			c.analyze(e.swb, e.maxSFB, e.masking)
+			switch e.seq {
+			case eightShort:
+				e.mdct.transformShort(&c.prev, &c.cur, &c.spec, int(e.short.off[e.short.per]))
+			case longStart:
+				e.mdct.transform(&e.mdct.start, &c.prev, &c.cur, &c.spec)
+			case longStop:
+				e.mdct.transform(&e.mdct.stop, &c.prev, &c.cur, &c.spec)
+			default:
+				e.mdct.transform(&e.mdct.window, &c.prev, &c.cur, &c.spec)
+			}
+			c.analyze(e.lay)
 		}
-		c.prev, c.prevZero = c.cur, zero
+		c.prev, c.prevZero = c.cur, zero[ch]
 	}
-	if nch == 2 {
+	clear(e.msUsed[:])
+	if nch == 2 && !e.lay.short {
 		e.msDecide()
 	}
 
@@ -73,17 +102,17 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	e.offset = e.searchOffset(budget)
 
 	for ch := range e.chans {
-		e.chans[ch].sectionOptimal(e.swb, e.maxSFB, &e.sections)
+		e.chans[ch].sectionOptimal(e.lay, &e.sections)
 	}
 	// max_sfb stops after the last band either channel codes: trailing
 	// silent bands then cost nothing instead of a section.
 	e.codedSFB = 0
 	for ch := range e.chans {
-		e.codedSFB = max(e.codedSFB, e.chans[ch].lastCodedBand()+1)
+		e.codedSFB = max(e.codedSFB, e.chans[ch].codedBands(e.lay))
 	}
 	bits := e.fixedBits(e.codedSFB)
 	for ch := range e.chans {
-		bits += e.chans[ch].bits(e.codedSFB)
+		bits += e.chans[ch].bits(e.lay, e.codedSFB)
 	}
 	start := len(dst)
 	dst = e.write(dst)
@@ -104,6 +133,9 @@ func roundUpToByte(bits int) int { return (bits + 7) &^ 7 }
 // so counting at e.maxSFB bounds the final frame's count.
 func (e *Encoder) fixedBits(nb int) int {
 	bits := elementHeaderBits + icsInfoBits + endBits + len(e.chans)*channelFixedBits
+	if e.lay.short {
+		bits += icsInfoShortExtra
+	}
 	if len(e.chans) == 2 {
 		bits += 1 + 2 // common_window, ms_mask_present
 		if e.msMode(nb) == 1 {
@@ -116,11 +148,11 @@ func (e *Encoder) fixedBits(nb int) int {
 // countAt quantizes every channel at global offset d and returns the
 // frame size (an upper bound of the final one).
 func (e *Encoder) countAt(d int) int {
-	bits := e.fixedBits(e.maxSFB)
+	bits := e.fixedBits(e.lay.per)
 	for ch := range e.chans {
 		c := &e.chans[ch]
-		c.quantize(e.swb, e.maxSFB, d)
-		bits += c.estimateBits(e.swb, e.maxSFB)
+		c.quantize(e.lay.off, e.lay.nb, d)
+		bits += c.estimateBits(e.lay)
 	}
 	return roundUpToByte(bits)
 }
@@ -203,66 +235,85 @@ func (e *Encoder) write(dst []byte) []byte {
 func (e *Encoder) writeICSInfo() {
 	w := &e.bw
 	w.put(0, 1) // ics_reserved_bit
-	w.put(0, 2) // ONLY_LONG_SEQUENCE
+	w.put(uint32(e.seq), 2)
 	w.put(1, 1) // window_shape: KBD
+	if e.lay.short {
+		w.put(uint32(e.codedSFB), 4)
+		w.put(0, 7) // scale_factor_grouping: each window its own group
+		return
+	}
 	w.put(uint32(e.codedSFB), 6)
 	w.put(0, 1) // predictor_data_present
 }
 
-// writeChannel writes an individual_channel_stream.
+// writeChannel writes an individual_channel_stream. Bands go group by
+// group, the first codedSFB of each.
 func (e *Encoder) writeChannel(c *channel, withInfo bool) {
 	w := &e.bw
+	l := e.lay
 	nb := e.codedSFB
-	first := -1
-	for b := range nb {
-		if c.cb[b] != zeroHCB {
-			first = b
-			break
-		}
-	}
-	globalGain := sfOffset
-	if first >= 0 {
-		globalGain = c.sf[first]
-	}
+	globalGain := c.firstScalefactor(l, nb)
 	w.put(uint32(globalGain), 8)
 	if withInfo {
 		e.writeICSInfo()
 	}
 	// section_data
-	for b := 0; b < nb; {
-		run := 1
-		for b+run < nb && c.cb[b+run] == c.cb[b] {
-			run++
+	esc := l.sectionEsc()
+	for g := range l.groups {
+		end := g*l.per + nb
+		for b := g * l.per; b < end; {
+			run := 1
+			for b+run < end && c.cb[b+run] == c.cb[b] {
+				run++
+			}
+			w.put(uint32(c.cb[b]), 4)
+			n := run
+			for ; n >= esc; n -= esc {
+				w.put(uint32(esc), l.lenBits)
+			}
+			w.put(uint32(n), l.lenBits)
+			b += run
 		}
-		w.put(uint32(c.cb[b]), 4)
-		n := run
-		for ; n >= sectLenEsc; n -= sectLenEsc {
-			w.put(sectLenEsc, 5)
-		}
-		w.put(uint32(n), 5)
-		b += run
 	}
 	// scale_factor_data
 	last := globalGain
-	for b := range nb {
-		if c.cb[b] == zeroHCB {
-			continue
+	for g := range l.groups {
+		for b := g * l.per; b < g*l.per+nb; b++ {
+			if c.cb[b] == zeroHCB {
+				continue
+			}
+			w.putCode(hcbScalefactor[c.sf[b]-last+maxSFDiff])
+			last = c.sf[b]
 		}
-		w.putCode(hcbScalefactor[c.sf[b]-last+maxSFDiff])
-		last = c.sf[b]
 	}
 	w.put(0, 3) // pulse_data_present, tns_data_present, gain_control_data_present
 	// spectral_data
-	for b := range nb {
-		cb := int(c.cb[b])
-		if cb == zeroHCB {
-			continue
-		}
-		lo, hi := e.swb[b], e.swb[b+1]
-		if c.coded(b) {
-			writeBand(w, c.q[lo:hi], cb)
-		} else {
-			writeZeros(w, cb, int(hi-lo))
+	for g := range l.groups {
+		for b := g * l.per; b < g*l.per+nb; b++ {
+			cb := int(c.cb[b])
+			if cb == zeroHCB {
+				continue
+			}
+			lo, hi := l.off[b], l.off[b+1]
+			if c.coded(b) {
+				writeBand(w, c.q[lo:hi], cb)
+			} else {
+				writeZeros(w, cb, int(hi-lo))
+			}
 		}
 	}
+}
+
+// firstScalefactor is global_gain: the scalefactor of the first band
+// written with a non-zero codebook (so that its difference is 0), or
+// sfOffset when there is none.
+func (c *channel) firstScalefactor(l *layout, nb int) int {
+	for g := range l.groups {
+		for b := g * l.per; b < g*l.per+nb; b++ {
+			if c.cb[b] != zeroHCB {
+				return c.sf[b]
+			}
+		}
+	}
+	return sfOffset
 }

@@ -24,7 +24,7 @@ import "math"
 // M/S must win by a margin (msGain).
 func (e *Encoder) msDecide() {
 	l, r := &e.chans[0], &e.chans[1]
-	m := e.masking
+	m := e.long.m
 	offsetLog := 3 * float64(e.offset) / 8
 	for b := range e.maxSFB {
 		e.msUsed[b] = false
