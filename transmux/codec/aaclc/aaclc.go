@@ -11,7 +11,7 @@
 //     input switches to eight short windows (EIGHT_SHORT, through
 //     LONG_START and back through LONG_STOP) so that an attack's
 //     quantization noise stays within a few ms of it; short windows are
-//     not grouped;
+//     grouped until the energy rises (the attack starts a new group);
 //   - a simple noise-allocation model: each scalefactor band may take noise
 //     in proportion to a masking level (its energy density spread to its
 //     neighbours at 15 dB/Bark upwards and 27 dB/Bark downwards, raised
@@ -34,8 +34,8 @@
 //
 // What it does not do: short windows for an attack in the first 448
 // samples of a frame after long ones (that needs more look-ahead than the
-// delay gives, see blocks.go: such attacks keep their pre-echo), window
-// grouping, TNS, PNS, intensity stereo, prediction, a real psychoacoustic model, and a signalled bit
+// delay gives, see blocks.go: such attacks keep their pre-echo), M/S in
+// short frames, TNS, PNS, intensity stereo, prediction, a real psychoacoustic model, and a signalled bit
 // reservoir. Rate control keeps a running bit balance instead: a frame may
 // borrow a quarter of the bits earlier frames left unused, so the average
 // rate holds to the target while a frame never exceeds the 6144 bits per
@@ -95,7 +95,7 @@ type Encoder struct {
 	maxSFB   int      // bands below the low-pass cut-off
 	codedSFB int      // max_sfb of the frame being written
 	long     layout   // bands of long, start and stop frames
-	short    layout   // bands of eight-short frames
+	short    *layout  // bands of eight-short frames, regrouped per frame
 	lay      *layout
 	seq      int // this frame's window sequence
 	chans    []channel

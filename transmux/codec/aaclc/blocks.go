@@ -107,9 +107,10 @@ func nextSequence(last int, early, late bool) int {
 // layout describes the bands of a frame as quantization sees them: one
 // flat list whose band i covers lines off[i]..off[i+1] of the channel's
 // spectrum. A long frame has one group of the long bands below the
-// low-pass; a short frame has eight groups (one per window, no grouping)
-// of the short bands below it, each window's lines packed in band order,
-// which is also the order of the bitstream's spectral data.
+// low-pass. A short frame has one group per run of grouped windows; a
+// group's band b holds band b of each of its windows in turn (the
+// bitstream's order of spectral data, §4.6.11.3.4), so a group shares one
+// scalefactor and codebook per band.
 type layout struct {
 	off     []uint16
 	nb      int // bands in all groups
@@ -118,6 +119,14 @@ type layout struct {
 	lenBits uint // sect_len field width: 5 long, 3 short
 	short   bool
 	m       *masking
+
+	// Short layouts: the lines kept per window, the per-window masking
+	// constants, the group lengths and backing arrays.
+	width    int
+	base     *masking
+	groupLen [shortWindows]int
+	offs     [maxBands + 1]uint16
+	mask     masking
 }
 
 // sectionEsc is the sect_len value that continues a section's length.
@@ -130,39 +139,111 @@ func newLongLayout(swb []uint16, maxSFB, sampleRate int) layout {
 	}
 }
 
-// newShortLayout builds the eight-window layout of the short bands below
-// cutoff Hz. The masking constants repeat per window, with no spreading
-// across windows and the threshold of hearing scaled to the short
-// transform: its lines carry (256/2048)² of a long window's energy.
-func newShortLayout(cutoff float64, sampleRate int) layout {
+// newShortLayout builds the short layout of the bands below cutoff Hz,
+// eight groups of one window until setGroups says otherwise. The
+// threshold of hearing is scaled to the short transform, whose lines carry
+// (256/2048)² of a long window's energy.
+func newShortLayout(cutoff float64, sampleRate int) *layout {
 	per := 0
 	for per < numShortBands && float64(swbOffsetShort48[per])*float64(sampleRate)/shortLen < cutoff {
 		per++
 	}
-	width := int(swbOffsetShort48[per])
-	l := layout{groups: shortWindows, per: per, nb: shortWindows * per, lenBits: 3, short: true}
-	l.off = make([]uint16, l.nb+1)
-	for w := range shortWindows {
-		for b := range per {
-			l.off[w*per+b] = uint16(w*width) + swbOffsetShort48[b]
-		}
-	}
-	l.off[l.nb] = uint16(shortWindows * width)
-	base := newMasking(swbOffsetShort48[:], per, sampleRate, shortLines, -6)
-	l.m = &masking{}
-	for w := range shortWindows {
-		for b := range per {
-			i := w*per + b
-			l.m.logATH[i], l.m.logWidth[i] = base.logATH[b], base.logWidth[b]
-			if b > 0 {
-				l.m.up[i] = base.up[b]
-			}
-			if b < per-1 {
-				l.m.down[i] = base.down[b]
-			}
-		}
-	}
+	l := &layout{per: per, lenBits: 3, short: true, width: int(swbOffsetShort48[per])}
+	l.base = newMasking(swbOffsetShort48[:], per, sampleRate, shortLines, -6)
+	l.setGroups([]int{1, 1, 1, 1, 1, 1, 1, 1})
 	return l
+}
+
+// setGroups sets the group lengths (summing to 8) and derives the band
+// edges and masking constants: a band of a group of n windows is n times
+// as wide and n times the threshold energy; masking does not spread
+// across groups.
+func (l *layout) setGroups(lens []int) {
+	l.groups = len(lens)
+	l.nb = l.groups * l.per
+	copy(l.groupLen[:], lens)
+	pos := 0
+	for g, n := range lens {
+		logN := math.Log2(float64(n))
+		for b := range l.per {
+			i := g*l.per + b
+			l.offs[i] = uint16(pos)
+			pos += n * int(swbOffsetShort48[b+1]-swbOffsetShort48[b])
+			l.mask.logATH[i] = l.base.logATH[b] + logN
+			l.mask.logWidth[i] = l.base.logWidth[b] + logN
+			l.mask.up[i], l.mask.down[i] = 0, 0
+			if b > 0 {
+				l.mask.up[i] = l.base.up[b]
+			}
+			if b < l.per-1 {
+				l.mask.down[i] = l.base.down[b]
+			}
+		}
+	}
+	l.offs[l.nb] = uint16(pos)
+	l.off = l.offs[:l.nb+1]
+	l.m = &l.mask
+}
+
+// groupingBits is scale_factor_grouping: bit 6−(w−1) set when window w
+// continues the group of window w−1.
+func (l *layout) groupingBits() uint32 {
+	var v uint32
+	w := 0
+	for g := range l.groups {
+		for k := range l.groupLen[g] {
+			if w > 0 {
+				v <<= 1
+				if k > 0 {
+					v |= 1
+				}
+			}
+			w++
+		}
+	}
+	return v
+}
+
+// groupRise: a short window starts a new group when its energy exceeds
+// this many times the loudest of the current group's. Quieter windows
+// after an attack join it (their extra noise is masked by the attack),
+// louder ones must not share a scalefactor with the quiet ones before
+// them, which would bring the pre-echo back.
+const groupRise = 2
+
+// groupWindows chooses the group lengths from the short windows' energies
+// and returns how many groups it wrote into lens.
+func groupWindows(energy *[shortWindows]float64, lens *[shortWindows]int) int {
+	n := 0
+	peak := 0.0
+	for w, e := range energy {
+		if w == 0 || e > groupRise*peak {
+			lens[n] = 0
+			n++
+			peak = 0
+		}
+		lens[n-1]++
+		peak = max(peak, e)
+	}
+	return n
+}
+
+// regroup reorders a short spectrum from window order (window w's kept
+// lines at w·width) into group order (per group, per band, per window),
+// using tmp as scratch.
+func (l *layout) regroup(spec, tmp *[FrameSamples]float64) {
+	i, w0 := 0, 0
+	for g := range l.groups {
+		n := l.groupLen[g]
+		for b := range l.per {
+			lo, hi := int(swbOffsetShort48[b]), int(swbOffsetShort48[b+1])
+			for w := w0; w < w0+n; w++ {
+				i += copy(tmp[i:], spec[w*l.width+lo:w*l.width+hi])
+			}
+		}
+		w0 += n
+	}
+	copy(spec[:i], tmp[:i])
 }
 
 // shortDCT[k][n] is 2·cos(π/128·(n+½)(k+½)), the DCT-IV of a short window

@@ -70,25 +70,26 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	e.seq = nextSequence(e.seq, early, late)
 	e.lay = &e.long
 	if e.seq == eightShort {
-		e.lay = &e.short
+		e.lay = e.short
+		e.shortFrame(zero)
 	}
 	for ch := range e.chans {
 		c := &e.chans[ch]
-		if zero[ch] && c.prevZero {
+		switch {
+		case zero[ch] && c.prevZero:
 			// The window spans only digital silence, so the spectrum is
 			// exactly zero: skip the transform (muted streams are common).
 			c.markSilent(e.lay.nb)
-		} else {
-			switch e.seq {
-			case eightShort:
-				e.mdct.transformShort(&c.prev, &c.cur, &c.spec, int(e.short.off[e.short.per]))
-			case longStart:
-				e.mdct.transform(&e.mdct.start, &c.prev, &c.cur, &c.spec)
-			case longStop:
-				e.mdct.transform(&e.mdct.stop, &c.prev, &c.cur, &c.spec)
-			default:
-				e.mdct.transform(&e.mdct.window, &c.prev, &c.cur, &c.spec)
-			}
+		case e.seq == longStart:
+			e.mdct.transform(&e.mdct.start, &c.prev, &c.cur, &c.spec)
+			c.analyze(e.lay)
+		case e.seq == longStop:
+			e.mdct.transform(&e.mdct.stop, &c.prev, &c.cur, &c.spec)
+			c.analyze(e.lay)
+		case e.seq == onlyLong:
+			e.mdct.transform(&e.mdct.window, &c.prev, &c.cur, &c.spec)
+			c.analyze(e.lay)
+		default: // transformed and grouped by shortFrame
 			c.analyze(e.lay)
 		}
 		c.prev, c.prevZero = c.cur, zero[ch]
@@ -124,6 +125,35 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	}
 	e.balance = min(max(e.balance+e.frameBits-float64(written), 0), float64(e.maxBits))
 	return dst, nil
+}
+
+// shortFrame transforms the channels that are not silent with short
+// windows, groups the windows by their energy (common to the pair) and
+// puts the spectra in group order.
+func (e *Encoder) shortFrame(zero [2]bool) {
+	l := e.short
+	var energy [shortWindows]float64
+	for ch := range e.chans {
+		c := &e.chans[ch]
+		if zero[ch] && c.prevZero {
+			continue
+		}
+		e.mdct.transformShort(&c.prev, &c.cur, &c.spec, l.width)
+		for w := range shortWindows {
+			for _, v := range c.spec[w*l.width : (w+1)*l.width] {
+				energy[w] += v * v
+			}
+		}
+	}
+	var lens [shortWindows]int
+	n := groupWindows(&energy, &lens)
+	l.setGroups(lens[:n])
+	for ch := range e.chans {
+		c := &e.chans[ch]
+		if !zero[ch] || !c.prevZero {
+			l.regroup(&c.spec, &e.mdct.folded)
+		}
+	}
 }
 
 func roundUpToByte(bits int) int { return (bits + 7) &^ 7 }
@@ -239,7 +269,7 @@ func (e *Encoder) writeICSInfo() {
 	w.put(1, 1) // window_shape: KBD
 	if e.lay.short {
 		w.put(uint32(e.codedSFB), 4)
-		w.put(0, 7) // scale_factor_grouping: each window its own group
+		w.put(e.lay.groupingBits(), 7)
 		return
 	}
 	w.put(uint32(e.codedSFB), 6)
