@@ -34,8 +34,9 @@
 //
 // What it does not do: short windows for an attack in the first 448
 // samples of a frame after long ones (that needs more look-ahead than the
-// delay gives, see blocks.go: such attacks keep their pre-echo), M/S in
-// short frames, TNS, PNS, intensity stereo, prediction, a real psychoacoustic model, and a signalled bit
+// delay gives, see blocks.go: such attacks get TNS (tns.go) on their long
+// window instead), M/S in short frames, TNS on short windows, PNS,
+// intensity stereo, prediction, a real psychoacoustic model, and a signalled bit
 // reservoir. Rate control keeps a running bit balance instead: a frame may
 // borrow a quarter of the bits earlier frames left unused, so the average
 // rate holds to the target while a frame never exceeds the 6144 bits per
@@ -111,6 +112,9 @@ type Encoder struct {
 	msUsed  [maxBands]bool // band codes M/S (channel pairs)
 	noMS    bool           // tests: plain L/R, for comparison
 	noShort bool           // tests: long windows only, for comparison
+	noTNS   bool           // tests: no TNS, for comparison
+
+	tnsLo, tnsHi int // long bands TNS filters
 }
 
 // NewEncoder validates cfg and returns an Encoder for it.
@@ -143,6 +147,10 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 		e.maxSFB++
 	}
 	e.long = newLongLayout(e.swb, e.maxSFB, cfg.SampleRate)
+	e.tnsHi = min(e.maxSFB, tnsMaxBandsLong(e.freqIdx))
+	for e.tnsLo < e.tnsHi && float64(e.swb[e.tnsLo])*float64(cfg.SampleRate)/(2*FrameSamples) < tnsStartHz {
+		e.tnsLo++
+	}
 	e.short = newShortLayout(cutoff, cfg.SampleRate)
 	e.lay = &e.long
 	e.chans = make([]channel, cfg.Channels)

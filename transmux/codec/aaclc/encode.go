@@ -73,8 +73,13 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 		e.lay = e.short
 		e.shortFrame(zero)
 	}
+	tnsGain := float64(tnsMinGainNoAttack)
+	if early || late {
+		tnsGain = tnsMinGain
+	}
 	for ch := range e.chans {
 		c := &e.chans[ch]
+		c.tnsF.on = false
 		switch {
 		case zero[ch] && c.prevZero:
 			// The window spans only digital silence, so the spectrum is
@@ -82,12 +87,15 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 			c.markSilent(e.lay.nb)
 		case e.seq == longStart:
 			e.mdct.transform(&e.mdct.start, &c.prev, &c.cur, &c.spec)
+			e.applyTNS(c, tnsGain)
 			c.analyze(e.lay)
 		case e.seq == longStop:
 			e.mdct.transform(&e.mdct.stop, &c.prev, &c.cur, &c.spec)
+			e.applyTNS(c, tnsGain)
 			c.analyze(e.lay)
 		case e.seq == onlyLong:
 			e.mdct.transform(&e.mdct.window, &c.prev, &c.cur, &c.spec)
+			e.applyTNS(c, tnsGain)
 			c.analyze(e.lay)
 		default: // transformed and grouped by shortFrame
 			c.analyze(e.lay)
@@ -125,6 +133,15 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	}
 	e.balance = min(max(e.balance+e.frameBits-float64(written), 0), float64(e.maxBits))
 	return dst, nil
+}
+
+// applyTNS runs the TNS decision on a long frame's spectrum (before the
+// M/S decision: the decoder undoes M/S first, then TNS per channel).
+func (e *Encoder) applyTNS(c *channel, minGain float64) {
+	if e.noTNS || e.tnsHi <= e.tnsLo {
+		return
+	}
+	c.tns(int(e.swb[e.tnsLo]), int(e.swb[e.tnsHi]), len(e.swb)-1-e.tnsLo, minGain)
 }
 
 // shortFrame transforms the channels that are not silent with short
@@ -316,7 +333,14 @@ func (e *Encoder) writeChannel(c *channel, withInfo bool) {
 			last = c.sf[b]
 		}
 	}
-	w.put(0, 3) // pulse_data_present, tns_data_present, gain_control_data_present
+	w.put(0, 1) // pulse_data_present
+	if c.tnsF.on {
+		w.put(1, 1)
+		c.tnsF.write(w)
+	} else {
+		w.put(0, 1)
+	}
+	w.put(0, 1) // gain_control_data_present
 	// spectral_data
 	for g := range l.groups {
 		for b := g * l.per; b < g*l.per+nb; b++ {

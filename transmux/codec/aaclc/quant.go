@@ -45,6 +45,7 @@ type channel struct {
 	// Attack detector state: the last input sample and the decaying peak
 	// of the differenced energy per sub-block.
 	hpLast, hpPeak float64
+	tnsF           tnsFilter // this frame's TNS filter
 	spec           [FrameSamples]float64
 	xp             [FrameSamples]float64 // |spec|^(3/4)
 	q              [FrameSamples]int32   // quantized lines, signed
@@ -96,6 +97,11 @@ func (c *channel) analyze(l *layout) {
 		}
 		// In log2: noise = width · density^noiseTilt.
 		c.logNoise[b] = m.logWidth[b] + noiseTilt*log2Fast(c.density[b])
+		if c.tnsF.on && int(swb[b]) >= c.tnsF.lo && int(swb[b]) < c.tnsF.hi {
+			// The residual's density is the signal's over the gain G;
+			// the noise may be the signal's allowance over G.
+			c.logNoise[b] -= (1 - noiseTilt) * c.tnsF.logGain
+		}
 		c.setScalefactorLimits(b, c.logNoise[b], m.logATH[b])
 	}
 }
@@ -324,7 +330,7 @@ func (c *channel) estimateBits(l *layout) int {
 		c.cb[b], c.cost[b] = uint8(cb), cost
 		total += cost
 	}
-	return total + c.sectionBits(l, l.per) + c.scalefactorBits(nb)
+	return total + c.sectionBits(l, l.per) + c.scalefactorBits(nb) + c.tnsF.bits()
 }
 
 // sectionBits is the size of section_data for the codebooks in c.cb over
@@ -371,7 +377,7 @@ func (c *channel) bits(l *layout, coded int) int {
 	for b := range l.nb {
 		total += c.cost[b]
 	}
-	return total + c.sectionBits(l, coded) + c.scalefactorBits(l.nb)
+	return total + c.sectionBits(l, coded) + c.scalefactorBits(l.nb) + c.tnsF.bits()
 }
 
 // codedBands is max_sfb: one more than the highest band of any group with
