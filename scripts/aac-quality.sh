@@ -5,7 +5,9 @@
 # stream decoded by FFmpeg and by faad. Installs what it needs (ffmpeg,
 # faad, espeak-ng, the sound packages) and writes the report to
 # docs/aac-quality-latest.md, or to the file given as $1. Extra arguments go
-# to the test binary, e.g. -quality.rates 128 -quality.only clicks,speech-alsa.
+# to the test binary, e.g. -quality.rates 128 -quality.only clicks,speech-alsa,
+# or -quality.pictures "$PWD/docs/aac-quality" for spectrograms (an absolute
+# path: the test runs in its package directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/aac-quality-latest.md}
@@ -15,6 +17,7 @@ shift || true
 scripts/deps.sh ffmpeg faad
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || missing+=(sox)
 [ -e /usr/share/sounds/alsa/Front_Center.wav ] || missing+=(alsa-utils)
 [ -e /usr/share/sounds/freedesktop/stereo/bell.oga ] || missing+=(sound-theme-freedesktop)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -103,7 +103,7 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 		c.prev, c.prevZero = c.cur, zero[ch]
 	}
 	clear(e.msUsed[:])
-	if nch == 2 && !e.lay.short {
+	if nch == 2 {
 		e.msDecide()
 	}
 
@@ -186,7 +186,7 @@ func (e *Encoder) fixedBits(nb int) int {
 	if len(e.chans) == 2 {
 		bits += 1 + 2 // common_window, ms_mask_present
 		if e.msMode(nb) == 1 {
-			bits += nb // ms_used per band
+			bits += e.lay.groups * nb // ms_used per band and group
 		}
 	}
 	return bits
@@ -261,12 +261,15 @@ func (e *Encoder) write(dst []byte) []byte {
 		mode := e.msMode(e.codedSFB)
 		w.put(uint32(mode), 2) // ms_mask_present
 		if mode == 1 {
-			for b := range e.codedSFB {
-				v := uint32(0)
-				if e.msUsed[b] {
-					v = 1
+			l := e.lay
+			for g := range l.groups {
+				for b := g * l.per; b < g*l.per+e.codedSFB; b++ {
+					v := uint32(0)
+					if e.msUsed[b] {
+						v = 1
+					}
+					w.put(v, 1)
 				}
-				w.put(v, 1)
 			}
 		}
 		e.writeChannel(&e.chans[0], false)

@@ -35,6 +35,7 @@ var (
 	qualityRates   = flag.String("quality.rates", "64,96,128,160", "bit rates in kbit/s for the quality report")
 	qualityOnly    = flag.String("quality.only", "", "comma-separated material names to include (default all)")
 	qualitySeconds = flag.Float64("quality.seconds", 6, "length of each synthesized material in seconds")
+	qualityPics    = flag.String("quality.pictures", "", "write spectrograms (sox) of the drums and speech-alsa input and 128k decodes to this directory (absolute path)")
 )
 
 const qRate = 48000
@@ -122,6 +123,10 @@ func TestQualityReport(t *testing.T) {
 					}
 					lag := alignLag(m.sig, pcm)
 					row.lag[di] = lag
+					if di == 0 && rate == 128000 && *qualityPics != "" && (m.name == "drums" || m.name == "speech-alsa") {
+						spectrogram(t, m.sig.pcm, m.name+"-input", m.name+": input")
+						spectrogram(t, pcm[2*lag:], m.name+"-"+enc, fmt.Sprintf("%s: %s encoder at 128k, decoded by FFmpeg", m.name, enc))
+					}
 					if di == 0 {
 						row.qualityMeasures = measure(m.sig, pcm, lag, onsets)
 					} else {
@@ -234,6 +239,22 @@ func qualityReport(mats []material, rates []int, rows []qualityRow) string {
 		}
 	}
 	return b.String()
+}
+
+// spectrogram renders the left channel of stereo pcm to
+// <-quality.pictures>/<name>.png with sox (monochrome, small).
+func spectrogram(t testing.TB, pcm []int16, name, title string) {
+	t.Helper()
+	raw := filepath.Join(t.TempDir(), name+".raw")
+	if err := os.WriteFile(raw, pcmToBytes(pcm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(*qualityPics, name+".png")
+	cmd := exec.Command("sox", "-t", "raw", "-r", "48000", "-e", "signed", "-b", "16", "-c", "2", raw, "-n",
+		"remix", "1", "trim", "0", "3", "spectrogram", "-m", "-x", "600", "-y", "257", "-z", "100", "-t", title, "-o", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sox spectrogram: %v: %s", err, msg)
+	}
 }
 
 // ffmpegEncode encodes s with FFmpeg's native AAC encoder to ADTS.

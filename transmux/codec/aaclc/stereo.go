@@ -24,14 +24,15 @@ import "math"
 // M/S must win by a margin (msGain).
 func (e *Encoder) msDecide() {
 	l, r := &e.chans[0], &e.chans[1]
-	m := e.long.m
+	lay := e.lay
+	m := lay.m
 	offsetLog := 3 * float64(e.offset) / 8
-	for b := range e.maxSFB {
+	for b := range lay.nb {
 		e.msUsed[b] = false
 		if e.noMS || l.silent[b] || r.silent[b] {
 			continue
 		}
-		lo, hi := int(e.swb[b]), int(e.swb[b+1])
+		lo, hi := int(lay.off[b]), int(lay.off[b+1])
 		var em, es float64
 		for i := lo; i < hi; i++ {
 			mv := (l.spec[i] + r.spec[i]) / 2
@@ -66,7 +67,7 @@ func (e *Encoder) msDecide() {
 			c *channel
 			n float64
 		}{{l, nm}, {r, ns}} {
-			x.c.analyzeBand(e.swb, b)
+			x.c.analyzeBand(lay.off, b)
 			if !x.c.silent[b] {
 				x.c.setScalefactorLimits(b, math.Log2(max(x.n, 1e-30))-offsetLog, ath)
 			}
@@ -89,13 +90,17 @@ func bandCost(energy, noise float64) float64 {
 	return log2Fast(energy / noise)
 }
 
-// msMode is ms_mask_present for the first nb bands: 0 when no band is M/S,
-// 2 when all are, else 1 (one ms_used flag per band follows).
+// msMode is ms_mask_present for the first nb bands of each group: 0 when
+// no band is M/S, 2 when all are, else 1 (one ms_used flag per band and
+// group follows).
 func (e *Encoder) msMode(nb int) int {
+	l := e.lay
 	anyMS, all := false, nb > 0
-	for b := range nb {
-		anyMS = anyMS || e.msUsed[b]
-		all = all && e.msUsed[b]
+	for g := range l.groups {
+		for b := g * l.per; b < g*l.per+nb; b++ {
+			anyMS = anyMS || e.msUsed[b]
+			all = all && e.msUsed[b]
+		}
 	}
 	switch {
 	case all:

@@ -30,22 +30,36 @@ func TestMidSideDualMono(t *testing.T) {
 	tones := dual(twoTone(48000, 5))
 	mix := dual(music(48000, 5))
 
-	// S is all zero in every M/S band, and every band with sound is M/S.
-	e, err := NewEncoder(stereo128)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for f := 0; f+2*FrameSamples <= len(mix.pcm); f += 2 * FrameSamples {
-		if _, err := e.Encode(nil, mix.pcm[f:f+2*FrameSamples]); err != nil {
+	// S is all zero in every M/S band, and every band with sound is M/S,
+	// in long and (drums: attacks) short frames.
+	for i, sig := range []signal{mix, dualMono(5 * 48000)} {
+		e, err := NewEncoder(stereo128)
+		if err != nil {
 			t.Fatal(err)
 		}
-		for b := range e.codedSFB {
-			if e.chans[0].cb[b] != zeroHCB && !e.msUsed[b] {
-				t.Fatalf("frame %d band %d: coded L/R", f/(2*FrameSamples), b)
+		shorts := 0
+		for f := 0; f+2*FrameSamples <= len(sig.pcm); f += 2 * FrameSamples {
+			if _, err := e.Encode(nil, sig.pcm[f:f+2*FrameSamples]); err != nil {
+				t.Fatal(err)
 			}
-			if e.chans[1].cb[b] != zeroHCB {
-				t.Fatalf("frame %d band %d: S has codebook %d, want ZERO_HCB", f/(2*FrameSamples), b, e.chans[1].cb[b])
+			if e.seq == eightShort {
+				shorts++
 			}
+			l := e.lay
+			for g := range l.groups {
+				for b := g * l.per; b < g*l.per+e.codedSFB; b++ {
+					if e.chans[0].cb[b] != zeroHCB && !e.msUsed[b] {
+						t.Fatalf("frame %d band %d: coded L/R", f/(2*FrameSamples), b)
+					}
+					if e.chans[1].cb[b] != zeroHCB {
+						t.Fatalf("frame %d band %d: S has codebook %d, want ZERO_HCB", f/(2*FrameSamples), b, e.chans[1].cb[b])
+					}
+				}
+			}
+		}
+		t.Logf("%d short frames", shorts)
+		if i == 1 && shorts == 0 {
+			t.Error("dual-mono drums: no short frames, the short M/S path went untested")
 		}
 	}
 
