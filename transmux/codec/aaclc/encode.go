@@ -38,6 +38,8 @@ const (
 	maxPasses = 16
 	// balanceShare is the part of the unused-bit balance one frame may take.
 	balanceShare = 0.25
+	// attackShare is that part for frames with attacks or short windows.
+	attackShare = 0.75
 )
 
 // Encode encodes one frame: pcm holds FrameSamples samples per channel,
@@ -107,7 +109,14 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 		e.msDecide()
 	}
 
-	budget := min(int(e.frameBits+balanceShare*e.balance), e.maxBits)
+	share := balanceShare
+	if early || late || e.seq != onlyLong {
+		// An attack (or the short frames around one) borrows more: its
+		// noise is what is heard as pre-echo, and quiet frames before it
+		// left bits unused.
+		share = attackShare
+	}
+	budget := min(int(e.frameBits+share*e.balance), e.maxBits)
 	e.offset = e.searchOffset(budget)
 
 	for ch := range e.chans {
