@@ -75,10 +75,7 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 		e.lay = e.short
 		e.shortFrame(zero)
 	}
-	tnsGain := float64(tnsMinGainNoAttack)
-	if early || late {
-		tnsGain = tnsMinGain
-	}
+	tnsOn := early || late
 	for ch := range e.chans {
 		c := &e.chans[ch]
 		c.tnsF.on = false
@@ -89,15 +86,15 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 			c.markSilent(e.lay.nb)
 		case e.seq == longStart:
 			e.mdct.transform(&e.mdct.start, &c.prev, &c.cur, &c.spec)
-			e.applyTNS(c, tnsGain)
+			e.applyTNS(c, tnsOn)
 			c.analyze(e.lay)
 		case e.seq == longStop:
 			e.mdct.transform(&e.mdct.stop, &c.prev, &c.cur, &c.spec)
-			e.applyTNS(c, tnsGain)
+			e.applyTNS(c, tnsOn)
 			c.analyze(e.lay)
 		case e.seq == onlyLong:
 			e.mdct.transform(&e.mdct.window, &c.prev, &c.cur, &c.spec)
-			e.applyTNS(c, tnsGain)
+			e.applyTNS(c, tnsOn)
 			c.analyze(e.lay)
 		default: // transformed and grouped by shortFrame
 			c.analyze(e.lay)
@@ -119,8 +116,11 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	budget := min(int(e.frameBits+share*e.balance), e.maxBits)
 	e.offset = e.searchOffset(budget)
 
-	for ch := range e.chans {
-		e.chans[ch].sectionOptimal(e.lay, &e.sections)
+	if !e.allSilent() {
+		// (Silence is all ZERO_HCB already, as the estimate left it.)
+		for ch := range e.chans {
+			e.chans[ch].sectionOptimal(e.lay, &e.sections)
+		}
 	}
 	// max_sfb stops after the last band either channel codes: trailing
 	// silent bands then cost nothing instead of a section.
@@ -144,13 +144,14 @@ func (e *Encoder) Encode(dst []byte, pcm []int16) ([]byte, error) {
 	return dst, nil
 }
 
-// applyTNS runs the TNS decision on a long frame's spectrum (before the
-// M/S decision: the decoder undoes M/S first, then TNS per channel).
-func (e *Encoder) applyTNS(c *channel, minGain float64) {
-	if e.noTNS || e.tnsHi <= e.tnsLo {
+// applyTNS runs the TNS decision on a long frame's spectrum when the frame
+// has an attack (before the M/S decision: the decoder undoes M/S first,
+// then TNS per channel).
+func (e *Encoder) applyTNS(c *channel, attack bool) {
+	if !attack || e.noTNS || e.tnsHi <= e.tnsLo {
 		return
 	}
-	c.tns(int(e.swb[e.tnsLo]), int(e.swb[e.tnsHi]), len(e.swb)-1-e.tnsLo, minGain)
+	c.tns(int(e.swb[e.tnsLo]), int(e.swb[e.tnsHi]), len(e.swb)-1-e.tnsLo, tnsMinGain)
 }
 
 // shortFrame transforms the channels that are not silent with short
@@ -219,6 +220,13 @@ func (e *Encoder) countAt(d int) int {
 // counting passes. It leaves the channels quantized at the offset
 // returned.
 func (e *Encoder) searchOffset(budget int) int {
+	if e.allSilent() {
+		// Nothing to code: every offset gives the same empty frame. Keep
+		// the last one as the next frame's start rather than galloping to
+		// minOffset, far from where the sound after a pause will need.
+		e.countAt(e.offset)
+		return e.offset
+	}
 	good, bad := maxOffset, minOffset-1 // good fits (maxOffset always does); bad does not
 	last, passes := 0, 0
 	try := func(d int) bool {
@@ -252,6 +260,18 @@ func (e *Encoder) searchOffset(budget int) int {
 		e.countAt(good)
 	}
 	return good
+}
+
+// allSilent reports whether every band of every channel is exactly zero.
+func (e *Encoder) allSilent() bool {
+	for ch := range e.chans {
+		for _, s := range e.chans[ch].silent[:e.lay.nb] {
+			if !s {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // write appends the raw_data_block of the quantized, sectioned channels.

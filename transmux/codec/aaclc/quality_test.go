@@ -251,7 +251,7 @@ func spectrogram(t testing.TB, pcm []int16, name, title string) {
 	}
 	out := filepath.Join(*qualityPics, name+".png")
 	cmd := exec.Command("sox", "-t", "raw", "-r", "48000", "-e", "signed", "-b", "16", "-c", "2", raw, "-n",
-		"remix", "1", "trim", "0", "3", "spectrogram", "-m", "-x", "600", "-y", "257", "-z", "100", "-t", title, "-o", out)
+		"remix", "1", "trim", "0", "3", "spectrogram", "-m", "-x", "480", "-y", "129", "-z", "90", "-t", title, "-o", out)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sox spectrogram: %v: %s", err, msg)
 	}
