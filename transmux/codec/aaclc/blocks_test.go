@@ -135,3 +135,68 @@ func TestTNSCutsPreEcho(t *testing.T) {
 		}
 	}
 }
+
+// TestShortBlocksOtherFormats: short frames, TNS and their transitions at
+// 44.1 and 32 kHz, mono and stereo, decode without errors in FFmpeg and
+// faad, identically to 1 LSB, with the delay exact.
+func TestShortBlocksOtherFormats(t *testing.T) {
+	needFFmpeg(t)
+	needFaad(t)
+	for _, cfg := range []Config{
+		{SampleRate: 44100, Channels: 2, Bitrate: 128000},
+		{SampleRate: 32000, Channels: 2, Bitrate: 96000},
+		{SampleRate: 48000, Channels: 1, Bitrate: 64000},
+		{SampleRate: 44100, Channels: 1, Bitrate: 96000},
+	} {
+		// Bursts of a decaying three-tone at every position in a frame
+		// (steps of 211 samples), so that all sequences occur.
+		n := 3 * cfg.SampleRate
+		s := signal{cfg.SampleRate, cfg.Channels, make([]int16, n*cfg.Channels)}
+		shorts, starts := 0, 0
+		for k, at := 0, 2000; at+4000 < n; k, at = k+1, at+cfg.SampleRate/8+211*(k%5) {
+			for i := range 4000 {
+				tt := float64(i) / float64(cfg.SampleRate)
+				v := int16(12000 * min(tt/0.0003, 1) * math.Exp(-tt/0.02) *
+					(math.Sin(2*math.Pi*2500*tt) + 0.5*math.Sin(2*math.Pi*6100*tt)))
+				for ch := range cfg.Channels {
+					s.pcm[(at+i)*cfg.Channels+ch] = v
+				}
+			}
+		}
+		e, err := NewEncoder(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var frames [][]byte
+		step := FrameSamples * cfg.Channels
+		for f := 0; f+step <= len(s.pcm); f += step {
+			out, err := e.Encode(nil, s.pcm[f:f+step])
+			if err != nil {
+				t.Fatal(err)
+			}
+			frames = append(frames, out)
+			switch e.seq {
+			case eightShort:
+				shorts++
+			case longStart:
+				starts++
+			}
+		}
+		stream := adts(t, cfg.SampleRate, cfg.Channels, frames)
+		ff := ffmpegDecode(t, stream, cfg.SampleRate, cfg.Channels)
+		fa, errs := decodeFaadAs(t, stream, cfg.Channels)
+		if errs != "" {
+			t.Fatalf("%+v: faad: %s", cfg, errs)
+		}
+		for i, x := range fa {
+			if d := int(x) - int(ff[i+step]); d > 1 || d < -1 {
+				t.Fatalf("%+v: sample %d: faad %d, FFmpeg %d", cfg, i, x, ff[i+step])
+			}
+		}
+		d, v := bestDelay(s.pcm, ff, cfg.Channels, FrameSamples-8, FrameSamples+8, 0)
+		t.Logf("%+v: %d short frames, %d starts; SNR %.1f dB at delay %d", cfg, shorts, starts, v, d)
+		if shorts == 0 || d != FrameSamples || v < 15 {
+			t.Errorf("%+v: %d short frames, SNR %.1f dB at delay %d", cfg, shorts, v, d)
+		}
+	}
+}

@@ -308,6 +308,30 @@ func decodeFFmpeg(t testing.TB, data []byte) ([]int16, string) {
 // are the lines that say so.
 func decodeFaad(t testing.TB, data []byte) ([]int16, string) {
 	t.Helper()
+	return decodeFaadAs(t, data, 2)
+}
+
+// decodeFaadAs is decodeFaad for a stream of the given channel count.
+// faad writes a mono stream as two identical channels; the result is
+// mono then.
+func decodeFaadAs(t testing.TB, data []byte, channels int) ([]int16, string) {
+	t.Helper()
+	pcm, errs := decodeFaadRaw(t, data)
+	if channels == 1 {
+		for i := range len(pcm) / 2 {
+			if pcm[2*i] != pcm[2*i+1] {
+				errs += fmt.Sprintf("\nfaad: mono stream decoded to different channels at sample %d", i)
+				break
+			}
+			pcm[i] = pcm[2*i]
+		}
+		pcm = pcm[:len(pcm)/2]
+	}
+	return pcm, errs
+}
+
+func decodeFaadRaw(t testing.TB, data []byte) ([]int16, string) {
+	t.Helper()
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.aac"), filepath.Join(dir, "out.raw")
 	if err := os.WriteFile(in, data, 0o644); err != nil {
