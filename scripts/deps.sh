@@ -40,6 +40,7 @@ build_mediamtx() {
 # package -> check (a command in PATH, or a file, that the package provides)
 declare -A checks=(
 	[ffmpeg]="cmd:ffprobe"
+	[faad]="cmd:faad" # second AAC decoder of the aaclc quality report (scripts/aac-quality.sh)
 	[nginx]="cmd:nginx"
 	[libnginx-mod-rtmp]="file:/usr/lib/nginx/modules/ngx_rtmp_module.so"
 	[chromium]="file:/usr/bin/chromium" # the browser tests (httpapi/e2e/browser_test.go)
@@ -66,7 +67,7 @@ present() {
 
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
-	wanted=(ffmpeg nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
+	wanted=(ffmpeg faad nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
 		gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good gstreamer1.0-plugins-base python3-gi
 		gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0)
 	build_mediamtx

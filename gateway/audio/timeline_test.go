@@ -73,10 +73,10 @@ func runSRShift(t *testing.T, shiftMs int64, withAAC bool) ([]uint32, *Pipeline,
 	const vBase, aBase = uint32(1 << 30), uint32(3 << 30)
 	var lastWant int64
 	// 12 s: 30 fps video and 20 ms audio packets arriving on time; SRs
-	// from 2.5 s on (after avsync.StartWindow: slewed into), once a second
+	// from 4.5 s on (after avsync.FirstSRWindow: slewed into), once a second
 	// per track.
 	for ms := int64(0); ms < 12000; ms++ {
-		if ms%1000 == 500 && ms > 2000 { // after avsync.StartWindow: slewed
+		if ms%1000 == 500 && ms > 4000 { // after avsync.FirstSRWindow: slewed
 			clock.OnSenderReport(true, &rtcp.SenderReport{NTPTime: ntp(ms * 1e6), RTPTime: vBase + uint32(ms*90)})
 			clock.OnSenderReport(false, &rtcp.SenderReport{NTPTime: ntp((ms + shiftMs) * 1e6), RTPTime: aBase + uint32(ms*48)})
 		}

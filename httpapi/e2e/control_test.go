@@ -406,8 +406,10 @@ func TestBroadcastRightAfterTrackGetsItsKeyframe(t *testing.T) {
 	defer cancel()
 	pub, id := h.publish(ctx, gatewaytest.PublisherConfig{VideoFile: testdata("video.h264"), Loop: true})
 	plis := pub.PLIs() // the track's own request, answered with an IDR
-	start := time.Now()
 	h.startTargets(id, map[string]any{"output": h.ingestURL() + "/soon"})
+	// From the broadcast's start (the API's answer: the ingest's dial and
+	// publish before it take their own time on a loaded machine).
+	start := time.Now()
 	for pub.PLIs() == plis && time.Since(start) < 1500*time.Millisecond {
 		time.Sleep(10 * time.Millisecond)
 	}

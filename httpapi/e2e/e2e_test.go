@@ -83,6 +83,7 @@ func TestPublishToInProcessIngest(t *testing.T) {
 	})
 
 	var bv broadcastView
+	started := time.Now()
 	st, raw := h.call("POST", "/v1/streams/"+id+"/broadcast", map[string]any{
 		"transcodingTargets": map[string]any{
 			"output": h.ingestURL(), "streamname": "e2e",
@@ -122,6 +123,12 @@ func TestPublishToInProcessIngest(t *testing.T) {
 	}
 
 	info, msgs := h.rec.get("e2e")
+	for _, m := range msgs {
+		if m.msg.Type == 9 && len(m.msg.Body) > 1 && m.msg.Body[1] == 1 { // an AVC NALU tag
+			t.Logf("pion publisher: broadcast start -> first video tag %v", m.at.Sub(started).Round(time.Millisecond))
+			break
+		}
+	}
 	// connect carries the rtmpconnectinfo keys and values.
 	for k, want := range map[string]any{"key1": "value1", "key2": 7.5, "key3": false} {
 		if got := info.Connect[k]; got != want {

@@ -140,6 +140,8 @@ func TestBrowserWHIPClient(t *testing.T) {
 			}
 			if frames == 0 {
 				v0 = v.ts
+				// The relay's broadcast starts by itself once media flows.
+				t.Logf("Chromium + whip-whep: page live -> first video tag at the relay's ingest %v", m.at.Sub(time.UnixMilli(res.LiveAt)).Round(time.Millisecond))
 			}
 			v1 = v.ts
 			frames++

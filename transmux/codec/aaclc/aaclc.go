@@ -4,17 +4,22 @@
 //
 // What it does, per 1024-sample frame:
 //
-//   - a long-window MDCT (KBD window, ONLY_LONG_SEQUENCE) computed with a
-//     512-point complex FFT; KBD because its sidelobes fall off fast, so a
-//     tone does not leak into (and cost bits in) distant bands;
+//   - a long-window MDCT (KBD window) computed with a 512-point complex
+//     FFT; KBD because its sidelobes fall off fast, so a tone does not
+//     leak into (and cost bits in) distant bands;
+//   - block switching (blocks.go): an attack detector on the differenced
+//     input switches to eight short windows (EIGHT_SHORT, through
+//     LONG_START and back through LONG_STOP) so that an attack's
+//     quantization noise stays within a few ms of it; short windows are
+//     grouped until the energy rises (the attack starts a new group);
 //   - a simple noise-allocation model: each scalefactor band may take noise
 //     in proportion to a masking level (its energy density spread to its
 //     neighbours at 15 dB/Bark upwards and 27 dB/Bark downwards, raised
 //     to the power 0.6), floored by the absolute threshold of hearing; one
 //     global offset scales that noise and rate control searches it
-//     (galloping plus bisection, at most 7 bit-counting passes);
-//   - a low-pass by bit rate per channel (16.5 kHz at 64 kbit/s per
-//     channel, 14 kHz at 48, 19 kHz at 96): higher bands are not coded;
+//     (galloping plus bisection, at most 16 bit-counting passes);
+//   - a low-pass by bit rate per channel (17.5 kHz at 64 kbit/s per
+//     channel, 15.5 kHz at 48, 20 kHz at 96): higher bands are not coded;
 //   - |x|^(3/4) quantization with the rounding offset 0.4054, magnitudes
 //     up to 8191;
 //   - Huffman coding with sections chosen by dynamic programming over the
@@ -22,12 +27,16 @@
 //     escape codebook 11, all-zero bands as ZERO_HCB and max_sfb cut after
 //     the last coded band (digital silence costs 6 bytes a stereo frame,
 //     and about 6 µs: a window over silence skips the MDCT);
-//   - stereo as a channel pair element with a common window (plain L/R),
-//     mono as a single channel element.
+//   - stereo as a channel pair element with a common window, each band
+//     coded as L/R or as mid/side, whichever the bit estimate of stereo.go
+//     finds cheaper for the same noise (dual-mono costs about one
+//     channel); mono as a single channel element.
 //
-// What it does not do: short blocks (so a sharp attack smears quantization
-// noise over the 43 ms window before it: pre-echo), TNS, PNS, intensity or
-// M/S stereo, prediction, a real psychoacoustic model, and a signalled bit
+// What it does not do: short windows for an attack in the first 448
+// samples of a frame after long ones (that needs more look-ahead than the
+// delay gives, see blocks.go: such attacks get TNS (tns.go) on their long
+// window instead), M/S in short frames, TNS on short windows, PNS,
+// intensity stereo, prediction, a real psychoacoustic model, and a signalled bit
 // reservoir. Rate control keeps a running bit balance instead: a frame may
 // borrow a quarter of the bits earlier frames left unused, so the average
 // rate holds to the target while a frame never exceeds the 6144 bits per
@@ -86,7 +95,10 @@ type Encoder struct {
 	swb      []uint16 // scalefactor band edges
 	maxSFB   int      // bands below the low-pass cut-off
 	codedSFB int      // max_sfb of the frame being written
-	masking  *masking
+	long     layout   // bands of long, start and stop frames
+	short    *layout  // bands of eight-short frames, regrouped per frame
+	lay      *layout
+	seq      int // this frame's window sequence
 	chans    []channel
 	mdct     *mdct
 	sections sectionScratch
@@ -96,6 +108,13 @@ type Encoder struct {
 	balance   float64 // bits earlier frames left unused (≥ 0)
 	maxBits   int     // hard limit per frame
 	offset    int     // last frame's global scalefactor offset
+
+	msUsed  [maxBands]bool // band codes M/S (channel pairs)
+	noMS    bool           // tests: plain L/R, for comparison
+	noShort bool           // tests: long windows only, for comparison
+	noTNS   bool           // tests: no TNS, for comparison
+
+	tnsLo, tnsHi int // long bands TNS filters
 }
 
 // NewEncoder validates cfg and returns an Encoder for it.
@@ -127,7 +146,13 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 	for e.maxSFB < len(e.swb)-1 && float64(e.swb[e.maxSFB])*float64(cfg.SampleRate)/(2*FrameSamples) < cutoff {
 		e.maxSFB++
 	}
-	e.masking = newMasking(e.swb, e.maxSFB, cfg.SampleRate)
+	e.long = newLongLayout(e.swb, e.maxSFB, cfg.SampleRate)
+	e.tnsHi = min(e.maxSFB, tnsMaxBandsLong(e.freqIdx))
+	for e.tnsLo < e.tnsHi && float64(e.swb[e.tnsLo])*float64(cfg.SampleRate)/(2*FrameSamples) < tnsStartHz {
+		e.tnsLo++
+	}
+	e.short = newShortLayout(cutoff, cfg.SampleRate)
+	e.lay = &e.long
 	e.chans = make([]channel, cfg.Channels)
 	e.mdct = newMDCT()
 	e.frameBits = float64(cfg.Bitrate) * FrameSamples / float64(cfg.SampleRate)
@@ -137,9 +162,16 @@ func NewEncoder(cfg Config) (*Encoder, error) {
 
 // lowpassHz is the audio bandwidth coded at a bit rate per channel:
 // narrower at low rates so that the remaining bands keep enough bits.
+// FFmpeg's aac encoder cuts at min(rate·15/32 − 5500, 3000 + rate/4,
+// 12000 + rate/16) Hz of its rate per channel raised by 15% for PNS: 11.8
+// kHz at 32 kbit/s, 16.6 kHz at 64, 17.8 kHz at 80. This table is a little
+// wider from 48 kbit/s per channel on (17.5 kHz at 64, 128 kbit/s stereo):
+// M/S, and rate control that finds the finest offset that fits, leave
+// bits for it, and at 128k a cut at 16.5 kHz was audible as dullness next
+// to FFmpeg's stream.
 func lowpassHz(channelRate int) float64 {
 	points := [...]struct{ rate, hz float64 }{
-		{16000, 6000}, {32000, 11000}, {48000, 14000}, {64000, 16500}, {96000, 19000}, {128000, 20000},
+		{16000, 6000}, {32000, 12000}, {48000, 15500}, {64000, 17500}, {80000, 19000}, {96000, 20000},
 	}
 	r := float64(channelRate)
 	if r <= points[0].rate {
@@ -154,6 +186,14 @@ func lowpassHz(channelRate int) float64 {
 	return points[len(points)-1].hz
 }
 
+// athMaxHz caps the frequency at which the threshold of hearing is read.
+// Terhardt's curve climbs 30 dB from 14 to 17 kHz (to −13 dBFS at 17 kHz
+// with full scale at 96 dB SPL), so above it almost any real signal fell
+// under the floor and was not coded: the bandwidth ended near 16.5 kHz
+// whatever the low-pass. Level-independent reproduction (the listener's
+// volume is unknown) argues for the flatter floor.
+const athMaxHz = 14000
+
 // athEnergy is the energy of MDCT lines (in this encoder's scale) that a
 // sound at the absolute threshold of hearing has in [f0, f1) Hz: Terhardt's
 // approximation at the band's most sensitive frequency, with full scale
@@ -161,7 +201,7 @@ func lowpassHz(channelRate int) float64 {
 func athEnergy(f0, f1 float64) float64 {
 	db := math.Inf(1)
 	for i := range 5 {
-		f := max(f0+(f1-f0)*float64(i)/4, 20) / 1000
+		f := min(max(f0+(f1-f0)*float64(i)/4, 20), athMaxHz) / 1000
 		db = min(db, 3.64*math.Pow(f, -0.8)-6.5*math.Exp(-0.6*(f-3.3)*(f-3.3))+1e-3*f*f*f*f)
 	}
 	const fullScaleDB = 96

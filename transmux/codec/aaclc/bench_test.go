@@ -11,6 +11,9 @@ func BenchmarkEncode(b *testing.B) {
 		{"music", music(48000, 4)},
 		{"noise", noise(48000, 2, 4, -20, false, 5)},
 		{"silence", signal{48000, 2, make([]int16, 4*48000*2)}},
+		// Clicks every 250 ms: a quarter of the frames are short or
+		// transitions.
+		{"clicks", clicks(4 * 48000)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e, err := NewEncoder(Config{SampleRate: 48000, Channels: 2, Bitrate: 128000})

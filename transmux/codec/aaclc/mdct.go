@@ -21,7 +21,10 @@ const (
 // and computes that with a 512-point complex FFT between a pre- and a
 // post-twiddle: O(N log N) and no allocation after construction.
 type mdct struct {
-	window  [windowLen]float64
+	window  [windowLen]float64 // ONLY_LONG_SEQUENCE
+	start   [windowLen]float64 // LONG_START_SEQUENCE
+	stop    [windowLen]float64 // LONG_STOP_SEQUENCE
+	short   [shortLen]float64
 	preCos  [fftLen]float64 // 2·e^{-iπ(4n+1)/(4·1024)}, the 2 being the formula's
 	preSin  [fftLen]float64
 	postCos [fftLen]float64 // e^{-iπk/1024}
@@ -35,7 +38,22 @@ type mdct struct {
 
 func newMDCT() *mdct {
 	m := &mdct{}
-	kbdWindow(&m.window, kbdAlphaLong)
+	kbdWindow(m.window[:], kbdAlphaLong)
+	kbdWindow(m.short[:], kbdAlphaShort)
+	// LONG_START: the long rise, flat, the short fall centred on 1536,
+	// zero; LONG_STOP mirrors it (§4.6.11.3.2).
+	const flat = shortStart
+	for i := range windowLen {
+		switch {
+		case i < FrameSamples:
+			m.start[i] = m.window[i]
+		case i < FrameSamples+flat:
+			m.start[i] = 1
+		case i < FrameSamples+flat+shortLines:
+			m.start[i] = m.short[shortLines+i-FrameSamples-flat]
+		}
+		m.stop[windowLen-1-i] = m.start[i]
+	}
 	const n4 = FrameSamples // DCT-IV length
 	for n := range fftLen {
 		a := -math.Pi * (4*float64(n) + 1) / (4 * n4)
@@ -55,10 +73,9 @@ func newMDCT() *mdct {
 	return m
 }
 
-// transform writes the 1024 MDCT lines of the window over prev followed by
+// transform writes the 1024 MDCT lines of window w over prev followed by
 // cur (each FrameSamples long) into out.
-func (m *mdct) transform(prev, cur *[FrameSamples]float64, out *[FrameSamples]float64) {
-	w := &m.window
+func (m *mdct) transform(w *[windowLen]float64, prev, cur *[FrameSamples]float64, out *[FrameSamples]float64) {
 	u := &m.folded
 	// With z = w·[prev cur] cut in quarters a b c d, the MDCT is the
 	// DCT-IV of (−c_r − d, a − b_r), _r meaning reversed.
@@ -158,20 +175,21 @@ const kbdAlphaLong = 4
 // kbdWindow fills w with the KBD window: its sidelobes fall much faster
 // than the sine window's, so a loud tone leaks far less into distant
 // bands, which would otherwise cost bits to code.
-func kbdWindow(w *[windowLen]float64, alpha float64) {
-	const half = windowLen / 2
-	var kernel [half + 1]float64
+// It fills all of w (the window length).
+func kbdWindow(w []float64, alpha float64) {
+	half := len(w) / 2
+	kernel := make([]float64, half+1)
 	sum := 0.0
 	for n := range kernel {
-		r := (float64(n) - half/2) / (half / 2)
-		kernel[n] = besselI0(math.Pi * alpha * math.Sqrt(1-r*r))
+		r := (float64(n) - float64(half)/2) / (float64(half) / 2)
+		kernel[n] = besselI0(math.Pi * alpha * math.Sqrt(max(1-r*r, 0)))
 		sum += kernel[n]
 	}
 	acc := 0.0
 	for n := range half {
 		acc += kernel[n]
 		w[n] = math.Sqrt(acc / sum)
-		w[windowLen-1-n] = w[n]
+		w[len(w)-1-n] = w[n]
 	}
 }
 

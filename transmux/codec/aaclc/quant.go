@@ -3,7 +3,7 @@ package aaclc
 import "math"
 
 const (
-	maxBands = len(swbOffsetLong32) - 1
+	maxBands = max(len(swbOffsetLong32)-1, shortWindows*numShortBands)
 
 	// sfOffset is the scalefactor of unit step size: a line decodes to
 	// sign(q)·|q|^(4/3)·2^((sf−sfOffset)/4) (§4.6.2.3.3).
@@ -18,11 +18,9 @@ const (
 	// encoder).
 	roundOffset = 0.4054
 
-	// sectionHeaderBits is sect_cb (4) plus one sect_len field (5) of a
-	// long window; a run of 31 bands or more costs 5 bits per extra field.
-	sectionHeaderBits = 9
-	sectLenEsc        = 31
-	infBits           = 1 << 30
+	// A section costs sect_cb (4 bits) plus sect_len fields of 5 bits
+	// (long windows) or 3 (short), one more per 31 (7) bands; see layout.
+	infBits = 1 << 30
 	// silentSFBits is the cost of the scalefactor of a silent band coded
 	// with a non-zero codebook: it repeats the previous one (difference 0).
 	silentSFBits = 1
@@ -44,9 +42,13 @@ var pow34SF = func() [maxSF + 1]float64 {
 type channel struct {
 	prev, cur [FrameSamples]float64
 	prevZero  bool // prev is all zero
-	spec      [FrameSamples]float64
-	xp        [FrameSamples]float64 // |spec|^(3/4)
-	q         [FrameSamples]int32   // quantized lines, signed
+	// Attack detector state: the last input sample and the decaying peak
+	// of the differenced energy per sub-block.
+	hpLast, hpPeak float64
+	tnsF           tnsFilter // this frame's TNS filter
+	spec           [FrameSamples]float64
+	xp             [FrameSamples]float64 // |spec|^(3/4)
+	q              [FrameSamples]int32   // quantized lines, signed
 
 	// Analysis, fixed for the frame.
 	silent  [maxBands]bool    // all lines exactly zero
@@ -54,7 +56,11 @@ type channel struct {
 	sfNoise [maxBands]int     // scalefactor whose noise is the band energy (offset 0)
 	sfFloor [maxBands]int     // no finer than the hearing threshold or q ≤ 8191 allow
 	sumSqrt [maxBands]float64 // Σ√|x|
+	energy  [maxBands]float64 // Σx²
 	density [maxBands]float64 // energy per line, then its masking spread
+	// logNoise is log2 of the noise energy the band may take at offset 0
+	// (set for bands that are not silent).
+	logNoise [maxBands]float64
 
 	// Quantization at the offset under test.
 	sf       [maxBands]int
@@ -78,25 +84,11 @@ type channel struct {
 // for the frame's global offset d found by rate control. The floor keeps
 // noise from going below the absolute threshold of hearing, where bits buy
 // nothing.
-func (c *channel) analyze(swb []uint16, nb int, m *masking) {
+func (c *channel) analyze(l *layout) {
+	swb, nb, m := l.off, l.nb, l.m
 	for b := range nb {
-		lo, hi := int(swb[b]), int(swb[b+1])
-		var energy, sumSqrt, peak float64
-		for i := lo; i < hi; i++ {
-			x := math.Abs(c.spec[i])
-			s := math.Sqrt(x)
-			p := math.Sqrt(x * s)
-			c.xp[i] = p
-			energy += x * x
-			sumSqrt += s
-			if p > peak {
-				peak = p
-			}
-		}
-		c.maxXp[b] = peak
-		c.silent[b] = peak == 0
-		c.sumSqrt[b] = sumSqrt
-		c.density[b] = energy / float64(hi-lo)
+		c.analyzeBand(swb, b)
+		c.density[b] = c.energy[b] / float64(swb[b+1]-swb[b])
 	}
 	m.spread(c.density[:nb])
 	for b := range nb {
@@ -104,11 +96,44 @@ func (c *channel) analyze(swb []uint16, nb int, m *masking) {
 			continue
 		}
 		// In log2: noise = width · density^noiseTilt.
-		logSqrt := log2Fast(c.sumSqrt[b])
-		logNoise := m.logWidth[b] + noiseTilt*log2Fast(c.density[b])
-		c.sfNoise[b] = sfForNoise(logNoise, logSqrt)
-		c.sfFloor[b] = max(sfForNoise(m.logATH[b], logSqrt), sfForPeak(c.maxXp[b]), 0)
+		c.logNoise[b] = m.logWidth[b] + noiseTilt*log2Fast(c.density[b])
+		if c.tnsF.on && int(swb[b]) >= c.tnsF.lo && int(swb[b]) < c.tnsF.hi {
+			// The residual's density is the signal's over the gain G;
+			// the noise may be the signal's allowance over G.
+			c.logNoise[b] -= (1 - noiseTilt) * c.tnsF.logGain
+		}
+		c.setScalefactorLimits(b, c.logNoise[b], m.logATH[b])
 	}
+}
+
+// analyzeBand computes |x|^(3/4) and the statistics of band b's lines.
+func (c *channel) analyzeBand(swb []uint16, b int) {
+	lo, hi := int(swb[b]), int(swb[b+1])
+	var energy, sumSqrt, peak float64
+	for i := lo; i < hi; i++ {
+		x := math.Abs(c.spec[i])
+		s := math.Sqrt(x)
+		p := math.Sqrt(x * s)
+		c.xp[i] = p
+		energy += x * x
+		sumSqrt += s
+		if p > peak {
+			peak = p
+		}
+	}
+	c.maxXp[b] = peak
+	c.silent[b] = peak == 0
+	c.sumSqrt[b] = sumSqrt
+	c.energy[b] = energy
+}
+
+// setScalefactorLimits sets the scalefactor of band b whose noise is
+// 2^logNoise (at offset 0) and its floor from the threshold of hearing
+// (2^logATH) and the quantizer's range.
+func (c *channel) setScalefactorLimits(b int, logNoise, logATH float64) {
+	logSqrt := log2Fast(c.sumSqrt[b])
+	c.sfNoise[b] = sfForNoise(logNoise, logSqrt)
+	c.sfFloor[b] = max(sfForNoise(logATH, logSqrt), sfForPeak(c.maxXp[b]), 0)
 }
 
 // noiseTilt is the exponent of the masking density in the allowed noise.
@@ -121,11 +146,14 @@ type masking struct {
 	up, down [maxBands]float64 // spreading factor from band b−1 up to b, from b+1 down to b
 }
 
-func newMasking(swb []uint16, nb, sampleRate int) *masking {
+// newMasking computes the constants for bands swb[:nb+1] of a transform
+// of lines lines (1024 long, 128 short); athShift is added to log2 of the
+// threshold of hearing (the short transform's energy scale).
+func newMasking(swb []uint16, nb, sampleRate, lines int, athShift float64) *masking {
 	m := &masking{}
-	hz := func(line uint16) float64 { return float64(line) * float64(sampleRate) / (2 * FrameSamples) }
+	hz := func(line uint16) float64 { return float64(line) * float64(sampleRate) / float64(2*lines) }
 	for b := range nb {
-		m.logATH[b] = math.Log2(athEnergy(hz(swb[b]), hz(swb[b+1])))
+		m.logATH[b] = math.Log2(athEnergy(hz(swb[b]), hz(swb[b+1]))) + athShift
 		m.logWidth[b] = math.Log2(float64(swb[b+1] - swb[b]))
 		if b > 0 {
 			dz := bark(hz(swb[b+1])+hz(swb[b])) - bark(hz(swb[b])+hz(swb[b-1]))
@@ -284,7 +312,8 @@ func (c *channel) coded(b int) bool { return c.qmax[b] > 0 || c.mustCode[b] }
 // codebooks, setting c.cb and c.cost to that choice. The count is exact for
 // that choice, so it is an upper bound of what the final sectioning
 // (sectionOptimal) costs. It excludes global_gain and the flag bits.
-func (c *channel) estimateBits(swb []uint16, nb int) int {
+func (c *channel) estimateBits(l *layout) int {
+	swb, nb := l.off, l.nb
 	total := 0
 	for b := range nb {
 		if !c.coded(b) {
@@ -301,19 +330,23 @@ func (c *channel) estimateBits(swb []uint16, nb int) int {
 		c.cb[b], c.cost[b] = uint8(cb), cost
 		total += cost
 	}
-	return total + c.sectionBits(nb) + c.scalefactorBits(nb)
+	return total + c.sectionBits(l, l.per) + c.scalefactorBits(nb) + c.tnsF.bits()
 }
 
-// sectionBits is the size of section_data for the codebooks in c.cb.
-func (c *channel) sectionBits(nb int) int {
-	bits := 0
-	for b := 0; b < nb; {
-		run := 1
-		for b+run < nb && c.cb[b+run] == c.cb[b] {
-			run++
+// sectionBits is the size of section_data for the codebooks in c.cb over
+// the first coded bands of each group.
+func (c *channel) sectionBits(l *layout, coded int) int {
+	bits, esc := 0, l.sectionEsc()
+	for g := range l.groups {
+		end := g*l.per + coded
+		for b := g * l.per; b < end; {
+			run := 1
+			for b+run < end && c.cb[b+run] == c.cb[b] {
+				run++
+			}
+			bits += 4 + int(l.lenBits)*(1+run/esc)
+			b += run
 		}
-		bits += sectionHeaderBits + 5*(run/sectLenEsc)
-		b += run
 	}
 	return bits
 }
@@ -337,23 +370,29 @@ func (c *channel) scalefactorBits(nb int) int {
 }
 
 // bits is the size of the channel's section, scalefactor and spectral
-// data over the first nb bands with the chosen codebooks.
-func (c *channel) bits(nb int) int {
+// data over the first coded bands of each group with the chosen codebooks
+// (bands beyond have codebook 0 and cost nothing).
+func (c *channel) bits(l *layout, coded int) int {
 	total := 0
-	for b := range nb {
+	for b := range l.nb {
 		total += c.cost[b]
 	}
-	return total + c.sectionBits(nb) + c.scalefactorBits(nb)
+	return total + c.sectionBits(l, coded) + c.scalefactorBits(l.nb) + c.tnsF.bits()
 }
 
-// lastCodedBand is the highest band with a non-zero codebook, or −1.
-func (c *channel) lastCodedBand() int {
-	for b := len(c.cb) - 1; b >= 0; b-- {
-		if c.cb[b] != zeroHCB {
-			return b
+// codedBands is max_sfb: one more than the highest band of any group with
+// a non-zero codebook, or 0.
+func (c *channel) codedBands(l *layout) int {
+	n := 0
+	for g := range l.groups {
+		for b := l.per - 1; b >= n; b-- {
+			if c.cb[g*l.per+b] != zeroHCB {
+				n = b + 1
+				break
+			}
 		}
 	}
-	return -1
+	return n
 }
 
 // sectionOptimal re-chooses the codebooks by dynamic programming over the
@@ -364,9 +403,11 @@ func (c *channel) lastCodedBand() int {
 // choice if that turns out cheaper (the programme ignores the extra length
 // fields of sections over 30 bands), so the result never exceeds
 // estimateBits.
-func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) {
+func (c *channel) sectionOptimal(l *layout, scratch *sectionScratch) {
+	swb, nb := l.off, l.nb
 	estCB, estCost := c.cb, c.cost
-	estimate := c.bits(nb)
+	estimate := c.bits(l, l.per)
+	header := 4 + int(l.lenBits)
 
 	costs := &scratch.costs
 	for b := range nb {
@@ -396,47 +437,54 @@ func (c *channel) sectionOptimal(swb []uint16, nb int, scratch *sectionScratch) 
 			}
 		}
 	}
-	// best[cb]: cheapest coding of bands 0..b whose last section uses cb.
-	var best, next [numHCB]int
-	for cb := range best {
-		best[cb] = sectionHeaderBits + costs[0][cb]
-	}
-	for b := 1; b < nb; b++ {
-		bestPrev, bestPrevCB := infBits, 0
-		for cb, v := range best {
-			if v < bestPrev {
-				bestPrev, bestPrevCB = v, cb
+	// Per group (sections do not cross groups), best[cb]: cheapest coding
+	// of the group's bands up to b whose last section uses cb.
+	for g := range l.groups {
+		first, end := g*l.per, (g+1)*l.per
+		if first == end {
+			continue
+		}
+		var best, next [numHCB]int
+		for cb := range best {
+			best[cb] = header + costs[first][cb]
+		}
+		for b := first + 1; b < end; b++ {
+			bestPrev, bestPrevCB := infBits, 0
+			for cb, v := range best {
+				if v < bestPrev {
+					bestPrev, bestPrevCB = v, cb
+				}
+			}
+			for cb := range next {
+				stay, open := best[cb], bestPrev+header
+				if stay <= open {
+					next[cb] = stay + costs[b][cb]
+					scratch.from[b][cb] = uint8(cb)
+				} else {
+					next[cb] = open + costs[b][cb]
+					scratch.from[b][cb] = uint8(bestPrevCB)
+				}
+			}
+			best = next
+		}
+		cb := 0
+		for k, v := range best {
+			if v < best[cb] {
+				cb = k
 			}
 		}
-		for cb := range next {
-			stay, open := best[cb], bestPrev+sectionHeaderBits
-			if stay <= open {
-				next[cb] = stay + costs[b][cb]
-				scratch.from[b][cb] = uint8(cb)
-			} else {
-				next[cb] = open + costs[b][cb]
-				scratch.from[b][cb] = uint8(bestPrevCB)
+		for b := end - 1; b >= first; b-- {
+			c.cb[b], c.cost[b] = uint8(cb), costs[b][cb]
+			if cb != zeroHCB && !c.coded(b) {
+				c.cost[b] -= silentSFBits // counted by scalefactorBits
 			}
-		}
-		best = next
-	}
-	cb := 0
-	for k, v := range best {
-		if v < best[cb] {
-			cb = k
-		}
-	}
-	for b := nb - 1; b >= 0; b-- {
-		c.cb[b], c.cost[b] = uint8(cb), costs[b][cb]
-		if cb != zeroHCB && !c.coded(b) {
-			c.cost[b] -= silentSFBits // counted by scalefactorBits
-		}
-		if b > 0 {
-			cb = int(scratch.from[b][cb])
+			if b > first {
+				cb = int(scratch.from[b][cb])
+			}
 		}
 	}
 	c.fillSilentScalefactors(nb)
-	if c.bits(nb) > estimate {
+	if c.bits(l, l.per) > estimate {
 		c.cb, c.cost = estCB, estCost
 	}
 }

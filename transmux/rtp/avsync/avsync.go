@@ -33,6 +33,14 @@ const DefaultSlew = 0.01
 // watched much of it.
 const StartWindow = 2 * time.Second
 
+// FirstSRWindow: a track's first Sender Report, when it comes within this
+// much of its media, moves the mapping to the SRs at once, not at the slew
+// rate. Arrival times cannot see how much longer one track took to leave
+// the sender (video encodes slower than audio); the SRs can, and slewing
+// into them from a few seconds in left the A/V offset wrong for seconds
+// more. Later SRs are slewed into.
+const FirstSRWindow = 4 * time.Second
+
 // Sync maps the RTP times of a publisher's tracks onto one timeline whose
 // 0 is the first sample of any track.
 //
@@ -72,6 +80,7 @@ type track struct {
 	srNTP   int64 // sender NTP in ns
 	srRTP   int64
 	pending *rtcp.SenderReport // SR received before the first packet
+	srTaken bool               // the mapping has moved to the SRs once (FirstSRWindow)
 
 	// Applied mapping: receiver ns = applied + media(rtp - first), moved
 	// towards the target at the slew rate.
@@ -147,7 +156,11 @@ func (s *Sync) Observe(tr Track, rtpTS uint32, arrival time.Time) int64 {
 		// receiver ns of media time 0 (the first packet) by the SR.
 		target = t.srNTP + t.media(t.first-t.srRTP) + s.senderOffset
 	}
-	if !t.appliedSet || m < int64(StartWindow) {
+	firstSR := t.hasSR && !t.srTaken && m < int64(FirstSRWindow)
+	if t.hasSR {
+		t.srTaken = true
+	}
+	if !t.appliedSet || m < int64(StartWindow) || firstSR {
 		t.applied, t.appliedSet, t.lastMedia = target, true, m
 	} else if m > t.lastMedia {
 		step := int64(float64(m-t.lastMedia) * s.slew)

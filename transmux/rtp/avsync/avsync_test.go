@@ -182,6 +182,20 @@ func TestStartDelayedTrack(t *testing.T) {
 	}
 }
 
+// TestFirstSenderReportTakenAtOnce: video leaves the sender 35 ms later
+// than its capture time says, which arrival times cannot see; the first
+// SRs, 3 s in, are taken at once (FirstSRWindow): the offset is right
+// from just after them, not seconds of slewing later.
+func TestFirstSenderReportTakenAtOnce(t *testing.T) {
+	r := scenario{dur: 10 * time.Second, baseA: 3, baseV: 9, srFrom: 3 * time.Second,
+		delay: 20 * time.Millisecond, jitter: 2 * time.Millisecond, videoExtra: 35 * time.Millisecond, seed: 8}.run(t)
+	lo, hi := r.offsetErrors(3500 * time.Millisecond)
+	t.Logf("first SRs at 3 s: offset error from 3.5 s on %+.0f..%+.0f ms", lo, hi)
+	if lo < -2 || hi > 2 {
+		t.Errorf("A/V offset error %+.0f..%+.0f ms after the first SRs, want within ±2", lo, hi)
+	}
+}
+
 func TestSenderReportMidStream(t *testing.T) {
 	// Video is delayed 35 ms more than audio in the network, which the
 	// arrival-based mapping cannot see; the SRs from 5 s on fix it.
