@@ -69,49 +69,13 @@ func (v *Pipeline) pushFrame(pkt *rtp.Packet, lost bool, now time.Time) {
 }
 
 func (v *Pipeline) onFrame(fr *rtpframe.Frame, now time.Time) {
-	v.frameCnt.Add(1)
-	rtpTS := uint32(v.cont.Map(fr.Timestamp, now.UnixNano()))
-	if off := v.cont.Offset(); off != v.rtpOffset.Load() {
-		v.rtpOffset.Store(off)
-		v.log.Info("video RTP timestamps jumped: rebased", "jumps", v.cont.Jumps())
-	}
-	v.updateRate(rtpTS)
 	v.updateCodecParams(fr)
-	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(rtpTS), rtpTS, now)
-	v.lastMs.Store(ms)
-	if v.cfg.OnFrame != nil {
-		frame := int64(33)
-		if f := v.FPS(); f > 0 {
-			frame = int64(1000 / f)
-		}
-		v.cfg.OnFrame(now, int64(ms)+frame)
-	}
-	if fr.Keyframe {
-		v.keyCnt.Add(1)
-		v.onKeyframe()
-	}
-	if v.waitKeyframe {
-		if !fr.Keyframe {
-			return
-		}
-		v.waitKeyframe = false
-	}
-	ps := v.params.Load()
-	if ps == nil {
-		v.waitKeyframe = true
-		v.RequestKeyframe("no codec configuration yet")
+	ms := v.frameMillis(fr.Timestamp, now)
+	ps, sink, ok := v.admit(fr.Keyframe, "no codec configuration yet")
+	if !ok {
 		return
 	}
-	sink := v.sink.Load()
-	if sink == nil {
-		return
-	}
-	f := v.cfg.Frames.Get()
-	f.TagType = flv.TagVideo
-	f.TS = ms
-	f.Keyframe = fr.Keyframe
-	f.Params = ps
-	f.RecvAt = now
+	f := v.newFrame(ms, fr.Keyframe, ps, now)
 	switch v.frames.Codec() {
 	case rtpframe.VP9:
 		f.Body = flv.AppendVP9Frame(f.Body, fr.Units[0], fr.Keyframe)

@@ -215,14 +215,6 @@ func (v *Pipeline) onBrokenFrame() {
 }
 
 func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
-	v.frameCnt.Add(1)
-	// The frame's RTP time with the publisher's jumps rebased.
-	rtpTS := uint32(v.cont.Map(au.Timestamp, now.UnixNano()))
-	if off := v.cont.Offset(); off != v.rtpOffset.Load() {
-		v.rtpOffset.Store(off)
-		v.log.Info("video RTP timestamps jumped: rebased", "jumps", v.cont.Jumps())
-	}
-	v.updateRate(rtpTS)
 	if au.SPS != nil {
 		v.pendingSPS = append(v.pendingSPS[:0], au.SPS...)
 	}
@@ -232,7 +224,29 @@ func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 	if au.SPS != nil || au.PPS != nil {
 		v.updateParams()
 	}
-	// The frame's exact RTP time, placed on the stream's A/V clock.
+	ms := v.frameMillis(au.Timestamp, now)
+	// An IDR without parameter sets cannot be decoded: ask again.
+	ps, sink, ok := v.admit(au.IDR, "no SPS/PPS yet")
+	if !ok {
+		return
+	}
+	f := v.newFrame(ms, au.IDR, ps, now)
+	f.Body = flv.AppendAVCNALUs(f.Body, au.NALUs, au.IDR, 0)
+	sink.Deliver(f)
+	f.Release()
+}
+
+// frameMillis counts a frame and places it on the stream's A/V clock: its
+// RTP time with the publisher's jumps rebased, exact on the video's own
+// timeline.
+func (v *Pipeline) frameMillis(rawTS uint32, now time.Time) uint32 {
+	v.frameCnt.Add(1)
+	rtpTS := uint32(v.cont.Map(rawTS, now.UnixNano()))
+	if off := v.cont.Offset(); off != v.rtpOffset.Load() {
+		v.rtpOffset.Store(off)
+		v.log.Info("video RTP timestamps jumped: rebased", "jumps", v.cont.Jumps())
+	}
+	v.updateRate(rtpTS)
 	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(rtpTS), rtpTS, now)
 	v.lastMs.Store(ms)
 	if v.cfg.OnFrame != nil {
@@ -242,37 +256,42 @@ func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 		}
 		v.cfg.OnFrame(now, int64(ms)+frame)
 	}
+	return ms
+}
 
-	if au.IDR {
+// admit says whether a frame goes to the sink: after a loss or at the
+// start only from a keyframe on, and only once the codec's configuration
+// is known (else a keyframe is asked for, noParams saying why).
+func (v *Pipeline) admit(key bool, noParams string) (*media.ParamSet, *sinkBox, bool) {
+	if key {
 		v.keyCnt.Add(1)
 		v.onKeyframe()
 	}
 	if v.waitKeyframe {
-		if !au.IDR {
-			return
+		if !key {
+			return nil, nil, false
 		}
 		v.waitKeyframe = false
 	}
 	ps := v.params.Load()
 	if ps == nil {
-		// An IDR without parameter sets cannot be decoded; ask again.
 		v.waitKeyframe = true
-		v.RequestKeyframe("no SPS/PPS yet")
-		return
+		v.RequestKeyframe(noParams)
+		return nil, nil, false
 	}
 	sink := v.sink.Load()
-	if sink == nil {
-		return
-	}
+	return ps, sink, sink != nil
+}
+
+// newFrame is a pooled video frame at stream time ms, its body empty.
+func (v *Pipeline) newFrame(ms uint32, key bool, ps *media.ParamSet, now time.Time) *media.Frame {
 	f := v.cfg.Frames.Get()
 	f.TagType = flv.TagVideo
 	f.TS = ms
-	f.Keyframe = au.IDR
+	f.Keyframe = key
 	f.Params = ps
 	f.RecvAt = now
-	f.Body = flv.AppendAVCNALUs(f.Body, au.NALUs, au.IDR, 0)
-	sink.Deliver(f)
-	f.Release()
+	return f
 }
 
 func (v *Pipeline) updateParams() {
