@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the programs castbridge's tests need that Go does not bring:
-# ffmpeg (ffprobe and decoding checks, test media), nginx with the RTMP
+# ffmpeg (ffprobe and decoding checks, test media), faad, iproute2, Node.js
+# with npm (the browser tests' driver), nginx with the RTMP
 # module (nginx, libnginx-mod-rtmp), Chromium for the browser tests
 # (chromium), and the aiortc and GStreamer webrtcbin publishers (Debian's
 # python3-aiortc, gstreamer1.0-*, python3-gi with the GStreamer typelibs). With package names as arguments, only those. Idempotent: does
@@ -41,6 +42,11 @@ build_mediamtx() {
 declare -A checks=(
 	[ffmpeg]="cmd:ffprobe"
 	[faad]="cmd:faad" # second AAC decoder of the aaclc quality report (scripts/aac-quality.sh)
+	[iproute2]="cmd:ip" # the network-namespace SSRF test (httpapi/e2e/netns_test.go)
+	# node and npm run the browser tests' Playwright driver and WHIP client
+	# (httpapi/web/test); a machine with Node.js from elsewhere keeps it.
+	[nodejs]="cmd:node"
+	[npm]="cmd:npm"
 	[nginx]="cmd:nginx"
 	[libnginx-mod-rtmp]="file:/usr/lib/nginx/modules/ngx_rtmp_module.so"
 	[chromium]="file:/usr/bin/chromium" # the browser tests (httpapi/e2e/browser_test.go)
@@ -67,7 +73,7 @@ present() {
 
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
-	wanted=(ffmpeg faad nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
+	wanted=(ffmpeg faad iproute2 nodejs npm nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
 		gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good gstreamer1.0-plugins-base python3-gi
 		gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0)
 	build_mediamtx
@@ -76,8 +82,16 @@ missing=()
 for pkg in "${wanted[@]}"; do
 	present "$pkg" || missing+=("$pkg")
 done
-
-if [ ${#missing[@]} -eq 0 ]; then
+# Node.js from another repository (NodeSource) brings its own npm and
+# conflicts with Debian's: npm is installed only if still missing after
+# nodejs (below).
+want_npm=false
+rest=()
+for pkg in "${missing[@]}"; do
+	if [ "$pkg" = npm ]; then want_npm=true; else rest+=("$pkg"); fi
+done
+missing=("${rest[@]}")
+if [ ${#missing[@]} -eq 0 ] && ! $want_npm; then
 	echo "deps: ${wanted[*]} present"
 	exit 0
 fi
@@ -92,10 +106,17 @@ if [ "$(id -u)" -ne 0 ]; then
 	sudo=(sudo)
 fi
 
-echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if $want_npm && ! command -v npm >/dev/null 2>&1; then
+	echo "deps: installing npm"
+	"${sudo[@]}" apt-get install -y -qq --no-install-recommends npm >/dev/null
+	missing+=(npm)
+fi
 # Debian's nginx package starts its own daemon on port 80; the tests run
 # their own instances, so stop the one the install just started.
 if [[ " ${missing[*]} " == *" nginx "* ]]; then

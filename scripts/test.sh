@@ -8,9 +8,8 @@ scripts/deps.sh
 # finds one missing fails rather than skips (the tests read CI).
 export CI="${CI:-true}"
 # playwright-core drives Chromium in the browser tests, and whip-whep is the WHIP client they
-# publish with; installed from the lock file when either is missing.
-if { [ ! -d httpapi/web/test/node_modules/playwright-core ] || [ ! -d httpapi/web/test/node_modules/whip-whep ]; } &&
-	command -v npm >/dev/null 2>&1; then
+# publish with; installed from the lock file when either is missing (deps.sh installed npm).
+if [ ! -d httpapi/web/test/node_modules/playwright-core ] || [ ! -d httpapi/web/test/node_modules/whip-whep ]; then
 	(cd httpapi/web/test && npm ci --no-audit --no-fund --loglevel=error)
 fi
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path '*/node_modules/*'))

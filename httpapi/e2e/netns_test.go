@@ -50,6 +50,9 @@ func TestOutputPolicyNetns(t *testing.T) {
 	}
 	for _, tool := range []string{"unshare", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("needs %s (util-linux, iproute2: scripts/deps.sh installs it): %v; CI is set, so this is an error", tool, err)
+			}
 			t.Skipf("needs %s (util-linux, iproute2): %v", tool, err)
 		}
 	}
