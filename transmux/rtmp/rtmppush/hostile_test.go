@@ -17,9 +17,9 @@ import (
 	"github.com/castbridge/castbridge/transmux/rtmp/rtmppush"
 )
 
-// hostileIngest accepts one connection, does the server's handshake, and
-// answers whatever comes with reply (a command message body).
-func hostileIngest(t *testing.T, reply []byte) string {
+// fakeIngest accepts one connection on loopback, reads the client's
+// C0+C1 and hands both to serve, on a goroutine the test's cleanup joins.
+func fakeIngest(t *testing.T, serve func(c net.Conn, c1 []byte)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,22 +27,34 @@ func hostileIngest(t *testing.T, reply []byte) string {
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 		c1 := make([]byte, 1+1536)
 		if _, err := io.ReadFull(c, c1); err != nil {
 			return
 		}
-		s := append([]byte{3}, make([]byte, 1536)...)
-		s = append(s, c1[1:]...) // S2 echoes C1
-		if _, err := c.Write(s); err != nil {
+		serve(c, c1)
+	})
+	return ln.Addr().String()
+}
+
+// s0s1s2 is a server's simple handshake answer to C0+C1 (S2 echoes C1).
+func s0s1s2(c1 []byte) []byte {
+	s := append([]byte{3}, make([]byte, 1536)...)
+	return append(s, c1[1:]...)
+}
+
+// hostileIngest accepts one connection, does the server's handshake, and
+// answers whatever comes with reply (a command message body).
+func hostileIngest(t *testing.T, reply []byte) string {
+	t.Helper()
+	return fakeIngest(t, func(c net.Conn, c1 []byte) {
+		if _, err := c.Write(s0s1s2(c1)); err != nil {
 			return
 		}
 		if _, err := io.ReadFull(c, make([]byte, 1536)); err != nil { // C2
@@ -55,8 +67,7 @@ func hostileIngest(t *testing.T, reply []byte) string {
 		_ = w.WriteMessage(3, 20, 0, 0, reply)
 		_ = w.Flush()
 		_, _ = io.Copy(io.Discard, c) // until the client hangs up
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // TestHostileIngest: an ingest that answers connect with a _result nested

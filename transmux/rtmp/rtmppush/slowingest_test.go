@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,28 +17,9 @@ import (
 // anything the client waits for. closed receives when the client hung up.
 func trickleIngest(t *testing.T, full bool, interval time.Duration) (string, <-chan time.Time) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	closed := make(chan time.Time, 1)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-		c1 := make([]byte, 1+1536)
-		if _, err := io.ReadFull(c, c1); err != nil {
-			return
-		}
-		out := append([]byte{3}, make([]byte, 1536)...)
-		out = append(out, c1[1:]...) // S2 echoes C1
+	addr := fakeIngest(t, func(c net.Conn, c1 []byte) {
+		out := s0s1s2(c1)
 		if full {
 			// The chunk header of a 200-byte command on csid 3, and no more.
 			out = append(out, 0x03, 0, 0, 0, 0, 0, 200, 20, 0, 0, 0, 0, 0x02, 0, 7)
@@ -47,13 +27,12 @@ func trickleIngest(t *testing.T, full bool, interval time.Duration) (string, <-c
 			out = out[:1+1536] // S0+S1, never S2
 		}
 		gone := make(chan struct{})
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			_, _ = io.Copy(io.Discard, c) // C2, connect...: until the client hangs up
 			closed <- time.Now()
 			close(gone)
 		}()
+		defer func() { c.Close(); <-gone }() // joined before fakeIngest's goroutine ends
 		start := 0
 		if full {
 			start = 1 + 2*1536 // the handshake at once, then the trickle
@@ -74,8 +53,8 @@ func trickleIngest(t *testing.T, full bool, interval time.Duration) (string, <-c
 			}
 		}
 		<-gone
-	}()
-	return ln.Addr().String(), closed
+	})
+	return addr, closed
 }
 
 // TestSlowIngest: an ingest that trickles its handshake a byte at a time,
