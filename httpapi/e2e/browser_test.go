@@ -57,6 +57,46 @@ func needBrowser(t *testing.T, dir string) (node, chromium string) {
 	return node, chromium
 }
 
+// browserRun is where one of httpapi/web/test's scripts runs: node,
+// Chromium, the scripts' directory, the directory it leaves result.json
+// in, and environment variables beyond those.
+type browserRun struct {
+	node, chromium, dir, out string
+	env                      []string
+}
+
+// runBrowserScript runs script with args under node, logging its output as
+// it comes, and reads the result.json it left into res (the test fails
+// when there is none). It returns the script's own exit error.
+func runBrowserScript(ctx context.Context, t *testing.T, r browserRun, res any, script string, args ...string) error {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, r.node, append([]string{filepath.Join(r.dir, script)}, args...)...)
+	cmd.Dir = r.dir
+	cmd.Env = append(append(os.Environ(), "BROWSER_OUT="+r.out, "CHROMIUM="+r.chromium), r.env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		t.Log(sc.Text())
+	}
+	runErr := cmd.Wait()
+	raw, err := os.ReadFile(filepath.Join(r.out, "result.json"))
+	if err == nil {
+		err = json.Unmarshal(raw, res)
+	}
+	if err != nil {
+		t.Fatalf("%s left no result (%v): %v", script, runErr, err)
+	}
+	return runErr
+}
+
 // TestBrowser opens the demo page in real Chromium (fake camera and
 // microphone), goes live to nginx-rtmp through castbridge and reads the
 // recording back; browser.mjs also runs the SDK's unit tests in that browser.
@@ -104,32 +144,9 @@ func TestBrowser(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(testDir, "browser.mjs"), "http://"+ln.Addr().String(), "rtmp://"+nginx+"/live")
-	cmd.Dir = testDir
-	cmd.Env = append(os.Environ(), "CASTBRIDGE_API_KEY="+apiKey, "BROWSER_OUT="+out, "CHROMIUM="+chromium)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		t.Log(sc.Text())
-	}
-	runErr := cmd.Wait()
-
 	var res browserResult
-	raw, err := os.ReadFile(filepath.Join(out, "result.json"))
-	if err == nil {
-		err = json.Unmarshal(raw, &res)
-	}
-	if err != nil {
-		t.Fatalf("browser.mjs left no result (%v): %v", runErr, err)
-	}
+	runErr := runBrowserScript(ctx, t, browserRun{node: node, chromium: chromium, dir: testDir, out: out,
+		env: []string{"CASTBRIDGE_API_KEY=" + apiKey}}, &res, "browser.mjs", "http://"+ln.Addr().String(), "rtmp://"+nginx+"/live")
 	if runErr != nil {
 		t.Errorf("browser.mjs failed: %v (see the FAIL lines above)", runErr)
 	}

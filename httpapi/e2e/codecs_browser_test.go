@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -51,30 +48,9 @@ func TestBrowserCodecs(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			name := "chromium-" + c.codec
-			cmd := exec.CommandContext(ctx, node, filepath.Join(testDir, "codecs.mjs"), h.srv.URL, h.ingestURL()+"/"+name, c.codec)
-			cmd.Dir = testDir
-			cmd.Env = append(os.Environ(), "BROWSER_OUT="+out, "CHROMIUM="+chromium)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = cmd.Stdout
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				t.Log(sc.Text())
-			}
-			runErr := cmd.Wait()
 			var res codecsBrowserResult
-			raw, err := os.ReadFile(filepath.Join(out, "result.json"))
-			if err == nil {
-				err = json.Unmarshal(raw, &res)
-			}
-			if err != nil {
-				t.Fatalf("codecs.mjs left no result (%v): %v", runErr, err)
-			}
+			runErr := runBrowserScript(ctx, t, browserRun{node: node, chromium: chromium, dir: testDir, out: out}, &res,
+				"codecs.mjs", h.srv.URL, h.ingestURL()+"/"+name, c.codec)
 			if res.Unavailable != nil {
 				// Debian's Chromium has libvpx and libaom; one without is
 				// a broken test machine under CI, as test.sh has it.

@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -268,23 +265,11 @@ func TestBrowserSimulcast(t *testing.T) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(testDir, "simulcast.mjs"), h.srv.URL, h.ingestURL(), "chromesimul")
-	cmd.Dir = testDir
+	var res simulcastBrowserResult
 	// Chromium's bandwidth estimate takes some seconds to allow the upper
 	// layers: long enough live to see it switch up.
-	cmd.Env = append(os.Environ(), "BROWSER_OUT="+out, "CHROMIUM="+chromium, "SIMULCAST_LIVE_MS=12000")
-	output, runErr := cmd.CombinedOutput()
-	for _, line := range strings.Split(strings.TrimSpace(string(output)), "\n") {
-		t.Log(line)
-	}
-	var res simulcastBrowserResult
-	raw, err := os.ReadFile(filepath.Join(out, "result.json"))
-	if err == nil {
-		err = json.Unmarshal(raw, &res)
-	}
-	if err != nil {
-		t.Fatalf("simulcast.mjs left no result (%v): %v", runErr, err)
-	}
+	runErr := runBrowserScript(ctx, t, browserRun{node: node, chromium: chromium, dir: testDir, out: out,
+		env: []string{"SIMULCAST_LIVE_MS=12000"}}, &res, "simulcast.mjs", h.srv.URL, h.ingestURL(), "chromesimul")
 	if runErr != nil || res.Failed > 0 {
 		t.Fatalf("simulcast.mjs failed: %v (see the FAIL lines above)", runErr)
 	}

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -76,30 +73,8 @@ func TestBrowserWHIPClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pageURL := pages.URL + "/whip.html?" + url.Values{"whip": {h.srv.URL + "/whip"}, "token": {key}}.Encode()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(testDir, "whip.mjs"), pageURL)
-	cmd.Dir = testDir
-	cmd.Env = append(os.Environ(), "BROWSER_OUT="+out, "CHROMIUM="+chromium)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		t.Log(sc.Text())
-	}
-	runErr := cmd.Wait()
 	var res whipBrowserResult
-	raw, err := os.ReadFile(filepath.Join(out, "result.json"))
-	if err == nil {
-		err = json.Unmarshal(raw, &res)
-	}
-	if err != nil {
-		t.Fatalf("whip.mjs left no result (%v): %v", runErr, err)
-	}
+	runErr := runBrowserScript(ctx, t, browserRun{node: node, chromium: chromium, dir: testDir, out: out}, &res, "whip.mjs", pageURL)
 	if runErr != nil || res.Failed > 0 {
 		t.Fatalf("whip.mjs: %v, %d checks failed (see above)", runErr, res.Failed)
 	}
