@@ -35,6 +35,32 @@ import (
 // are not encrypted) for the first SSRC of each such section's payload
 // types, and binds it to the section's receiver itself.
 
+// repairPayloads is the section's payload types that carry no media of
+// their own: retransmissions (rtx), FEC (ulpfec, flexfec) and RED.
+func repairPayloads(md *sdp.MediaDescription) map[uint8]bool {
+	var out map[uint8]bool
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		ptStr, enc, ok := strings.Cut(a.Value, " ")
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(enc, "/")
+		switch strings.ToLower(name) {
+		case "rtx", "ulpfec", "flexfec", "flexfec-03", "red":
+			if pt, err := strconv.ParseUint(ptStr, 10, 8); err == nil {
+				if out == nil {
+					out = map[uint8]bool{}
+				}
+				out[uint8(pt)] = true
+			}
+		}
+	}
+	return out
+}
+
 // payloadMIDs maps each payload type unique to one taken m-section that
 // pion cannot bind a stream of (a bundled offer of more than one section;
 // no a=ssrc, no a=rid, no rtp-stream-id extension in that section) to the
@@ -51,13 +77,16 @@ func payloadMIDs(sd *sdp.SessionDescription, mids []string, rejected []int) map[
 		if slices.Contains(rejected, i) {
 			continue
 		}
+		repair := repairPayloads(md)
 		for _, f := range md.MediaName.Formats {
 			pt, err := strconv.ParseUint(f, 10, 8)
 			if err != nil || pt > 127 {
 				continue
 			}
 			count[uint8(pt)]++
-			if needsPayloadDemux(md) {
+			// A retransmission or FEC packet may come first; binding its
+			// SSRC would give the track the wrong stream and codec.
+			if needsPayloadDemux(md) && !repair[uint8(pt)] {
 				candidate[uint8(pt)] = mids[i]
 			}
 		}

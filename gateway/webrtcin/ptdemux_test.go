@@ -65,6 +65,16 @@ func TestPayloadMIDs(t *testing.T) {
 	if len(om.Rejected) != 1 || om.Rejected[0].MID != "video2" || !maps.Equal(om.payloadMIDs, map[uint8]string{96: "video0", 97: "audio1"}) {
 		t.Errorf("with a rejected second video: rejected %+v, payload types %v", om.Rejected, om.payloadMIDs)
 	}
+	// A retransmission payload type is never bound: its packet may come
+	// first, and the section's stream is the media's.
+	rtx := strings.Replace(fixture(t, "gstreamer-default-caps.sdp"), "m=video 9 UDP/TLS/RTP/SAVPF 96", "m=video 9 UDP/TLS/RTP/SAVPF 96 98", 1)
+	rtx = strings.Replace(rtx, "a=rtpmap:96 H264/90000", "a=rtpmap:96 H264/90000\r\na=rtpmap:98 rtx/90000\r\na=fmtp:98 apt=96", 1)
+	if om, err = InspectOffer(rtx); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(om.payloadMIDs, map[uint8]string{96: "video0", 97: "audio1"}) {
+		t.Errorf("with rtx: payload types %v, want the media's only", om.payloadMIDs)
+	}
 	// One section alone: pion binds its stream itself.
 	video := fixture(t, "gstreamer-default-caps.sdp")
 	video = strings.Replace(video[:strings.Index(video, "m=audio")], "BUNDLE video0 audio1", "BUNDLE video0", 1)
