@@ -104,10 +104,10 @@ func (r *reflexive) refresh(ctx context.Context) {
 	defer r.mu.Unlock()
 	wasUp, prev := r.up, r.mapped
 	if err != nil {
-		r.failures.Add(1)
+		n := r.failures.Add(1)
 		r.up = false
 		switch {
-		case !wasUp && !prev.IsValid():
+		case !wasUp && !prev.IsValid() && n == 1: // once: later ones every 25 s would flood the log
 			r.log.Warn("STUN server gave no public address: answers carry host candidates only", "stun", r.server, "timeout", r.timeout, "err", err)
 		case wasUp:
 			r.log.Warn("STUN server stopped answering: the last public address stays advertised", "stun", r.server, "public_addr", prev.String(), "err", err)
