@@ -264,26 +264,61 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// FuzzPush feeds each depacketizer a sequence of packets cut from the
+// input: each starts with a control byte (marker, lost, a new timestamp,
+// a sequence gap) and a length, so loss, frame boundaries and the double
+// buffer are exercised, not only the payload parsers.
 func FuzzPush(f *testing.F) {
+	seed := func(payloads ...[]byte) []byte {
+		var b []byte
+		for i, p := range payloads {
+			ctl := byte(0)
+			if i == len(payloads)-1 {
+				ctl |= 1 // marker
+			}
+			b = append(b, ctl, byte(min(len(p), 255)))
+			b = append(b, p[:min(len(p), 255)]...)
+		}
+		return b
+	}
 	for _, fr := range [][]sent{vp9Frames(f)[:2], av1Frames(f)[:2], h265Frames(f)[:2]} {
 		for _, s := range fr {
-			f.Add(s.payloads[0], true)
+			f.Add(seed(s.payloads...))
 		}
 	}
-	f.Add([]byte{0x70, 0x0a, 1, 2}, false)
-	f.Add([]byte{0x62, 0x01, 0x93, 1}, false)
-	f.Fuzz(func(t *testing.T, payload []byte, marker bool) {
+	f.Add(seed([]byte{0x70, 0x0a, 1, 2}))
+	f.Add(seed([]byte{0x62, 0x01, 0x93, 1}, []byte{0x62, 0x01, 0x53, 2}))
+	f.Fuzz(func(t *testing.T, in []byte) {
 		for c := VP9; c <= H265; c++ {
 			d := New(c)
-			for i := range 3 {
-				fr, ok, _ := d.Push(&rtp.Packet{Header: rtp.Header{SequenceNumber: uint16(i), Marker: marker}, Payload: payload}, false)
+			seq, ts := uint16(0), uint32(0)
+			for b := in; len(b) >= 2; {
+				ctl, n := b[0], int(b[1])
+				b = b[2:]
+				n = min(n, len(b))
+				payload := b[:n]
+				b = b[n:]
+				if ctl&4 != 0 {
+					ts += 3000
+				}
+				if ctl&8 != 0 {
+					seq += 2 // a gap
+				} else {
+					seq++
+				}
+				fr, ok, _ := d.Push(&rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts, Marker: ctl&1 != 0}, Payload: payload}, ctl&2 != 0)
 				if ok && len(fr.Units) == 0 {
 					t.Fatal("a frame without units")
 				}
+				size := 0
 				for _, u := range fr.Units {
 					if len(u) == 0 {
 						t.Fatal("an empty unit")
 					}
+					size += len(u)
+				}
+				if size > MaxFrameSize || len(fr.Units) > MaxUnitsPerFrame {
+					t.Fatalf("a frame of %d bytes in %d units, past the limits", size, len(fr.Units))
 				}
 			}
 		}
