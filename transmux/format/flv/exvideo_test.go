@@ -292,3 +292,30 @@ func FuzzConfigRecords(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAV1Frame: OBUs from the network (split at the input's zero bytes)
+// are written as an av01 CodedFramesX body that ParseVideoTag reads back,
+// no larger than its size bound (5 bytes of header, each OBU plus 9 bytes
+// of header and leb128 size), and never allocating past it.
+func FuzzAV1Frame(f *testing.F) {
+	f.Add([]byte{0x12, 0x00, 0x00, 0x0a, 0x0b, 1, 2, 3, 0x00, 0x32, 0x03, 7, 8, 9}, true)
+	f.Add([]byte{0x36, 0x80, 0x80, 0x80, 0x80, 0x01}, false)
+	f.Fuzz(func(t *testing.T, in []byte, key bool) {
+		obus := bytes.Split(in, []byte{0})
+		bound := 5
+		for _, o := range obus {
+			bound += len(o) + 9
+		}
+		body := AppendAV1Frame(nil, obus, key)
+		if len(body) > bound {
+			t.Fatalf("%d-byte body for OBUs bounded at %d", len(body), bound)
+		}
+		vt, err := ParseVideoTag(body)
+		if err != nil {
+			t.Fatalf("our own av01 body does not parse: %v", err)
+		}
+		if !vt.Enhanced || vt.FourCC != FourCCAV1 || (vt.FrameType == 1) != key {
+			t.Fatalf("read back %+v", vt)
+		}
+	})
+}
