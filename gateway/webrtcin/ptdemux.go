@@ -131,10 +131,12 @@ type streamBinding struct {
 }
 
 // ptDemux watches a session's ICE packets for the first SSRC of each
-// section in its table. Until armed, and once every section has its SSRC,
-// it costs one atomic load per packet.
+// section in its table. A packet whose payload type is not (or no longer)
+// wanted costs two atomic loads, not the lock: a section that never sends
+// (a muted track) leaves it armed for the whole session.
 type ptDemux struct {
 	armed atomic.Bool
+	want  [2]atomic.Uint64 // bit pt: payload type still unbound
 	mu    sync.Mutex
 	mids  map[uint8]string   // guarded by mu; payload type -> mid still unbound
 	ssrcs []uint32           // guarded by mu; the SSRCs bound
@@ -146,8 +148,9 @@ func (d *ptDemux) arm(mids map[uint8]string) {
 	defer d.mu.Unlock()
 	d.mids = mids
 	sections := map[string]bool{}
-	for _, mid := range mids {
+	for pt, mid := range mids {
 		sections[mid] = true
+		d.want[pt>>6].Or(1 << (pt & 63))
 	}
 	d.found = make(chan streamBinding, len(sections))
 	d.armed.Store(len(mids) > 0)
@@ -164,6 +167,9 @@ func (d *ptDemux) observe(b []byte) {
 		return
 	}
 	pt := b[1] & 0x7f
+	if d.want[pt>>6].Load()&(1<<(pt&63)) == 0 {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	mid, ok := d.mids[pt]
@@ -175,6 +181,7 @@ func (d *ptDemux) observe(b []byte) {
 	for p, m := range maps {
 		if m == mid {
 			delete(maps, p)
+			d.want[p>>6].And(^(1 << (p & 63)))
 		}
 	}
 	if len(maps) == 0 {

@@ -101,7 +101,17 @@ func TestPTDemuxObserve(t *testing.T) {
 	d.observe(pkt(100, 2))                                     // no section's
 	d.observe([]byte{0x16, 0xfe, 0xfd})                        // DTLS
 	d.observe(pkt(98, 3))
-	d.observe(pkt(96, 4)) // the video section is bound already
+	// The video section is bound: its payload types no longer take the
+	// lock (a muted section keeps the demultiplexer armed all session).
+	d.mu.Lock()
+	done := make(chan struct{})
+	go func() { d.observe(pkt(96, 4)); d.observe(pkt(100, 6)); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a packet of a bound or unknown payload type waited for the lock")
+	}
+	d.mu.Unlock()
 	if !d.armed.Load() {
 		t.Fatal("disarmed with audio unbound")
 	}
