@@ -52,7 +52,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add("", []byte("x"))
 	f.Fuzz(func(t *testing.T, header string, b []byte) {
 		err := Verify("k", header, b)
-		if err == nil && header != Sign("k", b) {
+		// Hex digits may come in either case; nothing else may differ.
+		if err == nil && !strings.EqualFold(header, Sign("k", b)) {
 			t.Fatalf("Verify accepted %q for a body it does not sign", header)
 		}
 	})
