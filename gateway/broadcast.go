@@ -50,7 +50,7 @@ type Broadcast struct {
 	mu      sync.Mutex
 	state   BroadcastState
 	targets []*rtmpout.Target
-	audio   *audio.Outputs // the audio outputs, once started
+	audio   broadcastAudio // the audio outputs, once started
 }
 
 func newBroadcast(s *Stream) *Broadcast {
@@ -68,7 +68,7 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec, acc access)
 	// Every target carries audio: its outputs (Icecast sources checked,
 	// AAC encoders made) exist before any ingest is dialed, so a bad
 	// Icecast URL fails the start, never silently.
-	outs := b.s.audio.NewOutputs(b)
+	outs := b.s.src.NewAudio(b)
 	var targets []*rtmpout.Target
 	failStart := func(e *apierr.Error) error {
 		outs.Close()
@@ -87,7 +87,7 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec, acc access)
 		}
 	}
 	for _, sp := range specs {
-		src, err := attachAudio(outs, sp, acc.icecast)
+		src, err := outs.For(sp, acc.icecast)
 		if err != nil {
 			return failStart(apierr.As(err))
 		}
@@ -146,11 +146,7 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec, acc access)
 	}
 	outs.Install()
 	b.s.setBitrateCap(b.bitrateCap())
-	if v := b.s.video; v != nil {
-		v.SetSink(b)
-		v.ArmKeyframes()
-		v.RequestKeyframe("broadcast started")
-	}
+	b.s.src.Attach(b)
 	b.s.log.Info("broadcast started", "targets", len(targets), "live", len(started))
 	b.s.events.Publish(StartBroadcastSuccess{b.Info()})
 	return nil
@@ -158,10 +154,10 @@ func (b *Broadcast) start(ctx context.Context, specs []rtmpout.Spec, acc access)
 
 func (b *Broadcast) newTarget(spec rtmpout.Spec, src rtmpout.AudioSource, p *outpolicy.Policy) *rtmpout.Target {
 	ep, _ := spec.ValidateFor(p) // validated by the caller
-	if b.s.video != nil {
+	if b.s.src.HasVideo() {
 		// auto (and the default) resolved: the target writes the
 		// stream's codec, and announces it in connect.
-		spec.VideoCodec = string(b.s.videoCodec)
+		spec.VideoCodec = string(b.s.streamVideoCodec())
 	}
 	return rtmpout.New(b.ctx, newID("tg_"), spec, ep, src, b.s, b.s.targetSettings(p))
 }
@@ -218,6 +214,9 @@ func (b *Broadcast) AddScopedTarget(ctx context.Context, spec rtmpout.Spec, sc *
 	if err := b.s.checkVideoCodecs([]rtmpout.Spec{spec}); err != nil {
 		return nil, err
 	}
+	if err := b.s.checkAudioCodecs([]rtmpout.Spec{spec}); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	outs := b.audio
 	live := b.state == BroadcastLive
@@ -235,7 +234,7 @@ func (b *Broadcast) AddScopedTarget(ctx context.Context, spec rtmpout.Spec, sc *
 			return nil, err
 		}
 	}
-	src, err := attachAudio(outs, spec, acc.icecast)
+	src, err := outs.For(spec, acc.icecast)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +317,7 @@ func (b *Broadcast) deliverData(refresh bool, body []byte, ms uint32) int {
 	if lp == nil {
 		return 0
 	}
-	f := b.s.frames.Get()
+	f := b.s.frames.GetSmall()
 	f.TagType = flv.TagScript
 	f.TS = ms
 	f.MetaRefresh = refresh
@@ -383,10 +382,7 @@ func (b *Broadcast) stop(ctx context.Context) {
 		b.cancel() // the dials in flight give up; start cleans up
 	}
 
-	if v := b.s.video; v != nil {
-		v.ClearSink(b)
-		v.DisarmKeyframes()
-	}
+	b.s.src.Detach(b)
 	// The audio ends with the video: the encoders are flushed (each holds
 	// its last frame back) and what they deliver is given a moment to be
 	// written before the targets stop.

@@ -97,10 +97,10 @@ func hasVideoCodecField(targets []rtmpout.Spec) bool {
 // checkVideoCodecs refuses targets that name a video codec other than the
 // stream's.
 func (s *Stream) checkVideoCodecs(specs []rtmpout.Spec) error {
-	if s.video == nil {
+	if !s.src.HasVideo() {
 		return nil
 	}
-	have := string(s.videoCodec)
+	have := string(s.streamVideoCodec())
 	for i := range specs {
 		if w := specs[i].WantsVideo(); w != "" && w != have {
 			msg := fmt.Sprintf("the target asks for videocodec %s, but stream %s's publisher was answered with %s", w, s.id, have)
@@ -127,4 +127,44 @@ func mimeVideoCodec(mime string) media.VideoCodec {
 		return media.CodecHEVC
 	}
 	return ""
+}
+
+// streamVideoCodec is the stream's video codec: what a WebRTC publisher's
+// answer took, what an RTMP publisher's sequence header says (H.264 before
+// one arrived).
+func (s *Stream) streamVideoCodec() media.VideoCodec {
+	if s.rtmp != nil {
+		if ps := s.rtmp.VideoParams(); ps != nil {
+			return ps.VideoCodec()
+		}
+		return media.CodecH264
+	}
+	return s.videoCodec
+}
+
+// checkAudioCodecs refuses targets whose audio an RTMP stream cannot give
+// them: its publisher's audio (AAC, or what else it sent) goes to every
+// target as it came, and there is nothing to make Opus or take Icecast
+// audio from without decoding it. A WebRTC stream takes all of them.
+func (s *Stream) checkAudioCodecs(specs []rtmpout.Spec) error {
+	if s.rtmp == nil {
+		return nil
+	}
+	for i := range specs {
+		what := ""
+		switch {
+		case specs[i].AudioCodec == rtmpout.AudioOpus:
+			what = "audiocodec opus"
+		case specs[i].IcecastAudio:
+			what = "icecast audio"
+		default:
+			continue
+		}
+		msg := fmt.Sprintf("stream %s is an RTMP publish, whose audio goes to every target as the publisher sent it (AAC); %s needs a WebRTC publisher: leave audiocodec out (or aac)", s.id, what)
+		if len(specs) > 1 {
+			msg = fmt.Sprintf("target %d: %s", i, msg)
+		}
+		return &apierr.Error{Code: apierr.CodeUnsupportedCodec, StreamID: s.id, Message: msg}
+	}
+	return nil
 }

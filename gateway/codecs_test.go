@@ -53,6 +53,7 @@ func TestVideoCodecsFor(t *testing.T) {
 
 func TestCheckVideoCodecs(t *testing.T) {
 	s := &Stream{id: "st_x", video: video.New(video.Config{}), videoCodec: media.CodecVP9}
+	s.src = webrtcSource{s}
 	spec := func(c string) rtmpout.Spec { return rtmpout.Spec{Output: "rtmp://h/a/k", VideoCodec: c} }
 	if err := s.checkVideoCodecs([]rtmpout.Spec{spec("vp9"), spec("auto")}); err != nil {
 		t.Fatal(err)
@@ -62,7 +63,9 @@ func TestCheckVideoCodecs(t *testing.T) {
 		t.Fatalf("a default (h264) target on a VP9 stream: %v", err)
 	}
 	// An audio-only stream has no video codec to disagree with.
-	if err := (&Stream{id: "st_y"}).checkVideoCodecs([]rtmpout.Spec{spec("av1")}); err != nil {
+	audioOnly := &Stream{id: "st_y"}
+	audioOnly.src = webrtcSource{audioOnly}
+	if err := audioOnly.checkVideoCodecs([]rtmpout.Spec{spec("av1")}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -36,6 +36,15 @@ type MetaDataSent struct {
 	Targets     int    `json:"targets"`
 }
 
+// VideoFiller: the video filler started (Active, and why: "muted", or
+// "stalled" when the publisher's video stopped while its audio flows) or
+// ended, when the publisher's picture came back at a keyframe.
+type VideoFiller struct {
+	StreamID string `json:"streamId"`
+	Active   bool   `json:"active"`
+	Reason   string `json:"reason"`
+}
+
 // StreamClosed: the stream's last event.
 type StreamClosed struct {
 	StreamID string `json:"streamId"`
@@ -47,6 +56,9 @@ type ReceivedWebRTCStats struct{ Stats }
 
 // EventName implements events.Payload.
 func (PublisherConnected) EventName() string { return "PublisherConnected" }
+
+// EventName implements events.Payload.
+func (VideoFiller) EventName() string { return "VideoFiller" }
 
 // EventName implements events.Payload.
 func (PublisherDisconnected) EventName() string { return "PublisherDisconnected" }
@@ -79,6 +91,7 @@ func EventNames() []string {
 		StartBroadcastSuccess{}.EventName(), StartBroadcastError{}.EventName(), StopBroadcastSuccess{}.EventName(),
 		rtmpout.TargetConnected{}.EventName(), rtmpout.TargetReconnecting{}.EventName(), rtmpout.TargetFailed{}.EventName(),
 		rtmpout.TargetStalled{}.EventName(), rtmpout.TargetRecovered{}.EventName(),
-		MetaDataSent{}.EventName(), StreamClosed{}.EventName(),
+		MetaDataSent{}.EventName(), VideoFiller{}.EventName(), StreamClosed{}.EventName(),
+		PublisherKeyframeInterval{}.EventName(),
 	}
 }

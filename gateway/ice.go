@@ -12,7 +12,13 @@ const MaxICEFragmentBytes = webrtcin.MaxFragmentBytes
 
 // ETag is the stream's current ICE session id (RFC 9725 §4.3): it comes
 // with the answer and changes with every ICE restart.
-func (s *Stream) ETag() string { return s.session.ETag() }
+// An RTMP stream has none ("").
+func (s *Stream) ETag() string {
+	if s.session == nil {
+		return ""
+	}
+	return s.session.ETag()
+}
 
 // PatchICE applies a publisher's trickle-ice-sdpfrag (RFC 8840): new
 // candidates are handed to ICE, and new credentials restart it. match,
@@ -24,6 +30,9 @@ func (s *Stream) PatchICE(ctx context.Context, match func(etag string) bool, bod
 	case <-s.ctx.Done():
 		return "", false, apierr.Errorf(apierr.CodeNotFound, "stream %s has closed", s.id)
 	default:
+	}
+	if s.session == nil {
+		return "", false, apierr.Errorf(apierr.CodeInvalidRequest, "stream %s is an RTMP publish: it has no ICE session", s.id)
 	}
 	f, err := webrtcin.ParseFragment(body)
 	if err != nil {

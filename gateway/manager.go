@@ -19,6 +19,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/outpolicy"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
+	"github.com/castbridge/castbridge/transmux/rtp/aubuf"
 )
 
 // Config is the gateway's runtime configuration.
@@ -45,6 +46,11 @@ type Config struct {
 	// KeyframeInterval is the longest a target waits for a keyframe before
 	// the gateway asks the publisher for one (PLI).
 	KeyframeInterval time.Duration
+	// VideoGap is how long a publisher's video may stall while its audio
+	// flows before the broadcast gets filler frames (black for H.264, the
+	// last picture for the others) until its next keyframe: 0
+	// means 1 s, negative fills only while the video is muted.
+	VideoGap time.Duration
 	// PublishTimeout bounds a target's connect + publish handshake.
 	PublishTimeout time.Duration
 	// MediaTimeout ends a stream whose publisher sent nothing for this long.
@@ -55,6 +61,9 @@ type Config struct {
 	// disconnected (a stream shows connecting, or live with a broadcast);
 	// 0 means pion's 5 s.
 	ICEDisconnectedTimeout time.Duration
+	// NoSRTPFastPath keeps every RTP packet on pion's receive path
+	// (webrtcin.ListenConfig.NoFastPath).
+	NoSRTPFastPath bool
 	// CloseTimeout is how long stopping a broadcast or closing a stream
 	// waits for its ingests to be told goodbye before cutting them off.
 	CloseTimeout time.Duration
@@ -65,8 +74,17 @@ type Config struct {
 	RTMPSRootCAs *x509.CertPool
 	// Relays map WHIP stream keys to the targets their streams go to.
 	Relays []Relay
-	// MaxStreams limits concurrent sessions (0 = no limit).
+	// MaxStreams limits concurrent sessions (0 = no limit), RTMP
+	// publishers (RouteRTMP) included.
 	MaxStreams int
+	// RTMPResume is how long the stream of an RTMP publisher that
+	// disconnected waits for it to come back with the same key, its
+	// broadcast going on (0: DefaultRTMPResume; negative: not at all).
+	RTMPResume time.Duration
+	// RTMPRecordOthers leaves a publish to the built-in ingest whose name
+	// is no relay's key to the ingest's own rules (its publish key and
+	// recording); else RouteRTMP refuses it.
+	RTMPRecordOthers bool
 	// DenyPrivateOutputs refuses outputs and icecast_urls on loopback and
 	// private addresses (see package outpolicy for what is always refused).
 	DenyPrivateOutputs bool
@@ -86,10 +104,17 @@ type Config struct {
 	// EventSink, when set, gets every stream's events as well (the event
 	// webhooks, package webhook): the manager taps each stream's bus.
 	EventSink events.Sink
-	Logger    *slog.Logger
+	// NodeID, in a cluster, names this node in the stream views ("node").
+	NodeID string
+	// StreamsChanged, when set, is called (never under the manager's
+	// lock) after a stream was added or has closed: the cluster registry
+	// updates its keys. It must not block.
+	StreamsChanged func()
+	Logger         *slog.Logger
 
 	policy        *outpolicy.Policy // made by NewManager from the fields above
 	icecastClient *http.Client      // dials through policy
+	hist          *histograms       // made by NewManager; Manager.Collectors
 }
 
 // Defaults of Config's per-stream limits.
@@ -108,6 +133,9 @@ func (c *Config) setDefaults() {
 	if c.KeyframeInterval <= 0 {
 		c.KeyframeInterval = 2 * time.Second
 	}
+	if c.VideoGap == 0 {
+		c.VideoGap = time.Second
+	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
@@ -118,6 +146,9 @@ func (c *Config) setDefaults() {
 		c.CloseTimeout = 5 * time.Second
 	}
 	c.Reconnect.SetDefaults()
+	if c.RTMPResume == 0 {
+		c.RTMPResume = DefaultRTMPResume
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -129,14 +160,17 @@ type Manager struct {
 	log       *slog.Logger
 	transport *webrtcin.Transport
 	frames    *media.FramePool
+	auBufs    *aubuf.Pool // lent to every video track's depacketizer
 
 	totals totals // counters of closed streams and retired targets, for metrics
 
 	mu       sync.Mutex
 	streams  map[string]*Stream
-	starting int // CreateStream calls past the MaxStreams check, not yet in streams
-	draining bool
-	wg       sync.WaitGroup // closeAsync goroutines: Shutdown joins them
+	rtmpIn   map[int]*Stream // by relay index: the RTMP stream of its key (RouteRTMP)
+	starting int             // CreateStream calls past the MaxStreams check, not yet in streams
+	draining bool            // no new publishers (Drain or Shutdown)
+	shutDown bool            // Shutdown has run
+	wg       sync.WaitGroup  // closeAsync goroutines: Shutdown joins them
 }
 
 // NewManager opens the ICE UDP port and returns a manager ready to accept
@@ -151,6 +185,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("allowed outputs: %w", err)
 	}
 	cfg.policy, cfg.icecastClient = policy, policy.HTTPClient()
+	cfg.hist = newHistograms()
 	tr, err := webrtcin.Listen(webrtcin.ListenConfig{
 		UDPPort: cfg.ICEUDPPort,
 		TCPPort: cfg.ICETCPPort,
@@ -161,6 +196,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		STUNTimeout: cfg.STUNTimeout,
 
 		ICEDisconnectedTimeout: cfg.ICEDisconnectedTimeout,
+		NoFastPath:             cfg.NoSRTPFastPath,
 	})
 	if err != nil {
 		return nil, err
@@ -171,7 +207,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		log:       cfg.Logger,
 		transport: tr,
 		frames:    media.NewFramePool(),
+		auBufs:    aubuf.NewPool(),
 		streams:   map[string]*Stream{},
+		rtmpIn:    map[int]*Stream{},
 	}, nil
 }
 
@@ -194,6 +232,45 @@ func (m *Manager) Ready() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return !m.draining
+}
+
+// HasRoom reports whether a new publisher would be taken now: not
+// draining, and under MaxStreams counting the streams being set up. The
+// API asks before it reads an offer, to send the publisher to another
+// node of the cluster instead.
+func (m *Manager) HasRoom() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.draining && (m.cfg.MaxStreams == 0 || len(m.streams)+m.starting < m.cfg.MaxStreams)
+}
+
+// MaxStreams is the cap on concurrent sessions (0: none).
+func (m *Manager) MaxStreams() int { return m.cfg.MaxStreams }
+
+// Drain stops taking new publishers (Ready turns false) and leaves the
+// live streams and their broadcasts running: a rollout's first step.
+// Shutdown ends them later.
+func (m *Manager) Drain() {
+	m.mu.Lock()
+	was := m.draining
+	m.draining = true
+	m.mu.Unlock()
+	if !was {
+		m.changed()
+	}
+}
+
+// Len is the number of live streams.
+func (m *Manager) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.streams)
+}
+
+func (m *Manager) changed() {
+	if m.cfg.StreamsChanged != nil {
+		m.cfg.StreamsChanged()
+	}
 }
 
 // CreateStream starts a publisher session from its SDP offer and returns the
@@ -282,6 +359,7 @@ func (m *Manager) CreateScopedStream(ctx context.Context, offer, name string, ta
 	started = true
 	m.mu.Unlock()
 	m.totals.streams.Add(1)
+	m.changed()
 	if targets != nil {
 		if kbps := rtmpout.MinVideoBitrate(targets) / 1000; kbps > 0 {
 			s.answer = withVideoBandwidth(s.answer, kbps)
@@ -351,10 +429,18 @@ func (m *Manager) closed(s *Stream) {
 	if m.streams[s.id] == s {
 		delete(m.streams, s.id)
 	}
+	if s.rtmp != nil && m.rtmpIn[s.rtmp.relay] == s {
+		delete(m.rtmpIn, s.rtmp.relay)
+	}
 	m.mu.Unlock()
+	m.changed()
 }
 
 func (m *Manager) retireTarget(t *rtmpout.Target) { m.totals.addTarget(t) }
+
+// CountRefusal counts a request the API refused at one of the apierr.Limit*
+// limits (a publisher no node of the cluster could take).
+func (m *Manager) CountRefusal(limit string) { m.refused(limit) }
 
 // refused counts a request refused at one of the apierr.Limit* limits.
 func (m *Manager) refused(limit string) { m.totals.refused(limit) }
@@ -378,12 +464,13 @@ func targetsLimit(max int) *apierr.Error {
 // ended. Until ctx ends the ingests are told goodbye; then they are cut off.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
-	if m.draining {
+	if m.shutDown {
 		m.mu.Unlock()
 		return nil // already shut down
 	}
-	m.draining = true
+	m.draining, m.shutDown = true, true
 	m.mu.Unlock()
+	m.changed()
 	var wg sync.WaitGroup
 	for _, s := range m.Streams() {
 		wg.Go(func() { s.close(ctx) })

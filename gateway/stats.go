@@ -18,7 +18,8 @@ type Stats struct {
 type InboundStats struct {
 	Video *VideoStats `json:"video"`
 	Audio *AudioStats `json:"audio"`
-	// RTTMs is the round trip to the publisher from ICE consent checks.
+	// RTTMs is the round trip to the publisher from ICE consent checks
+	// (0 for an RTMP publisher).
 	RTTMs float64 `json:"rttMs"`
 }
 
@@ -36,11 +37,18 @@ type VideoStats struct {
 	BitrateCap int64 `json:"bitrateCap"`
 	Width      int   `json:"width"`
 	Height     int   `json:"height"`
+	// KeyframeIntervalMs is an RTMP publisher's own GOP: the stream time
+	// between its last two keyframes (castbridge cannot ask it for more);
+	// absent for WebRTC publishers, which are asked (PLI).
+	KeyframeIntervalMs int64 `json:"keyframeIntervalMs,omitempty"`
 	// Layers are a simulcast publisher's layers and LayerSwitches how
 	// often the forwarded one changed; absent without simulcast. The
 	// counters above are those of the forwarded video.
 	Layers        []LayerStats `json:"layers,omitempty"`
 	LayerSwitches uint64       `json:"layerSwitches,omitempty"`
+	// FillerFrames counts the filler frames sent instead of the
+	// publisher's picture (muted, or its video stalled).
+	FillerFrames uint64 `json:"fillerFrames"`
 }
 
 // LayerStats counts one simulcast layer as received.
@@ -67,6 +75,11 @@ type AudioStats struct {
 func (s *Stream) Stats() Stats {
 	now := time.Now()
 	st := Stats{At: now.UTC()}
+	if s.rtmp != nil {
+		s.rtmp.stats(&st, now)
+		s.addTargetStats(&st, now)
+		return st
+	}
 	fb := s.session.Counters()
 	if v := s.video; v != nil {
 		vc := v.Counters()
@@ -80,6 +93,7 @@ func (s *Stream) Stats() Stats {
 			JitterMs:      v.RTP().JitterMs(),
 			BitrateCap:    s.bitrateCap.Load(),
 			FramesDropped: vc.Dropped,
+			FillerFrames:  v.FillerFrames(),
 		}
 		if ps := v.Params(); ps != nil {
 			vs.Width, vs.Height = ps.Width, ps.Height
@@ -99,7 +113,6 @@ func (s *Stream) Stats() Stats {
 	}
 	s.mu.Lock()
 	hasAudio := s.audioInfo != nil
-	b := s.broadcast
 	s.mu.Unlock()
 	if hasAudio {
 		st.Inbound.Audio = &AudioStats{
@@ -110,11 +123,19 @@ func (s *Stream) Stats() Stats {
 		}
 	}
 	st.Inbound.RTTMs = s.session.RTTMs()
+	s.addTargetStats(&st, now)
+	return st
+}
+
+// addTargetStats adds the broadcast's targets' counters.
+func (s *Stream) addTargetStats(st *Stats, now time.Time) {
+	s.mu.Lock()
+	b := s.broadcast
+	s.mu.Unlock()
 	st.Targets = []rtmpout.Stats{}
 	if b != nil {
 		for _, t := range b.Targets() {
 			st.Targets = append(st.Targets, t.Stats(now))
 		}
 	}
-	return st
 }

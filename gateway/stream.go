@@ -24,6 +24,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/video"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
 	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtp/aubuf"
 )
 
 // StreamState is a publisher session's state as the API reports it.
@@ -64,11 +65,16 @@ type Stream struct {
 	cfg       *Config
 	owner     streamOwner
 	frames    *media.FramePool
+	auBufs    *aubuf.Pool // the video depacketizers' keyframe buffers
 	log       *slog.Logger
-	session   *webrtcin.Session
-	answer    string
-	rejected  []webrtcin.Rejection // offered m-sections the answer rejected
-	scope     string               // the Scope.Stream it was created under; "" for none
+	// src is where the media comes from; a WebRTC stream's is its session
+	// and pipelines (webrtcSource), an RTMP publish's rtmp.
+	src      mediaSource
+	rtmp     *rtmpSource       // nil for a WebRTC stream
+	session  *webrtcin.Session // nil for an RTMP stream
+	answer   string
+	rejected []webrtcin.Rejection // offered m-sections the answer rejected
+	scope    string               // the Scope.Stream it was created under; "" for none
 
 	// ctx ends when the stream closes; every goroutine of the stream runs
 	// under it, in wg, and Close joins them.
@@ -89,8 +95,8 @@ type Stream struct {
 	bitrateCap atomic.Int64 // bit/s the publisher is capped at with REMB; 0 = none
 	iceUp      atomic.Bool
 	clock      *avclock.Clock  // the A/V timeline both tracks are placed on
-	video      *video.Pipeline // nil for audio-only offers
-	audio      *audio.Pipeline // the publisher's audio (or silence) for every target
+	video      *video.Pipeline // nil for audio-only offers and RTMP streams
+	audio      *audio.Pipeline // the publisher's audio (or silence) for every target; nil for RTMP streams
 
 	mu         sync.Mutex
 	audioInfo  *AudioInfo
@@ -104,8 +110,9 @@ type Stream struct {
 	userMeta   map[string]any // the client's last onMetaData values
 }
 
-// newStream makes the stream's pipelines and session and answers the offer.
-func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.OfferMedia) (*Stream, error) {
+// newStreamBase is what every stream has whatever its source: its
+// identity, lifetime and event tap.
+func newStreamBase(m *Manager, id, name string, log *slog.Logger) *Stream {
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Stream{
 		id:         id,
@@ -114,37 +121,52 @@ func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.Off
 		cfg:        &m.cfg,
 		owner:      m,
 		frames:     m.frames,
-		log:        m.log.With("stream", id),
+		auBufs:     m.auBufs,
+		log:        log,
 		ctx:        sctx,
 		cancel:     cancel,
 		done:       make(chan struct{}),
 		mediaReady: make(chan struct{}),
-		rejected:   om.Rejected,
 	}
 	if m.cfg.EventSink != nil {
 		s.events.Tap(id, m.cfg.EventSink)
 	}
+	return s
+}
+
+// newStream makes the stream's pipelines and session and answers the offer.
+func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.OfferMedia) (*Stream, error) {
+	s := newStreamBase(m, id, name, m.log.With("stream", id))
+	s.rejected = om.Rejected
+	s.src = webrtcSource{s}
 	s.videoCodec = media.VideoCodec(om.VideoCodec)
 	if s.videoCodec == "" {
 		s.videoCodec = media.CodecH264
 	}
 	sess, err := m.transport.NewSessionFor(s.log, string(s.videoCodec))
 	if err != nil {
-		cancel()
+		s.cancel()
 		return nil, err
 	}
 	s.session = sess
 	s.clock = avclock.New()
 	s.audio = audio.New(audio.Config{Clock: s.clock, Frames: s.frames, FollowsVideo: om.Video, Logger: s.log})
 	if om.Video {
-		s.video = video.New(video.Config{
+		vcfg := video.Config{
 			Feedback:         sess,
 			Clock:            s.clock,
 			Frames:           s.frames,
+			AUBuffers:        s.auBufs,
 			KeyframeInterval: s.cfg.KeyframeInterval,
 			OnFrame:          s.audio.FollowVideo,
+			VideoGap:         max(s.cfg.VideoGap, 0),
+			OnFiller:         s.onFiller,
 			Logger:           s.log,
-		})
+		}
+		if om.Audio {
+			vcfg.AudioFlowing = s.audio.Flowing
+		}
+		s.video = video.New(vcfg)
 	}
 	sess.OnTrack(s.onTrack)
 	sess.OnICE(func(st webrtcin.ICEState, detail string) {
@@ -167,12 +189,15 @@ func newStream(ctx context.Context, m *Manager, id, name string, om webrtcin.Off
 	answer, err := sess.Answer(ctx, om)
 	if err != nil {
 		_ = sess.Close()
-		cancel()
+		s.cancel()
 		return nil, err
 	}
 	s.answer = answer
 	s.wg.Go(s.control)
 	s.wg.Go(func() { s.audio.Run(s.ctx) })
+	if s.video != nil {
+		s.wg.Go(func() { s.video.RunFiller(s.ctx) })
+	}
 	s.log.Info("stream created", "video", om.Video, "audio", om.Audio)
 	for _, r := range om.Rejected {
 		s.log.Info("offered track rejected", "mid", r.MID, "kind", r.Kind, "reason", r.Reason)
@@ -238,6 +263,22 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 				s.clock.OnSenderReport(true, movedSR(moved, s.video.RTPOffset()))
 			}
 		}
+	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && track.RID() != "" &&
+		(s.videoCodec == media.CodecVP9 || s.videoCodec == media.CodecAV1) && mimeVideoCodec(codec.MimeType) == s.videoCodec:
+		// A VP9 or AV1 simulcast layer: chosen the same way, by the
+		// resolution of its key frames.
+		layer, err := s.video.AddCodecLayer(track.RID(), ssrc, s.videoCodec)
+		if err != nil {
+			s.log.Error("video pipeline", "err", err)
+			break
+		}
+		stats = layer.RTP()
+		handle = layer.HandlePacket
+		onSR = func(sr *rtcp.SenderReport) {
+			if moved, ok := layer.SenderReport(sr); ok {
+				s.clock.OnSenderReport(true, movedSR(moved, s.video.RTPOffset()))
+			}
+		}
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264):
 		stats = s.video.RTP()
 		s.video.Start(ssrc)
@@ -245,9 +286,10 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(true, movedSR(sr, s.video.RTPOffset())) }
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && mimeVideoCodec(codec.MimeType) == s.videoCodec &&
 		s.codecTrack.CompareAndSwap(false, true):
-		// VP9, AV1, H.265: one track. Of simulcast layers (the layer
-		// selection reads H.264 SPSs), the first to arrive is taken and
-		// the others only get their statistics and reports.
+		// VP9, AV1, H.265: one track. Of H.265 simulcast layers (the
+		// layer selection reads H.264 SPSs, VP9 and AV1 key frames), the
+		// first to arrive is taken and the others only get their
+		// statistics and reports.
 		if rid := track.RID(); rid != "" {
 			s.log.Info("simulcast of a codec other than H.264: forwarding one layer", "rid", rid, "codec", s.videoCodec)
 		}
@@ -369,25 +411,16 @@ func (s *Stream) sendREMB() {
 // The stream as its targets' rtmpout.Host.
 
 // RequestKeyframe asks the publisher for a keyframe now (rate-limited).
-func (s *Stream) RequestKeyframe(reason string) {
-	if s.video != nil {
-		s.video.RequestKeyframe(reason)
-	}
-}
+func (s *Stream) RequestKeyframe(reason string) { s.src.RequestKeyframe(reason) }
 
 // Publish reports an event on the stream's bus.
 func (s *Stream) Publish(p events.Payload) { s.events.Publish(p) }
 
 // HasVideo reports whether the stream has a video pipeline.
-func (s *Stream) HasVideo() bool { return s.video != nil }
+func (s *Stream) HasVideo() bool { return s.src.HasVideo() }
 
 // ObservedFPS is the video's frame rate as received.
-func (s *Stream) ObservedFPS() float64 {
-	if s.video == nil {
-		return 0
-	}
-	return s.video.FPS()
-}
+func (s *Stream) ObservedFPS() float64 { return s.src.FPS() }
 
 // movedSR is a Sender Report with its RTP time on the pipeline's timeline,
 // which rebased the publisher's timestamp jumps by offset.
@@ -401,22 +434,23 @@ func movedSR(sr *rtcp.SenderReport, offset int64) *rtcp.SenderReport {
 }
 
 // ObservedVideoBitrate is the video's average bit rate as received, bit/s.
-func (s *Stream) ObservedVideoBitrate() float64 {
-	if s.video == nil {
-		return 0
-	}
-	return s.video.Bitrate(time.Now())
-}
+func (s *Stream) ObservedVideoBitrate() float64 { return s.src.VideoBitrate(time.Now()) }
 
-// UserMetadata is the client's last onMetaData values.
+// UserMetadata is the client's last onMetaData values; for an RTMP stream,
+// laid over the publisher's own onMetaData (the client's win).
 func (s *Stream) UserMetadata() map[string]any {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.userMeta
+	user := s.userMeta
+	s.mu.Unlock()
+	if s.rtmp == nil {
+		return user
+	}
+	return s.rtmp.metadata(user)
 }
 
 func (s *Stream) targetSettings(p *outpolicy.Policy) rtmpout.Settings {
-	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Policy: p, Logger: s.log}
+	return rtmpout.Settings{PublishTimeout: s.cfg.PublishTimeout, Reconnect: s.cfg.Reconnect, RootCAs: s.cfg.RTMPSRootCAs, Policy: p,
+		Observe: s.cfg.hist.observers(), Logger: s.log}
 }
 
 // SendMetadata writes onMetaData or onCuePoint into every running target at
@@ -444,13 +478,7 @@ func (s *Stream) SendMetadata(handler string, values any) error {
 }
 
 // currentMillis is the stream's time: that of its newest frame.
-func (s *Stream) currentMillis() uint32 {
-	var ms uint32
-	if s.video != nil {
-		ms = s.video.LastMillis()
-	}
-	return max(ms, uint32(s.audio.LastMillis()))
-}
+func (s *Stream) currentMillis() uint32 { return s.src.LastMillis() }
 
 // State is the stream's current state.
 func (s *Stream) State() StreamState {
@@ -464,6 +492,12 @@ func (s *Stream) State() StreamState {
 	s.mu.Unlock()
 	if b != nil && b.active() {
 		return StateLive
+	}
+	if s.rtmp != nil {
+		if s.rtmp.publishing() {
+			return StateConnected
+		}
+		return StateConnecting
 	}
 	if s.mediaSeen.Load() && s.iceUp.Load() {
 		return StateConnected
@@ -495,6 +529,9 @@ func (s *Stream) startBroadcast(ctx context.Context, specs []rtmpout.Spec, acc a
 		return nil, err
 	}
 	if err := s.checkVideoCodecs(specs); err != nil {
+		return nil, err
+	}
+	if err := s.checkAudioCodecs(specs); err != nil {
 		return nil, err
 	}
 	if err := s.owner.checkTargets(len(specs)); err != nil {
@@ -579,11 +616,24 @@ func (s *Stream) SetMuted(audio, video *bool) {
 	defer s.mu.Unlock()
 	if audio != nil {
 		s.audioMuted = *audio
-		s.audio.SetMuted(*audio)
+		if s.audio != nil {
+			s.audio.SetMuted(*audio)
+		} else if s.rtmp != nil {
+			s.rtmp.setMuted(*audio)
+		}
 	}
 	if video != nil {
 		s.videoMuted = *video
+		if s.video != nil {
+			s.video.SetMuted(*video)
+		}
 	}
+}
+
+// onFiller reports the video filler starting or ending (video.Config's
+// OnFiller: on a pipeline goroutine, never blocking).
+func (s *Stream) onFiller(active bool, reason video.FillReason) {
+	s.events.Publish(VideoFiller{StreamID: s.id, Active: active, Reason: string(reason)})
 }
 
 // Close stops the broadcast cleanly, closes the peer connection and waits for
@@ -613,8 +663,13 @@ func (s *Stream) close(ctx context.Context) {
 				s.owner.retireTarget(t)
 			}
 		}
-		if err := s.session.Close(); err != nil {
-			s.log.Debug("peer connection close", "err", err)
+		if s.session != nil {
+			if err := s.session.Close(); err != nil {
+				s.log.Debug("peer connection close", "err", err)
+			}
+		}
+		if s.rtmp != nil {
+			s.rtmp.close()
 		}
 		s.cancel()
 		s.wg.Wait()

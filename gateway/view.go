@@ -24,6 +24,10 @@ type VideoInfo struct {
 	// simulcast.
 	Layers []LayerInfo `json:"layers,omitempty"`
 	Layer  string      `json:"layer,omitempty"`
+	// Filler is set while the broadcast gets filler frames instead of the
+	// publisher's picture (muted, or its video stalled), FillerReason why.
+	Filler       bool   `json:"filler"`
+	FillerReason string `json:"fillerReason,omitempty"`
 }
 
 // LayerInfo is one simulcast layer: its rid, its resolution once its SPS
@@ -47,9 +51,12 @@ type AudioInfo struct {
 
 // StreamInfo is the API view of a stream.
 type StreamInfo struct {
-	ID         string         `json:"id"`
-	Name       string         `json:"name"`
-	State      StreamState    `json:"state"`
+	ID    string      `json:"id"`
+	Name  string      `json:"name"`
+	State StreamState `json:"state"`
+	// Source is where the media comes from: "webrtc" (WHIP or an SDP
+	// offer) or "rtmp" (a publish to the built-in ingest with a relay key).
+	Source     string         `json:"source"`
 	CreatedAt  time.Time      `json:"createdAt"`
 	Video      *VideoInfo     `json:"video"`
 	Audio      *AudioInfo     `json:"audio"`
@@ -61,6 +68,9 @@ type StreamInfo struct {
 	// in words, one line each (API.md's "warnings").
 	Rejected []RejectedTrack `json:"rejected"`
 	Warnings []string        `json:"warnings"`
+	// Node is the id of the node that owns the stream (Config.NodeID),
+	// in a cluster (--redis) only.
+	Node string `json:"node,omitempty"`
 }
 
 // RejectedTrack is an offered m-section the answer rejected: its mid, its
@@ -85,14 +95,24 @@ type BroadcastInfo struct {
 
 // Info returns the API view of the stream.
 func (s *Stream) Info() StreamInfo {
-	si := StreamInfo{ID: s.id, Name: s.name, State: s.State(), CreatedAt: s.createdAt, Rejected: s.Rejected()}
+	si := StreamInfo{ID: s.id, Name: s.name, State: s.State(), Source: s.src.Kind(), CreatedAt: s.createdAt, Rejected: s.Rejected()}
+	if s.cfg != nil { // a test's bare Stream has none
+		si.Node = s.cfg.NodeID
+	}
 	if si.Rejected == nil {
 		si.Rejected = []RejectedTrack{}
 	}
 	si.Warnings = Warnings(si.Rejected)
+	if s.rtmp != nil {
+		if ps := s.rtmp.VideoParams(); ps != nil {
+			si.Video = &VideoInfo{Codec: ps.VideoCodec().DisplayName(), Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.rtmp.FPS()*100) / 100}
+		}
+	}
 	if s.video != nil {
 		if ps := s.video.Params(); ps != nil {
 			si.Video = &VideoInfo{Codec: ps.VideoCodec().DisplayName(), Profile: ps.Profile, Width: ps.Width, Height: ps.Height, FPS: math.Round(s.video.FPS()*100) / 100}
+			on, why := s.video.Filling()
+			si.Video.Filler, si.Video.FillerReason = on, string(why)
 			now := time.Now()
 			layers, _ := s.video.Layers(now)
 			for _, l := range layers {

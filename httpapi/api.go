@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/apierr"
+	"github.com/castbridge/castbridge/gateway/cluster"
 	"github.com/castbridge/castbridge/httpapi/auth"
 )
 
@@ -37,6 +39,10 @@ type Config struct {
 	Logger      *slog.Logger
 	// KeepAlive is the SSE comment interval (default 15 s).
 	KeepAlive time.Duration
+	// Cluster, when set (--redis), makes this node one of many: calls for
+	// other nodes' streams are forwarded, lists span the cluster,
+	// publishers it cannot take are redirected (cluster.go).
+	Cluster *cluster.Node
 }
 
 // API is castbridge's HTTP API.
@@ -50,13 +56,27 @@ type API struct {
 	keepAlive time.Duration
 	log       *slog.Logger
 	router    chi.Router
+	cluster   *cluster.Node
+	peers     *http.Transport // node-to-node calls (cluster.go)
+	quiet     quietLog        // cluster failures already warned about
+	// forwarded ends when the server shuts down (EndForwarded): event
+	// streams proxied to other nodes end with it, as local ones end with
+	// their streams.
+	forwarded    context.Context
+	endForwarded context.CancelFunc
+	metrics      http.Handler // /metrics, over a registry of this API's own
 }
 
 // New builds the API's router.
 func New(cfg Config) *API {
 	a := &API{m: cfg.Manager, apiKey: cfg.APIKey, tokens: cfg.Tokens, hook: cfg.AuthWebhook,
-		cors: newCORSPolicy(cfg.CORSOrigins), log: cfg.Logger, keepAlive: cfg.KeepAlive}
+		cors: newCORSPolicy(cfg.CORSOrigins), log: cfg.Logger, keepAlive: cfg.KeepAlive, cluster: cfg.Cluster}
+	if a.cluster != nil {
+		a.peers = newPeerTransport()
+	}
+	a.forwarded, a.endForwarded = context.WithCancel(context.Background())
 	a.sessions.owners = map[string]sessionOwner{}
+	a.metrics = newMetricsHandler(cfg.Manager, cfg.Cluster)
 	if a.keepAlive <= 0 {
 		a.keepAlive = 15 * time.Second
 	}
@@ -64,19 +84,20 @@ func New(cfg Config) *API {
 		a.log = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(a.recoverer, a.accessLog, a.corsMiddleware)
+	r.Use(a.recoverer, a.accessLog, a.corsMiddleware, a.clusterHop)
 
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	r.Get("/openapi.json", serveOpenAPI)
 	mountWeb(r)
-	r.Get("/metrics", a.metrics)
+	r.Get("/metrics", a.metrics.ServeHTTP)
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(a.requireCredential)
 		r.Post("/streams", a.createStream)
 		r.Get("/streams", a.listStreams)
 		r.Route("/streams/{id}", func(r chi.Router) {
+			r.Use(a.forwardStream("id"))
 			r.Get("/", a.getStream)
 			r.Patch("/", a.patchStream)
 			r.Delete("/", a.deleteStream)
@@ -96,8 +117,8 @@ func New(cfg Config) *API {
 	r.Options("/whip/{key}", whipOptions)
 	r.Post("/whip", a.whipPublish)
 	r.Post("/whip/{key}", a.whipPublish)
-	r.Delete("/whip/{key}", a.whipDelete)
-	r.Patch("/whip/{key}", a.whipPatch)
+	r.With(a.forwardStream("key")).Delete("/whip/{key}", a.whipDelete)
+	r.With(a.forwardStream("key")).Patch("/whip/{key}", a.whipPatch)
 
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		a.writeErrorCode(w, r, apierr.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -111,6 +132,20 @@ func New(cfg Config) *API {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// EndForwarded ends the calls forwarded to other nodes that are still
+// open (event streams): register it with http.Server.RegisterOnShutdown,
+// so that Shutdown need not wait for other nodes' streams to end.
+func (a *API) EndForwarded() { a.endForwarded() }
+
+// Close ends forwarded calls and releases the idle node-to-node
+// connections; call it after the HTTP server has shut down.
+func (a *API) Close() {
+	a.endForwarded()
+	if a.peers != nil {
+		a.peers.CloseIdleConnections()
+	}
+}
 
 // bearer returns the request's bearer token, or "".
 func bearer(r *http.Request) string {
@@ -228,10 +263,39 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyBody is /readyz's answer. In a cluster it says how the node sees
+// the registry: with Redis away the node still serves its own streams and
+// takes publishers it has room for, so it stays ready, degraded.
+type readyBody struct {
+	Status  string        `json:"status"`
+	Cluster *clusterReady `json:"cluster,omitempty"`
+}
+
+type clusterReady struct {
+	Node      string     `json:"node"`
+	Redis     string     `json:"redis"` // "up" or "unavailable"
+	Degraded  bool       `json:"degraded"`
+	DownSince *time.Time `json:"downSince,omitempty"`
+}
+
 func (a *API) readyz(w http.ResponseWriter, _ *http.Request) {
+	body := readyBody{Status: "ready"}
+	if a.cluster != nil {
+		st := a.cluster.Status()
+		cr := &clusterReady{Node: st.Node, Redis: "up"}
+		if !st.RedisUp {
+			cr.Redis, cr.Degraded = "unavailable", true
+			if !st.DownSince.IsZero() {
+				t := st.DownSince.UTC()
+				cr.DownSince = &t
+			}
+		}
+		body.Cluster = cr
+	}
 	if !a.m.Ready() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		body.Status = "draining"
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, body)
 }

@@ -31,7 +31,7 @@ func statusOf(code apierr.Code) int {
 		return http.StatusPreconditionFailed
 	case apierr.CodeIngestUnreachable, apierr.CodeIngestRejected:
 		return http.StatusBadGateway
-	case apierr.CodeLimitExceeded:
+	case apierr.CodeLimitExceeded, apierr.CodeClusterUnavailable:
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
 )
@@ -239,7 +240,7 @@ var apiCodes = []string{
 	"INVALID_REQUEST", "INVALID_SDP", "UNSUPPORTED_CODEC", "NOT_FOUND", "NOT_CONNECTED",
 	"ALREADY_BROADCASTING", "NOT_BROADCASTING", "INVALID_OUTPUT", "OUTPUT_NOT_ALLOWED", "INGEST_UNREACHABLE",
 	"INGEST_REJECTED", "METADATA_INVALID", "UNAUTHORIZED", "FORBIDDEN", "LIMIT_EXCEEDED", "INTERNAL",
-	"ETAG_MISMATCH", "UNKNOWN_MID", "UNSUPPORTED_OFFER", "VIDEO_CODEC_MISMATCH",
+	"ETAG_MISMATCH", "UNKNOWN_MID", "UNSUPPORTED_OFFER", "VIDEO_CODEC_MISMATCH", "CLUSTER_UNAVAILABLE",
 }
 
 func TestOpenAPIErrorCodes(t *testing.T) {
@@ -351,6 +352,26 @@ func TestOpenAPIStatuses(t *testing.T) {
 		{"PATCH", "/whip/{id}", []string{"200", "204", "400", "401", "403", "404", "412", "415", "422"}},
 		{"PATCH", "/v1/streams/{id}/ice", []string{"200", "204", "400", "401", "403", "404", "412", "415", "422"}},
 		{"GET", "/readyz", []string{"200", "503"}},
+		// A cluster (--redis): full or draining nodes redirect publishers;
+		// calls for other nodes' streams may find the registry or the
+		// owner unreachable.
+		{"POST", "/v1/streams", []string{"307"}},
+		{"POST", "/whip", []string{"307"}},
+		{"POST", "/whip/{key}", []string{"307"}},
+		{"GET", "/v1/streams/{id}", []string{"503"}},
+		{"PATCH", "/v1/streams/{id}", []string{"503"}},
+		{"DELETE", "/v1/streams/{id}", []string{"503"}},
+		{"POST", "/v1/streams/{id}/broadcast", []string{"503"}},
+		{"GET", "/v1/streams/{id}/broadcast", []string{"503"}},
+		{"DELETE", "/v1/streams/{id}/broadcast", []string{"503"}},
+		{"POST", "/v1/streams/{id}/broadcast/targets", []string{"503"}},
+		{"DELETE", "/v1/streams/{id}/broadcast/targets/{targetId}", []string{"503"}},
+		{"POST", "/v1/streams/{id}/metadata", []string{"503"}},
+		{"GET", "/v1/streams/{id}/stats", []string{"503"}},
+		{"GET", "/v1/streams/{id}/events", []string{"503"}},
+		{"PATCH", "/v1/streams/{id}/ice", []string{"503"}},
+		{"DELETE", "/whip/{id}", []string{"503"}},
+		{"PATCH", "/whip/{id}", []string{"503"}},
 	}
 	for _, c := range cases {
 		op, ok := doc.op(t, c.method, c.path)
@@ -545,5 +566,64 @@ func TestOpenAPIWebhooks(t *testing.T) {
 	sort.Strings(fields)
 	if strings.Join(documented, ",") != strings.Join(fields, ",") {
 		t.Errorf("WebhookEvent documents %v, the body has %v", documented, fields)
+	}
+}
+
+// TestOpenAPICluster: the cluster's additions to the views are documented
+// (API.md: each stream view carries "node").
+func TestOpenAPICluster(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	for schema, props := range map[string][]string{
+		"Stream":       {"node"},
+		"StreamList":   {"partial", "unreachableNodes"},
+		"HealthStatus": {"cluster"},
+	} {
+		var s struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		}
+		if err := json.Unmarshal(doc.Components.Schemas[schema], &s); err != nil {
+			t.Fatalf("%s: %v", schema, err)
+		}
+		for _, p := range props {
+			if _, ok := s.Properties[p]; !ok {
+				t.Errorf("%s has no %s", schema, p)
+			}
+		}
+	}
+}
+
+// TestOpenAPIVideoView: every field of the stream view's video and of the
+// inbound video stats is documented (the filler's among them), and the
+// event name list holds every event a stream's bus carries.
+func TestOpenAPIVideoView(t *testing.T) {
+	_, tree := loadOpenAPI(t)
+	for schema, typ := range map[string]reflect.Type{
+		"VideoInfo":         reflect.TypeFor[gateway.VideoInfo](),
+		"InboundVideoStats": reflect.TypeFor[gateway.VideoStats](),
+	} {
+		s, ok := resolve(tree, "#/components/schemas/"+schema)
+		if !ok {
+			t.Fatalf("no %s schema", schema)
+		}
+		props := s.(map[string]any)["properties"].(map[string]any)
+		for i := range typ.NumField() {
+			name := strings.Split(typ.Field(i).Tag.Get("json"), ",")[0]
+			if _, ok := props[name]; !ok {
+				t.Errorf("%s does not document %q", schema, name)
+			}
+		}
+	}
+	en, ok := resolve(tree, "#/components/schemas/EventName")
+	if !ok {
+		t.Fatal("no EventName schema")
+	}
+	documented := map[string]bool{}
+	for _, n := range en.(map[string]any)["enum"].([]any) {
+		documented[n.(string)] = true
+	}
+	for _, n := range gateway.EventNames() {
+		if !documented[n] {
+			t.Errorf("event %s is not in EventName", n)
+		}
 	}
 }

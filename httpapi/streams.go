@@ -32,6 +32,9 @@ type createStreamResponse struct {
 }
 
 func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
+	if !a.m.HasRoom() && a.placeElsewhere(w, r) {
+		return
+	}
 	var body createStreamBody
 	if !a.decode(w, r, &body) {
 		return
@@ -72,24 +75,24 @@ func (a *API) createStream(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	a.claim(ctx, s.ID())
 	w.Header().Set("Location", "/v1/streams/"+s.ID())
 	w.Header().Set("ETag", quoteETag(s.ETag()))
 	info := s.Info()
 	writeJSON(w, http.StatusCreated, createStreamResponse{ID: s.ID(), SDP: s.Answer(), State: s.State(), Rejected: info.Rejected, Warnings: info.Warnings})
 }
 
-// listStreams lists every stream, or a publish token's own.
+// listStreams lists every stream, or a publish token's own; in a cluster,
+// every node's (clusterList).
 func (a *API) listStreams(w http.ResponseWriter, r *http.Request) {
 	cred := credOf(r)
-	out := struct {
-		Streams []gateway.StreamInfo `json:"streams"`
-	}{Streams: []gateway.StreamInfo{}}
+	local := []gateway.StreamInfo{}
 	for _, s := range a.m.Streams() {
 		if mayDrive(cred, s) {
-			out.Streams = append(out.Streams, s.Info())
+			local = append(local, s.Info())
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, a.clusterList(r, local))
 }
 
 // stream resolves {id} or answers 404, and answers 403 when the

@@ -97,6 +97,9 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 		}
 		cred = c
 	}
+	if !a.m.HasRoom() && a.placeElsewhere(w, r) {
+		return
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/sdp" {
 		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: apierr.Info{
 			Code: apierr.CodeInvalidRequest, Message: "WHIP offers must be sent as Content-Type: application/sdp"}})
@@ -130,6 +133,7 @@ func (a *API) whipPublish(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	a.claim(ctx, s.ID())
 	owner := -1
 	if cred.kind == credRelay {
 		owner = cred.relay

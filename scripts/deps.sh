@@ -2,7 +2,8 @@
 # Installs the programs castbridge's tests need that Go does not bring:
 # ffmpeg (ffprobe and decoding checks, test media), faad, iproute2, Node.js
 # with npm (the browser tests' driver), nginx with the RTMP
-# module (nginx, libnginx-mod-rtmp), Chromium for the browser tests
+# module (nginx, libnginx-mod-rtmp), redis-server (the cluster tests),
+# Chromium for the browser tests
 # (chromium), and the aiortc and GStreamer webrtcbin publishers (Debian's
 # python3-aiortc, gstreamer1.0-*, python3-gi with the GStreamer typelibs). With package names as arguments, only those. Idempotent: does
 # nothing when all are present.
@@ -37,6 +38,12 @@ build_mediamtx() {
 	rm -rf "$dir"
 	echo "deps: built $bin/mediamtx"
 }
+# `deps.sh mediamtx` builds MediaMTX alone (scripts/bench.sh --vs mediamtx
+# needs nothing else).
+if [ $# -eq 1 ] && [ "$1" = mediamtx ]; then
+	build_mediamtx
+	exit 0
+fi
 
 # package -> check (a command in PATH, or a file, that the package provides)
 declare -A checks=(
@@ -58,6 +65,7 @@ declare -A checks=(
 	[gstreamer1.0-plugins-good]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstrtp.so"
 	[gstreamer1.0-plugins-base]="file:/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstopus.so"
 	[python3-gi]="file:/usr/lib/python3/dist-packages/gi/__init__.py"
+	[redis-server]="cmd:redis-server" # the cluster's registry (gateway/cluster, cmd/castbridge cluster_test.go)
 	[gir1.2-gst-plugins-bad-1.0]="file:/usr/lib/x86_64-linux-gnu/girepository-1.0/GstWebRTC-1.0.typelib"
 	[gir1.2-gst-plugins-base-1.0]="file:/usr/lib/x86_64-linux-gnu/girepository-1.0/GstSdp-1.0.typelib"
 )
@@ -75,7 +83,7 @@ wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
 	wanted=(ffmpeg faad iproute2 nodejs npm nginx libnginx-mod-rtmp chromium python3-aiortc gstreamer1.0-plugins-bad gstreamer1.0-nice
 		gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good gstreamer1.0-plugins-base python3-gi
-		gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0)
+		gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0 redis-server)
 	build_mediamtx
 fi
 missing=()
@@ -124,6 +132,14 @@ if [[ " ${missing[*]} " == *" nginx "* ]]; then
 		"${sudo[@]}" systemctl stop nginx || true
 	elif command -v service >/dev/null 2>&1; then
 		"${sudo[@]}" service nginx stop >/dev/null 2>&1 || true
+	fi
+fi
+# Likewise redis-server's: the cluster tests start their own on free ports.
+if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+	if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
+		"${sudo[@]}" systemctl stop redis-server || true
+	elif command -v service >/dev/null 2>&1; then
+		"${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
 	fi
 fi
 echo "deps: installed ${missing[*]}"

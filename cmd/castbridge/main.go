@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/castbridge/castbridge/gateway"
+	"github.com/castbridge/castbridge/gateway/cluster"
 	"github.com/castbridge/castbridge/gateway/events"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/webhook"
@@ -35,6 +38,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// go-redis logs every failed dial; the cluster reports an outage once.
+	cluster.RouteRedisLogs(slog.Default())
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -57,6 +62,7 @@ type options struct {
 	recordingsDir    string
 	recordingsMax    int64
 	keyframeInterval time.Duration
+	videoGap         time.Duration
 	apiKey           string
 	logLevel         string
 	shutdownTimeout  time.Duration
@@ -64,9 +70,16 @@ type options struct {
 	mediaTimeout     time.Duration
 	reconnect        rtmpout.ReconnectPolicy
 	pprofAddr        string
+	gcPercent        int
+	gcFromGOGC       bool // GOGC is set and --gc-percent is not: the runtime's own
 	rtmpsCA          string
+	rtmpResume       time.Duration
+	rtmpsCert        string
+	rtmpsKey         string
+	rtmpsIngest      string
 	maxHTTPConns     int
 	denyPrivate      bool
+	srtpFastPath     bool
 	allowOutputs     string
 	maxStreams       int
 	maxTargets       int
@@ -82,6 +95,12 @@ type options struct {
 	webhookSecret    string
 	webhookEvents    string
 	videoCodecs      string
+	redisURL         string
+	nodeID           string
+	advertiseURL     string
+	clusterSecret    string
+	clusterTTL       time.Duration
+	drainTimeout     time.Duration
 }
 
 // listFlag is a repeatable flag whose each value may also be a comma list.
@@ -117,10 +136,15 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.StringVar(&o.localIngest, "local-ingest", "127.0.0.1:1935", "address of the built-in RTMP ingest that records to --recordings-dir (empty disables it)")
 	fs.StringVar(&o.localIngestKey, "local-ingest-key", "", "publish key of the built-in ingest: publishers must use rtmp://host/<app>/<name>?key=<key> (required when --local-ingest is not a loopback address)")
 	fs.IntVar(&o.localIngestConns, "local-ingest-max-conns", ingest.DefaultMaxConns, "cap on open connections to the built-in ingest")
+	fs.DurationVar(&o.rtmpResume, "rtmp-resume", gateway.DefaultRTMPResume, "how long the stream of an RTMP publisher (a publish to the built-in ingest with a relay key) that disconnected waits for it to come back with the same key, its broadcast and targets going on (0: the disconnect ends the stream)")
+	fs.StringVar(&o.rtmpsCert, "rtmps-cert", "", "PEM certificate chain of the built-in ingest's RTMPS listener (--rtmps-ingest); with --rtmps-key")
+	fs.StringVar(&o.rtmpsKey, "rtmps-key", "", "PEM private key of --rtmps-cert")
+	fs.StringVar(&o.rtmpsIngest, "rtmps-ingest", "127.0.0.1:1936", "address of the built-in ingest's RTMPS listener, served when --rtmps-cert and --rtmps-key are given")
 	fs.StringVar(&o.recordingsDir, "recordings-dir", "./recordings", "where the built-in ingest writes <name>.flv")
 	fs.Int64Var(&o.recordingsMax, "recordings-max-bytes", 0, "cap on the bytes of all recordings (*.flv) in --recordings-dir; past it recording stops with a warning, publishing goes on (0: no cap)")
 	fs.StringVar(&o.videoCodecs, "video-codecs", "h264", "video codecs a stream created without its broadcast (preview first) takes, in order of preference: h264, vp9, av1, hevc (VP9, AV1 and H.265 go out over Enhanced RTMP); a stream created with its broadcast takes its targets' videocodec")
 	fs.DurationVar(&o.keyframeInterval, "keyframe-interval", 2*time.Second, "longest gap between keyframes sent to ingests; the publisher is asked (PLI) for more")
+	fs.DurationVar(&o.videoGap, "video-gap", time.Second, "when the publisher's video stalls this long while its audio flows, ingests get filler frames (black for H.264, the last picture for VP9/AV1/H.265) until its next keyframe (0: only while muted)")
 	fs.StringVar(&o.apiKey, "api-key", "", "when set, /v1 and WHIP calls need Authorization: Bearer <key>")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for broadcasts to stop cleanly")
@@ -130,6 +154,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.reconnect.Max, "reconnect-max", 30*time.Second, "longest delay between reconnect attempts")
 	fs.DurationVar(&o.reconnect.Window, "reconnect-window", 5*time.Minute, "give a failing ingest up after reconnecting this long")
 	fs.StringVar(&o.rtmpsCA, "rtmps-ca", "", "PEM file of CA certificates trusted for rtmps:// ingests beside the system's (SSL_CERT_FILE replaces those); verification stays on")
+	fs.BoolVar(&o.srtpFastPath, "srtp-fast-path", true, "decrypt publishers' SRTP straight off the ICE socket once their DTLS handshake is done, instead of through pion's five-goroutine receive chain (false: every packet takes pion's path)")
 	fs.BoolVar(&o.denyPrivate, "deny-private-outputs", false, "refuse outputs and icecast_urls on loopback and private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7); link-local, cloud metadata, multicast and the gateway's own HTTP port are refused always")
 	fs.StringVar(&o.allowOutputs, "allow-outputs", "", "comma list of host names and CIDRs whose loopback and private addresses outputs may use even with --deny-private-outputs, e.g. nginx.internal,10.1.0.0/16")
 	fs.IntVar(&o.maxHTTPConns, "max-http-conns", httpapi.DefaultMaxConns, "cap on open HTTP connections (API, WHIP, event streams); past it new ones are closed")
@@ -146,7 +171,14 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.Var(&o.webhooks, "webhook", "send every stream's events as signed JSON POSTs to this http(s) URL (repeat it, or a comma list, for more; see README, Webhooks)")
 	fs.StringVar(&o.webhookSecret, "webhook-secret", "", "key of the webhooks' HMAC-SHA256 signature (X-Castbridge-Signature header); required with --webhook")
 	fs.StringVar(&o.webhookEvents, "webhook-events", "", "comma list of the event names webhooks send (default: all stream, broadcast and target events; ReceivedWebRTCStats is never sent)")
+	fs.StringVar(&o.redisURL, "redis", "", "join a cluster of castbridge nodes through this Redis, redis://[user:password@]host:port[/db] or rediss://: any node answers for any stream, publishers a full or draining node cannot take are redirected (see docs/cluster.md); off when empty")
+	fs.StringVar(&o.nodeID, "node-id", "", "this node's id in the cluster (default: the host name)")
+	fs.StringVar(&o.advertiseURL, "advertise-url", "", "this node's API base URL as the other nodes and clients reach it, e.g. http://10.0.0.5:8080 (required with --redis)")
+	fs.StringVar(&o.clusterSecret, "cluster-secret", "", "shared secret of at least 16 bytes signing node-to-node requests (required with --redis; the same on every node)")
+	fs.DurationVar(&o.clusterTTL, "cluster-ttl", cluster.DefaultTTL, "how long a node's registry entries live without its heartbeat (every TTL/3): a node that dies leaves the cluster, its streams with it, within this")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 0, "on SIGTERM, first drain: take no new publishers (/readyz 503, the cluster places them elsewhere) and let live streams go on for up to this long, then stop their broadcasts cleanly (0: stop at once)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
+	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go's garbage collection target, as GOGC: the heap may grow this many percent past what is live before a collection; the gateway allocates little per packet, so 50 (not Go's 100) costs no measurable CPU and keeps a fifth less memory per stream (GOGC in the environment wins when this flag is not given); 10 to 1000")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
 		fs.PrintDefaults()
@@ -168,8 +200,20 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 			}
 		}
 	})
-	return o, err
+	if err != nil {
+		return o, err
+	}
+	if o.gcPercent < 10 || o.gcPercent > 1000 {
+		return o, fmt.Errorf("--gc-percent: %d is outside 10 to 1000", o.gcPercent)
+	}
+	o.gcFromGOGC = !given["gc-percent"] && getenv("CASTBRIDGE_GC_PERCENT") == "" && getenv("GOGC") != ""
+	return o, nil
 }
+
+// defaultGCPercent is --gc-percent's default. At 100 video streams
+// (scripts/bench.sh, docs/perf.md) Go's default of 100 kept 1.06 MB of RSS
+// a stream, 50 kept 0.85 MB, and CPU per stream did not move.
+const defaultGCPercent = 50
 
 // parseSTUN checks --stun: host:port, or a stun: URI as browsers'
 // iceServers write it. TURN is the publisher's (its SDK's iceServers).
@@ -256,6 +300,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if !o.gcFromGOGC {
+		debug.SetGCPercent(o.gcPercent)
+	}
 	ips, err := parseIPs(o.iceIPs)
 	if err != nil {
 		return err
@@ -280,8 +327,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 
-	if o.localIngest != "" && o.localIngestKey == "" && !loopbackAddr(o.localIngest) {
-		return fmt.Errorf("--local-ingest %s is reachable from other hosts: set --local-ingest-key, or listen on 127.0.0.1", o.localIngest)
+	// With relays, a publish must carry a relay's key (or
+	// --local-ingest-key to be recorded): the ingest may face the world.
+	if o.localIngest != "" && o.localIngestKey == "" && len(relays) == 0 && !loopbackAddr(o.localIngest) {
+		return fmt.Errorf("--local-ingest %s is reachable from other hosts: set --local-ingest-key, or relays (--config), or listen on 127.0.0.1", o.localIngest)
+	}
+	if (o.rtmpsCert == "") != (o.rtmpsKey == "") {
+		return errors.New("--rtmps-cert and --rtmps-key go together")
+	}
+	var rtmpsTLS *tls.Config
+	if o.rtmpsCert != "" {
+		if o.localIngest == "" {
+			return errors.New("--rtmps-cert: the built-in ingest is off (--local-ingest is empty)")
+		}
+		cert, err := tls.LoadX509KeyPair(o.rtmpsCert, o.rtmpsKey)
+		if err != nil {
+			return fmt.Errorf("--rtmps-cert/--rtmps-key: %w", err)
+		}
+		rtmpsTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if o.localIngestKey == "" && len(relays) == 0 && !loopbackAddr(o.rtmpsIngest) {
+			return fmt.Errorf("--rtmps-ingest %s is reachable from other hosts: set --local-ingest-key, or relays (--config), or listen on 127.0.0.1", o.rtmpsIngest)
+		}
+	}
+	if o.rtmpResume < 0 {
+		return fmt.Errorf("--rtmp-resume: %v, want 0 or more", o.rtmpResume)
+	}
+	resume := o.rtmpResume
+	if resume == 0 {
+		resume = -1 // the gateway's "none"
 	}
 	if o.localIngestConns < 1 {
 		return fmt.Errorf("--local-ingest-max-conns: %d, want at least 1", o.localIngestConns)
@@ -307,7 +380,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	// closeHooks flushes the webhooks' queues until ctx ends; what is left
 	// then is dropped with a warning, not an exit status.
+	var node *cluster.Node
 	closeHooks := func(ctx context.Context) {
+		if node != nil && ctx.Err() != nil {
+			_ = node.Close(ctx) // a failed start: the client's connections only
+		}
 		if hooks == nil {
 			return
 		}
@@ -323,81 +400,134 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		sink = hooks
 	}
 
-	var ing *ingest.Server
-	ingestDone := make(chan error, 1)
+	// The manager is made below; the node's heartbeat asks it for its load
+	// only once Start runs, after that.
+	var m *gateway.Manager
+	node, err = newClusterNode(o, func() *gateway.Manager { return m }, log)
+	if err != nil {
+		closeHooks(expired)
+		return err
+	}
+	var streamsChanged func()
+	if node != nil {
+		streamsChanged = node.Changed
+	}
+
+	// The ingests route relay keys to the manager, made after them; they
+	// serve once it exists. Outputs may still dial them (recording a
+	// broadcast on the built-in ingest); a relay pointing at its own key
+	// is refused as already being published.
+	var ing, ings *ingest.Server
+	route := &rtmpRoute{}
+	ingestDone := make(chan error, 2)
 	if o.localIngest != "" {
 		if err := os.MkdirAll(o.recordingsDir, 0o755); err != nil {
 			closeHooks(expired)
 			return fmt.Errorf("recordings dir: %w", err)
 		}
-		ing, err = ingest.Listen(ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
-			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax})
+		icfg := ingest.Config{Addr: o.localIngest, Dir: o.recordingsDir, Logger: log.With("component", "ingest"),
+			Key: o.localIngestKey, MaxConns: o.localIngestConns, RecordingsMaxBytes: o.recordingsMax,
+			Route: route.publish}
+		ing, err = ingest.Listen(icfg)
 		if err != nil {
 			closeHooks(expired)
 			return fmt.Errorf("local ingest: %w", err)
 		}
-		go func() { ingestDone <- ing.Serve(ctx) }()
+		if rtmpsTLS != nil {
+			icfg.Addr, icfg.TLS, icfg.Logger = o.rtmpsIngest, rtmpsTLS, log.With("component", "ingest", "tls", true)
+			if ings, err = ingest.Listen(icfg); err != nil {
+				_ = ing.Close()
+				closeHooks(expired)
+				return fmt.Errorf("rtmps ingest: %w", err)
+			}
+		}
 		url := "rtmp://" + ing.Addr().String() + "/live/<name>"
 		if o.localIngestKey != "" {
 			url += "?key=<key>"
 		}
-		log.Info("local RTMP ingest", "url", url, "recordings", o.recordingsDir, "recordings_max_bytes", o.recordingsMax)
-	} else {
-		ingestDone <- nil
+		log.Info("local RTMP ingest", "url", url, "recordings", o.recordingsDir, "recordings_max_bytes", o.recordingsMax, "relays", len(relays))
+		if ings != nil {
+			log.Info("local RTMPS ingest", "url", "rtmps://"+ings.Addr().String()+"/live/<name>")
+		}
+	}
+	closeIngests := func() {
+		if ing != nil {
+			_ = ing.Close()
+		}
+		if ings != nil {
+			_ = ings.Close()
+		}
 	}
 
-	m, err := gateway.NewManager(gateway.Config{
+	m, err = gateway.NewManager(gateway.Config{
 		ICEUDPPort:          o.iceUDPPort,
 		ICETCPPort:          o.iceTCPPort,
 		ICEIPs:              ips,
 		STUNServer:          stunServer,
 		KeyframeInterval:    o.keyframeInterval,
+		VideoGap:            videoGapConfig(o.videoGap),
 		VideoCodecs:         videoCodecs,
 		MediaTimeout:        o.mediaTimeout,
 		Reconnect:           o.reconnect,
 		RTMPSRootCAs:        rootCAs,
 		Relays:              relays,
 		DenyPrivateOutputs:  o.denyPrivate,
+		NoSRTPFastPath:      !o.srtpFastPath,
 		AllowOutputs:        splitList(o.allowOutputs),
 		MaxStreams:          o.maxStreams,
+		RTMPResume:          resume,
+		RTMPRecordOthers:    o.localIngestKey != "" || len(relays) == 0,
 		MaxTargets:          o.maxTargets,
 		MaxEventSubscribers: o.maxSSE,
 		EventSink:           sink,
+		NodeID:              nodeIDOf(node),
+		StreamsChanged:      streamsChanged,
 		Logger:              log,
 	})
 	if err != nil {
-		if ing != nil {
-			_ = ing.Close()
-		}
+		closeIngests()
 		closeHooks(expired)
 		return err
 	}
-	access.Manager, access.Logger = m, log.With("component", "http")
+	route.m = m
+	for _, srv := range []*ingest.Server{ing, ings} {
+		if srv == nil {
+			ingestDone <- nil
+			continue
+		}
+		go func() { ingestDone <- srv.Serve(ctx) }()
+	}
+	access.Manager, access.Logger, access.Cluster = m, log.With("component", "http"), node
 	api := httpapi.New(access)
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		_ = m.Shutdown(context.Background())
 		closeHooks(expired)
-		if ing != nil {
-			_ = ing.Close()
-		}
+		closeIngests()
 		return fmt.Errorf("http listen %s: %w", o.httpAddr, err)
 	}
 	// Outputs never dial the API itself.
 	m.AddOwnPort(ln.Addr().(*net.TCPAddr).Port)
 	limits := httpapi.Limits{MaxConns: o.maxHTTPConns}
 	srv := httpapi.NewServer(api, limits)
+	srv.RegisterOnShutdown(api.EndForwarded)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(httpapi.LimitListener(ln, limits)) }()
+	if node != nil {
+		node.SetICE(iceAddrs(ips, m.ICEPort(), m.ICETCPPort()))
+		// Not ctx: SIGTERM ends ctx, and a draining node stays registered
+		// (as draining) until its streams have ended; Close ends it.
+		node.Start(context.Background())
+		st := node.Status()
+		log.Info("cluster node", "node", node.ID(), "advertise_url", node.APIURL(), "redis", redisHost(o.redisURL), "redis_up", st.RedisUp, "ttl", node.TTL())
+	}
 	if o.pprofAddr != "" {
 		psrv, paddr, err := servePprof(o.pprofAddr)
 		if err != nil {
 			_ = srv.Close()
 			_ = m.Shutdown(context.Background())
 			closeHooks(expired)
-			if ing != nil {
-				_ = ing.Close()
-			}
+			closeIngests()
 			return err
 		}
 		defer psrv.Close()
@@ -416,26 +546,49 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case <-ctx.Done():
 	case err = <-serveErr:
 	}
+	if err == nil && o.drainTimeout > 0 {
+		drain(m, o.drainTimeout, log)
+	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	errs := []error{err, m.Shutdown(sctx), srv.Shutdown(sctx)}
+	errs := []error{err, m.Shutdown(sctx)}
+	if node != nil {
+		// The cluster forgets the node now, not after the TTL.
+		if cerr := node.Close(sctx); cerr != nil {
+			log.Warn("cluster: leaving", "err", cerr)
+		}
+	}
+	errs = append(errs, srv.Shutdown(sctx))
+	api.Close()
 	if access.AuthWebhook != nil {
 		access.AuthWebhook.Close()
 	}
 	// The streams' last events (StopBroadcastSuccess, StreamClosed) are
 	// queued now: the webhooks get what is left of the deadline.
 	closeHooks(sctx)
-	if ing != nil {
-		errs = append(errs, ing.Close())
+	for _, srv := range []*ingest.Server{ing, ings} {
+		if srv != nil {
+			errs = append(errs, srv.Close())
+		}
 	}
-	if ierr := <-ingestDone; ierr != nil && !errors.Is(ierr, context.Canceled) {
-		errs = append(errs, ierr)
+	for range 2 {
+		if ierr := <-ingestDone; ierr != nil && !errors.Is(ierr, context.Canceled) {
+			errs = append(errs, ierr)
+		}
 	}
 	if err := errors.Join(errs...); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// rtmpRoute routes the built-in ingests' publishes to the manager, set
+// before the ingests serve.
+type rtmpRoute struct{ m *gateway.Manager }
+
+func (r *rtmpRoute) publish(info ingest.PublishInfo) (ingest.Sink, error) {
+	return r.m.RouteRTMP(info)
 }
 
 // accessConfig makes the API's access control from the flags: the API key,
@@ -546,4 +699,131 @@ func servePprof(addr string) (*http.Server, net.Addr, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, ln.Addr(), nil
+}
+
+// drain is a rollout's first step (SIGTERM with --drain-timeout): no new
+// publishers (Ready turns false, /readyz 503; in a cluster the node leaves
+// placement at once and redirects them), the live streams and their
+// broadcasts go on until they end or the deadline passes; then run stops
+// what is left cleanly.
+func drain(m *gateway.Manager, timeout time.Duration, log *slog.Logger) {
+	start := time.Now()
+	m.Drain()
+	log.Info("draining: no new publishers", "streams", m.Len(), "drain_timeout", timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for m.Len() > 0 {
+		select {
+		case <-deadline.C:
+			log.Info("drain deadline passed: stopping the streams left", "streams", m.Len(), "took", time.Since(start))
+			return
+		case <-tick.C:
+		}
+	}
+	log.Info("drained: every stream ended", "took", time.Since(start))
+}
+
+// newClusterNode makes the node's cluster membership from --redis and its
+// companions; nil without --redis. manager returns the gateway once it is
+// made (the heartbeat asks it for the load).
+func newClusterNode(o options, manager func() *gateway.Manager, log *slog.Logger) (*cluster.Node, error) {
+	if o.redisURL == "" {
+		if o.advertiseURL != "" || o.clusterSecret != "" {
+			return nil, errors.New("--advertise-url and --cluster-secret need --redis")
+		}
+		return nil, nil
+	}
+	if o.clusterSecret == "" {
+		return nil, errors.New("--redis needs --cluster-secret (CASTBRIDGE_CLUSTER_SECRET), the same on every node: nodes sign the requests they forward to each other with it")
+	}
+	u, err := url.Parse(o.advertiseURL)
+	if o.advertiseURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return nil, errors.New("--redis needs --advertise-url, this node's API base URL as other nodes and clients reach it: http(s)://host:port, no path")
+	}
+	id := o.nodeID
+	if id == "" {
+		if id, err = os.Hostname(); err != nil || id == "" {
+			return nil, errors.New("--node-id: the host name is unknown, give an id")
+		}
+	}
+	if len(id) > 64 || strings.ContainsAny(id, " \t\r\n:") {
+		return nil, fmt.Errorf("--node-id %q: at most 64 characters, no spaces or colons", id)
+	}
+	if o.clusterTTL < 300*time.Millisecond {
+		return nil, fmt.Errorf("--cluster-ttl %v: want at least 300ms", o.clusterTTL)
+	}
+	return cluster.New(cluster.Config{
+		RedisURL: o.redisURL,
+		NodeID:   id,
+		APIURL:   strings.TrimSuffix(o.advertiseURL, "/"),
+		Secret:   o.clusterSecret,
+		TTL:      o.clusterTTL,
+		Logger:   log.With("component", "cluster"),
+		Load: func() cluster.Load {
+			m := manager()
+			mt := m.Metrics()
+			targets := 0
+			for _, n := range mt.TargetsByState {
+				targets += n
+			}
+			return cluster.Load{Streams: mt.Streams, Targets: targets, MaxStreams: m.MaxStreams(), Draining: !m.Ready()}
+		},
+		Streams: func() []string {
+			var ids []string
+			for _, s := range manager().Streams() {
+				ids = append(ids, s.ID())
+			}
+			return ids
+		},
+	})
+}
+
+func nodeIDOf(n *cluster.Node) string {
+	if n == nil {
+		return ""
+	}
+	return n.ID()
+}
+
+// redisHost is the Redis URL as it may be logged: host and port, never the
+// password.
+func redisHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable>"
+	}
+	return u.Host
+}
+
+// iceAddrs are the node's ICE addresses as its registry entry shows them:
+// "udp ip:port" (and "tcp ip:port" with ICE-TCP) for each --ice-ips
+// address, the port alone ("udp :8189") when the host's addresses are
+// advertised.
+func iceAddrs(ips []net.IP, udpPort, tcpPort int) []string {
+	hosts := make([]string, 0, len(ips))
+	for _, ip := range ips {
+		hosts = append(hosts, ip.String())
+	}
+	if len(hosts) == 0 {
+		hosts = []string{""}
+	}
+	var out []string
+	for _, h := range hosts {
+		out = append(out, "udp "+net.JoinHostPort(h, strconv.Itoa(udpPort)))
+		if tcpPort > 0 {
+			out = append(out, "tcp "+net.JoinHostPort(h, strconv.Itoa(tcpPort)))
+		}
+	}
+	return out
+}
+
+// videoGapConfig maps --video-gap to gateway.Config.VideoGap, where 0 is
+// the default: the flag's 0 (or a negative) turns the stall filler off.
+func videoGapConfig(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,54 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 	}
 	if _, err := parseIPs("127.0.0.1, 10.0.0.x"); err == nil {
 		t.Error("a bad --ice-ips entry must be an error")
+	}
+}
+
+// --gc-percent: 50 by default, a flag or CASTBRIDGE_GC_PERCENT sets it, and
+// GOGC in the environment is left to the runtime unless one of those is
+// given; the gateway applies it.
+func TestGCPercentOption(t *testing.T) {
+	cases := []struct {
+		args      []string
+		env       map[string]string
+		want      int
+		fromGOGC  bool
+		wantError string
+	}{
+		{want: defaultGCPercent},
+		{args: []string{"--gc-percent", "80"}, want: 80},
+		{env: map[string]string{"CASTBRIDGE_GC_PERCENT": "120"}, want: 120},
+		{env: map[string]string{"GOGC": "200"}, want: defaultGCPercent, fromGOGC: true},
+		{args: []string{"--gc-percent", "70"}, env: map[string]string{"GOGC": "200"}, want: 70},
+		{env: map[string]string{"GOGC": "200", "CASTBRIDGE_GC_PERCENT": "90"}, want: 90},
+		{args: []string{"--gc-percent", "0"}, wantError: "--gc-percent: 0 is outside 10 to 1000"},
+		{env: map[string]string{"CASTBRIDGE_GC_PERCENT": "5000"}, wantError: "--gc-percent: 5000 is outside"},
+	}
+	for _, c := range cases {
+		o, err := parseOptions(c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if c.wantError != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantError) {
+				t.Errorf("%v %v: error %v, want %q", c.args, c.env, err, c.wantError)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v %v: %v", c.args, c.env, err)
+		}
+		if o.gcPercent != c.want || o.gcFromGOGC != c.fromGOGC {
+			t.Errorf("%v %v: gc-percent %d (GOGC's: %v), want %d (%v)", c.args, c.env, o.gcPercent, o.gcFromGOGC, c.want, c.fromGOGC)
+		}
+	}
+
+	// run applies it: the process's GC target is the flag's while the
+	// gateway runs (it fails fast on --ice-tcp-port, after applying).
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	err := run(t.Context(), []string{"--gc-percent", "37", "--ice-tcp-port", "-1"}, func(string) string { return "" }, io.Discard)
+	if err == nil {
+		t.Fatal("run with --ice-tcp-port -1 did not fail")
+	}
+	if got := debug.SetGCPercent(100); got != 37 {
+		t.Errorf("run left the GC target at %d, want --gc-percent's 37", got)
 	}
 }
 

@@ -136,13 +136,18 @@ type Result struct {
 	// LoadgenCPUPercent is this process's own CPU (publishers and sink) in
 	// percent of one core; HostCPUBusyPercent the whole machine's busy time
 	// in percent of all its cores, both over the hold.
-	LoadgenCPUPercent  float64  `json:"loadgenCpuPercent"`
-	HostCPUBusyPercent float64  `json:"hostCpuBusyPercent"`
-	HostCPUs           int      `json:"hostCpus"`
-	HoldSeconds        float64  `json:"holdSeconds"`
-	NACKs              int      `json:"nacksReceivedByPublishers"`
-	PLIs               int      `json:"plisReceivedByPublishers"`
-	Errors             []string `json:"errors,omitempty"`
+	LoadgenCPUPercent  float64 `json:"loadgenCpuPercent"`
+	HostCPUBusyPercent float64 `json:"hostCpuBusyPercent"`
+	HostCPUs           int     `json:"hostCpus"`
+	HoldSeconds        float64 `json:"holdSeconds"`
+	// LoadAvgBefore and LoadAvgAfter are the machine's 1-minute load
+	// average when the run started and when its last stream was torn down:
+	// on a shared machine they say how much else was running.
+	LoadAvgBefore float64  `json:"loadAvgBefore"`
+	LoadAvgAfter  float64  `json:"loadAvgAfter"`
+	NACKs         int      `json:"nacksReceivedByPublishers"`
+	PLIs          int      `json:"plisReceivedByPublishers"`
+	Errors        []string `json:"errors,omitempty"`
 }
 
 // Info describes the load generator's material and host.
@@ -311,7 +316,7 @@ type stream struct {
 
 // Run runs n streams: ramp-up, wait for them to be live, hold, ramp-down.
 func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
-	res := Result{Streams: n, HostCPUs: lg.info.HostCPUs, RSSBaselineMB: lg.baseline}
+	res := Result{Streams: n, HostCPUs: lg.info.HostCPUs, RSSBaselineMB: lg.baseline, LoadAvgBefore: readLoadAvg()}
 	streams := make([]*stream, n)
 	for i := range streams {
 		num := lg.next.Add(1)
@@ -473,6 +478,7 @@ func (lg *LoadGen) Run(ctx context.Context, n int) (Result, error) {
 		})
 	}
 	down.Wait()
+	res.LoadAvgAfter = readLoadAvg()
 
 	lg.account(&res, streams, holdStart, holdEnd)
 	lg.cfg.Logf("lost: %d in ramp-up, %d in hold, %d in ramp-down; latency over all frames p99 %.2f ms",

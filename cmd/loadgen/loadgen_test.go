@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/gatewaytest"
 	"github.com/castbridge/castbridge/httpapi"
+	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
 
 // startGateway runs a real castbridge in process: the manager with ICE on
@@ -203,5 +205,38 @@ func TestMatchFrames(t *testing.T) {
 	want := []int{20, 21, 22, 23, 24, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, -1}
 	if !slices.Equal(got, want) {
 		t.Fatalf("matched %v, want %v", got, want)
+	}
+}
+
+// TestSinkTakesEveryStream: the sink holds more connections than the
+// ingest server's default cap (one per stream of a 100-stream run); it
+// used to refuse the 65th.
+func TestSinkTakesEveryStream(t *testing.T) {
+	s, err := startSink("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	const n = ingest.DefaultMaxConns + 36
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", s.srv.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// A refused connection is closed at once: read from the last one.
+	_ = conns[n-1].SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := conns[n-1].Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("connection %d: %v, want it held open", n, err)
+	}
+	if r := s.srv.RefusedConns(); r != 0 {
+		t.Errorf("%d of %d connections refused", r, n)
 	}
 }

@@ -35,6 +35,9 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
+		if errors.Is(err, errNotSaturated) {
+			os.Exit(1)
+		}
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
@@ -49,6 +52,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if out.replot != "" {
 		return replot(out, stdout)
+	}
+	if out.saturated != "" {
+		return checkSaturated(stdout, out.saturated)
+	}
+	if out.compare != "" {
+		runs, err := compare(stdout, out.compare, out.compareBase, out.floorNs)
+		if err != nil {
+			return fmt.Errorf("--compare: %w", err)
+		}
+		if out.plot != "" {
+			svg, err := plotCompareSVG(runs)
+			if err != nil {
+				return fmt.Errorf("--compare: %w", err)
+			}
+			if err := os.WriteFile(out.plot, []byte(svg), 0o644); err != nil {
+				return fmt.Errorf("--plot: %w", err)
+			}
+		}
+		return nil
 	}
 	cfg.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, "loadgen: "+format+"\n", args...) }
 	lg, err := New(cfg)
@@ -101,6 +123,11 @@ type outputs struct {
 	json, plot string
 	replot     string
 	sweep      bool
+	// compare is a directory of side-by-side results (compare.go);
+	// compareBase the server the ratios are of; floorNs the UDP+SRTP floor.
+	compare, compareBase string
+	floorNs              float64
+	saturated            string
 }
 
 func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error) {
@@ -125,6 +152,10 @@ func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error)
 	fs.StringVar(&out.json, "json", "", "write the results to this JSON file (an object; an array with --sweep)")
 	fs.StringVar(&out.plot, "plot", "", "write an SVG plot of CPU%/stream and latency p99 against stream count")
 	fs.StringVar(&out.replot, "replot", "", "run nothing: read results (a JSON array or object written by --json) from this file and print their table, and write --plot and --json from them")
+	fs.StringVar(&out.compare, "compare", "", "run nothing: read the side-by-side results in this directory (files <pair|sat>_<job>_<streams>_<rep>_<server>.json, as scripts/bench.sh --vs writes them), print per-pair ratios and the saturation search, and write --plot from them")
+	fs.StringVar(&out.compareBase, "compare-base", "castbridge", "with --compare: the server whose figures are divided by the others'")
+	fs.Float64Var(&out.floorNs, "floor-ns", 0, "with --compare: the UDP receive + SRTP decrypt floor in ns per packet, to print each server's CPU per packet as a multiple of it")
+	fs.StringVar(&out.saturated, "saturated", "", "run nothing: read one result written by --json and exit 0 if the run was saturated (a stream not live, a frame lost, or p99 > 50 ms), 1 if not")
 	fs.Float64Var(&cfg.Pacing, "pacing", 2.5, "publishers pace video at this multiple of the material's bit rate like a browser's WebRTC pacer (bursts of up to 40 ms at that rate); 0 sends each frame's packets back to back")
 	fs.StringVar(&cfg.VideoFile, "video", "", "Annex B H.264 file (default testdata/video-2500k.h264)")
 	fs.StringVar(&cfg.AudioFile, "audio", "", "Ogg Opus file (default testdata/audio.ogg); \"none\" for video only")

@@ -34,6 +34,24 @@ func readRSSMB(pid int) (float64, error) {
 	return 0, errors.New("no VmRSS (not a process?)")
 }
 
+// readLoadAvg returns the machine's 1-minute load average, 0 when
+// /proc/loadavg cannot be read.
+func readLoadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
 // selfCPU is this process's user+sys time.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage

@@ -37,12 +37,18 @@ type sinkStream struct {
 	nalus [][]byte
 }
 
+// maxSinkConns is above any stream count loadgen runs.
+const maxSinkConns = 4096
+
 func startSink(addr string) (*sink, error) {
 	s := &sink{streams: map[string]*sinkStream{}, done: make(chan struct{})}
 	srv, err := ingest.Listen(ingest.Config{
 		Addr:      addr,
 		OnMessage: s.onMessage,
-		Logger:    slog.New(slog.DiscardHandler),
+		// Every stream of the run is one publish: the ingest's default
+		// cap (64, a gateway's defence) refused the rest at 100 streams.
+		MaxConns: maxSinkConns,
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, err

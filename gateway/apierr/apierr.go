@@ -34,6 +34,9 @@ const (
 	CodeETagMismatch        Code = "ETAG_MISMATCH" // If-Match names an ICE session that was replaced
 	CodeUnknownMid          Code = "UNKNOWN_MID"   // a trickled fragment names an m-section the offer lacks
 	CodeInternal            Code = "INTERNAL"
+	// CodeClusterUnavailable: in a cluster, the registry (Redis) or the
+	// node owning the stream could not be reached; retry after Retry-After.
+	CodeClusterUnavailable Code = "CLUSTER_UNAVAILABLE"
 )
 
 // Error is an error a caller of the API can act on. Messages never carry

@@ -207,7 +207,7 @@ func (o *Outputs) Close() {
 // frame takes a pooled audio frame at stream time ms whose targets need
 // the sequence header hdr; the caller appends the tag body and sends it.
 func (o *Outputs) frame(ms int64, hdr *media.AudioHeader) *media.Frame {
-	f := o.p.cfg.Frames.Get()
+	f := o.p.cfg.Frames.GetSmall()
 	f.TagType, f.TS, f.AudioHeader, f.RecvAt = flv.TagAudio, uint32(ms), hdr, time.Now()
 	return f
 }
@@ -231,7 +231,7 @@ type AACOutput struct {
 	started  bool
 	startPos int64   // the pipeline position of the encoder's sample 0
 	frames   int64   // frames encoded
-	pending  []int16 // PCM short of a whole frame
+	pending  []int16 // PCM short of a frame and its look-ahead
 	out      []byte
 }
 
@@ -245,7 +245,7 @@ func (o *Outputs) newAAC(bitrate int) (*AACOutput, error) {
 		outs:    o,
 		hdr:     &media.AudioHeader{Body: flv.AppendAACSequenceHeader(nil, enc.AudioSpecificConfig())},
 		enc:     enc,
-		pending: make([]int16, 0, aaclc.FrameSamples*2),
+		pending: make([]int16, 0, aacNeedLen),
 	}, nil
 }
 
@@ -259,50 +259,56 @@ func (a *AACOutput) AudioMetadata(md map[string]any) {
 	md["audiodatarate"] = float64(a.bitrate) / 1000
 }
 
+// Sizes in interleaved stereo samples: a frame, and the frame plus the
+// start of the next, which the encoder takes as look-ahead.
+const (
+	aacFrameLen = aaclc.FrameSamples * 2
+	aacNeedLen  = aacFrameLen + aaclc.LookAheadSamples*2
+)
+
 // write encodes interleaved stereo PCM that starts at pipeline position
-// pos, a frame whenever 1024 samples are there. p.mu held.
+// pos, a frame whenever 1024 samples and the encoder's 576 of look-ahead
+// past them are there. p.mu held.
 func (a *AACOutput) write(pos int64, pcm []int16) {
 	if !a.started {
 		a.started, a.startPos = true, pos
 	}
-	const frameLen = aaclc.FrameSamples * 2
 	for len(pcm) > 0 {
-		if len(a.pending) == 0 && len(pcm) >= frameLen {
-			a.encode(pcm[:frameLen])
-			pcm = pcm[frameLen:]
-			continue
-		}
-		n := min(frameLen-len(a.pending), len(pcm))
+		n := min(aacNeedLen-len(a.pending), len(pcm))
 		a.pending = append(a.pending, pcm[:n]...)
 		pcm = pcm[n:]
-		if len(a.pending) == frameLen {
-			a.encode(a.pending)
-			a.pending = a.pending[:0]
+		if len(a.pending) == aacNeedLen {
+			a.encode(a.pending[:aacFrameLen], a.pending[aacFrameLen:])
+			a.pending = a.pending[:copy(a.pending, a.pending[aacFrameLen:])]
 		}
 	}
 }
 
-// flush encodes the pending PCM padded with silence, then one frame of
-// silence to get out the frame the encoder holds back. p.mu held.
+// flush encodes the pending PCM padded with silence to whole frames, then
+// one frame of silence to get out the frame the encoder holds back (the
+// overlap). p.mu held.
 func (a *AACOutput) flush() {
 	if !a.started {
 		return
 	}
-	const frameLen = aaclc.FrameSamples * 2
-	if len(a.pending) > 0 {
+	for {
 		n := len(a.pending)
-		a.pending = a.pending[:frameLen]
+		a.pending = a.pending[:aacNeedLen]
 		clear(a.pending[n:])
-		a.encode(a.pending)
+		a.encode(a.pending[:aacFrameLen], a.pending[aacFrameLen:])
+		if n == 0 {
+			break // that was the silent frame
+		}
+		rest := max(n-aacFrameLen, 0)
+		a.pending = a.pending[:copy(a.pending, a.pending[aacFrameLen:aacFrameLen+rest])]
 	}
-	a.pending = a.pending[:frameLen]
-	clear(a.pending)
-	a.encode(a.pending)
 	a.pending = a.pending[:0]
 }
 
-func (a *AACOutput) encode(pcm []int16) {
-	out, err := a.enc.Encode(a.out[:0], pcm)
+// encode encodes a frame of pcm with ahead, the start of the next frame,
+// as the encoder's look-ahead.
+func (a *AACOutput) encode(pcm, ahead []int16) {
+	out, err := a.enc.Encode(a.out[:0], pcm, ahead)
 	if err != nil {
 		a.outs.p.cfg.Logger.Error("aac encode", "bitrate", a.bitrate, "err", err)
 		return
@@ -338,10 +344,12 @@ func (op *OpusOutput) AudioMetadata(md map[string]any) {
 	md["stereo"] = true
 }
 
-// send delivers one Opus packet at stream time ms. p.mu held.
-func (op *OpusOutput) send(ms int64, packet []byte) {
+// send delivers one Opus packet of samples (per channel) at stream time
+// ms. p.mu held.
+func (op *OpusOutput) send(ms int64, packet []byte, samples int64) {
 	f := op.outs.frame(ms, op.hdr)
 	f.Body = flv.AppendOpusFrame(f.Body, packet)
+	f.DurationMs = uint32(samples * 1000 / Rate)
 	op.outs.send(op, f)
 }
 

@@ -40,6 +40,10 @@ const (
 	// silenceAfter is how long the publisher's audio may pause (longer than
 	// Opus DTX's 400 ms keep-alive) before the clock fills in silence.
 	silenceAfter = 500 * time.Millisecond
+	// aacLeadMs is how far past the video a stream without audio fills
+	// silence when it encodes AAC: two 1024-sample frames, the encoder's
+	// delay and the frame under way.
+	aacLeadMs = (2*1024*1000 + Rate - 1) / Rate
 	// silenceLagMs is how far behind "now" the clock fills, leaving room for
 	// packets still on their way.
 	silenceLagMs = 100
@@ -273,7 +277,7 @@ func (p *Pipeline) fillOpus(op *OpusOutput) {
 }
 
 func (p *Pipeline) sendOpus(op *OpusOutput, pk []byte, n int64) {
-	op.send(p.tl.msAt(p.opusPos), pk)
+	op.send(p.tl.msAt(p.opusPos), pk, n)
 	p.opusPos += n
 }
 
@@ -348,8 +352,9 @@ func (p *Pipeline) Run(ctx context.Context) {
 }
 
 // fillTo fills silence up to lagMs before now, never past the newest video
-// frame, when the publisher sends no audio. At the end of a broadcast lagMs
-// 0 brings the audio to the video's end.
+// frame, when the publisher's audio pauses; with no audio track at all, up
+// to the newest video frame's end (and the AAC encoder's delay past it).
+// At the end of a broadcast lagMs 0 brings the audio to the video's end.
 func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
 	outs := p.outs.Load()
 	if outs == nil || (len(outs.aac) == 0 && outs.opus == nil) {
@@ -383,6 +388,21 @@ func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
 		}
 		p.setBase(target)
 	}
+	if p.cfg.FollowsVideo && p.dec == nil {
+		// No track: fill up to the newest video frame's end, not to "now"
+		// (its start, about). The targets hold each video frame until the
+		// audio reaches its time, and filling to "now" in whole 20 ms
+		// frames left them one or two frames behind: 33-80 ms added to
+		// every video frame of a publisher without audio.
+		target = videoEnd
+		if len(outs.aac) > 0 {
+			// And past it by the AAC encoder's delay (frame n carries the
+			// input's frame n-1): the AAC frame covering the video's time
+			// exists only once the input is a frame past that frame's end.
+			// Nothing can come later to contradict this silence.
+			target += aacLeadMs
+		}
+	}
 	end := p.tl.msAt(p.pos)
 	if target <= end {
 		return
@@ -404,6 +424,13 @@ func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
 	if p.dec != nil {
 		p.reset = true
 	}
+}
+
+// Flowing says whether the publisher's audio arrives: a packet within the
+// last silenceAfter.
+func (p *Pipeline) Flowing(now time.Time) bool {
+	last := p.lastPacket.Load()
+	return last != 0 && now.UnixNano()-last < int64(silenceAfter)
 }
 
 // SetMuted replaces the publisher's audio with silence, or stops doing so.

@@ -20,6 +20,8 @@ import (
 type recordingSink struct {
 	mu  sync.Mutex
 	got map[Output][]uint32
+	// end is the end (TS + DurationMs) of the newest frame per output.
+	end map[Output]uint32
 }
 
 func (r *recordingSink) SendAudio(src Output, f *media.Frame) {
@@ -31,7 +33,18 @@ func (r *recordingSink) SendAudio(src Output, f *media.Frame) {
 		r.got = map[Output][]uint32{}
 	}
 	r.got[src] = append(r.got[src], f.TS)
+	if r.end == nil {
+		r.end = map[Output]uint32{}
+	}
+	r.end[src] = f.TS + f.DurationMs
 	r.mu.Unlock()
+}
+
+func (r *recordingSink) lastEnd(src Output) (uint32, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.end[src]
+	return e, ok
 }
 
 func (r *recordingSink) frames(src Output) []uint32 {
@@ -70,8 +83,8 @@ func TestFollowVideoNeverWaits(t *testing.T) {
 }
 
 // TestSilenceFollowsVideo: with no audio track, a stream with video gets
-// silent AAC from its first video frame on, up to (never past) where the
-// video ends; the broadcast's end brings it to the video's end.
+// silent AAC from its first video frame on, up to where the video ends and
+// the encoder's delay (aacLeadMs) past it, no further.
 func TestSilenceFollowsVideo(t *testing.T) {
 	p, clock := newTestPipeline(true)
 	sink := &recordingSink{}
@@ -122,18 +135,76 @@ func TestSilenceFollowsVideo(t *testing.T) {
 			t.Fatalf("frame %d at %d ms, want %d (1024 samples each from %d): %v", i, v, want, base, ts)
 		}
 	}
-	// It ends with the video: not past it, and not more than the flush's
-	// padding and one 20 ms fill step short of it.
-	last := int64(ts[len(ts)-1])
-	if last > videoEnd || last < videoEnd-2*1024*1000/Rate-20 {
-		t.Errorf("silence's last frame at %d ms, video ends at %d", last, videoEnd)
+	// It ends with the video and the encoder's delay: not past them, and
+	// not more than the flush's padding and one 20 ms fill step short.
+	last, audioEnd := int64(ts[len(ts)-1]), videoEnd+aacLeadMs
+	if last > audioEnd || last < audioEnd-2*1024*1000/Rate-20 {
+		t.Errorf("silence's last frame at %d ms, video ends at %d (+%d ms)", last, videoEnd, aacLeadMs)
 	}
-	filled, want := p.ConcealedSamples(), (videoEnd-base)*Rate/1000
+	filled, want := p.ConcealedSamples(), (audioEnd-base)*Rate/1000
 	if filled > want || filled <= want-opusFrameSamples {
-		t.Errorf("%d samples filled, want %d (from %d to %d ms, in whole 20 ms steps)", filled, want, base, videoEnd)
+		t.Errorf("%d samples filled, want %d (from %d to %d ms, in whole 20 ms steps)", filled, want, base, audioEnd)
 	}
 	if n := len(sink.frames(aac)); n != len(ts) {
 		t.Errorf("%d frames after the outputs were uninstalled", n-len(ts))
+	}
+}
+
+// TestSilenceCoversEachVideoFrame: with no audio track, an Opus
+// passthrough's silence and the silent AAC reach each video frame's time
+// as soon as the frame is announced, the Opus packets saying they last 20
+// ms: the targets
+// hold a video frame until the audio has come that far, so silence filled
+// only to "now" in 20 ms steps delayed the video by one or two frames.
+func TestSilenceCoversEachVideoFrame(t *testing.T) {
+	p, clock := newTestPipeline(true)
+	sink := &recordingSink{}
+	outs := p.NewOutputs(sink)
+	opus := outs.Opus()
+	aac, err := outs.AAC(128000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs.Install()
+	defer outs.Uninstall()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		p.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-ran
+	}()
+	start := time.Now()
+	clock.VideoMillis(0, 0, start)
+	for i := range 15 {
+		sleepUntil(start.Add(time.Duration(i*33) * time.Millisecond))
+		p.FollowVideo(time.Now(), int64(i*33+33))
+		deadline := time.Now().Add(time.Second)
+		for {
+			// An AAC frame lasts 1024 samples (21 ms as the targets count).
+			end, ok := sink.lastEnd(opus)
+			aacEnd, aok := sink.lastEnd(aac)
+			if ok && end >= uint32(i*33) && aok && aacEnd+21 >= uint32(i*33) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("video frame %d at %d ms: the Opus silence ends at %d ms (any: %v), the AAC at %d+21 ms (any: %v) a second after",
+					i, i*33, end, ok, aacEnd, aok)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	ts := sink.frames(opus)
+	for i := 1; i < len(ts); i++ {
+		if ts[i]-ts[i-1] != 20 {
+			t.Fatalf("silence packets at %v, want 20 ms apart", ts)
+		}
+	}
+	if end, _ := sink.lastEnd(opus); end > 15*33+aacLeadMs {
+		t.Errorf("silence ends at %d ms, past the video's end %d and the AAC encoder's delay", end, 15*33)
 	}
 }
 

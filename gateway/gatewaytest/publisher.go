@@ -165,6 +165,7 @@ type Publisher struct {
 	sendWG      sync.WaitGroup
 	started     atomic.Bool
 	pliPending  atomic.Bool
+	videoPaused atomic.Bool // SetVideoSending(false)
 
 	mu        sync.Mutex
 	sent      []SentFrame
@@ -618,6 +619,9 @@ func (p *Publisher) sendVideo(ctx context.Context, t0 time.Time) {
 		if now := time.Now(); pace.Before(now) {
 			pace = now
 		}
+		if p.videoPaused.Load() {
+			continue // a stalled encoder: its clock goes on, nothing is sent
+		}
 		if pos >= len(p.frames) {
 			if !p.cfg.Loop {
 				return
@@ -722,6 +726,12 @@ func (p *Publisher) addLayers(c webrtc.RTPCodecCapability) error {
 	}
 	return nil
 }
+
+// SetVideoSending stops (false) or resumes (true) sending the video (not
+// simulcast layers, see SetLayerSending) while the audio goes on: a stalled
+// encoder or camera. Its frame times go on while it is stopped; it resumes
+// with the frame it stopped at (a P-frame, mid-GOP) unless a PLI came.
+func (p *Publisher) SetVideoSending(on bool) { p.videoPaused.Store(!on) }
 
 // SetLayerSending stops (false) or resumes (true) sending the simulcast
 // layer rid; its frame times go on while it is stopped, as an encoder's

@@ -235,17 +235,22 @@ func TestPublisherPacing(t *testing.T) {
 		pub.Wait()
 		stop()
 		time.Sleep(200 * time.Millisecond)
+		first := pub.Sent()[0]
 		rx.mu.Lock()
-		span := rx.videoSpan[pub.Sent()[0].RTPTimestamp]
+		span := rx.videoSpan[first.RTPTimestamp]
 		rx.mu.Unlock()
 		cancel()
+		// Only bounds a loaded machine cannot break: it lengthens a paced
+		// spread (sent and received), and a burst of writes barely, but
+		// the receiver's span of a burst it can stretch at will.
+		sent := first.LastPacketAt.Sub(first.FirstPacketAt)
 		got := span[1].Sub(span[0])
-		t.Logf("paced=%v: first IDR (%d bytes) arrived over %v; at %d bit/s after a %v burst it takes %v", paced, idrBytes, got, rate, pacingBurst, want)
-		if paced && (got < want*7/10 || got > want*2) {
-			t.Errorf("paced IDR spread over %v, want about %v", got, want)
+		t.Logf("paced=%v: first IDR (%d bytes) sent over %v, arrived over %v; at %d bit/s after a %v burst it takes %v", paced, idrBytes, sent, got, rate, pacingBurst, want)
+		if paced && (sent < want*7/10 || got < want*7/10) {
+			t.Errorf("paced IDR sent over %v, arrived over %v, want at least %v", sent, got, want*7/10)
 		}
-		if !paced && got > want/3 {
-			t.Errorf("unpaced IDR spread over %v, want a burst (well under %v)", got, want)
+		if !paced && sent > want/2 {
+			t.Errorf("unpaced IDR sent over %v, want a burst (well under %v)", sent, want)
 		}
 	}
 }

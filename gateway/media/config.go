@@ -2,7 +2,10 @@ package media
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
@@ -123,3 +126,88 @@ func NewParamSet(sps, pps []byte) (*ParamSet, error) {
 // sequence start), immutable and shared by frames like ParamSet. A nil Body
 // (MP3) needs none.
 type AudioHeader struct{ Body []byte }
+
+// ParamSetFromSequenceHeader keeps an RTMP publisher's own sequence header
+// (the body of a legacy AVC sequence header or of an E-RTMP sequence
+// start, tag being its parse), as an RTMP source passes it on: SeqHeader
+// is the body byte for byte, so every SPS, PPS and extension the encoder
+// put in it reaches the targets. The picture size and profile come from
+// the first SPS of an AVC record; for the E-RTMP codecs they are left 0
+// (the publisher's onMetaData says them).
+func ParamSetFromSequenceHeader(body []byte, tag flv.VideoTag) (*ParamSet, error) {
+	ps := &ParamSet{SeqHeader: bytes.Clone(body)}
+	if tag.Enhanced {
+		switch tag.FourCC {
+		case flv.FourCCHEVC:
+			ps.Codec = CodecHEVC
+		case flv.FourCCAV1:
+			ps.Codec = CodecAV1
+		case flv.FourCCVP9:
+			ps.Codec = CodecVP9
+		default:
+			return nil, fmt.Errorf("sequence start of FourCC %q: not a codec castbridge passes on", tag.FourCC[:])
+		}
+		ps.FourCC = tag.FourCC
+		ps.Profile = ps.Codec.DisplayName()
+		return ps, nil
+	}
+	sps, pps, err := avcRecordFirst(tag.Payload)
+	if err != nil {
+		return nil, err
+	}
+	if sps[0]&0x1f != 7 {
+		return nil, errors.New("AVC sequence header: its first SPS is not an SPS NAL unit")
+	}
+	var parsed h264.SPS
+	if err := parsed.Unmarshal(sps); err != nil {
+		return nil, fmt.Errorf("AVC sequence header's SPS: %w", err)
+	}
+	// The parser takes some nonsense (found by fuzzing): a picture size
+	// no encoder makes is no SPS.
+	if w, h := parsed.Width(), parsed.Height(); w <= 0 || h <= 0 || w > 16384 || h > 16384 {
+		return nil, fmt.Errorf("AVC sequence header's SPS: picture size %dx%d", w, h)
+	}
+	ps.SPS, ps.PPS = bytes.Clone(sps), bytes.Clone(pps)
+	ps.Width, ps.Height, ps.SPSFPS = parsed.Width(), parsed.Height(), parsed.FPS()
+	ps.Profile = hex.EncodeToString(sps[1:4])
+	return ps, nil
+}
+
+// avcRecordFirst reads the first SPS and PPS of an
+// AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1), bounded by rec.
+func avcRecordFirst(rec []byte) (sps, pps []byte, err error) {
+	bad := errors.New("AVC sequence header: truncated or malformed configuration record")
+	if len(rec) < 6 || rec[0] != 1 {
+		return nil, nil, bad
+	}
+	n := int(rec[5] & 0x1f)
+	p := rec[6:]
+	for i := 0; i < n; i++ {
+		if len(p) < 2 {
+			return nil, nil, bad
+		}
+		l := int(binary.BigEndian.Uint16(p))
+		if len(p) < 2+l || l < 4 {
+			return nil, nil, bad
+		}
+		if i == 0 {
+			sps = p[2 : 2+l]
+		}
+		p = p[2+l:]
+	}
+	if sps == nil || len(p) < 1 {
+		return nil, nil, bad
+	}
+	if m := int(p[0]); m > 0 {
+		p = p[1:]
+		if len(p) < 2 {
+			return nil, nil, bad
+		}
+		l := int(binary.BigEndian.Uint16(p))
+		if len(p) < 2+l {
+			return nil, nil, bad
+		}
+		pps = p[2 : 2+l]
+	}
+	return sps, pps, nil
+}

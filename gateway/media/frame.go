@@ -22,8 +22,14 @@ type Frame struct {
 	Params      *ParamSet    // video: the SPS/PPS in force for this frame
 	AudioHeader *AudioHeader // audio: the sequence header this frame needs
 	RecvAt      time.Time    // when its last RTP packet arrived, for latency stats
-	Body        []byte
-	pool        *FramePool
+	// DurationMs is how long the frame lasts when its producer knows (an
+	// Opus packet's samples, rounded down), 0 when not: a target's
+	// interleaver then knows how far the audio has come without waiting
+	// for the next packet.
+	DurationMs uint32
+	Body       []byte
+	pool       *FramePool
+	small      bool // from the pool's small frames (GetSmall)
 }
 
 // Retain adds a reference: a queue that holds the frame.
@@ -38,18 +44,41 @@ func (f *Frame) Release() {
 
 // FramePool recycles frames and their body buffers so the steady-state
 // per-frame path allocates nothing. One pool serves a whole gateway.
-type FramePool struct{ p sync.Pool }
+//
+// It keeps two sizes: video frames with 64 KiB bodies (a P-frame of 2.5
+// Mbit/s video is ~10 KiB, an IDR a few times that), and small frames for
+// audio and data tags (an Opus or AAC frame is under 2 KiB). With one size
+// every audio frame in a target's queue and interleaving ring pinned 64
+// KiB: at 50 audio frames a second that was most of a stream's memory.
+type FramePool struct{ big, small sync.Pool }
+
+const (
+	bigBody   = 64 << 10
+	smallBody = 2 << 10
+	// maxKeptBody is the largest body a returned big frame keeps (an
+	// unusually large IDR must not pin memory forever); maxKeptSmall the
+	// largest a small one keeps.
+	maxKeptBody  = 4 << 20
+	maxKeptSmall = 16 << 10
+)
 
 // NewFramePool returns an empty pool.
 func NewFramePool() *FramePool {
 	fp := &FramePool{}
-	fp.p.New = func() any { return &Frame{pool: fp, Body: make([]byte, 0, 64<<10)} }
+	fp.big.New = func() any { return &Frame{pool: fp, Body: make([]byte, 0, bigBody)} }
+	fp.small.New = func() any { return &Frame{pool: fp, small: true, Body: make([]byte, 0, smallBody)} }
 	return fp
 }
 
-// Get returns a cleared frame holding one reference, owned by the caller.
-func (fp *FramePool) Get() *Frame {
-	f := fp.p.Get().(*Frame)
+// Get returns a cleared frame for video, holding one reference, owned by
+// the caller.
+func (fp *FramePool) Get() *Frame { return resetFrame(fp.big.Get().(*Frame)) }
+
+// GetSmall is Get for a frame whose body is a few KiB at most (audio, data
+// tags); a larger body still fits (it grows).
+func (fp *FramePool) GetSmall() *Frame { return resetFrame(fp.small.Get().(*Frame)) }
+
+func resetFrame(f *Frame) *Frame {
 	f.refs.Store(1)
 	f.Body = f.Body[:0]
 	f.TS = 0
@@ -59,15 +88,22 @@ func (fp *FramePool) Get() *Frame {
 	f.Keyframe = false
 	f.MetaRefresh = false
 	f.RecvAt = time.Time{}
+	f.DurationMs = 0
 	return f
 }
 
 func (fp *FramePool) put(f *Frame) {
-	// Keep unusually large buffers (a huge IDR) from pinning memory forever.
-	if cap(f.Body) > 4<<20 {
-		f.Body = make([]byte, 0, 64<<10)
-	}
 	f.Params = nil
 	f.AudioHeader = nil
-	fp.p.Put(f)
+	if f.small {
+		if cap(f.Body) > maxKeptSmall {
+			f.Body = make([]byte, 0, smallBody)
+		}
+		fp.small.Put(f)
+		return
+	}
+	if cap(f.Body) > maxKeptBody {
+		f.Body = make([]byte, 0, bigBody)
+	}
+	fp.big.Put(f)
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/transmux/format/mediafile"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
@@ -22,6 +25,7 @@ const benchBacklog = 64
 // framePathRig is a broadcast to n targets, each publishing to an
 // in-process ingest that records nothing, fed with the 1280x720 clip.
 type framePathRig struct {
+	obs     framePathObservers
 	frames  []mediafile.Frame
 	ps      *media.ParamSet
 	r       *rig
@@ -40,13 +44,13 @@ func newFramePathRig(tb testing.TB, n int) *framePathRig {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
-	r := &framePathRig{frames: frames, ps: ps, srv: srv, stopSrv: func() { cancel(); <-served }}
+	r := &framePathRig{obs: newFramePathObservers(), frames: frames, ps: ps, srv: srv, stopSrv: func() { cancel(); <-served }}
 
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("rtmp://%s/live/bench%d", srv.Addr(), i)
 	}
-	r.r = startTargets(tb, slog.New(slog.DiscardHandler), names...)
+	r.r = startObservedTargets(tb, slog.New(slog.DiscardHandler), r.obs.observers(), names...)
 	// Open every target with its keyframe and headers, then warm the pool
 	// and the buffers up.
 	for range 4 * len(frames) {
@@ -150,6 +154,43 @@ func TestFramePathAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("frame path allocates %v times per frame, want 0", allocs)
 	}
+	// The writers did observe every frame: the zero above includes the
+	// histograms' per-frame work.
+	const n = 3
+	if got, want := count(t, r.obs.latency), uint64(n*r.next); got != want {
+		t.Errorf("frame latency observed %d times, want %d (every frame on %d targets)", got, want, n)
+	}
+	if got, want := count(t, r.obs.queue), uint64(n*r.next); got != want {
+		t.Errorf("queue time observed %d times, want %d", got, want)
+	}
+	if got := count(t, r.obs.publish); got != n {
+		t.Errorf("publish time observed %d times, want %d (one connect per target)", got, n)
+	}
+}
+
+// framePathObservers are real Prometheus histograms, as the gateway gives
+// its targets.
+type framePathObservers struct{ latency, queue, publish prometheus.Histogram }
+
+func newFramePathObservers() framePathObservers {
+	h := func(name string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Buckets: prometheus.DefBuckets})
+	}
+	return framePathObservers{latency: h("latency"), queue: h("queue"), publish: h("publish")}
+}
+
+func (o framePathObservers) observers() Observers {
+	return Observers{FrameLatency: o.latency, QueueTime: o.queue, PublishTime: o.publish}
+}
+
+// count is how many observations h has.
+func count(tb testing.TB, h prometheus.Histogram) uint64 {
+	tb.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		tb.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // raceEnabled reports whether the test binary was built with -race.

@@ -1,6 +1,7 @@
 package rtmpout
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,5 +29,15 @@ func TestCodecRefusedIsRejected(t *testing.T) {
 	e := ingestError(ep, fmt.Errorf("connect: %w", rtmppush.ErrCodecRefused))
 	if e.Code != apierr.CodeIngestRejected || !strings.Contains(e.Message, "videocodec") || strings.Contains(e.Message, "secretkey") {
 		t.Fatalf("%v", e)
+	}
+	// With what the ingest listed, the message names the codec refused.
+	e = ingestError(ep, fmt.Errorf("connect: %w", &rtmppush.CodecRefusedError{FourCC: "vp09", Have: []string{"hvc1", "av01"}}))
+	for _, want := range []string{"VP9", `"vp09"`, `["hvc1" "av01"]`, `videocodec "h264"`, "rtmp://ingest.example/live/****"} {
+		if !strings.Contains(e.Message, want) {
+			t.Errorf("message %q lacks %q", e.Message, want)
+		}
+	}
+	if e.Code != apierr.CodeIngestRejected || strings.Contains(e.Message, "secretkey") || !errors.Is(e, rtmppush.ErrCodecRefused) {
+		t.Errorf("%v", e)
 	}
 }

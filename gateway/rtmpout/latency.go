@@ -42,3 +42,31 @@ func (h *latencyHistogram) quantile(q float64) time.Duration {
 	}
 	return time.Duration(len(h.buckets)) * latencyBucket
 }
+
+// Observer takes one measurement, in seconds. A prometheus.Histogram is
+// one; rtmpout needs nothing more of the metrics library.
+type Observer interface{ Observe(seconds float64) }
+
+// Observers are where targets report their timings, shared by every target
+// of the gateway (no per-target series: their number would be unbounded).
+// A nil field is not reported to. Observe runs on the writer goroutine's
+// per-frame path: it must not block or allocate.
+type Observers struct {
+	// FrameLatency: a video frame's last RTP packet received to its write
+	// to the ingest done (the latency the gateway adds, as Stats report).
+	FrameLatency Observer
+	// QueueTime: a frame made (video: its last RTP packet; audio: encoded;
+	// data: sent by the API) to the writer taking it off the target's
+	// queue, for every frame a writer takes.
+	QueueTime Observer
+	// PublishTime: dialing the ingest to its NetStream.Publish.Start, for
+	// every connection that got there (first connect and reconnects).
+	PublishTime Observer
+}
+
+// observe reports d to o when o is set.
+func observe(o Observer, d time.Duration) {
+	if o != nil {
+		o.Observe(d.Seconds())
+	}
+}

@@ -64,9 +64,12 @@ type frameRing struct {
 // at 48 kHz (its encoder's rate; an Icecast source's are longer).
 const aacMinFrameMs = 21
 
-// frameLenMs is how long a frame surely lasts: AAC frames are 1024
-// samples; other kinds (Opus, whose packets vary, video) count 0.
+// frameLenMs is how long a frame surely lasts: what its producer said
+// (Opus packets), AAC frames 1024 samples; others (video) count 0.
 func frameLenMs(f *media.Frame) uint32 {
+	if f.DurationMs > 0 {
+		return f.DurationMs
+	}
 	if f.TagType == flv.TagAudio && len(f.Body) > 0 && f.Body[0]>>4 == flv.AudioCodecAAC {
 		return aacMinFrameMs
 	}

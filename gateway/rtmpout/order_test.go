@@ -265,3 +265,38 @@ func TestTargetMetadataLikeFFmpeg(t *testing.T) {
 		r.in.close()
 	}
 }
+
+// TestTargetOpusDurationReleasesVideo: an Opus frame that says how long it
+// lasts (20 ms) lets the video inside it go out at once. Without the
+// duration the video at 33 ms would wait for an audio frame starting at or
+// after 33 ms, holdMax here where none comes.
+func TestTargetOpusDurationReleasesVideo(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	r := startOrderRig(t, 0)
+	defer r.in.close()
+	opusHdr := &media.AudioHeader{Body: flv.AppendOpusSequenceStart(nil, 2, 48000)}
+	opus := func(ts uint32) {
+		f := r.frames.Get()
+		f.TagType, f.TS, f.AudioHeader, f.RecvAt, f.DurationMs = flv.TagAudio, ts, opusHdr, time.Now(), 20
+		f.Body = flv.AppendOpusFrame(f.Body, []byte{0xfc, 0xff, 0xfe})
+		r.tg.EnqueueAudio(f)
+		f.Release()
+	}
+	r.video(ps, 0, frames[135].NALUs, true)
+	opus(0)
+	opus(20) // covers 20-40 ms
+	sent := time.Now()
+	r.video(ps, 33, frames[136].NALUs, false)
+	waitFor(t, "the video inside the audio", func() bool {
+		_, v := mediaTags(r.in.messages())
+		return len(v) == 2
+	})
+	if held := time.Since(sent); held > holdMax/4 {
+		t.Errorf("video at 33 ms written %v after it was queued, with audio up to 40 ms before it", held)
+	}
+	r.stop(t)
+	if back := maxBackStep(r.in.messages()); back != 0 {
+		t.Errorf("timestamps step back by up to %d ms", back)
+	}
+}

@@ -87,7 +87,9 @@ type Settings struct {
 	// policy). The host is resolved and checked on every dial, and the
 	// checked address is the one dialed.
 	Policy *outpolicy.Policy
-	Logger *slog.Logger
+	// Observe takes the targets' timings for the metrics.
+	Observe Observers
+	Logger  *slog.Logger
 }
 
 const (
@@ -203,6 +205,7 @@ func (t *Target) Audio() AudioSource { return t.audio }
 func (t *Target) Connect() *apierr.Error {
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.PublishTimeout)
 	defer cancel()
+	dialed := time.Now()
 	pub, err := rtmppush.Dial(ctx, t.dialConfig())
 	if err != nil {
 		t.log.Debug("dial failed", "err", err)
@@ -210,6 +213,7 @@ func (t *Target) Connect() *apierr.Error {
 		t.fail(e)
 		return e
 	}
+	observe(t.cfg.Observe.PublishTime, time.Since(dialed))
 	t.pub.Store(pub)
 	t.log.Info("publishing")
 	return nil
@@ -238,6 +242,19 @@ func fourCCList(videoCodec string) []string {
 		return []string{string(flv.FourCCHEVC[:])}
 	}
 	return nil
+}
+
+// fourCCName is the codec of an E-RTMP video FourCC as the API names it.
+func fourCCName(fourCC string) string {
+	switch fourCC {
+	case string(flv.FourCCVP9[:]):
+		return media.CodecVP9.DisplayName()
+	case string(flv.FourCCAV1[:]):
+		return media.CodecAV1.DisplayName()
+	case string(flv.FourCCHEVC[:]):
+		return media.CodecHEVC.DisplayName()
+	}
+	return fourCC
 }
 
 func (t *Target) dialConfig() rtmppush.Config {
@@ -271,6 +288,12 @@ func ingestError(ep rtmppush.Endpoint, err error) *apierr.Error {
 	if errors.As(err, &rej) {
 		return apierr.Wrap(apierr.CodeIngestRejected, err,
 			"ingest %s refused the publish: %s %s", ep.Redacted(), rej.Code, rej.Description)
+	}
+	var refused *rtmppush.CodecRefusedError
+	if errors.As(err, &refused) {
+		return apierr.Wrap(apierr.CodeIngestRejected, err,
+			"ingest %s does not take %s video (Enhanced RTMP FourCC %q): its connect reply lists only %q; give the target videocodec \"h264\" or one the ingest lists",
+			ep.Redacted(), fourCCName(refused.FourCC), refused.FourCC, refused.Have)
 	}
 	if errors.Is(err, rtmppush.ErrCodecRefused) {
 		return apierr.Wrap(apierr.CodeIngestRejected, err,
@@ -589,6 +612,9 @@ func (t *Target) pump(w *writer) error {
 		case f := <-t.queue:
 			t.queuedBytes.Add(-int64(len(f.Body)))
 			now := time.Now()
+			if !f.RecvAt.IsZero() {
+				observe(t.cfg.Observe.QueueTime, now.Sub(f.RecvAt))
+			}
 			t.busy(now)
 			err := t.hold(w, f, now)
 			var due time.Time
@@ -715,6 +741,7 @@ func (t *Target) reconnect(cause error) bool {
 			return false
 		}
 		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.PublishTimeout)
+		dialed := time.Now()
 		pub, err := rtmppush.Dial(ctx, t.dialConfig())
 		cancel()
 		if err != nil {
@@ -727,6 +754,7 @@ func (t *Target) reconnect(cause error) bool {
 			cause = ierr
 			continue
 		}
+		observe(t.cfg.Observe.PublishTime, time.Since(dialed))
 		t.pub.Store(pub)
 		t.mu.Lock()
 		t.reconnects++
@@ -794,7 +822,9 @@ func (t *Target) write(w *writer, f *media.Frame) error {
 		return err
 	}
 	t.framesSent.Add(1)
-	t.latency.observe(time.Since(f.RecvAt))
+	lat := time.Since(f.RecvAt)
+	t.latency.observe(lat)
+	observe(t.cfg.Observe.FrameLatency, lat)
 	if !w.started {
 		t.goneLive(w)
 	}

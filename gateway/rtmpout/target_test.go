@@ -234,6 +234,13 @@ type rig struct {
 // startTargets connects a target to each output and starts its writer.
 func startTargets(t testing.TB, log *slog.Logger, outputs ...string) *rig {
 	t.Helper()
+	return startObservedTargets(t, log, Observers{}, outputs...)
+}
+
+// startObservedTargets is startTargets with the targets' timings reported
+// to obs.
+func startObservedTargets(t testing.TB, log *slog.Logger, obs Observers, outputs ...string) *rig {
+	t.Helper()
 	r := &rig{frames: media.NewFramePool(), host: &fakeHost{}}
 	for i, out := range outputs {
 		spec := Spec{Output: out}
@@ -242,7 +249,7 @@ func startTargets(t testing.TB, log *slog.Logger, outputs ...string) *rig {
 			t.Fatal(err)
 		}
 		tg := New(context.Background(), fmt.Sprintf("tg_%d", i), spec, ep, nil, r.host,
-			Settings{PublishTimeout: 5 * time.Second, Logger: log})
+			Settings{PublishTimeout: 5 * time.Second, Observe: obs, Logger: log})
 		if e := tg.Connect(); e != nil {
 			t.Fatal(e)
 		}

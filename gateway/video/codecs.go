@@ -21,18 +21,27 @@ import (
 
 // StartCodec is Start for a track of codec (h264 is Start itself).
 func (v *Pipeline) StartCodec(ssrc uint32, codec media.VideoCodec) error {
+	if err := v.setCodec(codec); err != nil {
+		return err
+	}
+	v.Start(ssrc)
+	return nil
+}
+
+// setCodec makes the depacketizer of a codec other than H.264, once,
+// before any packet.
+func (v *Pipeline) setCodec(codec media.VideoCodec) error {
 	switch codec {
 	case media.CodecH264, "":
 	case media.CodecVP9:
-		v.frames = rtpframe.New(rtpframe.VP9)
+		v.frames = rtpframe.New(rtpframe.VP9, v.cfg.AUBuffers)
 	case media.CodecAV1:
-		v.frames = rtpframe.New(rtpframe.AV1)
+		v.frames = rtpframe.New(rtpframe.AV1, v.cfg.AUBuffers)
 	case media.CodecHEVC:
-		v.frames = rtpframe.New(rtpframe.H265)
+		v.frames = rtpframe.New(rtpframe.H265, v.cfg.AUBuffers)
 	default:
 		return fmt.Errorf("video codec %q has no pipeline", codec)
 	}
-	v.Start(ssrc)
 	return nil
 }
 
@@ -84,8 +93,7 @@ func (v *Pipeline) onFrame(fr *rtpframe.Frame, now time.Time) {
 	case rtpframe.H265:
 		f.Body = flv.AppendHEVCNALUs(f.Body, fr.Units, fr.Keyframe, 0)
 	}
-	sink.Deliver(f)
-	f.Release()
+	v.deliver(sink, f)
 }
 
 // updateCodecParams makes a new parameter set when the frame carries a

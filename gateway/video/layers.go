@@ -3,6 +3,7 @@ package video
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
+	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtp/rtpframe"
 )
 
 const (
@@ -33,7 +36,8 @@ const (
 	maxLayers = 8
 )
 
-// Layer is one rid of a simulcast publisher's video. Its packets come from
+// Layer is one rid of a simulcast publisher's video (H.264, VP9 or AV1:
+// inspect reads its key frames' configuration). Its packets come from
 // its own read goroutine (HandlePacket); of the layers, the pipeline gets
 // those of the highest that is flowing, switched only at a keyframe.
 type Layer struct {
@@ -51,6 +55,7 @@ type Layer struct {
 
 	// the layer's read goroutine's own
 	sps, pps []byte
+	rec      []byte // VP9: the record of its newest key frame
 
 	// guarded by sel.mu
 	offset    uint32 // added to the layer's RTP timestamps when forwarded
@@ -104,6 +109,28 @@ func (v *Pipeline) AddLayer(rid string, ssrc uint32) *Layer {
 	return l
 }
 
+// AddCodecLayer is AddLayer for a VP9 or AV1 publisher's layer: the first
+// one makes the pipeline's depacketizer for the codec. The layers are
+// ranked by the resolution of their key frames (a VP9 key frame's header,
+// an AV1 sequence header).
+func (v *Pipeline) AddCodecLayer(rid string, ssrc uint32, codec media.VideoCodec) (*Layer, error) {
+	if codec != media.CodecVP9 && codec != media.CodecAV1 {
+		return nil, fmt.Errorf("simulcast layers of %s are not selected", codec)
+	}
+	v.layersMu.Lock()
+	var err error
+	if v.frames == nil {
+		err = v.setCodec(codec)
+	} else if v.Codec() != codec {
+		err = fmt.Errorf("a %s layer for a %s pipeline", codec, v.Codec())
+	}
+	v.layersMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return v.AddLayer(rid, ssrc), nil
+}
+
 // RTP is the layer's reception statistics.
 func (l *Layer) RTP() *webrtcin.RTPStats { return l.rtp }
 
@@ -148,6 +175,9 @@ func (l *Layer) inspect(p []byte) bool {
 	if len(p) == 0 {
 		return false
 	}
+	if d := l.sel.v.frames; d != nil {
+		return l.inspectCodec(d.Codec(), p)
+	}
 	switch typ := h264.NALUType(p[0] & 0x1f); typ {
 	case h264.NALUTypeSPS, h264.NALUTypePPS:
 		l.keepParamSet(p)
@@ -178,6 +208,44 @@ func (l *Layer) inspect(p []byte) bool {
 		return l.params.Load() != nil
 	}
 	return false
+}
+
+// inspectCodec is inspect for VP9 and AV1: a packet that starts a key
+// frame, whose configuration (the VP9 record its header makes, the AV1
+// sequence header) becomes the layer's parameter set when it changed.
+func (l *Layer) inspectCodec(c rtpframe.Codec, p []byte) bool {
+	start, ok := rtpframe.KeyframeStart(c, p)
+	if !ok {
+		return false
+	}
+	cur := l.params.Load()
+	var ps *media.ParamSet
+	var err error
+	switch c {
+	case rtpframe.VP9:
+		rec, _, rerr := flv.AppendVPCodecConfigurationRecord(l.rec[:0], start)
+		if rerr != nil {
+			return false
+		}
+		l.rec = rec
+		if cur != nil && bytes.Equal(cur.Source, rec) {
+			return true
+		}
+		ps, err = media.NewVP9ParamSet(start)
+	case rtpframe.AV1:
+		if cur != nil && bytes.Equal(cur.Source, start) {
+			return true
+		}
+		ps, err = media.NewAV1ParamSet(start)
+	default:
+		return false
+	}
+	if err != nil {
+		l.sel.v.log.Warn("unusable configuration on simulcast layer", "rid", l.rid, "codec", c.String(), "err", err)
+		return false
+	}
+	l.params.Store(ps)
+	return true
 }
 
 func (l *Layer) keepParamSet(nalu []byte) {

@@ -20,6 +20,7 @@ import (
 	"github.com/castbridge/castbridge/gateway/media"
 	"github.com/castbridge/castbridge/gateway/webrtcin"
 	"github.com/castbridge/castbridge/transmux/format/flv"
+	"github.com/castbridge/castbridge/transmux/rtp/aubuf"
 	"github.com/castbridge/castbridge/transmux/rtp/rtpframe"
 	"github.com/castbridge/castbridge/transmux/rtp/rtph264"
 	"github.com/castbridge/castbridge/transmux/rtp/rtpreorder"
@@ -54,6 +55,9 @@ type Config struct {
 	Feedback Feedback
 	Clock    *avclock.Clock
 	Frames   *media.FramePool
+	// AUBuffers lends the depacketizer its buffers for keyframes (nil:
+	// the track keeps one of its largest frame's size).
+	AUBuffers *aubuf.Pool
 	// KeyframeInterval is the longest a broadcast waits for a keyframe
 	// before the publisher is asked for one.
 	KeyframeInterval time.Duration
@@ -61,7 +65,18 @@ type Config struct {
 	// with the stream time its display ends at (the audio follows it). It
 	// must not block.
 	OnFrame func(now time.Time, endMs int64)
-	Logger  *slog.Logger
+	// VideoGap is how long the publisher's video may stall while its
+	// audio flows before the filler feeds the broadcast (filler.go); 0
+	// fills only while muted.
+	VideoGap time.Duration
+	// AudioFlowing says whether the publisher's audio arrives now; nil
+	// for a stream without audio.
+	AudioFlowing func(now time.Time) bool
+	// OnFiller is told when the filler starts and ends (on either
+	// goroutine, under the filler's lock): it must not block or call
+	// back into the pipeline.
+	OnFiller func(active bool, reason FillReason)
+	Logger   *slog.Logger
 }
 
 // Pipeline turns a publisher's H.264 RTP into FLV video frames. Its
@@ -108,6 +123,12 @@ type Pipeline struct {
 	lost      atomic.Uint64 // packets given up on by the reorder buffer
 	rtp       *webrtcin.RTPStats
 
+	// the filler (filler.go)
+	fill     filler
+	muted    atomic.Bool
+	fillKick chan struct{}
+	fillCnt  atomic.Uint64
+
 	kfMu      sync.Mutex
 	lastPLI   time.Time
 	kfTimer   *time.Timer
@@ -123,6 +144,7 @@ type sinkBox struct{ Sink }
 // New returns a pipeline waiting for its track.
 func New(cfg Config) *Pipeline {
 	return &Pipeline{
+		depack:       rtph264.Depacketizer{Buffers: cfg.AUBuffers},
 		cfg:          cfg,
 		log:          cfg.Logger,
 		reorder:      rtpreorder.New(reorderCapacity, reorderDelay),
@@ -130,6 +152,7 @@ func New(cfg Config) *Pipeline {
 		cont:         rtptime.NewContinuity(90000),
 		rtp:          webrtcin.NewRTPStats(90000),
 		waitKeyframe: true,
+		fillKick:     make(chan struct{}, 1),
 	}
 }
 
@@ -193,9 +216,16 @@ func (v *Pipeline) HandlePacket(pkt []byte, now time.Time) {
 func (v *Pipeline) switchSource(ssrc uint32, ps *media.ParamSet) {
 	v.reorder.Reset()
 	v.nack.Reset()
-	v.depack.Reset()
 	v.waitKeyframe = true
 	v.ssrc.Store(ssrc)
+	if v.frames != nil {
+		v.frames.Reset()
+		if ps != nil {
+			v.params.Store(ps)
+		}
+		return
+	}
+	v.depack.Reset()
 	if ps != nil {
 		v.pendingSPS = append(v.pendingSPS[:0], ps.SPS...)
 		v.pendingPPS = append(v.pendingPPS[:0], ps.PPS...)
@@ -232,8 +262,7 @@ func (v *Pipeline) onAccessUnit(au *rtph264.AccessUnit, now time.Time) {
 	}
 	f := v.newFrame(ms, au.IDR, ps, now)
 	f.Body = flv.AppendAVCNALUs(f.Body, au.NALUs, au.IDR, 0)
-	sink.Deliver(f)
-	f.Release()
+	v.deliver(sink, f)
 }
 
 // frameMillis counts a frame and places it on the stream's A/V clock: its
@@ -247,6 +276,7 @@ func (v *Pipeline) frameMillis(rawTS uint32, now time.Time) uint32 {
 		v.log.Info("video RTP timestamps jumped: rebased", "jumps", v.cont.Jumps())
 	}
 	v.updateRate(rtpTS)
+	v.notePublisherFrame(now)
 	ms := v.cfg.Clock.VideoMillis(v.timeline.Millis(rtpTS), rtpTS, now)
 	v.lastMs.Store(ms)
 	if v.cfg.OnFrame != nil {

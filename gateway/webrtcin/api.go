@@ -47,12 +47,13 @@ var videoFeedback = []webrtc.RTCPFeedback{
 // newAPIFor builds a pion API for one PeerConnection: the codecs the gateway
 // accepts (H.264 packetization-mode 1 in the profiles of offer.go's
 // h264Profiles, which InspectOffer checks offers against, and Opus), NACK, RTCP
-// reports and TWCC, and an RTCP counter feeding the stream's stats.
+// reports and TWCC (twccMade, when not nil, is given the connection's
+// feedback), and an RTCP counter feeding the stream's stats.
 //
 // videoCodec (a Video* name) is the one video codec registered: H.264 in
 // the profiles of h264Profiles, or VP9 profile 0, AV1 main profile or H.265
 // (whose fmtp pion matches on the parameters both sides name, none on ours).
-func newAPIFor(se webrtc.SettingEngine, counters *Counters, videoCodec string) (*webrtc.API, error) {
+func newAPIFor(se webrtc.SettingEngine, counters *Counters, videoCodec string, twccMade func(*twccFeedback)) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if videoCodec != VideoH264 && videoCodec != "" {
 		c, ok := exVideoCodecs[videoCodec]
@@ -116,7 +117,7 @@ func newAPIFor(se webrtc.SettingEngine, counters *Counters, videoCodec string) (
 	reg := &interceptor.Registry{}
 	reg.Add(rtcpCounterFactory{c: counters})
 	// Transport-wide CC feedback without pion's per-packet goroutine hop.
-	reg.Add(twccFactory{})
+	reg.Add(twccFactory{made: twccMade})
 
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
 }

@@ -235,10 +235,12 @@ func (l demuxLogger) Errorf(format string, args ...any) {
 }
 
 // sniffUDPMux and sniffTCPMux hand the session's ICE connections to its
-// demultiplexer; every other call goes to the transport's shared mux.
+// demultiplexer and, on UDP, to its part in the SRTP fast path; every
+// other call goes to the transport's shared mux.
 type sniffUDPMux struct {
 	ice.UDPMux
-	d *ptDemux
+	d    *ptDemux
+	fast *fastSession // nil without the fast path
 }
 
 func (m sniffUDPMux) GetConn(ufrag string, addr net.Addr) (net.PacketConn, error) {
@@ -246,7 +248,7 @@ func (m sniffUDPMux) GetConn(ufrag string, addr net.Addr) (net.PacketConn, error
 	if err != nil {
 		return nil, err
 	}
-	return sniffConn{c, m.d}, nil
+	return sniffConn{c, m.d, m.fast}, nil
 }
 
 type sniffTCPMux struct {
@@ -259,20 +261,31 @@ func (m sniffTCPMux) GetConnByUfrag(ufrag string, isIPv6 bool, local net.IP) (ne
 	if err != nil {
 		return nil, err
 	}
-	return sniffConn{c, m.d}, nil
+	return sniffConn{c, m.d, nil}, nil
 }
 
 type sniffConn struct {
 	net.PacketConn
-	d *ptDemux
+	d    *ptDemux
+	fast *fastSession // nil on TCP, or without the fast path
 }
 
 func (c sniffConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	n, addr, err := c.PacketConn.ReadFrom(b)
 	if n > 0 {
 		c.d.observe(b[:n])
+		if c.fast != nil {
+			c.fast.inbound(b[:n], addr)
+		}
 	}
 	return n, addr, err
+}
+
+func (c sniffConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.fast != nil {
+		c.fast.sniff.Outbound(b)
+	}
+	return c.PacketConn.WriteTo(b, addr)
 }
 
 // peekedPacket is a track's first packet, read to learn its codec before

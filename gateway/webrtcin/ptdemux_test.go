@@ -1,17 +1,14 @@
 package webrtcin
 
 import (
-	"context"
 	"log/slog"
 	"maps"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v2"
 	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v3"
@@ -140,11 +137,7 @@ func TestPTDemuxObserve(t *testing.T) {
 // with the first packet sent. pion alone drops both streams.
 func TestSessionBindsUndeclaredStreams(t *testing.T) {
 	pub, locals := newUndeclaredPublisher(t)
-	tp, err := Listen(ListenConfig{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
+	tp := listenLoopback(t, ListenConfig{})
 	sess, err := tp.NewSession(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -172,43 +165,15 @@ func TestSessionBindsUndeclaredStreams(t *testing.T) {
 		})
 	})
 
-	offer, err := pub.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pub)
-	if err := pub.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	cut := regexp.MustCompile(`(?m)^a=(ssrc|ssrc-group|msid|extmap):.*\r\n`).ReplaceAllString(pub.LocalDescription().SDP, "")
-	om, err := InspectOffer(cut)
-	if err != nil {
-		t.Fatal(err)
-	}
+	om, answer := connectPublisher(t, pub, sess, func(sdp string) string {
+		return regexp.MustCompile(`(?m)^a=(ssrc|ssrc-group|msid|extmap):.*\r\n`).ReplaceAllString(sdp, "")
+	})
 	if len(om.payloadMIDs) == 0 {
-		t.Fatalf("no payload-type table for an offer without SSRCs:\n%s", cut)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	answer, err := sess.Answer(ctx, om)
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no payload-type table for an offer without SSRCs:\n%s", om.sdp)
 	}
 	if strings.Contains(answer, "a=extmap:") {
 		t.Fatalf("the answer has extensions the offer did not:\n%s", answer)
 	}
-	up := make(chan struct{})
-	var once sync.Once
-	pub.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(up) })
-		}
-	})
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
-	waitUp(t, up, "publisher")
 
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -267,11 +232,7 @@ func newUndeclaredPublisher(t *testing.T) (*webrtc.PeerConnection, []*webrtc.Tra
 			t.Fatal(err)
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se := loopbackSettings()
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package webrtcin
 
 import (
+	"sync"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -20,30 +21,68 @@ type Arrivals func(now time.Time, size int)
 // reports need no timer, and a track that stopped has nothing to report),
 // then hands the packet to handle. The packet is valid until handle
 // returns; handle may be nil for a track the gateway does not forward.
+//
+// With the SRTP fast path the packets come from the track's fast-path
+// queue, which the socket reader fills and a goroutine of ReadRTP's
+// reading pion's track feeds too (the packets before the fast path took
+// the stream, and any it leaves to pion).
 func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Arrivals, handle func(pkt []byte, now time.Time)) {
-	buf := make([]byte, maxPacket)
 	ssrc := uint32(track.SSRC())
 	first, peeked := s.takePeeked(track)
-	for {
-		var n int
-		var now time.Time
-		if peeked {
-			n, now, peeked = copy(buf, first.b), first.at, false
-		} else {
-			var err error
-			if n, _, err = track.Read(buf); err != nil {
-				return
-			}
-			now = time.Now()
-		}
-		arrived(now, n)
-		stats.Observe(buf[:n], now)
+	deliver := func(pkt []byte, now time.Time) {
+		arrived(now, len(pkt))
+		stats.Observe(pkt, now)
 		if rep, ok := stats.Report(ssrc, now); ok {
 			s.SendReport(rep)
 		}
 		if handle != nil {
-			handle(buf[:n], now)
+			handle(pkt, now)
 		}
+	}
+	if s.fast == nil {
+		readPion(track, first, peeked, deliver)
+		return
+	}
+	queue, video := fastQueueVideo, true
+	if track.Kind() == webrtc.RTPCodecTypeAudio {
+		queue, video = fastQueueAudio, false
+	}
+	ft := s.fast.openTrack(ssrc, queue, video)
+	defer s.fast.closeTrack(ft)
+	var feeder sync.WaitGroup
+	defer feeder.Wait()
+	feeder.Go(func() {
+		defer ft.close()
+		// push refuses nothing but a closed track's packets, and only
+		// this goroutine closes it: pion's Read ends with the session.
+		readPion(track, first, peeked, func(pkt []byte, now time.Time) { ft.push(pkt, now) })
+	})
+	for {
+		p, ok := ft.next()
+		if !ok {
+			return
+		}
+		if p.fast && s.twcc != nil {
+			s.twcc.record(ssrc, p.b, p.at)
+		}
+		deliver(p.b, p.at)
+		ft.recycle(p.b)
+	}
+}
+
+// readPion reads track through pion until it ends, first the packet
+// bindStream peeked, if any.
+func readPion(track *webrtc.TrackRemote, first peekedPacket, peeked bool, deliver func([]byte, time.Time)) {
+	if peeked {
+		deliver(first.b, first.at)
+	}
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, err := track.Read(buf)
+		if err != nil {
+			return
+		}
+		deliver(buf[:n], time.Now())
 	}
 }
 

@@ -12,6 +12,11 @@ import (
 type Counters struct {
 	nacks atomic.Uint64 // NACK packets
 	plis  atomic.Uint64
+
+	// FastRTP counts the RTP packets the SRTP fast path decrypted
+	// (fastpath.go); FastAuthFailures the ones it could not authenticate
+	// and left to pion.
+	FastRTP, FastAuthFailures atomic.Uint64
 }
 
 // NACKs is the number of NACK packets sent.

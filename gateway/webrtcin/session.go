@@ -51,6 +51,8 @@ type Session struct {
 	// Streams bound by payload type (ptdemux.go), for offers that declare
 	// no SSRC and no mid extension in more than one m-section.
 	demux   *ptDemux
+	fast    *fastSession  // nil without the fast path
+	twcc    *twccFeedback // the connection's TWCC feedback, for packets pion's interceptors do not see
 	onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)
 	srtpUp  chan struct{} // closed when pion reports the connection connected
 	srtpOne sync.Once
@@ -76,11 +78,17 @@ func (t *Transport) NewSessionFor(log *slog.Logger, videoCodec string) (*Session
 	demux := &ptDemux{}
 	se := t.se
 	se.LoggerFactory = demuxLoggerFactory{t.se.LoggerFactory, demux}
-	se.SetICEUDPMux(sniffUDPMux{t.mux, demux})
+	var fast *fastSession
+	if t.fast != nil {
+		fast = newFastSession(t.fast, counters)
+		se.SetDTLSKeyLogWriter(&fast.sniff)
+	}
+	se.SetICEUDPMux(sniffUDPMux{t.mux, demux, fast})
 	if t.tcp != nil {
 		se.SetICETCPMux(sniffTCPMux{t.tcp.mux, demux})
 	}
-	api, err := newAPIFor(se, counters, videoCodec)
+	var twcc *twccFeedback
+	api, err := newAPIFor(se, counters, videoCodec, func(f *twccFeedback) { twcc = f })
 	if err != nil {
 		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot set up WebRTC")
 	}
@@ -88,7 +96,7 @@ func (t *Transport) NewSessionFor(log *slog.Logger, videoCodec string) (*Session
 	if err != nil {
 		return nil, apierr.Wrap(apierr.CodeInternal, err, "cannot create a peer connection")
 	}
-	s := &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log, srflx: t.stun.srflx, demux: demux, srtpUp: make(chan struct{})}
+	s := &Session{pc: pc, ssrc: rand.Uint32(), counters: counters, log: log, srflx: t.stun.srflx, demux: demux, fast: fast, twcc: twcc, srtpUp: make(chan struct{})}
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.srtpOne.Do(func() { close(s.srtpUp) })

@@ -3,7 +3,6 @@ package webrtcin
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -20,11 +19,7 @@ func TestAnswerNegotiatesSimulcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp, err := Listen(ListenConfig{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
+	tp := listenLoopback(t, ListenConfig{})
 	sess, err := tp.NewSession(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

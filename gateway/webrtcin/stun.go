@@ -188,6 +188,7 @@ func srflxCandidates(mapped, base netip.AddrPort) ([]string, error) {
 type stunConn struct {
 	*net.UDPConn
 	waiting atomic.Int32 // queries in flight: with none, ReadFrom only reads
+	addrs   addrCache    // ReadFrom's source addresses (one reader)
 
 	mu      sync.Mutex
 	pending map[[stun.TransactionIDSize]byte]stunWait
@@ -210,7 +211,7 @@ func newSTUNConn(c *net.UDPConn) *stunConn {
 // ReadFrom is what pion's mux reads the socket with.
 func (c *stunConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.UDPConn.ReadFrom(p)
+		n, addr, err := readFromCached(c.UDPConn, &c.addrs, p)
 		if err != nil || c.waiting.Load() == 0 || !c.take(p[:n], addr) {
 			return n, addr, err
 		}

@@ -50,7 +50,11 @@ type ListenConfig struct {
 	// publisher before it reports disconnected; 0 means pion's 5 s.
 	// Failed follows 25 s later (pion's default).
 	ICEDisconnectedTimeout time.Duration
-	Logger                 *slog.Logger
+	// NoFastPath keeps every RTP packet on pion's receive path instead of
+	// the SRTP fast path (fastpath.go): for comparison, or should a peer's
+	// DTLS be one the fast path misreads (it then falls back by itself).
+	NoFastPath bool
+	Logger     *slog.Logger
 }
 
 // iceFailedAfter and iceKeepalive are pion's defaults, given again when
@@ -68,6 +72,7 @@ type Transport struct {
 	mux        ice.UDPMux
 	tcp        *tcpTransport // nil without ICE-TCP
 	stun       *reflexive    // nil without STUN
+	fast       *fastTable    // nil with NoFastPath
 	se         webrtc.SettingEngine
 }
 
@@ -89,6 +94,9 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 	plog := lf.NewLogger("ice")
 
 	t := &Transport{}
+	if !cfg.NoFastPath {
+		t.fast = &fastTable{}
+	}
 	// The IPv4 socket is always opened: it fixes the port number when
 	// UDPPort is 0, and IPv6 takes the same number.
 	udp4, err := net.ListenUDP("udp4", &net.UDPAddr{Port: cfg.UDPPort})
@@ -125,12 +133,15 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 		}
 		_ = c.SetReadBuffer(socketBuffer)
 		_ = c.SetWriteBuffer(socketBuffer)
-		var pc net.PacketConn = c
+		var pc net.PacketConn = newCachedAddrConn(c)
 		if c == t.udp4 && useSTUN {
 			// pion's mux reads the socket through the STUN client, which
 			// takes its answers out of the stream.
 			stunConn = newSTUNConn(c)
 			pc = stunConn
+		}
+		if t.fast != nil {
+			pc = newDivertConn(pc, t.fast)
 		}
 		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: pc})
 		if c == t.udp4 {

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v2"
 	"github.com/pion/webrtc/v3"
 
 	"github.com/castbridge/castbridge/gateway/apierr"
@@ -32,11 +30,7 @@ func newTrickler(t *testing.T) *trickler {
 	if err := me.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se := loopbackSettings()
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -128,11 +122,7 @@ func codeOf(err error) apierr.Code {
 // on trickled ones; an ICE restart with new credentials gives the gateway
 // new credentials and a new ETag, and ICE connects again on them.
 func TestTrickleAndRestart(t *testing.T) {
-	tp, err := Listen(ListenConfig{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
+	tp := listenLoopback(t, ListenConfig{})
 	sess, err := tp.NewSession(slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -24,10 +24,19 @@ const twccInterval = 100 * time.Millisecond
 // feedback goroutine over an unbuffered channel and woke on a ticker, two
 // wake-ups the load profile showed among the gateway's top costs; and a
 // stream that receives nothing has nothing to report.
-type twccFactory struct{}
+//
+// Packets the SRTP fast path decrypted never pass pion's interceptors:
+// their readers record them (record).
+type twccFactory struct {
+	made func(*twccFeedback) // told of the interceptor built, if not nil
+}
 
-func (twccFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &twccFeedback{start: time.Now()}, nil
+func (f twccFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	t := &twccFeedback{start: time.Now(), extIDs: map[uint32]uint8{}}
+	if f.made != nil {
+		f.made(t)
+	}
+	return t, nil
 }
 
 type twccFeedback struct {
@@ -37,7 +46,8 @@ type twccFeedback struct {
 	mu       sync.Mutex
 	recorder *twcc.Recorder // nil until BindRTCPWriter
 	writer   interceptor.RTCPWriter
-	next     int64 // when feedback is next due, µs after start
+	next     int64            // when feedback is next due, µs after start
+	extIDs   map[uint32]uint8 // the extension's id by SSRC, of streams that negotiated it
 }
 
 // BindRTCPWriter keeps the connection's RTCP writer for the feedback.
@@ -64,31 +74,51 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, reader int
 		return reader
 	}
 	ssrc := info.SSRC
+	t.mu.Lock()
+	t.extIDs[ssrc] = extID
+	t.mu.Unlock()
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		n, attr, err := reader.Read(b, a)
 		if err != nil {
 			return 0, nil, err
 		}
-		ext := rtpExtension(b[:n], extID)
-		if len(ext) < 2 {
-			return n, attr, nil
-		}
-		tseq := binary.BigEndian.Uint16(ext)
-		arrival := time.Since(t.start).Microseconds()
-		var feedback []rtcp.Packet
-		t.mu.Lock()
-		if t.recorder != nil {
-			t.recorder.Record(ssrc, tseq, arrival)
-			if arrival >= t.next {
-				t.next = arrival + twccInterval.Microseconds()
-				feedback = t.recorder.BuildFeedbackPacket()
-			}
-		}
-		w := t.writer
-		t.mu.Unlock()
-		if len(feedback) > 0 {
-			_, _ = w.Write(feedback, nil) // a closing connection; the next packet tries again
-		}
+		t.recordWith(ssrc, extID, b[:n], time.Now())
 		return n, attr, nil
 	})
+}
+
+// UnbindRemoteStream forgets the stream's extension id.
+func (t *twccFeedback) UnbindRemoteStream(info *interceptor.StreamInfo) {
+	t.mu.Lock()
+	delete(t.extIDs, info.SSRC)
+	t.mu.Unlock()
+}
+
+// record records a packet of ssrc that arrived at at, if its stream
+// negotiated the extension.
+func (t *twccFeedback) record(ssrc uint32, pkt []byte, at time.Time) {
+	t.recordWith(ssrc, 0, pkt, at)
+}
+
+// recordWith records pkt of ssrc, whose extension id is extID (0: the one
+// BindRemoteStream noted), and sends the feedback when it is due.
+func (t *twccFeedback) recordWith(ssrc uint32, extID uint8, pkt []byte, at time.Time) {
+	arrival := at.Sub(t.start).Microseconds()
+	var feedback []rtcp.Packet
+	t.mu.Lock()
+	if extID == 0 {
+		extID = t.extIDs[ssrc]
+	}
+	if ext := rtpExtension(pkt, extID); extID != 0 && len(ext) >= 2 && t.recorder != nil {
+		t.recorder.Record(ssrc, binary.BigEndian.Uint16(ext), arrival)
+		if arrival >= t.next {
+			t.next = arrival + twccInterval.Microseconds()
+			feedback = t.recorder.BuildFeedbackPacket()
+		}
+	}
+	w := t.writer
+	t.mu.Unlock()
+	if len(feedback) > 0 {
+		_, _ = w.Write(feedback, nil) // a closing connection; the next packet tries again
+	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,7 @@ type harness struct {
 	m      *gateway.Manager
 	srv    *httptest.Server
 	ingest *ingest.Server
+	rtmpIn *ingest.Server // RTMP in (harnessOptions.rtmpIn), nil without
 	rec    *recorder
 	logs   *gatewaytest.SyncBuffer
 	log    *slog.Logger
@@ -52,12 +54,16 @@ type harnessOptions struct {
 	allowOutputs                   []string      // --allow-outputs
 	maxStreams, maxTargets, maxSSE int           // 0: the gateway's defaults
 	iceDisconnected                time.Duration // ICE's disconnected timeout; 0: pion's
+	noSRTPFastPath                 bool          // --srtp-fast-path=false
 	tokenKey                       []byte        // --token-secret (an HMAC secret): publish tokens
 	eventSink                      events.Sink   // every stream's events (webhooks); nil: none
 	iceUDPPort                     int           // 0: a free one
 	stun                           string        // --stun; the host's addresses are advertised (no iceIPs)
 	stunTimeout                    time.Duration // 0: the gateway's
 	videoCodecs                    []string      // --video-codecs; nil: h264
+	rtmpIn                         bool          // a built-in ingest routing relay keys to the gateway (RTMP in)
+	rtmpResume                     time.Duration // --rtmp-resume; 0: the gateway's
+	rtmpInTLS                      *tls.Config   // RTMP in over TLS (RTMPS)
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -97,8 +103,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		MaxTargets:             o.maxTargets,
 		MaxEventSubscribers:    o.maxSSE,
 		ICEDisconnectedTimeout: o.iceDisconnected,
+		NoSRTPFastPath:         o.noSRTPFastPath,
 		EventSink:              o.eventSink,
 		VideoCodecs:            o.videoCodecs,
+		RTMPResume:             o.rtmpResume,
 		Logger:                 log,
 	})
 	if err != nil {
@@ -123,7 +131,43 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		}
 		srv.Close()
 	})
+	if o.rtmpIn {
+		h.rtmpIn = startRTMPIn(t, m, o.rtmpInTLS, log)
+	}
 	return h
+}
+
+// startRTMPIn runs the gateway's built-in ingest as cmd/castbridge does:
+// publishes with a relay key become streams (Manager.RouteRTMP). It closes
+// before the manager shuts down (cleanups run last first).
+func startRTMPIn(t *testing.T, m *gateway.Manager, tlsCfg *tls.Config, log *slog.Logger) *ingest.Server {
+	t.Helper()
+	ing, err := ingest.Listen(ingest.Config{Addr: "127.0.0.1:0", Route: m.RouteRTMP, TLS: tlsCfg,
+		Logger: log.With("component", "rtmp-in")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ing.Serve(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = ing.Close()
+		<-done
+	})
+	return ing
+}
+
+// rtmpInURL is the RTMP-in application URL ("rtmps://" with rtmpInTLS).
+func (h *harness) rtmpInURL(tls bool) string {
+	scheme := "rtmp"
+	if tls {
+		scheme = "rtmps"
+	}
+	return scheme + "://" + h.rtmpIn.Addr().String() + "/live"
 }
 
 // startIngest runs an in-process ingest with a recorder until the test ends.
@@ -241,10 +285,12 @@ func (h *harness) expectError(method, path string, body any, status int, code st
 }
 
 type streamView struct {
-	ID    string `json:"id"`
-	SDP   string `json:"sdp"`
-	State string `json:"state"`
-	Video *struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	SDP    string `json:"sdp"`
+	State  string `json:"state"`
+	Source string `json:"source"`
+	Video  *struct {
 		Codec   string  `json:"codec"`
 		Profile string  `json:"profile"`
 		Width   int     `json:"width"`
@@ -425,4 +471,17 @@ func (h *harness) offerWithBroadcast(ctx context.Context, target map[string]any)
 		h.t.Fatalf("create: %d %s", st, raw)
 	}
 	return pub, sv
+}
+
+// checkFastPath: the SRTP fast path decrypted at least min packets of the
+// gateway's publishers (which proves it read their DTLS and SRTP: other
+// stacks' handshakes, profiles and packets) and none failed to
+// authenticate.
+func (h *harness) checkFastPath(min uint64) {
+	h.t.Helper()
+	mt := h.m.Metrics()
+	h.t.Logf("SRTP fast path: %d packets decrypted, %d failed to authenticate", mt.FastPathPackets, mt.FastPathAuthFailures)
+	if mt.FastPathPackets < min || mt.FastPathAuthFailures != 0 {
+		h.t.Errorf("SRTP fast path: %d packets decrypted (want at least %d), %d failed to authenticate", mt.FastPathPackets, min, mt.FastPathAuthFailures)
+	}
 }

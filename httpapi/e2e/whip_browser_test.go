@@ -99,6 +99,10 @@ func TestBrowserWHIPClient(t *testing.T) {
 		t.Errorf("%d POST, %d trickle PATCH, %d restart PATCH, %d DELETE; want 1, ≥1, 1, 1", posts, trickles, restarts, deletes)
 	}
 
+	// Chromium's DTLS and SRTP, read by the fast path (across the ICE
+	// restart too).
+	h.checkFastPath(300)
+
 	// What the ingest received.
 	_, msgs := h.rec.get("whipjs")
 	var videoSeq, audioSeq bool

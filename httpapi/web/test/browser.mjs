@@ -9,10 +9,9 @@
 // Exit status 0 when every check passed; the failures are printed and written to result.json.
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Run, launchChromium, sleep, until } from './run.mjs';
 
 const [baseURL, rtmpURL] = process.argv.slice(2);
 if (!baseURL || !rtmpURL) {
@@ -21,23 +20,14 @@ if (!baseURL || !rtmpURL) {
 }
 const here = path.dirname(fileURLToPath(import.meta.url));
 const apiKey = process.env.CASTBRIDGE_API_KEY || '';
-const out = process.env.BROWSER_OUT || fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-browser-'));
-fs.mkdirSync(out, { recursive: true });
-
-const result = { checks: [], screenshots: [], recording: 'e2e', notes: [] };
-let failed = 0;
-const log = (...a) => console.log('[browser]', ...a);
-function check(name, cond, detail) {
-  result.checks.push({ name, ok: !!cond, detail: detail === undefined ? undefined : String(detail) });
-  if (!cond) failed++;
-  log(cond ? 'ok  ' : 'FAIL', name, detail === undefined ? '' : `(${detail})`);
-  return !!cond;
-}
+const run = new Run('browser', { screenshots: [], recording: 'e2e', notes: [] });
+const { result, out } = run;
+const check = run.check.bind(run);
+const log = run.log.bind(run);
 function note(s) {
   result.notes.push(s);
   log('note', s);
 }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function api(method, p, body) {
   const headers = {};
@@ -54,51 +44,19 @@ async function api(method, p, body) {
   return { status: res.status, json, text, headers: res.headers };
 }
 
-async function until(what, fn, ms = 10000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last})`);
-}
-
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1280, height: 900 },
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    // Three fake cameras: fake_device_1 delivers Y16 (depth) frames that a WebRTC sender cannot
-    // encode, so the switch goes from fake_device_0 (I420) to fake_device_2 (MJPEG).
-    '--use-fake-device-for-media-stream=device-count=3',
-    '--use-fake-ui-for-media-stream',
-    '--auto-select-desktop-capture-source=Entire screen',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
-const pageErrors = [];
+const browser = await launchChromium([
+  // Three fake cameras: fake_device_1 delivers Y16 (depth) frames that a WebRTC sender cannot
+  // encode, so the switch goes from fake_device_0 (I420) to fake_device_2 (MJPEG).
+  '--use-fake-device-for-media-stream=device-count=3',
+  '--use-fake-ui-for-media-stream',
+  '--auto-select-desktop-capture-source=Entire screen',
+  '--autoplay-policy=no-user-gesture-required',
+], { viewport: { width: 1280, height: 900 } });
+const { context } = browser;
 // Uncaught exceptions, and errors the SDK or the page log, fail the run; the browser's own
 // "Failed to load resource" lines for the API errors the tests provoke on purpose do not.
 function watch(page, consoleToo = true) {
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('console', (m) => {
-    if (consoleToo && m.type() === 'error' && !/^Failed to load resource/.test(m.text())) pageErrors.push('console.error: ' + m.text());
-  });
+  run.watch(page, (text) => consoleToo && !/^Failed to load resource/.test(text));
 }
 
 async function shot(page, name, opts = {}) {
@@ -417,7 +375,7 @@ try {
     const p3 = await context.newPage();
     watch(p3);
     p3.on('dialog', (d) => {
-      pageErrors.push('README example alert: ' + d.message());
+      run.pageErrors.push('README example alert: ' + d.message());
       d.dismiss();
     });
     await p3.goto(`${origin}/app.html`);
@@ -440,12 +398,5 @@ try {
 } catch (e) {
   check('browser run', false, (e && e.stack) || e);
 } finally {
-  check('no page errors', pageErrors.length === 0, pageErrors.join(' | '));
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-  result.failed = failed;
-  fs.writeFileSync(path.join(out, 'result.json'), JSON.stringify(result, null, 2));
-  const passed = result.checks.length - failed;
-  console.log(`browser: ${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  await run.finish(browser);
 }

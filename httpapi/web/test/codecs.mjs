@@ -11,29 +11,19 @@
 // result.json: the stream id, the codec Chromium offered and sent, frames
 // and key frames encoded, or unavailable when this Chromium cannot encode
 // the codec. Exit status 0 when every check here passed.
-import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { Run, launchChromium, sleep } from './run.mjs';
 
 const [apiURL, output, codec] = process.argv.slice(2);
 if (!apiURL || !output || !['vp9', 'av1'].includes(codec)) {
   console.error('usage: node codecs.mjs <apiURL> <rtmpOutput> <vp9|av1>');
   process.exit(2);
 }
-const out = process.env.BROWSER_OUT || fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-codecs-'));
 const liveMs = Number(process.env.LIVE_MS || 6000);
-const result = { codec, checks: [] };
-let failed = 0;
-const log = (...a) => console.log(`[codecs ${codec}]`, ...a);
-function check(name, cond, detail) {
-  result.checks.push({ name, ok: !!cond, detail: detail === undefined ? undefined : String(detail) });
-  if (!cond) failed++;
-  log(cond ? 'ok  ' : 'FAIL', name, detail === undefined ? '' : `(${detail})`);
-  return !!cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const run = new Run(`codecs ${codec}`, { codec });
+const { result } = run;
+const check = run.check.bind(run);
+const log = run.log.bind(run);
 
 const server = http.createServer((_, res) => {
   res.writeHead(200, { 'Content-Type': 'text/html' });
@@ -42,18 +32,10 @@ const server = http.createServer((_, res) => {
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const pageURL = `http://127.0.0.1:${server.address().port}/`;
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'],
-});
-const pageErrors = [];
+const browser = await launchChromium(['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']);
 try {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  const page = await browser.context.newPage();
+  run.watch(page, () => false);
   await page.goto(pageURL);
   const offer = await page.evaluate(async (codec) => {
     const mime = { vp9: 'video/vp9', av1: 'video/av1' }[codec];
@@ -93,6 +75,10 @@ try {
     while (Date.now() < end && await page.evaluate(() => window.pc.connectionState) !== 'connected') await sleep(100);
     check('connected', await page.evaluate(() => window.pc.connectionState) === 'connected');
     await sleep(liveMs);
+    // The camera stops first, so that the encoder's count read next is
+    // final: the Go test holds it against what the ingest received.
+    await page.evaluate(() => window.pc.getSenders().forEach((s) => s.track && s.track.stop()));
+    await sleep(300);
     const st = await page.evaluate(async () => {
       const stats = await window.pc.getStats();
       let o, c;
@@ -108,12 +94,6 @@ try {
 } catch (e) {
   check('browser run', false, (e && e.stack) || e);
 } finally {
-  check('no page errors', pageErrors.length === 0, pageErrors.join(' | '));
-  await context.close().catch(() => {});
   server.close();
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-  result.failed = failed;
-  fs.writeFileSync(path.join(out, 'result.json'), JSON.stringify(result, null, 2));
-  console.log(`codecs ${codec}: ${result.checks.length - failed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  await run.finish(browser);
 }

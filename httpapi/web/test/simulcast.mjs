@@ -9,52 +9,26 @@
 // CHROMIUM (default /usr/bin/chromium), SIMULCAST_LIVE_MS (how long to stay live; default 6000).
 // result.json has the stream views seen and the browser's outbound layers. Exit status 0 when
 // every check here passed.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { Run, launchChromium, sleep, until } from './run.mjs';
 
 const [api, output, streamName] = process.argv.slice(2);
 if (!api || !output || !streamName) {
   console.error('usage: node simulcast.mjs <apiURL> <rtmpOutput> <streamName>');
   process.exit(2);
 }
-const out = process.env.BROWSER_OUT || fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-simulcast-'));
 const liveMs = Number(process.env.SIMULCAST_LIVE_MS || 6000);
-const result = { checks: [] };
-let failed = 0;
-const log = (...a) => console.log('[simulcast]', ...a);
-function check(name, cond, detail) {
-  result.checks.push({ name, ok: !!cond, detail: detail === undefined ? undefined : String(detail) });
-  if (!cond) failed++;
-  log(cond ? 'ok  ' : 'FAIL', name, detail === undefined ? '' : `(${detail})`);
-  return !!cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, fn, ms = 15000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last})`);
-}
+const run = new Run('simulcast');
+const { result } = run;
+const check = run.check.bind(run);
+const log = run.log.bind(run);
 const view = async (id) => (await fetch(`${api}/v1/streams/${id}`)).json();
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const pageErrors = [];
+const browser = await launchChromium();
 let id;
 try {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  const page = await browser.context.newPage();
+  // Only uncaught exceptions fail this run: the page is a bare canvas with no SDK to log errors.
+  run.watch(page, () => false);
   await page.setContent('<canvas id="c" width="1280" height="720"></canvas>');
   const offer = await page.evaluate(async () => {
     const canvas = document.getElementById('c');
@@ -134,11 +108,5 @@ try {
 } catch (e) {
   check('browser run', false, (e && e.stack) || e);
 } finally {
-  check('no page errors', pageErrors.length === 0, pageErrors.join(' | '));
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-  result.failed = failed;
-  fs.writeFileSync(path.join(out, 'result.json'), JSON.stringify(result, null, 2));
-  console.log(`simulcast: ${result.checks.length - failed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  await run.finish(browser);
 }

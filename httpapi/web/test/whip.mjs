@@ -8,52 +8,21 @@
 // WHIP_PHASE_MS (how long each phase, before and after the restart, stays live; default 6000).
 // result.json has the page's requests and the phases' wall-clock times for the Go test to hold
 // against what the ingest received. Exit status 0 when every check here passed.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { Run, launchChromium, sleep, until } from './run.mjs';
 
 const [pageURL] = process.argv.slice(2);
 if (!pageURL) {
   console.error('usage: node whip.mjs <pageURL>');
   process.exit(2);
 }
-const out = process.env.BROWSER_OUT || fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-whip-'));
 const phase = Number(process.env.WHIP_PHASE_MS || 6000);
-const result = { checks: [] };
-let failed = 0;
-const log = (...a) => console.log('[whip]', ...a);
-function check(name, cond, detail) {
-  result.checks.push({ name, ok: !!cond, detail: detail === undefined ? undefined : String(detail) });
-  if (!cond) failed++;
-  log(cond ? 'ok  ' : 'FAIL', name, detail === undefined ? '' : `(${detail})`);
-  return !!cond;
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(what, fn, ms = 15000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last})`);
-}
-
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'castbridge-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--autoplay-policy=no-user-gesture-required'],
-});
-const pageErrors = [];
+const run = new Run('whip');
+const { result } = run;
+const check = run.check.bind(run);
+const browser = await launchChromium(['--autoplay-policy=no-user-gesture-required']);
 try {
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  page.on('console', (m) => m.type() === 'error' && pageErrors.push('console.error: ' + m.text()));
+  const page = await browser.context.newPage();
+  run.watch(page);
   await page.goto(pageURL);
   const st = await until('the page to publish', () => page.evaluate(() => window.__whip.state !== 'starting' && window.__whip));
   check('whip-whep published', st.state === 'published', st.errors.join(' | '));
@@ -90,11 +59,5 @@ try {
 } catch (e) {
   check('browser run', false, (e && e.stack) || e);
 } finally {
-  check('no page errors', pageErrors.length === 0, pageErrors.join(' | '));
-  await context.close().catch(() => {});
-  fs.rmSync(userDataDir, { recursive: true, force: true });
-  result.failed = failed;
-  fs.writeFileSync(path.join(out, 'result.json'), JSON.stringify(result, null, 2));
-  console.log(`whip: ${result.checks.length - failed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  await run.finish(browser);
 }

@@ -261,7 +261,7 @@ func TestBadInput(t *testing.T) {
 	}
 	dst := []byte{1, 2, 3}
 	for _, n := range []int{0, 1, FrameSamples, 2*FrameSamples - 1, 2*FrameSamples + 1, 4 * FrameSamples} {
-		out, err := e.Encode(dst, make([]int16, n))
+		out, err := e.Encode(dst, make([]int16, n), make([]int16, 2*LookAheadSamples))
 		if !errors.Is(err, ErrPCMLength) {
 			t.Errorf("%d samples: err %v, want ErrPCMLength", n, err)
 		}
@@ -269,8 +269,13 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%d samples: dst changed to % x", n, out)
 		}
 	}
-	if _, err := e.Encode(nil, nil); !errors.Is(err, ErrPCMLength) {
+	if _, err := e.Encode(nil, nil, nil); !errors.Is(err, ErrPCMLength) {
 		t.Errorf("nil pcm: err %v", err)
+	}
+	for _, n := range []int{0, LookAheadSamples, 2*LookAheadSamples - 1, 2 * FrameSamples} {
+		if out, err := e.Encode(dst, make([]int16, 2*FrameSamples), make([]int16, n)); !errors.Is(err, ErrPCMLength) || !bytes.Equal(out, dst) {
+			t.Errorf("look-ahead of %d samples: err %v, dst % x", n, err, out)
+		}
 	}
 }
 
@@ -316,7 +321,7 @@ func TestFullScale(t *testing.T) {
 		pcm[i] = int16(-32768 + 65535*(i&1))
 	}
 	for range 20 {
-		f, err := e.Encode(nil, pcm)
+		f, err := e.Encode(nil, pcm, pcm[:LookAheadSamples])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +342,8 @@ func TestEncodeAllocatesNothing(t *testing.T) {
 	allocs := testing.AllocsPerRun(200, func() {
 		f := (i % s.frames()) * 2 * FrameSamples
 		i++
-		if _, err := e.Encode(dst[:0], s.pcm[f:f+2*FrameSamples]); err != nil {
+		next := (i % s.frames()) * 2 * FrameSamples
+		if _, err := e.Encode(dst[:0], s.pcm[f:f+2*FrameSamples], s.pcm[next:next+2*LookAheadSamples]); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -27,7 +27,8 @@ func BenchmarkEncode(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				f := (i % frames) * n
-				if _, err := e.Encode(dst[:0], tc.sig.pcm[f:f+n]); err != nil {
+				next := ((i + 1) % frames) * n
+				if _, err := e.Encode(dst[:0], tc.sig.pcm[f:f+n], tc.sig.pcm[next:next+2*LookAheadSamples]); err != nil {
 					b.Fatal(err)
 				}
 			}

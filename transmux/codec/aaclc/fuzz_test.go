@@ -39,7 +39,7 @@ func FuzzEncode(f *testing.F) {
 					pcm[i] = int16(binary.LittleEndian.Uint16(data[k:]))
 				}
 			}
-			out, err := e.Encode(dst[:0], pcm)
+			out, err := e.Encode(dst[:0], pcm, pcm[len(pcm)-LookAheadSamples*cfg.Channels:])
 			if err != nil {
 				t.Fatalf("frame %d: %v", frame, err)
 			}

@@ -24,7 +24,8 @@ type signal struct {
 func (s signal) frames() int { return len(s.pcm) / (s.channels * FrameSamples) }
 
 // encodeSignal encodes s frame by frame (padding the last frame with
-// silence) plus one trailing silent frame to flush the overlap.
+// silence) plus one trailing silent frame to flush the overlap, each with
+// the start of the next as look-ahead.
 func encodeSignal(t testing.TB, cfg Config, s signal) [][]byte {
 	t.Helper()
 	return encodeWith(t, cfg, s, nil)
@@ -49,7 +50,7 @@ func encodeWith(t testing.TB, cfg Config, s signal, setup func(*Encoder)) [][]by
 	pcm = append(pcm, make([]int16, n)...)
 	var out [][]byte
 	for i := 0; i < len(pcm); i += n {
-		f, err := e.Encode(nil, pcm[i:i+n])
+		f, err := e.Encode(nil, pcm[i:i+n], aheadOf(pcm, i+n, s.channels))
 		if err != nil {
 			t.Fatalf("frame %d: %v", i/n, err)
 		}
@@ -59,6 +60,21 @@ func encodeWith(t testing.TB, cfg Config, s signal, setup func(*Encoder)) [][]by
 		out = append(out, f)
 	}
 	return out
+}
+
+// aheadOf is the look-ahead Encode takes with the frame ending at sample
+// end of interleaved pcm: the next LookAheadSamples per channel, padded
+// with silence past the end.
+func aheadOf(pcm []int16, end, channels int) []int16 {
+	n := LookAheadSamples * channels
+	if end+n <= len(pcm) {
+		return pcm[end : end+n]
+	}
+	a := make([]int16, n)
+	if end < len(pcm) {
+		copy(a, pcm[end:])
+	}
+	return a
 }
 
 // adts wraps raw frames in ADTS headers so ffmpeg's aac demuxer reads them.

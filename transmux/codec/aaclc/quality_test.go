@@ -36,6 +36,7 @@ var (
 	qualityOnly    = flag.String("quality.only", "", "comma-separated material names to include (default all)")
 	qualitySeconds = flag.Float64("quality.seconds", 6, "length of each synthesized material in seconds")
 	qualityPics    = flag.String("quality.pictures", "", "write spectrograms (sox) of the drums and speech-alsa input and 128k decodes to this directory (absolute path)")
+	qualityTop     = flag.Int("quality.top", 0, "log the N band-frames with the largest noise-to-mask ratio of each stream (what dominates NMR mean)")
 )
 
 const qRate = 48000
@@ -91,11 +92,12 @@ func TestQualityReport(t *testing.T) {
 				row := qualityRow{material: m.name, rate: rate, encoder: enc, onsets: len(onsets)}
 				var stream []byte
 				var frames int
+				var aus [][]byte
 				start := time.Now()
 				if enc == "ours" {
 					fr := encodeSignal(t, Config{SampleRate: qRate, Channels: 2, Bitrate: rate}, m.sig)
 					row.encodeTime = time.Since(start)
-					stream, frames = adts(t, qRate, 2, fr), len(fr)
+					stream, frames, aus = adts(t, qRate, 2, fr), len(fr), fr
 					bits := 0
 					for _, f := range fr {
 						bits += 8 * len(f)
@@ -113,6 +115,9 @@ func TestQualityReport(t *testing.T) {
 						bits += 8 * len(p.AU)
 					}
 					frames = len(pkts)
+					for _, p := range pkts {
+						aus = append(aus, p.AU)
+					}
 					row.kbps = float64(bits) / float64(frames) * qRate / FrameSamples / 1000
 				}
 				for di, dec := range []func(testing.TB, []byte) ([]int16, string){decodeFFmpeg, decodeFaad} {
@@ -128,7 +133,11 @@ func TestQualityReport(t *testing.T) {
 						spectrogram(t, pcm[2*lag:], m.name+"-"+enc, fmt.Sprintf("%s: %s encoder at 128k, decoded by FFmpeg", m.name, enc))
 					}
 					if di == 0 {
-						row.qualityMeasures = measure(m.sig, pcm, lag, onsets)
+						var top []bandFrame
+						row.qualityMeasures, top = measure(m.sig, pcm, lag, onsets)
+						if *qualityTop > 0 {
+							logTopBandFrames(t, row, top, aus, lag, *qualityTop)
+						}
 					} else {
 						// faad's decode is a cross-check: its SNR must match.
 						row.faadSNR = snr(m.sig.pcm, pcm, 2, lag, 0)
@@ -436,7 +445,7 @@ func fftC(x []complex128, inverse bool) {
 //     averaged over onsets in dB.
 //   - Bandwidth: the highest frequency at which the decode's long-term
 //     spectrum (in 100 Hz bins) is within 60 dB of its peak.
-func measure(orig signal, dec []int16, lag int, onsets []int) qualityMeasures {
+func measure(orig signal, dec []int16, lag int, onsets []int) (qualityMeasures, []bandFrame) {
 	n := len(orig.pcm) / 2
 	at := func(i, ch int) float64 {
 		j := i + lag
@@ -494,13 +503,89 @@ func measure(orig signal, dec []int16, lag int, onsets []int) qualityMeasures {
 		q.preEcho = pre / float64(len(onsets))
 	}
 
-	q.nmr, q.nmrMax, q.bandwidth = nmrAndBandwidth(orig, at)
-	return q
+	var bfs []bandFrame
+	q.nmr, q.nmrMax, q.bandwidth, bfs = nmrAndBandwidth(orig, at)
+	return q, bfs
+}
+
+// bandFrame is one term of NMR mean: a critical band of one channel in
+// the analysis frame starting at input sample start.
+type bandFrame struct {
+	start, ch, band int
+	ratio           float64 // noise / mask
+	signal          float64 // band energy relative to the mask's full scale, dB
+}
+
+// logTopBandFrames logs the n band-frames of largest NMR with their share
+// of the mean, and the window sequence (of the first channel's ics_info)
+// and size of the two access units whose output the analysis frame covers.
+func logTopBandFrames(t testing.TB, row qualityRow, bfs []bandFrame, aus [][]byte, lag, n int) {
+	t.Helper()
+	var sum float64
+	for _, b := range bfs {
+		sum += b.ratio
+	}
+	sorted := append([]bandFrame(nil), bfs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ratio > sorted[j].ratio })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %dk %s: NMR mean %.1f dB over %d band-frames; top %d:\n", row.material, row.rate/1000, row.encoder,
+		10*math.Log10(sum/float64(len(bfs))), len(bfs), n)
+	fmt.Fprintf(&b, "  frame  ms    ch band  NMR dB  sig dB share  AU seq/bits (two AUs)\n")
+	var cum float64
+	for _, bf := range sorted[:min(n, len(sorted))] {
+		cum += bf.ratio / sum
+		k := (bf.start + lag) / FrameSamples
+		desc := ""
+		for _, j := range []int{k, k + 1} {
+			if j < len(aus) {
+				desc += fmt.Sprintf(" %s/%d", auSequence(aus[j]), 8*len(aus[j]))
+			}
+		}
+		fmt.Fprintf(&b, "  %5d %6.0f %d %4d %7.1f %7.1f %5.1f%% %s\n", bf.start/FrameSamples, float64(bf.start)*1000/qRate,
+			bf.ch, bf.band, 10*math.Log10(bf.ratio), bf.signal, 100*bf.ratio/sum, desc)
+	}
+	fmt.Fprintf(&b, "  top %d hold %.1f%% of the mean\n  per band, mean NMR dB (share):", n, 100*cum)
+	var perBand [25]float64
+	var perBandN [25]int
+	for _, bf := range bfs {
+		perBand[bf.band] += bf.ratio
+		perBandN[bf.band]++
+	}
+	for band, v := range perBand {
+		if perBandN[band] > 0 {
+			fmt.Fprintf(&b, " %d:%.1f(%.0f%%)", band, 10*math.Log10(v/float64(perBandN[band])), 100*v/sum)
+		}
+	}
+	t.Logf("%s", b.String())
+}
+
+// auSequence reads the window sequence of the first ics_info of a CPE or
+// SCE raw_data_block: L(ong), S(tart), 8 (short), E (stop); a pair without
+// a common window is marked with "|".
+func auSequence(au []byte) string {
+	if len(au) < 3 {
+		return "?"
+	}
+	bit := func(i int) int { return int(au[i/8]>>(7-i%8)) & 1 }
+	pos := 3 + 4
+	mark := ""
+	if au[0]>>5 == idCPE {
+		if bit(pos) == 0 {
+			mark = "|"
+			pos += 1 + 8 // common_window, global_gain
+		} else {
+			pos++
+		}
+	} else {
+		pos += 8
+	}
+	seq := bit(pos+1)<<1 | bit(pos+2)
+	return mark + string("LS8E"[seq])
 }
 
 const nmrFFT = 2048
 
-func nmrAndBandwidth(orig signal, dec func(i, ch int) float64) (mean, p95, bw float64) {
+func nmrAndBandwidth(orig signal, dec func(i, ch int) float64) (mean, p95, bw float64, bfs []bandFrame) {
 	n := len(orig.pcm) / 2
 	var hann [nmrFFT]float64
 	for i := range hann {
@@ -576,11 +661,12 @@ func nmrAndBandwidth(orig signal, dec func(i, ch int) float64) (mean, p95, bw fl
 				r := ys[b] / mask[b]
 				sumRatio += r
 				ratios = append(ratios, r)
+				bfs = append(bfs, bandFrame{s, ch, b, r, 10 * math.Log10(max(xs[b], 1e-12)/fullScale)})
 			}
 		}
 	}
 	if len(ratios) == 0 {
-		return math.NaN(), math.NaN(), 0
+		return math.NaN(), math.NaN(), 0, nil
 	}
 	sort.Float64s(ratios)
 	mean = 10 * math.Log10(max(sumRatio/float64(len(ratios)), 1e-12))
@@ -601,7 +687,7 @@ func nmrAndBandwidth(orig signal, dec func(i, ch int) float64) (mean, p95, bw fl
 			break
 		}
 	}
-	return mean, p95, bw
+	return mean, p95, bw, bfs
 }
 
 // findOnsets returns the sample positions of attacks in s: 1 ms blocks

@@ -40,11 +40,28 @@ var pow34SF = func() [maxSF + 1]float64 {
 // overlap), the spectrum of the current frame, its per-band analysis and
 // the quantization being tried.
 type channel struct {
-	prev, cur [FrameSamples]float64
-	prevZero  bool // prev is all zero
+	// The input: the frame being coded transforms the window over prev
+	// and cur (pointing into blocks, swapped each frame so that no frame
+	// of PCM is copied); ahead is the start of the next frame, which
+	// decides whether this one must lead into short windows.
+	prev, cur         *[FrameSamples]float64
+	blocks            [2][FrameSamples]float64
+	ahead             [LookAheadSamples]float64
+	prevZero, curZero bool // prev, cur are all zero
+	// latePrev: an attack late in prev (the short windows of the frame
+	// over prev and cur cover it); attackNow: this frame's short windows
+	// would cover one.
+	latePrev, attackNow bool
+
+	seq      int     // this frame's window sequence
+	lay      *layout // this frame's bands: the encoder's long layout or short
+	short    *layout // bands of eight-short frames, regrouped per frame
+	codedSFB int     // max_sfb of the frame being written
 	// Attack detector state: the last input sample and the decaying peak
 	// of the differenced energy per sub-block.
+	// hpQuiet: the last sub-block lay releaseRatio below the peak.
 	hpLast, hpPeak float64
+	hpQuiet        bool
 	tnsF           tnsFilter // this frame's TNS filter
 	spec           [FrameSamples]float64
 	xp             [FrameSamples]float64 // |spec|^(3/4)
@@ -61,6 +78,9 @@ type channel struct {
 	// logNoise is log2 of the noise energy the band may take at offset 0
 	// (set for bands that are not silent).
 	logNoise [maxBands]float64
+	// athMS is log2 of the share of the threshold of hearing an M/S band
+	// may take as noise (≤ 0), set by msDecide.
+	athMS [maxBands]float64
 
 	// Quantization at the offset under test.
 	sf       [maxBands]int
@@ -134,6 +154,27 @@ func (c *channel) setScalefactorLimits(b int, logNoise, logATH float64) {
 	logSqrt := log2Fast(c.sumSqrt[b])
 	c.sfNoise[b] = sfForNoise(logNoise, logSqrt)
 	c.sfFloor[b] = max(sfForNoise(logATH, logSqrt), sfForPeak(c.maxXp[b]), 0)
+}
+
+// athRelief is how far (in log2 of energy: 4 is 12 dB) a frame that
+// leaves half its budget unused lowers the threshold-of-hearing floor.
+const athRelief = 4
+
+// lowerFloor recomputes the bands' floors with the threshold of hearing
+// lowered by relief (log2 of energy), and an M/S band's by its share as
+// msDecide set it.
+func (c *channel) lowerFloor(relief float64, ms *[maxBands]bool) {
+	l := c.lay
+	for b := range l.nb {
+		if c.silent[b] {
+			continue
+		}
+		ath := l.m.logATH[b] - relief
+		if ms[b] {
+			ath += c.athMS[b]
+		}
+		c.sfFloor[b] = max(sfForNoise(ath, log2Fast(c.sumSqrt[b])), sfForPeak(c.maxXp[b]), 0)
+	}
 }
 
 // noiseTilt is the exponent of the masking density in the allowed noise.

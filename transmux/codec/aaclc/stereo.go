@@ -24,7 +24,7 @@ import "math"
 // M/S must win by a margin (msGain).
 func (e *Encoder) msDecide() {
 	l, r := &e.chans[0], &e.chans[1]
-	lay := e.lay
+	lay := l.lay
 	m := lay.m
 	offsetLog := 3 * float64(e.offset) / 8
 	for b := range lay.nb {
@@ -45,11 +45,18 @@ func (e *Encoder) msDecide() {
 		nmin := min(nl, nr)
 		costLR := bandCost(l.energy[b], nl) + bandCost(r.energy[b], nr)
 		nm, ns := nmin/2, nmin/2
+		// The threshold of hearing applies to L and R, which each get
+		// both channels' noise: half of it for each, unless one of them
+		// quantizes to zero and brings only its own (small) energy.
+		ath := math.Exp2(m.logATH[b])
+		athM, athS := m.logATH[b]-1, m.logATH[b]-1
 		switch {
 		case es < nmin/2:
 			ns, nm = es, nmin-es
+			athM = log2Fast(max(ath-es, ath/2))
 		case em < nmin/2:
 			nm, ns = em, nmin-em
+			athS = log2Fast(max(ath-em, ath/2))
 		}
 		// M/S is taken when it is free (both quantize to zero at most)
 		// or wins by the margin.
@@ -60,16 +67,14 @@ func (e *Encoder) msDecide() {
 		for i := lo; i < hi; i++ {
 			l.spec[i], r.spec[i] = (l.spec[i]+r.spec[i])/2, (l.spec[i]-r.spec[i])/2
 		}
-		// The threshold of hearing applies to L and R, which each get
-		// both channels' noise: half of it for each.
-		ath := m.logATH[b] - 1
 		for _, x := range [2]struct {
-			c *channel
-			n float64
-		}{{l, nm}, {r, ns}} {
+			c      *channel
+			n, ath float64
+		}{{l, nm, athM}, {r, ns, athS}} {
 			x.c.analyzeBand(lay.off, b)
+			x.c.athMS[b] = x.ath - m.logATH[b]
 			if !x.c.silent[b] {
-				x.c.setScalefactorLimits(b, math.Log2(max(x.n, 1e-30))-offsetLog, ath)
+				x.c.setScalefactorLimits(b, math.Log2(max(x.n, 1e-30))-offsetLog, x.ath)
 			}
 		}
 	}
@@ -94,7 +99,7 @@ func bandCost(energy, noise float64) float64 {
 // no band is M/S, 2 when all are, else 1 (one ms_used flag per band and
 // group follows).
 func (e *Encoder) msMode(nb int) int {
-	l := e.lay
+	l := e.chans[0].lay
 	anyMS, all := false, nb > 0
 	for g := range l.groups {
 		for b := g * l.per; b < g*l.per+nb; b++ {

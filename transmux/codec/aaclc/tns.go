@@ -7,8 +7,10 @@ import "math"
 // attack inside the window) whitens the spectrum; the decoder's all-pole
 // filter undoes it and shapes the quantization noise in time like the
 // signal's envelope, so it gathers around the attack instead of spreading
-// evenly over the window before it. Short windows cannot cover an attack
-// early in the newest frame (see blocks.go); TNS is what those frames get.
+// evenly over the window before it. With the look-ahead (blocks.go) every
+// attack the detector finds gets short windows, so a long frame is
+// filtered only where one falls in it anyway: the first frame of a stream,
+// or every frame with short windows switched off (the tests' comparison).
 //
 // One filter per channel, order up to tnsOrder, 4-bit reflection
 // coefficients, upwards over the bands from about 1 kHz to the lower of

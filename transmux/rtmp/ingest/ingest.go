@@ -1,6 +1,7 @@
-// Package ingest is an in-process RTMP ingest server. castbridge runs one to
-// record published streams to FLV files, and tests use it to observe exactly
-// what a publisher sends.
+// Package ingest is an in-process RTMP(S) ingest server. castbridge runs one
+// to record published streams to FLV files and to take RTMP publishers in
+// (Config.Route hands a publish with a relay key to the gateway), and tests
+// use it to observe exactly what a publisher sends.
 //
 // go-rtmp's server runs the protocol (handshake, connect/createStream/publish
 // replies), but every connection is tapped: the client's chunk stream is
@@ -14,6 +15,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,14 @@ type Config struct {
 	// a *Reject refuses it with an onStatus of level "error" and the
 	// Reject's code; any other error refuses it with NetStream.Publish.Failed.
 	OnPublish func(PublishInfo) error
+	// Route, when set, is asked first about every publish with a non-empty
+	// name: a Route that takes the publish returns the Sink its media goes
+	// to (then Key, the claim on the name, OnPublish, the recording and
+	// OnMessage do not apply to it); nil and no error leaves the publish to
+	// those rules; an error refuses it (a *Reject's code, else
+	// NetStream.Publish.Failed). castbridge routes relay keys to streams
+	// this way (RTMP in).
+	Route func(PublishInfo) (Sink, error)
 	// OnMessage, when set, sees every audio, video and data message of an
 	// accepted publish, in order, as received.
 	OnMessage func(stream string, m Message)
@@ -75,6 +85,25 @@ type Config struct {
 	// would pass it, or whose write fails (a full disk), stops with a
 	// logged warning; the publish itself goes on.
 	RecordingsMaxBytes int64
+	// TLS, when set, makes the server RTMPS: every connection is a TLS
+	// connection (the handshake bounded by HandshakeTimeout like the RTMP
+	// one).
+	TLS *tls.Config
+}
+
+// Sink takes a routed publish's media (Config.Route), on the connection's
+// goroutine, in order. m.Body is the chunk stream's buffer, valid only
+// during the call: a sink that keeps it copies it. End is called once,
+// when the publish ends for any reason (unpublish, disconnect, a new
+// publish on the same message stream, the server closing); no Message
+// follows it. reason is "disconnect" when the connection went away (the
+// publisher dropped, or the server closed), else the command that ended
+// the publish ("FCUnpublish", "deleteStream", "closeStream", "republish").
+// A Message that returns an error ends the connection (the sink's stream
+// is gone).
+type Sink interface {
+	Message(m Message) error
+	End(reason string)
 }
 
 // maxMessageStreams bounds a connection's message streams, the control
@@ -181,6 +210,11 @@ func Listen(cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("rtmp ingest listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		// The TLS handshake runs on the first Read, inside the tap's
+		// handshake deadline.
+		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	s := &Server{
 		cfg:    cfg,

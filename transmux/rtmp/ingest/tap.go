@@ -51,6 +51,7 @@ type publication struct {
 	name     string
 	reject   *Reject
 	rec      *recorder
+	sink     Sink // a routed publish's (Config.Route); nil otherwise
 	finished bool
 }
 
@@ -126,8 +127,7 @@ func (c *tapConn) onMessage(m *chunk.Message) error {
 	case chunk.TypeSetChunkSize, chunk.TypeAbort:
 		return nil // applied by our reader; go-rtmp gets re-chunked data
 	case flv.TagAudio, flv.TagVideo, flv.TagScript:
-		c.media(m)
-		return nil
+		return c.media(m)
 	case 15: // AMF3 data: not supported, drop
 		return nil
 	case 20:
@@ -209,6 +209,23 @@ func (c *tapConn) publish(msid uint32, args []any) string {
 	app, _ := c.connect["app"].(string)
 	tcURL, _ := c.connect["tcUrl"].(string)
 	info := PublishInfo{App: app, Name: name, TCURL: tcURL, Connect: c.connect}
+	if name != "" && c.s.cfg.Route != nil {
+		sink, err := c.s.cfg.Route(info)
+		if err != nil {
+			var rj *Reject
+			if !errors.As(err, &rj) {
+				rj = &Reject{Code: "NetStream.Publish.Failed", Description: "publish refused"}
+			}
+			pub.reject = rj
+			c.s.log.Info("rtmp ingest: publish rejected", "app", app, "code", rj.Code)
+			return name
+		}
+		if sink != nil {
+			pub.sink = sink
+			c.s.log.Info("rtmp ingest: publish routed", "app", app)
+			return name
+		}
+	}
 	switch {
 	case name == "":
 		pub.reject = &Reject{Code: "NetStream.Publish.BadName", Description: "empty stream name"}
@@ -250,6 +267,11 @@ func (c *tapConn) finish(pub *publication, reason string) {
 	if pub.reject != nil {
 		return
 	}
+	if pub.sink != nil {
+		pub.sink.End(reason)
+		c.s.log.Info("rtmp ingest: routed publish ended", "reason", reason)
+		return
+	}
 	c.s.release(pub.name)
 	if pub.rec != nil {
 		if err := pub.rec.close(); err != nil {
@@ -260,12 +282,16 @@ func (c *tapConn) finish(pub *publication, reason string) {
 	c.s.log.Info("rtmp ingest: publish ended", "reason", reason)
 }
 
-func (c *tapConn) media(m *chunk.Message) {
+func (c *tapConn) media(m *chunk.Message) error {
 	pub := c.pubs[m.StreamID]
 	if pub == nil || pub.reject != nil || pub.finished {
-		return
+		return nil
 	}
 	msg := Message{Type: m.TypeID, Timestamp: m.Timestamp}
+	if pub.sink != nil && m.TypeID != flv.TagScript {
+		msg.Body = m.Payload // the sink copies what it keeps
+		return c.sinkMessage(pub, msg)
+	}
 	recBody := m.Payload
 	if m.TypeID == flv.TagScript {
 		var values []any
@@ -308,10 +334,30 @@ func (c *tapConn) media(m *chunk.Message) {
 			pub.rec = nil
 		}
 	}
+	if pub.sink != nil {
+		// Without "@setDataFrame": the body a target writes as is. An
+		// undecodable one, or @clearDataFrame, is not passed on.
+		if recBody == nil {
+			return nil
+		}
+		msg.Body = recBody
+		return c.sinkMessage(pub, msg)
+	}
 	if c.s.cfg.OnMessage != nil {
 		msg.Body = bytes.Clone(m.Payload)
 		c.s.cfg.OnMessage(pub.name, msg)
 	}
+	return nil
+}
+
+// sinkMessage hands a routed publish's message to its sink; a sink that
+// refuses it ends the publish and the connection.
+func (c *tapConn) sinkMessage(pub *publication, msg Message) error {
+	if err := pub.sink.Message(msg); err != nil {
+		c.finish(pub, "refused by its sink")
+		return fmt.Errorf("routed publish: %w", err)
+	}
+	return nil
 }
 
 func decodeData(payload []byte) (string, []any, error) {

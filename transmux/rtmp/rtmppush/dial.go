@@ -191,7 +191,11 @@ func checkFourCCs(args []any, want []string) error {
 		}
 		for _, w := range want {
 			if !slices.Contains(have, w) && !slices.Contains(have, "*") {
-				return fmt.Errorf("connect: the ingest's fourCcList %q lacks %q: %w over Enhanced RTMP", have, w, ErrCodecRefused)
+				shown := make([]string, 0, min(len(have), maxFourCCsShown))
+				for _, h := range have[:min(len(have), maxFourCCsShown)] {
+					shown = append(shown, shownFourCC(h))
+				}
+				return fmt.Errorf("connect: %w", &CodecRefusedError{FourCC: w, Have: shown})
 			}
 		}
 		return nil

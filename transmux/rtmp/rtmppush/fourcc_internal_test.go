@@ -24,4 +24,20 @@ func TestCheckFourCCs(t *testing.T) {
 			t.Errorf("%v want %v: %v", c.args, c.want, err)
 		}
 	}
+	// What the error keeps of the ingest's list is bounded and printable.
+	long := []any{"hvc1\x00\n", "a very long codec name"}
+	for range 20 {
+		long = append(long, "avc1")
+	}
+	err := checkFourCCs([]any{map[string]any{"fourCcList": long}}, []string{"vp09"})
+	var cr *CodecRefusedError
+	if !errors.As(err, &cr) || cr.FourCC != "vp09" || len(cr.Have) != maxFourCCsShown || cr.Have[0] != "hvc1" || cr.Have[1] != "a ve" {
+		t.Fatalf("%v: %+v", err, cr)
+	}
+	if want := `connect: the ingest's fourCcList ["hvc1" "a ve" "avc1" "avc1" "avc1" "avc1" "avc1" "avc1"] lacks "vp09"`; err.Error() != want {
+		t.Errorf("%q, want %q", err, want)
+	}
+	if err := checkFourCCs([]any{map[string]any{"fourCcList": []any{"hv\x01"}}}, []string{"av01"}); !errors.As(err, &cr) || cr.Have[0] != "hv?" {
+		t.Errorf("an unprintable FourCC is kept as %q", cr.Have)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -55,6 +56,38 @@ func (e *RejectedError) Error() string {
 // ErrCodecRefused is an ingest that announced (fourCcList in its connect
 // _result) that it does not take a codec the client will send.
 var ErrCodecRefused = errors.New("the ingest does not take the codec")
+
+// CodecRefusedError is ErrCodecRefused with what the ingest said: the
+// FourCC refused and the ingest's list (its first maxFourCCsShown entries,
+// each cut to a FourCC's length and to printable ASCII: it is the
+// ingest's text).
+type CodecRefusedError struct {
+	FourCC string
+	Have   []string
+}
+
+// maxFourCCsShown bounds the ingest's list kept in a CodecRefusedError.
+const maxFourCCsShown = 8
+
+func (e *CodecRefusedError) Error() string {
+	return fmt.Sprintf("the ingest's fourCcList %q lacks %q", e.Have, e.FourCC)
+}
+
+// Unwrap makes errors.Is(err, ErrCodecRefused) hold.
+func (e *CodecRefusedError) Unwrap() error { return ErrCodecRefused }
+
+// shownFourCC is an ingest's FourCC as an error shows it.
+func shownFourCC(s string) string {
+	b := make([]byte, 0, 4)
+	for i := 0; i < len(s) && len(b) < 4; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		} else {
+			b = append(b, '?')
+		}
+	}
+	return string(b)
+}
 
 // DefaultFlashVer is the flashVer sent in connect. Some ingests choose their
 // behaviour from it; FMLE's is the one they all know.

@@ -18,6 +18,8 @@ import (
 	"fmt"
 
 	"github.com/pion/rtp"
+
+	"github.com/castbridge/castbridge/transmux/rtp/aubuf"
 )
 
 // Limits that bound memory per track; a frame exceeding one is dropped
@@ -72,13 +74,14 @@ type Frame struct {
 }
 
 type assembly struct {
-	buf    []byte
+	buf    aubuf.Buf
+	pool   *aubuf.Pool // what buf borrows from, nil for none
 	bounds []int
 	units  [][]byte
 }
 
 func (a *assembly) reset() {
-	a.buf = a.buf[:0]
+	a.buf.Reset(a.pool)
 	a.bounds = append(a.bounds[:0], 0)
 }
 
@@ -94,7 +97,7 @@ func (a *assembly) begin(p ...[]byte) error {
 			return err
 		}
 	}
-	a.bounds = append(a.bounds, len(a.buf))
+	a.bounds = append(a.bounds, len(a.buf.B))
 	return nil
 }
 
@@ -106,22 +109,22 @@ func (a *assembly) extend(b []byte) error {
 	if err := a.add(b); err != nil {
 		return err
 	}
-	a.bounds[len(a.bounds)-1] = len(a.buf)
+	a.bounds[len(a.bounds)-1] = len(a.buf.B)
 	return nil
 }
 
 func (a *assembly) add(b []byte) error {
-	if len(a.buf)+len(b) > MaxFrameSize {
+	if len(a.buf.B)+len(b) > MaxFrameSize {
 		return fmt.Errorf("over %d bytes: %w", MaxFrameSize, ErrFrameTooLarge)
 	}
-	a.buf = append(a.buf, b...)
+	a.buf.Append(a.pool, b)
 	return nil
 }
 
 func (a *assembly) frame() [][]byte {
 	a.units = a.units[:0]
 	for i := 0; i < a.n(); i++ {
-		a.units = append(a.units, a.buf[a.bounds[i]:a.bounds[i+1]:a.bounds[i+1]])
+		a.units = append(a.units, a.buf.B[a.bounds[i]:a.bounds[i+1]:a.bounds[i+1]])
 	}
 	return a.units
 }
@@ -145,9 +148,12 @@ type Depacketizer struct {
 	gapCarry bool
 }
 
-// New returns a depacketizer for codec.
-func New(codec Codec) *Depacketizer {
+// New returns a depacketizer for codec; buffers (nil for none) lends the
+// buffers for frames larger than aubuf.Keep (keyframes), so that a track
+// does not keep a keyframe's memory between keyframes.
+func New(codec Codec, buffers *aubuf.Pool) *Depacketizer {
 	d := &Depacketizer{codec: codec}
+	d.asm[0].pool, d.asm[1].pool = buffers, buffers
 	d.asm[0].reset()
 	d.asm[1].reset()
 	return d
@@ -277,81 +283,10 @@ func (d *Depacketizer) parse(p []byte) error {
 // parseVP9 reads the payload descriptor (RFC 9628 4.2) and keeps the base
 // spatial layer's frame.
 func (d *Depacketizer) parseVP9(p []byte) error {
-	h := p[0]
-	i, l, f, b, e, v := h&0x80 != 0, h&0x20 != 0, h&0x10 != 0, h&0x08 != 0, h&0x04 != 0, h&0x02 != 0
-	pbit := h&0x40 != 0
-	pos := 1
-	need := func(n int) error {
-		if len(p) < pos+n {
-			return fmt.Errorf("vp9 descriptor truncated: %w", ErrMalformed)
-		}
-		return nil
-	}
-	if i {
-		if err := need(1); err != nil {
-			return err
-		}
-		if p[pos]&0x80 != 0 {
-			pos += 2
-		} else {
-			pos++
-		}
-	}
-	sid := 0
-	if l {
-		if err := need(1); err != nil {
-			return err
-		}
-		sid = int(p[pos] >> 1 & 0x07)
-		pos++
-		if !f {
-			pos++ // TL0PICIDX
-		}
-	}
-	if pbit && f {
-		for k := 0; ; k++ {
-			if err := need(1); err != nil {
-				return err
-			}
-			if k == 3 {
-				return fmt.Errorf("vp9 descriptor: more than 3 P_DIFF: %w", ErrMalformed)
-			}
-			more := p[pos]&0x01 != 0
-			pos++
-			if !more {
-				break
-			}
-		}
-	}
-	if v {
-		if err := need(1); err != nil {
-			return err
-		}
-		ss := p[pos]
-		pos++
-		ns := int(ss>>5) + 1
-		if ss&0x10 != 0 { // Y: resolutions
-			pos += 4 * ns
-		}
-		if ss&0x08 != 0 { // G: picture group
-			if err := need(1); err != nil {
-				return err
-			}
-			ng := int(p[pos])
-			pos++
-			for k := 0; k < ng; k++ {
-				if err := need(1); err != nil {
-					return err
-				}
-				r := int(p[pos] >> 2 & 0x03)
-				pos += 1 + r
-			}
-		}
-	}
-	if err := need(0); err != nil {
+	payload, b, e, sid, err := vp9Descriptor(p)
+	if err != nil {
 		return err
 	}
-	payload := p[pos:]
 	if sid != 0 {
 		return nil // only the base spatial layer is forwarded
 	}
@@ -379,6 +314,88 @@ func (d *Depacketizer) parseVP9(p []byte) error {
 		d.ended = true
 	}
 	return nil
+}
+
+// vp9Descriptor reads a VP9 payload descriptor (RFC 9628 4.2): the frame
+// data after it, the begin and end of frame bits and the spatial layer.
+func vp9Descriptor(p []byte) (payload []byte, b, e bool, sid int, err error) {
+	if len(p) == 0 {
+		return nil, false, false, 0, fmt.Errorf("vp9 descriptor missing: %w", ErrMalformed)
+	}
+	h := p[0]
+	i, l, f, b, e, v := h&0x80 != 0, h&0x20 != 0, h&0x10 != 0, h&0x08 != 0, h&0x04 != 0, h&0x02 != 0
+	pbit := h&0x40 != 0
+	pos := 1
+	need := func(n int) error {
+		if len(p) < pos+n {
+			return fmt.Errorf("vp9 descriptor truncated: %w", ErrMalformed)
+		}
+		return nil
+	}
+	if i {
+		if err := need(1); err != nil {
+			return nil, false, false, 0, err
+		}
+		if p[pos]&0x80 != 0 {
+			pos += 2
+		} else {
+			pos++
+		}
+	}
+	if l {
+		if err := need(1); err != nil {
+			return nil, false, false, 0, err
+		}
+		sid = int(p[pos] >> 1 & 0x07)
+		pos++
+		if !f {
+			pos++ // TL0PICIDX
+		}
+	}
+	if pbit && f {
+		for k := 0; ; k++ {
+			if err := need(1); err != nil {
+				return nil, false, false, 0, err
+			}
+			if k == 3 {
+				return nil, false, false, 0, fmt.Errorf("vp9 descriptor: more than 3 P_DIFF: %w", ErrMalformed)
+			}
+			more := p[pos]&0x01 != 0
+			pos++
+			if !more {
+				break
+			}
+		}
+	}
+	if v {
+		if err := need(1); err != nil {
+			return nil, false, false, 0, err
+		}
+		ss := p[pos]
+		pos++
+		ns := int(ss>>5) + 1
+		if ss&0x10 != 0 { // Y: resolutions
+			pos += 4 * ns
+		}
+		if ss&0x08 != 0 { // G: picture group
+			if err := need(1); err != nil {
+				return nil, false, false, 0, err
+			}
+			ng := int(p[pos])
+			pos++
+			for k := 0; k < ng; k++ {
+				if err := need(1); err != nil {
+					return nil, false, false, 0, err
+				}
+				r := int(p[pos] >> 2 & 0x03)
+				pos += 1 + r
+			}
+		}
+	}
+	if err := need(0); err != nil {
+		return nil, false, false, 0, err
+	}
+	return p[pos:], b, e, sid, nil
 }
 
 // parseAV1 reads the aggregation header and OBU elements (AV1 RTP 4.4).
@@ -513,6 +530,50 @@ func keyframe(c Codec, units [][]byte) bool {
 		}
 	}
 	return false
+}
+
+// KeyframeStart reads one RTP payload of a VP9 or AV1 stream and, when it
+// begins a key frame a stream can start from, returns what configures it
+// as the depacketizer's frames carry it: VP9, the frame's first bytes (its
+// uncompressed header, the base spatial layer only); AV1, the sequence
+// header OBU of a packet that starts a coded video sequence (N bit) with
+// it. It is for looking at packets that are not depacketized (simulcast
+// layers not forwarded) and allocates nothing.
+func KeyframeStart(c Codec, p []byte) ([]byte, bool) {
+	switch c {
+	case VP9:
+		payload, b, _, sid, err := vp9Descriptor(p)
+		if err != nil || !b || sid != 0 || !VP9Keyframe(payload) {
+			return nil, false
+		}
+		return payload, true
+	case AV1:
+		if len(p) < 2 || p[0]&0x80 != 0 || p[0]&0x08 == 0 { // Z: a continuation; N: no new sequence
+			return nil, false
+		}
+		w := int(p[0] >> 4 & 0x03)
+		for k, b := 0, p[1:]; len(b) > 0; k++ {
+			elem := b
+			if w == 0 || k < w-1 {
+				size, n, ok := leb128(b)
+				if !ok || size > uint64(len(b)-n) {
+					return nil, false
+				}
+				elem, b = b[n:n+int(size)], b[n+int(size):]
+			} else {
+				b = nil
+			}
+			if len(elem) > 0 && elem[0]>>3&0x0f == 1 { // OBU_SEQUENCE_HEADER
+				// Not the last element, or a whole OBU: the last element
+				// continues in the next packet only with the Y bit.
+				if len(b) > 0 || p[0]&0x40 == 0 {
+					return elem, true
+				}
+				return nil, false
+			}
+		}
+	}
+	return nil, false
 }
 
 // VP9Keyframe reads a VP9 frame's uncompressed header far enough to tell a

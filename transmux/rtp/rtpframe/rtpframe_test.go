@@ -106,7 +106,7 @@ func TestRoundTrip(t *testing.T) {
 			if len(frames) != 150 {
 				t.Fatalf("%d frames in the test media", len(frames))
 			}
-			d := New(c.codec)
+			d := New(c.codec, nil)
 			var got []Frame
 			var keys []int
 			for _, p := range packets(frames) {
@@ -174,7 +174,7 @@ func TestLossDropsTheFrameWhole(t *testing.T) {
 				t.Fatalf("keyframe 60 has %d packets", len(frames[60].payloads))
 			}
 			drop := first + 1
-			d := New(c.codec)
+			d := New(c.codec, nil)
 			seen := map[uint32]bool{}
 			lost := false
 			for i, p := range pkts {
@@ -215,7 +215,7 @@ func TestMalformed(t *testing.T) {
 		{H265, []byte{0x60, 0x01, 0x00, 0x09}}, // AP size beyond the packet
 		{H265, []byte{0x64, 0x01, 0, 0}},       // PACI
 	} {
-		d := New(c.codec)
+		d := New(c.codec, nil)
 		_, ok, err := d.Push(&rtp.Packet{Header: rtp.Header{Marker: true}, Payload: c.payload}, false)
 		if ok || err == nil {
 			t.Fatalf("%v %x: ok %v err %v", c.codec, c.payload, ok, err)
@@ -247,7 +247,7 @@ func TestSteadyStateDoesNotAllocate(t *testing.T) {
 		frames func(testing.TB) []sent
 	}{{VP9, vp9Frames}, {AV1, av1Frames}, {H265, h265Frames}} {
 		pkts := packets(c.frames(t))
-		d := New(c.codec)
+		d := New(c.codec, nil)
 		for _, p := range pkts { // grow the buffers
 			_, _, _ = d.Push(p, false)
 		}
@@ -290,7 +290,7 @@ func FuzzPush(f *testing.F) {
 	f.Add(seed([]byte{0x62, 0x01, 0x93, 1}, []byte{0x62, 0x01, 0x53, 2}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for c := VP9; c <= H265; c++ {
-			d := New(c)
+			d := New(c, nil)
 			seq, ts := uint16(0), uint32(0)
 			for b := in; len(b) >= 2; {
 				ctl, n := b[0], int(b[1])
@@ -323,4 +323,82 @@ func FuzzPush(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestKeyframeStart: of the clips' packets, exactly the first packet of
+// each key frame is a start, with the frame's first bytes (VP9) or its
+// sequence header OBU (AV1) as Push gives them back; it allocates nothing.
+func TestKeyframeStart(t *testing.T) {
+	for c, frames := range map[Codec][]sent{VP9: vp9Frames(t), AV1: av1Frames(t)} {
+		keys := 0
+		for i, s := range frames {
+			for j, p := range s.payloads {
+				got, ok := KeyframeStart(c, p)
+				if ok != (s.key && j == 0) {
+					t.Fatalf("%v frame %d packet %d: start %v, key frame %v", c, i, j, ok, s.key)
+				}
+				if !ok {
+					continue
+				}
+				keys++
+				switch c {
+				case VP9:
+					if !bytes.HasPrefix(s.units[0], got) || len(got) == 0 {
+						t.Fatalf("vp9 frame %d: the start is not the frame's first bytes", i)
+					}
+				case AV1:
+					found := false
+					for _, u := range s.units {
+						found = found || bytes.Equal(u, got)
+					}
+					if !found || got[0]>>3&0x0f != 1 {
+						t.Fatalf("av1 frame %d: the start is not its sequence header OBU", i)
+					}
+				}
+			}
+		}
+		if keys < 2 {
+			t.Errorf("%v: %d key frame starts in the clip", c, keys)
+		}
+		p := frames[0].payloads[0]
+		if n := testing.AllocsPerRun(100, func() { KeyframeStart(c, p) }); n != 0 {
+			t.Errorf("%v: %v allocations", c, n)
+		}
+	}
+	if _, ok := KeyframeStart(H265, []byte{0x26, 0x01, 0xaf}); ok {
+		t.Error("an H.265 payload was read")
+	}
+}
+
+// FuzzKeyframeStart: any payload, no panic; a start found lies within the
+// payload and is what it claims to be.
+func FuzzKeyframeStart(f *testing.F) {
+	for _, fr := range [][]sent{vp9Frames(f)[:2], av1Frames(f)[:2]} {
+		for _, s := range fr {
+			f.Add(s.payloads[0])
+		}
+	}
+	f.Add([]byte{0x18, 0x82, 0x49, 0x83})
+	f.Add([]byte{0x28, 0x0a, 0x0b})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if got, ok := KeyframeStart(VP9, p); ok && (!VP9Keyframe(got) || !within(p, got)) {
+			t.Fatalf("vp9 start % x of % x", got, p)
+		}
+		if got, ok := KeyframeStart(AV1, p); ok && (len(got) == 0 || got[0]>>3&0x0f != 1 || !within(p, got)) {
+			t.Fatalf("av1 start % x of % x", got, p)
+		}
+	})
+}
+
+// within reports whether sub is a non-empty subslice of p.
+func within(p, sub []byte) bool {
+	if len(sub) == 0 {
+		return false
+	}
+	for i := range p {
+		if &p[i] == &sub[0] {
+			return i+len(sub) <= len(p)
+		}
+	}
+	return false
 }

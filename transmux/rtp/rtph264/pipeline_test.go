@@ -2,9 +2,11 @@ package rtph264
 
 import (
 	"encoding/binary"
+	"runtime/debug"
 	"testing"
 	"time"
 
+	"github.com/castbridge/castbridge/transmux/rtp/aubuf"
 	"github.com/castbridge/castbridge/transmux/rtp/rtpreorder"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -179,5 +181,33 @@ func BenchmarkDepacketize(b *testing.B) {
 		if _, _, err := d.Push(&pkt, false); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// With shared buffers the track keeps at most aubuf.Keep per buffer: its
+// 100 kB keyframes are built in the pool's buffer, given back at the next
+// access unit, and the steady state still allocates nothing.
+func TestPipelineSharedBuffers(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the GC empties a sync.Pool
+	p := newPipeline(t, 2)
+	p.depkt.Buffers = aubuf.NewPool()
+	for range 2 * len(p.raw) {
+		p.step(t)
+	}
+	if p.aus != 4*60 || p.idrs != 4 {
+		t.Fatalf("warm-up: %d access units, %d IDR", p.aus, p.idrs)
+	}
+	if !raceEnabled {
+		if allocs := testing.AllocsPerRun(3*len(p.raw), func() { p.step(t) }); allocs != 0 {
+			t.Fatalf("allocs per packet = %v, want 0", allocs)
+		}
+	}
+	for i := range p.depkt.au {
+		if c := cap(p.depkt.au[i].buf.B); c > aubuf.Keep && !p.depkt.au[i].buf.Borrowed() {
+			t.Errorf("buffer %d keeps %d bytes of its own, more than aubuf.Keep (%d)", i, c, aubuf.Keep)
+		}
+	}
+	if st := p.depkt.Stats(); st.DroppedIncomplete+st.DroppedMalformed != 0 {
+		t.Fatalf("depacketizer %+v", st)
 	}
 }

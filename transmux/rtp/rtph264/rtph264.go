@@ -11,7 +11,9 @@
 // (STAP-B, MTAP, FU-B) is rejected.
 //
 // Steady state does not allocate: access units are assembled in two
-// buffers that grow to the largest frame seen and are then reused.
+// buffers that grow to the largest frame seen and are then reused, or,
+// with Depacketizer.Buffers, keep aubuf.Keep bytes and borrow a shared
+// buffer for larger ones (keyframes).
 package rtph264
 
 import (
@@ -19,6 +21,8 @@ import (
 	"fmt"
 
 	"github.com/pion/rtp"
+
+	"github.com/castbridge/castbridge/transmux/rtp/aubuf"
 )
 
 // Limits that bound memory per track. An access unit exceeding either is
@@ -98,7 +102,8 @@ const (
 // buf[bounds[i]:bounds[i+1]]; offsets instead of slices keep the NAL units
 // valid when buf grows and moves.
 type assembly struct {
-	buf    []byte
+	buf    aubuf.Buf
+	pool   *aubuf.Pool // what buf borrows from, nil for none
 	bounds []int
 	nalus  [][]byte
 	idr    bool
@@ -107,7 +112,7 @@ type assembly struct {
 }
 
 func (a *assembly) reset() {
-	a.buf = a.buf[:0]
+	a.buf.Reset(a.pool)
 	a.bounds = append(a.bounds[:0], 0)
 	a.idr = false
 	a.sps, a.pps = -1, -1
@@ -120,6 +125,12 @@ func (a *assembly) numNALUs() int {
 // Depacketizer reassembles H.264 access units from RTP packets of one
 // stream. The zero value is ready to use. It is not safe for concurrent use.
 type Depacketizer struct {
+	// Buffers, when set before the first Push, lends the buffers for
+	// access units larger than aubuf.Keep, so that a track does not keep
+	// a keyframe's memory between keyframes. Nil: each of the two buffers
+	// keeps what it grew to.
+	Buffers *aubuf.Pool
+
 	// Double buffered: a returned access unit stays valid while the next
 	// one is started in the same Push (a timestamp change without a marker
 	// bit). An access unit ended by its marker bit is returned from the
@@ -170,6 +181,7 @@ func (d *Depacketizer) Push(pkt *rtp.Packet, lost bool) (au AccessUnit, ok bool,
 		return AccessUnit{}, false, ErrNilPacket
 	}
 	if !d.initiated {
+		d.au[0].pool, d.au[1].pool = d.Buffers, d.Buffers
 		d.au[0].reset()
 		d.au[1].reset()
 		d.initiated = true
@@ -278,7 +290,7 @@ func (d *Depacketizer) finish(more bool) (AccessUnit, bool) {
 
 	a.nalus = a.nalus[:0]
 	for i := 0; i < a.numNALUs(); i++ {
-		a.nalus = append(a.nalus, a.buf[a.bounds[i]:a.bounds[i+1]:a.bounds[i+1]])
+		a.nalus = append(a.nalus, a.buf.B[a.bounds[i]:a.bounds[i+1]:a.bounds[i+1]])
 	}
 	au := AccessUnit{Timestamp: d.ts, NALUs: a.nalus, IDR: a.idr}
 	if a.sps >= 0 {
@@ -398,28 +410,28 @@ func (d *Depacketizer) openNALU(a *assembly, header byte) error {
 	if a.numNALUs() >= MaxNALUsPerAccessUnit {
 		return fmt.Errorf("%w: more than %d NAL units", ErrAccessUnitTooLarge, MaxNALUsPerAccessUnit)
 	}
-	if len(a.buf)+1 > MaxAccessUnitSize {
+	if len(a.buf.B)+1 > MaxAccessUnitSize {
 		return fmt.Errorf("%w: more than %d bytes", ErrAccessUnitTooLarge, MaxAccessUnitSize)
 	}
-	a.buf = append(a.buf, header)
+	a.buf.AppendByte(a.pool, header)
 	return nil
 }
 
 func (d *Depacketizer) appendBytes(a *assembly, b []byte) error {
-	if len(a.buf)+len(b) > MaxAccessUnitSize {
+	if len(a.buf.B)+len(b) > MaxAccessUnitSize {
 		return fmt.Errorf("%w: more than %d bytes", ErrAccessUnitTooLarge, MaxAccessUnitSize)
 	}
-	a.buf = append(a.buf, b...)
+	a.buf.Append(a.pool, b)
 	return nil
 }
 
-// closeNALU ends the NAL unit that runs to the end of a.buf and records
+// closeNALU ends the NAL unit that runs to the end of a.buf.B and records
 // what the access unit needs to report about it.
 func (d *Depacketizer) closeNALU(a *assembly) {
 	i := a.numNALUs()
 	start := a.bounds[i]
-	a.bounds = append(a.bounds, len(a.buf))
-	switch a.buf[start] & 0x1F {
+	a.bounds = append(a.bounds, len(a.buf.B))
+	switch a.buf.B[start] & 0x1F {
 	case naluIDR:
 		a.idr = true
 	case naluSPS:

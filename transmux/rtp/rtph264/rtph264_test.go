@@ -621,7 +621,7 @@ func TestMarkedAccessUnitsShareOneBuffer(t *testing.T) {
 		wantNALUs(t, r.aus[0], want)
 		ts += 3000
 	}
-	if c0, c1 := cap(d.au[0].buf), cap(d.au[1].buf); c0 < 40000 || c1 > 0 {
+	if c0, c1 := cap(d.au[0].buf.B), cap(d.au[1].buf.B); c0 < 40000 || c1 > 0 {
 		t.Fatalf("buffer capacities %d and %d, want one keyframe-sized and one unused", c0, c1)
 	}
 }

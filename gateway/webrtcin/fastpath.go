@@ -1,0 +1,542 @@
+package webrtcin
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v2"
+)
+
+// The SRTP fast path. pion hands every received RTP packet through five
+// goroutines before a track's reader sees it (UDP mux reader, ICE
+// candidate, webrtc mux, SRTP session, track buffer), a copy and a wake-up
+// each: in the load profile that chain was ~60% of the gateway's CPU. Once
+// the session's DTLS handshake has given its SRTP keys (fastkeys.go), the
+// socket reader takes the publisher's RTP for a track it knows (by source
+// address and SSRC) out of the stream, decrypts it into a buffer of the
+// track's own and wakes the track's reader: one copy and one hop. pion
+// keeps STUN, DTLS, RTCP, ICE-TCP, streams not yet bound to a track, and
+// whatever the fast path cannot decrypt.
+
+const (
+	// fastQueueVideo and fastQueueAudio bound the packets a track holds
+	// between the socket reader and its goroutine: ~0.9 s of 2.5 Mbit/s
+	// video, ~1.3 s of Opus. Beyond them packets stay on pion's path.
+	fastQueueVideo = 256
+	fastQueueAudio = 64
+	// fastWarmEvery: one diverted packet this often also goes pion's way,
+	// so pion's ICE still sees the pair carry media (its disconnect timer
+	// counts received packets) and its SRTP context keeps the rollover
+	// counter, should a packet have to take pion's path again. The copy
+	// pion delivers is a duplicate and is dropped.
+	fastWarmEvery = 200 * time.Millisecond
+	// maxFastAuthFailures consecutive packets the fast path cannot
+	// authenticate take the track off it for good: pion's path decides.
+	maxFastAuthFailures = 32
+	// fastHoldMax bounds how long the fast path holds its packets back for
+	// the one before them still on pion's path (see hold).
+	fastHoldMax = 50 * time.Millisecond
+	// maxFastAddrs bounds the source addresses one track is taken from
+	// (a publisher whose network changes sends from a new one).
+	maxFastAddrs = 4
+	// fastWakeBatch: a video track's reader is woken at a frame's last
+	// packet, or when this many wait (a keyframe's burst).
+	fastWakeBatch = 16
+)
+
+// fastKey is what the socket reader looks a datagram up by.
+type fastKey struct {
+	from netip.AddrPort // unmapped
+	ssrc uint32
+}
+
+// fastTable is the transport's diverted streams. The socket readers look
+// every datagram up in it without a lock; sessions change it rarely
+// (a track starts, a publisher's address changes), copying the map.
+type fastTable struct {
+	mu sync.Mutex // serialises writers
+	m  atomic.Pointer[map[fastKey]*fastTrack]
+}
+
+func (t *fastTable) add(k fastKey, ft *fastTrack) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next := map[fastKey]*fastTrack{k: ft}
+	if old := t.m.Load(); old != nil {
+		for ok, ov := range *old {
+			next[ok] = ov
+		}
+		next[k] = ft
+	}
+	t.m.Store(&next)
+}
+
+// remove takes every key of ft out, or only the one given.
+func (t *fastTable) remove(ft *fastTrack, only *fastKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.m.Load()
+	if old == nil {
+		return
+	}
+	next := make(map[fastKey]*fastTrack, len(*old))
+	for k, v := range *old {
+		if v != ft || (only != nil && k != *only) {
+			next[k] = v
+		}
+	}
+	t.m.Store(&next)
+}
+
+func (t *fastTable) len() int {
+	if m := t.m.Load(); m != nil {
+		return len(*m)
+	}
+	return 0
+}
+
+// take is the socket reader's question for each datagram: true when the
+// fast path took it (the reader then reads the next one), false when it
+// goes to pion.
+func (t *fastTable) take(b []byte, from net.Addr) bool {
+	ua, ok := from.(*net.UDPAddr)
+	return ok && t.takeFrom(b, ua.AddrPort())
+}
+
+// takeFrom is take with the source as the socket gave it. b is only read.
+func (t *fastTable) takeFrom(b []byte, from netip.AddrPort) bool {
+	if len(b) < 12 || len(b) > maxPacket || b[0]&0xc0 != 0x80 || isRTCP(b) {
+		return false
+	}
+	m := t.m.Load()
+	if m == nil || len(*m) == 0 {
+		return false
+	}
+	ft := (*m)[fastKey{unmapped(from), binary.BigEndian.Uint32(b[8:12])}]
+	if ft == nil {
+		return false
+	}
+	return ft.take(b, time.Now())
+}
+
+// isRTCP: RTP and RTCP share the port (RFC 5761 §4): RTCP's packet types
+// 192–223 read as payload types 64–95 with the marker bit.
+func isRTCP(b []byte) bool {
+	pt := b[1] & 0x7f
+	return pt >= 64 && pt <= 95
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// divertConn is the ICE socket as pion's UDP mux reads it, with the fast
+// path's datagrams taken out.
+type divertConn struct {
+	net.PacketConn
+	fast *fastTable
+	// batched is PacketConn when it reads recvmmsg batches: the fast path
+	// then decrypts straight from the batch, and only pion's datagrams
+	// are copied.
+	batched *cachedAddrConn
+}
+
+func newDivertConn(pc net.PacketConn, fast *fastTable) divertConn {
+	c := divertConn{PacketConn: pc, fast: fast}
+	if cc, ok := pc.(*cachedAddrConn); ok && cc.batch != nil {
+		c.batched = cc
+	}
+	return c
+}
+
+func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	if cc := c.batched; cc != nil {
+		for {
+			b, from, err := cc.batch.Next()
+			if err != nil {
+				return 0, nil, err
+			}
+			if !c.fast.takeFrom(b, from) {
+				return copy(p, b), cc.cache.get(from), nil
+			}
+		}
+	}
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err != nil || !c.fast.take(p[:n], addr) {
+			return n, addr, err
+		}
+	}
+}
+
+// fastPacket is one packet queued for a track's reader.
+type fastPacket struct {
+	b    []byte
+	at   time.Time
+	fast bool // decrypted by the fast path (pion's interceptors did not see it)
+}
+
+// fastTrack is one received stream (SSRC) on the fast path: the socket
+// readers decrypt into its queue (take), pion's path feeds it too
+// (push), and the track's reader drains it (next, recycle).
+type fastTrack struct {
+	ssrc      uint32
+	counters  *Counters
+	frameWake bool          // video: wake the reader per frame (see take)
+	wake      chan struct{} // the reader waits on it for packets
+	space     chan struct{} // push waits on it for room
+
+	mu sync.Mutex
+	// gcm (the AEAD profiles) or ctx (the others) decrypts; both nil
+	// until the keys are known.
+	gcm      *gcmOpener
+	rocAdj   uint32        // gcm: the rollover counter less the replay window's
+	ctx      *srtp.Context // pion's, for the HMAC-SHA1 profiles
+	hdr      rtp.Header    // DecryptRTP's scratch header
+	fresh    bool          // no packet decrypted yet
+	fails    int           // consecutive packets that did not authenticate
+	off      bool          // off the fast path: closed, or too many failures
+	closed   bool
+	replay   replayWindow
+	nextWarm time.Time
+	addrs    []netip.AddrPort // where it is taken from, oldest first
+	ring     []fastPacket
+	head, n  int
+	free     [][]byte // buffers of maxPacket, last in first out
+
+	// The two paths run side by side: when the fast path takes a stream
+	// (or takes it back after leaving packets to pion), the packets just
+	// before are still in pion's chain, and the fast path's would
+	// overtake them. So the fast path holds its packets back (held,
+	// counted against the ring) until pion's path has delivered the one
+	// before the first of them (holdFor), or fastHoldMax passed.
+	lastPion  bool // the last packet queued came from pion's path
+	owed      bool // packets were left to pion since the last release
+	holding   bool
+	holdFor   uint16
+	holdUntil time.Time
+	held      []fastPacket
+}
+
+func newFastTrack(ssrc uint32, queue int, counters *Counters) *fastTrack {
+	return &fastTrack{
+		ssrc: ssrc, counters: counters, fresh: true,
+		wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
+		ring: make([]fastPacket, queue),
+	}
+}
+
+// buffer returns a free buffer; the caller holds mu.
+func (ft *fastTrack) buffer() []byte {
+	if k := len(ft.free); k > 0 {
+		b := ft.free[k-1]
+		ft.free = ft.free[:k-1]
+		return b
+	}
+	return make([]byte, maxPacket)
+}
+
+// enqueue queues p; the caller holds mu, has checked there is room, and
+// wakes the reader when it should.
+func (ft *fastTrack) enqueue(p fastPacket) {
+	ft.ring[(ft.head+ft.n)%len(ft.ring)] = p
+	ft.n++
+}
+
+func (ft *fastTrack) signal() {
+	select {
+	case ft.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take decrypts b, from the socket, into the queue. It returns false when
+// b is to go to pion instead: the queue is full, the fast path has no
+// keys or is off, b does not authenticate, or it is the packet that keeps
+// pion's path warm (then it is queued too).
+func (ft *fastTrack) take(b []byte, now time.Time) bool {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	if ft.holding && !now.Before(ft.holdUntil) {
+		ft.release()
+	}
+	if ft.off || (ft.gcm == nil && ft.ctx == nil) || ft.n+len(ft.held) == len(ft.ring) {
+		ft.owed = true
+		return false
+	}
+	buf := ft.buffer()
+	seq := binary.BigEndian.Uint16(b[2:4])
+	out, err := ft.decrypt(buf, b, seq)
+	if err != nil {
+		ft.free = append(ft.free, buf)
+		ft.counters.FastAuthFailures.Add(1)
+		if ft.fails++; ft.fails >= maxFastAuthFailures {
+			ft.off = true
+			ft.release()
+		}
+		ft.owed = true
+		return false
+	}
+	first := ft.fresh
+	ft.fresh, ft.fails = false, 0
+	if !ft.replay.fresh(seq) {
+		ft.free = append(ft.free, buf)
+		return true
+	}
+	ft.counters.FastRTP.Add(1)
+	p := fastPacket{b: out, at: now, fast: true}
+	switch {
+	case ft.holding:
+		ft.held = append(ft.held, p)
+	case (first || ft.lastPion || ft.owed) && !ft.replay.seen(seq-1):
+		ft.holding, ft.holdFor, ft.holdUntil = true, seq-1, now.Add(fastHoldMax)
+		ft.held = append(ft.held, p)
+	default:
+		ft.lastPion, ft.owed = false, false
+		ft.enqueue(p)
+	}
+	warm := !now.Before(ft.nextWarm)
+	// A video frame's packets come in a burst and only its last (the
+	// marker) completes it: waking the reader for the frame, not for each
+	// packet, saves a goroutine wake-up per packet (the load profile's
+	// scheduler share). The reader still sees every packet's arrival
+	// time; a lost marker costs at most the next frame's, or the next
+	// packet through pion's path.
+	if !ft.frameWake || out[1]&0x80 != 0 || ft.n >= fastWakeBatch || warm {
+		ft.signal()
+	}
+	if !warm {
+		return true
+	}
+	ft.nextWarm = now.Add(fastWarmEvery)
+	return false
+}
+
+// decrypt decrypts b, whose sequence number is seq, into buf; the caller
+// holds mu.
+func (ft *fastTrack) decrypt(buf, b []byte, seq uint16) ([]byte, error) {
+	if ft.gcm != nil {
+		roc := ft.replay.roc(seq) + ft.rocAdj
+		out, err := ft.gcm.open(buf, b, roc)
+		if err != nil && ft.fresh {
+			// The first packet the fast path sees may come after the
+			// sequence number wrapped (the stream started near 65535)
+			// with no packet before it on either path.
+			if out, err = ft.gcm.open(buf, b, roc+1); err == nil {
+				ft.rocAdj++
+			}
+		}
+		return out, err
+	}
+	out, err := ft.ctx.DecryptRTP(buf[:0], b, &ft.hdr)
+	if err != nil && ft.fresh {
+		ft.ctx.SetROC(ft.ssrc, 1)
+		if out, err = ft.ctx.DecryptRTP(buf[:0], b, &ft.hdr); err != nil {
+			ft.ctx.SetROC(ft.ssrc, 0)
+		}
+	}
+	return out, err
+}
+
+// push queues a packet read from pion's path (decrypted there), waiting
+// for room; it drops a packet the fast path delivered already. It
+// returns false once the track is closed.
+func (ft *fastTrack) push(b []byte, at time.Time) bool {
+	for {
+		ft.mu.Lock()
+		if ft.closed {
+			ft.mu.Unlock()
+			return false
+		}
+		if ft.n+len(ft.held) < len(ft.ring) {
+			if len(b) < 4 || !ft.replay.fresh(binary.BigEndian.Uint16(b[2:4])) {
+				ft.mu.Unlock()
+				return true
+			}
+			buf := ft.buffer()
+			ft.enqueue(fastPacket{b: buf[:copy(buf, b)], at: at})
+			ft.lastPion = true
+			if ft.holding && (ft.replay.seen(ft.holdFor) || !at.Before(ft.holdUntil)) {
+				ft.release()
+			}
+			ft.signal()
+			ft.mu.Unlock()
+			return true
+		}
+		if ft.holding {
+			// Full with held packets: pion's path is far behind.
+			ft.release()
+			ft.mu.Unlock()
+			continue
+		}
+		ft.mu.Unlock()
+		<-ft.space
+	}
+}
+
+// release queues the held packets; the caller holds mu.
+func (ft *fastTrack) release() {
+	for i, p := range ft.held {
+		ft.enqueue(p)
+		ft.held[i] = fastPacket{}
+	}
+	ft.held = ft.held[:0]
+	ft.holding, ft.lastPion, ft.owed = false, false, false
+	ft.signal()
+}
+
+// next waits for the next packet; false once the track is closed and
+// drained. Give the packet's buffer back with recycle.
+func (ft *fastTrack) next() (fastPacket, bool) {
+	var timer *time.Timer // made only while packets are held
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		ft.mu.Lock()
+		if ft.holding && (ft.closed || !time.Now().Before(ft.holdUntil)) {
+			ft.release()
+		}
+		if ft.n > 0 {
+			p := ft.ring[ft.head]
+			ft.ring[ft.head] = fastPacket{}
+			ft.head = (ft.head + 1) % len(ft.ring)
+			ft.n--
+			ft.mu.Unlock()
+			select {
+			case ft.space <- struct{}{}:
+			default:
+			}
+			return p, true
+		}
+		closed, holding, until := ft.closed, ft.holding, ft.holdUntil
+		ft.mu.Unlock()
+		if closed {
+			return fastPacket{}, false
+		}
+		if !holding {
+			<-ft.wake
+			continue
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(until))
+		} else {
+			timer.Reset(time.Until(until))
+		}
+		select {
+		case <-ft.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (ft *fastTrack) recycle(b []byte) {
+	ft.mu.Lock()
+	ft.free = append(ft.free, b[:maxPacket])
+	ft.mu.Unlock()
+}
+
+// close ends the track: take gives everything to pion, push returns
+// false, next returns what is queued and then false.
+func (ft *fastTrack) close() {
+	ft.mu.Lock()
+	ft.closed, ft.off = true, true
+	ft.mu.Unlock()
+	for _, c := range []chan struct{}{ft.wake, ft.space} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// replayWindowWords is the replay window in 64-bit words: 1024 packets,
+// wide enough for a retransmission answering a NACK after ~3.6 s of
+// 2.5 Mbit/s video (SRTP's default window of 64 is 0.2 s of it).
+const replayWindowWords = 16
+
+// replayWindow is SRTP's replay check (RFC 3711 §3.3.2) over the extended
+// sequence number, for packets from both paths: a packet seen already or
+// older than the window is refused.
+type replayWindow struct {
+	started bool
+	hi      uint64                    // highest extended sequence number
+	bits    [replayWindowWords]uint64 // bit i: hi-i was seen
+}
+
+func (w *replayWindow) fresh(seq uint16) bool {
+	if !w.started {
+		// Start a cycle in, so sequence numbers before the first are
+		// still representable.
+		w.started, w.hi, w.bits[0] = true, 1<<16|uint64(seq), 1
+		return true
+	}
+	ext := uint64(int64(w.hi) + int64(int16(seq-uint16(w.hi))))
+	if ext > w.hi {
+		w.shift(ext - w.hi)
+		w.hi = ext
+		w.bits[0] |= 1
+		return true
+	}
+	back := w.hi - ext
+	if back >= 64*replayWindowWords {
+		return false
+	}
+	word, bit := back/64, uint64(1)<<(back%64)
+	if w.bits[word]&bit != 0 {
+		return false
+	}
+	w.bits[word] |= bit
+	return true
+}
+
+// seen reports whether seq's packet passed (false for one older than the
+// window, or before the first).
+func (w *replayWindow) seen(seq uint16) bool {
+	if !w.started {
+		return false
+	}
+	ext := uint64(int64(w.hi) + int64(int16(seq-uint16(w.hi))))
+	if ext > w.hi {
+		return false
+	}
+	back := w.hi - ext
+	return back < 64*replayWindowWords && w.bits[back/64]&(1<<(back%64)) != 0
+}
+
+// roc is the rollover counter of seq's packet index as the window places
+// it (the window starts in its second cycle; a stream's first cycle is
+// ROC 0).
+func (w *replayWindow) roc(seq uint16) uint32 {
+	if !w.started {
+		return 0
+	}
+	ext := uint64(int64(w.hi) + int64(int16(seq-uint16(w.hi))))
+	return uint32(ext>>16) - 1
+}
+
+// shift moves the window k packets on: bit i becomes bit i+k.
+func (w *replayWindow) shift(k uint64) {
+	if k >= 64*replayWindowWords {
+		w.bits = [replayWindowWords]uint64{}
+		return
+	}
+	words, bits := int(k/64), k%64
+	for i := replayWindowWords - 1; i >= 0; i-- {
+		var v uint64
+		if j := i - words; j >= 0 {
+			v = w.bits[j] << bits
+			if bits > 0 && j > 0 {
+				v |= w.bits[j-1] >> (64 - bits)
+			}
+		}
+		w.bits[i] = v
+	}
+}

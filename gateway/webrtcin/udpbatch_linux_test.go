@@ -1,0 +1,156 @@
+package webrtcin
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func datagram(sender, i int) []byte {
+	b := make([]byte, 1+(i*97+sender*31)%1500)
+	for j := range b {
+		b[j] = byte(sender*50 + i + j)
+	}
+	return b
+}
+
+// TestBatchReader: datagrams waiting on the socket come out of few
+// recvmmsg calls, each whole, in order per sender, with its sender's
+// address.
+func TestBatchReader(t *testing.T) {
+	_, rx := loopbackPair(t)
+	b, err := newBatchReader(rx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var senders []*net.UDPConn
+	for range 3 {
+		s, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		senders = append(senders, s)
+	}
+	const each = 20
+	for i := range each {
+		for si, s := range senders {
+			if _, err := s.Write(datagram(si, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	next := make([]int, len(senders))
+	buf := make([]byte, 2048)
+	for range each * len(senders) {
+		n, from, err := b.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		si := -1
+		for j, s := range senders {
+			if s.LocalAddr().(*net.UDPAddr).AddrPort() == from {
+				si = j
+			}
+		}
+		if si < 0 {
+			t.Fatalf("a datagram from %v, no sender of ours", from)
+		}
+		if want := datagram(si, next[si]); !bytes.Equal(buf[:n], want) {
+			t.Fatalf("sender %d datagram %d: %d bytes, want its %d", si, next[si], n, len(want))
+		}
+		next[si]++
+	}
+	// 60 datagrams, 32 a call: two calls, three if the first came before
+	// the last datagrams were sent.
+	if b.reads > 3 {
+		t.Errorf("%d datagrams took %d recvmmsg calls", each*len(senders), b.reads)
+	}
+}
+
+// TestBatchReaderEdges: an oversized datagram is dropped and counted, a
+// short buffer gets the datagram's start (as read(2)), IPv6 sources come
+// back as such, and closing the socket ends a blocked read.
+func TestBatchReaderEdges(t *testing.T) {
+	tx, rx := loopbackPair(t)
+	b, err := newBatchReader(rx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][]byte{make([]byte, udpBatchBuf+1), []byte("after"), bytes.Repeat([]byte{7}, 1000)} {
+		if _, err := tx.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 100)
+	if n, _, err := b.ReadFrom(buf); err != nil || string(buf[:n]) != "after" {
+		t.Fatalf("after an oversized datagram: %q, %v; want \"after\"", buf[:n], err)
+	}
+	if b.truncated != 1 {
+		t.Errorf("truncated %d, want the one oversized datagram", b.truncated)
+	}
+	if n, _, err := b.ReadFrom(buf); err != nil || n != 100 || buf[99] != 7 {
+		t.Fatalf("a 1000-byte datagram into 100 bytes: %d, %v", n, err)
+	}
+
+	if rx6, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err == nil {
+		defer rx6.Close()
+		tx6, err := net.DialUDP("udp6", nil, rx6.LocalAddr().(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx6.Close()
+		b6, err := newBatchReader(rx6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = rx6.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := tx6.Write([]byte("six")); err != nil {
+			t.Fatal(err)
+		}
+		n, from, err := b6.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "six" || from != tx6.LocalAddr().(*net.UDPAddr).AddrPort() || !from.Addr().Is6() {
+			t.Errorf("IPv6: %q from %v, %v; want \"six\" from %v", buf[:n], from, err, tx6.LocalAddr())
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := b.ReadFrom(buf)
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	_ = rx.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("read after close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing the socket did not end a blocked read")
+	}
+}
+
+func TestSockaddrAddrPortShort(t *testing.T) {
+	var sa unix.RawSockaddrInet6
+	sa.Family = unix.AF_INET
+	if _, ok := sockaddrAddrPort(&sa, 8); ok {
+		t.Error("an 8-byte AF_INET address was read")
+	}
+	if ap, ok := sockaddrAddrPort(&sa, unix.SizeofSockaddrInet4); !ok || ap != netip.AddrPortFrom(netip.AddrFrom4([4]byte{}), 0) {
+		t.Errorf("a zero AF_INET address: %v %v", ap, ok)
+	}
+	sa.Family = unix.AF_INET6
+	if _, ok := sockaddrAddrPort(&sa, unix.SizeofSockaddrInet4); ok {
+		t.Error("a 16-byte AF_INET6 address was read")
+	}
+	sa.Family = 99
+	if _, ok := sockaddrAddrPort(&sa, unix.SizeofSockaddrInet6); ok {
+		t.Error("an unknown family was read")
+	}
+}

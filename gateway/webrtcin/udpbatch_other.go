@@ -1,0 +1,25 @@
+//go:build !linux
+
+package webrtcin
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// batchReader: recvmmsg(2) is Linux's; elsewhere the socket is read a
+// datagram at a time (newBatchReader fails, and the caller reads itself).
+type batchReader struct{ truncated uint64 }
+
+func newBatchReader(*net.UDPConn) (*batchReader, error) {
+	return nil, errors.New("recvmmsg: not on this system")
+}
+
+func (*batchReader) ReadFrom([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, errors.New("recvmmsg: not on this system")
+}
+
+func (*batchReader) Next() ([]byte, netip.AddrPort, error) {
+	return nil, netip.AddrPort{}, errors.New("recvmmsg: not on this system")
+}

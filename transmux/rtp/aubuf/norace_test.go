@@ -1,0 +1,5 @@
+//go:build !race
+
+package aubuf
+
+const raceEnabled = false

@@ -1,0 +1,5 @@
+//go:build !race
+
+package rtph264
+
+const raceEnabled = false
