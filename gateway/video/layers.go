@@ -141,10 +141,15 @@ func (l *Layer) HandlePacket(pkt []byte, now time.Time) {
 		return
 	}
 	ns := now.UnixNano()
-	l.lastAt.Store(ns)
+	payload := rtpPayload(pkt)
+	// A layer is flowing while it sends media: Chromium keeps probing
+	// bandwidth with padding-only packets on a layer it stopped encoding.
+	if len(payload) > 0 {
+		l.lastAt.Store(ns)
+	}
 	l.packets.Add(1)
 	l.bytesIn.Add(uint64(len(pkt)))
-	key := l.inspect(rtpPayload(pkt))
+	key := l.inspect(payload)
 	ts := binary.BigEndian.Uint32(pkt[4:8])
 
 	s := l.sel
@@ -293,7 +298,7 @@ func rtpPayload(pkt []byte) []byte {
 	return pkt[off:end]
 }
 
-// flowing reports whether the layer sent within layerTimeout of now.
+// flowing reports whether the layer sent media within layerTimeout of now.
 func (l *Layer) flowing(now int64) bool {
 	at := l.lastAt.Load()
 	return at != 0 && now-at < int64(layerTimeout)
@@ -423,7 +428,7 @@ type LayerInfo struct {
 	SSRC      uint32
 	Width     int // 0 until its SPS arrived
 	Height    int
-	Active    bool // sending (a packet within layerTimeout)
+	Active    bool // sending (media within layerTimeout)
 	Forwarded bool // the layer the pipeline takes
 	Packets   uint64
 	BytesIn   uint64

@@ -141,6 +141,23 @@ func (r *layerRun) send(k int, on [3]bool, jitter time.Duration) {
 	}
 }
 
+// probe sends what Chromium sends on a layer it stopped encoding while
+// it probes bandwidth: padding-only packets on the layer's SSRC.
+func (r *layerRun) probe(k, i int) {
+	tl := r.layers[i]
+	now := r.t0.Add(time.Duration(k) * time.Second / 30)
+	for range 3 {
+		p := make([]byte, 12+255)
+		p[0], p[1] = 0xa0, 102 // version 2 with padding
+		binary.BigEndian.PutUint16(p[2:], tl.seq)
+		binary.BigEndian.PutUint32(p[4:], tl.base+uint32(k*3000))
+		binary.BigEndian.PutUint32(p[8:], tl.ssrc)
+		p[len(p)-1] = 255
+		tl.seq++
+		tl.l.HandlePacket(p, now)
+	}
+}
+
 // check asserts the delivered stream: the resolutions in want order, each
 // change at a keyframe, every frame at its frame time (ms from the first
 // one) on an unbroken timeline.
@@ -172,7 +189,8 @@ func (r *layerRun) check(t *testing.T, want []string, frameK []int) {
 
 // TestSimulcastLayerSelection: three layers (180p, 360p, 720p on RTP
 // clocks of their own, no Sender Reports); the top one stops for a second
-// and comes back. The pipeline starts on the first layer that can be
+// and comes back, sending only padding meanwhile (Chromium's bandwidth
+// probes). The pipeline starts on the first layer that can be
 // decoded, moves up to 720p at its keyframe, down to 360p when 720p stops,
 // back up when it returns: every switch at a keyframe of the layer switched
 // to (asked for with a PLI to its SSRC), every frame on the wall-clock
@@ -190,6 +208,7 @@ func TestSimulcastLayerSelection(t *testing.T) {
 		on := all
 		if k >= 100 && k < 130 {
 			on = noTop
+			r.probe(k, 2)
 		}
 		r.send(k, on, 0)
 		record(k)
