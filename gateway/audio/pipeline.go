@@ -93,6 +93,7 @@ type Pipeline struct {
 	resyncs   atomic.Int64
 
 	videoEnd   atomic.Int64 // stream ms the newest video frame ends at; -1 before one
+	videoStart atomic.Int64 // stream ms the first video frame starts at; -1 before one
 	lastPacket atomic.Int64 // unix ns of the newest Opus packet; 0 before one
 	kick       chan struct{}
 
@@ -129,6 +130,7 @@ func (t *timeline) msAt(pos int64) int64 {
 func New(cfg Config) *Pipeline {
 	p := &Pipeline{cfg: cfg, rtp: webrtcin.NewRTPStats(Rate), kick: make(chan struct{}, 1), cont: rtptime.NewContinuity(Rate)}
 	p.videoEnd.Store(-1)
+	p.videoStart.Store(-1)
 	return p
 }
 
@@ -201,7 +203,7 @@ func (p *Pipeline) onPacket(rtpTS uint32, payload []byte, now time.Time) {
 		p.concealed.Add(int64(pl.Gap))
 	}
 	if !p.tl.set {
-		p.setBase(want)
+		p.startTimeline(want)
 	}
 	// Where the packet's audio starts on the output, and where the clock
 	// wants it.
@@ -281,6 +283,50 @@ func (p *Pipeline) sendOpus(op *OpusOutput, pk []byte, n int64) {
 	p.opusPos += n
 }
 
+// maxLeadIn bounds the silence put before a publisher's first audio
+// packet to reach back to its first video frame: a track that starts
+// later than that after the video has been filled with silence by Run, or
+// belongs to a broadcast begun later.
+const maxLeadIn = time.Second
+
+// startTimeline starts the PCM timeline for the first packet, which
+// belongs at stream time ms. When the video began before it, the timeline
+// starts at or before the video's first frame with silence up to the
+// packet, in whole 20 ms frames (the Opus passthrough gets them as
+// packets): a target opens on a keyframe, and ingests take the first
+// sample of any track as the start of a recording (MediaMTX's recorder
+// discards a keyframe older than the audio's first frame as "too late";
+// FFmpeg starts audio at or before video too). p.mu held.
+func (p *Pipeline) startTimeline(ms int64) {
+	base := p.leadInBase(ms)
+	p.setBase(base)
+	if base == ms {
+		return
+	}
+	n := (ms - base) * Rate / 1000
+	if outs := p.outs.Load(); outs != nil && outs.opus != nil {
+		p.opusOut, p.opusPos = outs.opus, p.pos
+	}
+	p.fillSilence(n)
+	if p.opusOut != nil {
+		p.fillOpus(p.opusOut)
+	}
+}
+
+// leadInBase is where a timeline whose audio starts at stream time ms
+// begins: a whole number of 20 ms frames before ms, at or before the first
+// video frame (stream time 0 at the earliest), when the video began up to
+// maxLeadIn before; else ms.
+func (p *Pipeline) leadInBase(ms int64) int64 {
+	vs := p.videoStart.Load()
+	lead := ms - vs
+	if !p.cfg.FollowsVideo || vs < 0 || lead <= 0 || lead > maxLeadIn.Milliseconds() {
+		return ms
+	}
+	const frameMs = opusFrameSamples * 1000 / Rate
+	return max(ms-(lead+frameMs-1)/frameMs*frameMs, 0)
+}
+
 func (p *Pipeline) setBase(ms int64) {
 	p.tl.set, p.tl.baseMs = true, max(ms, 0)
 }
@@ -314,10 +360,11 @@ func (p *Pipeline) fillSilence(n int64) {
 }
 
 // FollowVideo is told of every video frame (on the video goroutine): the
-// stream time its display ends at. It never blocks and takes no lock the
-// audio holds while encoding: when the publisher's audio has paused, it
-// wakes Run to fill silence up to the video.
-func (p *Pipeline) FollowVideo(now time.Time, endMs int64) {
+// stream times its display starts and ends at. It never blocks and takes
+// no lock the audio holds while encoding: when the publisher's audio has
+// paused, it wakes Run to fill silence up to the video.
+func (p *Pipeline) FollowVideo(now time.Time, startMs, endMs int64) {
+	p.videoStart.CompareAndSwap(-1, startMs)
 	p.videoEnd.Store(endMs)
 	if last := p.lastPacket.Load(); last != 0 && now.UnixNano()-last < int64(silenceAfter) {
 		return // audio is flowing: nothing to fill
@@ -386,7 +433,7 @@ func (p *Pipeline) fillTo(now time.Time, lagMs int64) {
 		if target < 0 {
 			return
 		}
-		p.setBase(target)
+		p.setBase(p.leadInBase(target))
 	}
 	if p.cfg.FollowsVideo && p.dec == nil {
 		// No track: fill up to the newest video frame's end, not to "now"

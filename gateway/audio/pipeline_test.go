@@ -68,7 +68,7 @@ func TestFollowVideoNeverWaits(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 100 {
-			p.FollowVideo(time.Now(), int64(i*33))
+			p.FollowVideo(time.Now(), int64(i*33)-33, int64(i*33))
 		}
 	}()
 	select {
@@ -115,7 +115,7 @@ func TestSilenceFollowsVideo(t *testing.T) {
 	videoEnd := int64(frames * 33)
 	for i := range frames {
 		sleepUntil(start.Add(time.Duration(i*33) * time.Millisecond))
-		p.FollowVideo(time.Now(), int64(i*33+33))
+		p.FollowVideo(time.Now(), int64(i*33), int64(i*33+33))
 	}
 	time.Sleep(200 * time.Millisecond) // past the fill's lag: nothing more
 	outs.Uninstall()                   // brings the audio to the video's end and flushes
@@ -123,12 +123,12 @@ func TestSilenceFollowsVideo(t *testing.T) {
 	if len(ts) == 0 {
 		t.Fatal("no AAC frames for a stream with video and no audio track")
 	}
-	// The silence starts with the first frame that finds the fill's lag
-	// passed (within two video frames of the start) and runs in 1024-sample
-	// frames from there.
+	// The silence reaches back to the first video frame (the first fill
+	// comes once the fill's lag has passed) and runs in 1024-sample frames
+	// from there.
 	base := int64(ts[0])
-	if base > 66 {
-		t.Errorf("silence starts at %d ms, more than two video frames after the video", base)
+	if base != 0 {
+		t.Errorf("silence starts at %d ms, not with the video's first frame", base)
 	}
 	for i, v := range ts {
 		if want := base + (int64(i)*1024*1000+Rate/2)/Rate; int64(v) != want && int64(v) != want+1 {
@@ -181,7 +181,7 @@ func TestSilenceCoversEachVideoFrame(t *testing.T) {
 	clock.VideoMillis(0, 0, start)
 	for i := range 15 {
 		sleepUntil(start.Add(time.Duration(i*33) * time.Millisecond))
-		p.FollowVideo(time.Now(), int64(i*33+33))
+		p.FollowVideo(time.Now(), int64(i*33), int64(i*33+33))
 		deadline := time.Now().Add(time.Second)
 		for {
 			// An AAC frame lasts 1024 samples (21 ms as the targets count).
@@ -251,3 +251,76 @@ func BenchmarkOpusPacket(b *testing.B) {
 type discardSink struct{}
 
 func (discardSink) SendAudio(_ Output, f *media.Frame) {}
+
+// TestAudioStartsWithVideo: a publisher's first audio packet that comes
+// after its first video frame starts the audio at or before that frame,
+// with silence up to the packet in whole 20 ms frames, so a target that
+// opens on the video's first keyframe has audio covering it (MediaMTX's
+// recorder discards the keyframe when the audio starts after it). Audio
+// starting more than maxLeadIn after the video, or a stream without
+// video, starts where its packet is.
+func TestAudioStartsWithVideo(t *testing.T) {
+	pkts, err := mediafile.ReadOpusFile("../../testdata/audio.ogg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		followsVideo bool
+		videoAt      int64 // stream ms of the first video frame; -1: none
+		audioAfter   time.Duration
+		wantFirst    int64 // the first Opus and AAC frame's stream ms
+	}{
+		{"audio 30 ms after", true, 50, 80 * time.Millisecond, 40},
+		{"audio 5 ms after", true, 75, 80 * time.Millisecond, 60},
+		{"audio at stream start", true, 0, 30 * time.Millisecond, 0},
+		{"audio first", true, 100, 80 * time.Millisecond, 80},
+		{"audio long after", true, 50, 1500 * time.Millisecond, 1500},
+		{"no video", false, -1, 80 * time.Millisecond, 80},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, clock := newTestPipeline(tc.followsVideo)
+			if err := p.StartTrack(); err != nil {
+				t.Fatal(err)
+			}
+			sink := &recordingSink{}
+			outs := p.NewOutputs(sink)
+			opus := outs.Opus()
+			aac, err := outs.AAC(128000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs.Install()
+			start := time.Unix(1_700_000_000, 0)
+			clock.VideoMillis(0, 0, start) // stream time 0
+			if tc.videoAt >= 0 {
+				p.FollowVideo(start, tc.videoAt, tc.videoAt+33)
+			}
+			var ts uint32
+			for i := range 20 {
+				pk := pkts[i%len(pkts)]
+				p.onPacket(ts, pk.Data, start.Add(tc.audioAfter+time.Duration(ts)*time.Second/Rate))
+				ts += uint32(opusdec.PacketSamples(pk.Data))
+			}
+			outs.Uninstall()
+			o, a := sink.frames(opus), sink.frames(aac)
+			if len(o) < 20 || len(a) < 10 {
+				t.Fatalf("%d Opus and %d AAC frames", len(o), len(a))
+			}
+			if int64(o[0]) != tc.wantFirst || int64(a[0]) != tc.wantFirst {
+				t.Errorf("the audio starts at %d ms (Opus), %d ms (AAC), want %d", o[0], a[0], tc.wantFirst)
+			}
+			for i := 1; i < len(o); i++ {
+				if o[i]-o[i-1] != 20 {
+					t.Fatalf("Opus frames %v: not 20 ms apart", o)
+				}
+			}
+			// The publisher's packets keep their times: the silence ends
+			// where the first one begins.
+			silent := (int64(tc.audioAfter/time.Millisecond) - tc.wantFirst) * Rate / 1000
+			if got := p.ConcealedSamples(); got != silent {
+				t.Errorf("%d samples of silence, want %d", got, silent)
+			}
+		})
+	}
+}

@@ -389,6 +389,6 @@ func (v *Pipeline) sendFillLocked(sink *sinkBox, now time.Time) {
 	sink.Deliver(f)
 	f.Release()
 	if v.cfg.OnFrame != nil {
-		v.cfg.OnFrame(now, ms+int64(fl.interval))
+		v.cfg.OnFrame(now, ms, ms+int64(fl.interval))
 	}
 }

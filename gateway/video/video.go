@@ -62,9 +62,9 @@ type Config struct {
 	// before the publisher is asked for one.
 	KeyframeInterval time.Duration
 	// OnFrame is called on the receive goroutine after every access unit
-	// with the stream time its display ends at (the audio follows it). It
-	// must not block.
-	OnFrame func(now time.Time, endMs int64)
+	// with the stream times its display starts and ends at (the audio
+	// follows it). It must not block.
+	OnFrame func(now time.Time, startMs, endMs int64)
 	// VideoGap is how long the publisher's video may stall while its
 	// audio flows before the filler feeds the broadcast (filler.go); 0
 	// fills only while muted.
@@ -284,7 +284,7 @@ func (v *Pipeline) frameMillis(rawTS uint32, now time.Time) uint32 {
 		if f := v.FPS(); f > 0 {
 			frame = int64(1000 / f)
 		}
-		v.cfg.OnFrame(now, int64(ms)+frame)
+		v.cfg.OnFrame(now, int64(ms), int64(ms)+frame)
 	}
 	return ms
 }

@@ -63,7 +63,7 @@ func TestRepeatedParameterSets(t *testing.T) {
 		Clock:            avclock.New(),
 		Frames:           media.NewFramePool(),
 		KeyframeInterval: 2 * time.Second,
-		OnFrame:          func(_ time.Time, end int64) { ends = append(ends, end) },
+		OnFrame:          func(_ time.Time, _, end int64) { ends = append(ends, end) },
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	defer v.Close()
