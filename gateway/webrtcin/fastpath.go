@@ -138,38 +138,43 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 // divertConn is the ICE socket as pion's UDP mux reads it, with the fast
 // path's datagrams taken out.
 type divertConn struct {
-	net.PacketConn
-	fast *fastTable
-	// batched is PacketConn when it reads recvmmsg batches: the fast path
-	// then decrypts straight from the batch, and only pion's datagrams
-	// are copied.
-	batched *cachedAddrConn
+	*cachedAddrConn
+	fast *fastTable // nil without the fast path
+	stun *stunConn  // nil without STUN queries on this socket
 }
 
-func newDivertConn(pc net.PacketConn, fast *fastTable) divertConn {
-	c := divertConn{PacketConn: pc, fast: fast}
-	if cc, ok := pc.(*cachedAddrConn); ok && cc.batch != nil {
-		c.batched = cc
-	}
-	return c
+func newDivertConn(cc *cachedAddrConn, fast *fastTable, stun *stunConn) divertConn {
+	return divertConn{cachedAddrConn: cc, fast: fast, stun: stun}
 }
 
+// taken hands b to the fast path, then to the STUN client, and says
+// whether one of them took it. b is only read.
+func (c divertConn) taken(b []byte, from netip.AddrPort) bool {
+	return (c.fast != nil && c.fast.takeFrom(b, from)) || (c.stun != nil && c.stun.take(b, from))
+}
+
+// ReadFrom is what pion's mux reads the socket with. With recvmmsg the
+// fast path decrypts straight from the batch, and only pion's datagrams
+// are copied.
 func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if cc := c.batched; cc != nil {
+	if cc := c.cachedAddrConn; cc.batch != nil {
 		for {
 			b, from, err := cc.batch.Next()
 			if err != nil {
 				return 0, nil, err
 			}
-			if !c.fast.takeFrom(b, from) {
+			if !c.taken(b, from) {
 				return copy(p, b), cc.cache.get(from), nil
 			}
 		}
 	}
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
-		if err != nil || !c.fast.take(p[:n], addr) {
+		n, addr, err := c.cachedAddrConn.ReadFrom(p)
+		if err != nil {
 			return n, addr, err
+		}
+		if ua, ok := addr.(*net.UDPAddr); !ok || !c.taken(p[:n], ua.AddrPort()) {
+			return n, addr, nil
 		}
 	}
 }

@@ -364,7 +364,7 @@ func TestDivertConn(t *testing.T) {
 	for kind := range addrConnKinds(t, probe) {
 		t.Run(kind, func(t *testing.T) {
 			tx, rx := loopbackPair(t)
-			testDivertConn(t, tx, newDivertConn(addrConnKinds(t, rx)[kind], nil))
+			testDivertConn(t, tx, newDivertConn(addrConnKinds(t, rx)[kind], nil, nil))
 		})
 	}
 }

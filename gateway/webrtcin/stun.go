@@ -182,13 +182,14 @@ func srflxCandidates(mapped, base netip.AddrPort) ([]string, error) {
 	return out, nil
 }
 
-// stunConn is the IPv4 ICE socket as pion's UDP mux reads it: the
-// responses to the gateway's own STUN queries are taken out (they answer
-// no ICE agent); every other packet passes untouched.
+// stunConn is the gateway's STUN client on the IPv4 ICE socket: it sends
+// the queries, and the socket's reader (divertConn) hands it every
+// datagram before pion's UDP mux sees it, so that the responses to its
+// queries are taken out (they answer no ICE agent); every other packet
+// passes untouched.
 type stunConn struct {
-	*net.UDPConn
-	waiting atomic.Int32 // queries in flight: with none, ReadFrom only reads
-	addrs   addrCache    // ReadFrom's source addresses (one reader)
+	sock    *net.UDPConn
+	waiting atomic.Int32 // queries in flight: with none, nothing is looked at
 
 	mu      sync.Mutex
 	pending map[[stun.TransactionIDSize]byte]stunWait
@@ -205,27 +206,17 @@ type stunAnswer struct {
 }
 
 func newSTUNConn(c *net.UDPConn) *stunConn {
-	return &stunConn{UDPConn: c, pending: map[[stun.TransactionIDSize]byte]stunWait{}}
+	return &stunConn{sock: c, pending: map[[stun.TransactionIDSize]byte]stunWait{}}
 }
 
-// ReadFrom is what pion's mux reads the socket with.
-func (c *stunConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, addr, err := readFromCached(c.UDPConn, &c.addrs, p)
-		if err != nil || c.waiting.Load() == 0 || !c.take(p[:n], addr) {
-			return n, addr, err
-		}
-	}
-}
-
-// take delivers b to the query it answers, if any.
-func (c *stunConn) take(b []byte, from net.Addr) bool {
-	ua, ok := from.(*net.UDPAddr)
-	if !ok || !stun.IsMessage(b) {
+// take delivers b to the query it answers, if any, and says whether it
+// did. b is only read.
+func (c *stunConn) take(b []byte, from netip.AddrPort) bool {
+	if c.waiting.Load() == 0 || !stun.IsMessage(b) {
 		return false
 	}
 	// An IPv4 socket may report a 4-in-6 address.
-	src := netip.AddrPortFrom(ua.AddrPort().Addr().Unmap(), ua.AddrPort().Port())
+	src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	id, mapped, err := parseBindingResponse(b)
 	if errors.Is(err, errNotBindingResponse) {
 		return false
@@ -334,7 +325,7 @@ func (c *stunConn) query(ctx context.Context, server string, timeout time.Durati
 			}
 			return a.mapped, nil
 		case <-timer.C:
-			if _, err := c.UDPConn.WriteToUDPAddrPort(req.Raw, dst); err != nil {
+			if _, err := c.sock.WriteToUDPAddrPort(req.Raw, dst); err != nil {
 				return netip.AddrPort{}, fmt.Errorf("stun %s (%s): send: %w", server, dst, err)
 			}
 			sent++

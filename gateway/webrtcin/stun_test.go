@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,8 +306,16 @@ func TestSTUNNotAskedWithIPs(t *testing.T) {
 
 // TestSTUNConnTakesOnlyItsAnswers: the ICE socket's reader takes out
 // a response only when it comes from the server asked and carries the
-// query's transaction id; everything else reaches pion's mux.
+// query's transaction id; everything else reaches pion's mux. Both ways
+// of reading the socket (recvmmsg batches, a datagram a call).
 func TestSTUNConnTakesOnlyItsAnswers(t *testing.T) {
+	_, probe := loopbackPair(t)
+	for kind := range addrConnKinds(t, probe) {
+		t.Run(kind, func(t *testing.T) { testSTUNConnTakesOnlyItsAnswers(t, kind) })
+	}
+}
+
+func testSTUNConnTakesOnlyItsAnswers(t *testing.T, kind string) {
 	server, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -321,8 +330,9 @@ func TestSTUNConnTakesOnlyItsAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer sock.Close()
 	c := newSTUNConn(sock)
-	defer c.Close()
+	mux := newDivertConn(addrConnKinds(t, sock)[kind], nil, c)
 
 	type read struct {
 		b    []byte
@@ -332,7 +342,7 @@ func TestSTUNConnTakesOnlyItsAnswers(t *testing.T) {
 	go func() {
 		buf := make([]byte, 1500)
 		for {
-			n, from, err := c.ReadFrom(buf)
+			n, from, err := mux.ReadFrom(buf)
 			if err != nil {
 				close(reads)
 				return
@@ -537,5 +547,45 @@ func TestSTUNSrflxInRestart(t *testing.T) {
 	}
 	if len(srflx) != 1 || !strings.Contains(srflx[0], " 1 udp ") || !strings.Contains(srflx[0], "203.0.113.7 40123 typ srflx raddr ") {
 		t.Errorf("restart fragment's srflx candidates %q, want the public address for component 1:\n%s", srflx, gwFrag)
+	}
+}
+
+// TestSocketReaderBatchesWithSTUN: the IPv4 socket that the STUN client
+// uses is read in recvmmsg batches like any other, with or without the
+// fast path (it used to be read a datagram a call through the STUN
+// client).
+func TestSocketReaderBatchesWithSTUN(t *testing.T) {
+	_, sock := loopbackPair(t)
+	stunClient := newSTUNConn(sock)
+	for _, tc := range []struct {
+		name   string
+		fast   *fastTable
+		stun   *stunConn
+		divert bool
+	}{
+		{"stun", nil, stunClient, true},
+		{"fast path and stun", &fastTable{}, stunClient, true},
+		{"fast path", &fastTable{}, nil, true},
+		{"neither", nil, nil, false},
+	} {
+		pc := socketReader(sock, tc.fast, tc.stun)
+		var cc *cachedAddrConn
+		switch c := pc.(type) {
+		case divertConn:
+			if !tc.divert || c.fast != tc.fast || c.stun != tc.stun {
+				t.Errorf("%s: a divertConn with fast path %v and STUN %v", tc.name, c.fast != nil, c.stun != nil)
+			}
+			cc = c.cachedAddrConn
+		case *cachedAddrConn:
+			if tc.divert {
+				t.Errorf("%s: nothing taken out of the socket", tc.name)
+			}
+			cc = c
+		default:
+			t.Fatalf("%s: read through %T", tc.name, pc)
+		}
+		if runtime.GOOS == "linux" && cc.batch == nil {
+			t.Errorf("%s: not read in recvmmsg batches", tc.name)
+		}
 	}
 }

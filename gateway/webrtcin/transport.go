@@ -126,24 +126,19 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 	}
 	var muxes familyMux
 	var networks []webrtc.NetworkType
-	var stunConn *stunConn
+	var stunClient *stunConn
 	for _, c := range []*net.UDPConn{t.udp4, t.udp6} {
 		if c == nil {
 			continue
 		}
 		_ = c.SetReadBuffer(socketBuffer)
 		_ = c.SetWriteBuffer(socketBuffer)
-		var pc net.PacketConn = newCachedAddrConn(c)
+		var stun *stunConn // its answers are taken out of what pion's mux reads
 		if c == t.udp4 && useSTUN {
-			// pion's mux reads the socket through the STUN client, which
-			// takes its answers out of the stream.
-			stunConn = newSTUNConn(c)
-			pc = stunConn
+			stunClient = newSTUNConn(c)
+			stun = stunClient
 		}
-		if t.fast != nil {
-			pc = newDivertConn(pc, t.fast)
-		}
-		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: pc})
+		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: socketReader(c, t.fast, stun)})
 		if c == t.udp4 {
 			muxes.v4 = m
 			networks = append(networks, webrtc.NetworkTypeUDP4)
@@ -193,7 +188,7 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 	if useSTUN {
 		t.stun = &reflexive{
 			server:  cfg.STUNServer,
-			conn:    stunConn,
+			conn:    stunClient,
 			base:    srflxBase(muxes.v4.GetListenAddresses(), port),
 			timeout: cmp.Or(cfg.STUNTimeout, defaultSTUNTimeout),
 			every:   cmp.Or(cfg.STUNRefresh, defaultSTUNRefresh),
@@ -267,6 +262,18 @@ func (t *Transport) Close() error {
 // one port, and advertises addrs as its host candidates. pion's
 // MultiUDPMuxDefault routes by listen address, which a mux on the IPv6
 // wildcard lists for both families; this one routes by family.
+// socketReader is how pion's UDP mux reads an ICE socket: in recvmmsg
+// batches where the system has them, the fast path's and the STUN
+// client's datagrams taken out first when there are those (either may be
+// nil).
+func socketReader(c *net.UDPConn, fast *fastTable, stun *stunConn) net.PacketConn {
+	cc := newCachedAddrConn(c)
+	if fast == nil && stun == nil {
+		return cc
+	}
+	return newDivertConn(cc, fast, stun)
+}
+
 type familyMux struct {
 	v4, v6 ice.UDPMux // v6 may be nil
 	addrs  []net.Addr
