@@ -129,6 +129,9 @@ type Metrics struct {
 	// FastPathAuthFailures those it could not authenticate and left to
 	// pion (webrtcin/fastpath.go).
 	FastPathPackets, FastPathAuthFailures uint64
+	// OversizedDatagrams counts the ICE UDP datagrams dropped for being
+	// larger than any WebRTC packet (webrtcin.Transport).
+	OversizedDatagrams uint64
 	// LimitRefusals counts requests refused at each limit, by
 	// apierr.Limit* name (every limit present, zeros included).
 	LimitRefusals map[string]uint64
@@ -165,6 +168,7 @@ func (m *Manager) Metrics() Metrics {
 		FillerFrames:         m.totals.fillerFrames.Load(),
 		FastPathPackets:      m.totals.fastRTP.Load(),
 		FastPathAuthFailures: m.totals.fastFailures.Load(),
+		OversizedDatagrams:   m.transport.OversizedDatagrams(),
 		LimitRefusals: map[string]uint64{
 			apierr.LimitStreams:        m.totals.refusedStreams.Load(),
 			apierr.LimitTargets:        m.totals.refusedTargets.Load(),

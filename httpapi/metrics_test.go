@@ -47,6 +47,7 @@ func TestMetricsExposition(t *testing.T) {
 		"castbridge_video_filler_frames_total":         dto.MetricType_COUNTER,
 		"castbridge_rtp_fast_path_packets_total":       dto.MetricType_COUNTER,
 		"castbridge_rtp_fast_path_auth_failures_total": dto.MetricType_COUNTER,
+		"castbridge_ice_udp_oversized_datagrams_total": dto.MetricType_COUNTER,
 		"castbridge_limit_refusals_total":              dto.MetricType_COUNTER,
 		"castbridge_webhook_deliveries_total":          dto.MetricType_COUNTER,
 		"castbridge_webhook_failed_attempts_total":     dto.MetricType_COUNTER,

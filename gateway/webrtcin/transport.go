@@ -68,7 +68,8 @@ const (
 // IPv4 and IPv6, and optionally one TCP port), and the pion settings that
 // serve sessions on them.
 type Transport struct {
-	udp4, udp6 *net.UDPConn // udp6 is nil without IPv6
+	udp4, udp6 *net.UDPConn      // udp6 is nil without IPv6
+	readers    []*cachedAddrConn // how the mux reads them
 	mux        ice.UDPMux
 	tcp        *tcpTransport // nil without ICE-TCP
 	stun       *reflexive    // nil without STUN
@@ -138,7 +139,9 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 			stunClient = newSTUNConn(c)
 			stun = stunClient
 		}
-		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: socketReader(c, t.fast, stun)})
+		cc := newCachedAddrConn(c)
+		t.readers = append(t.readers, cc)
+		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: socketReader(cc, t.fast, stun)})
 		if c == t.udp4 {
 			muxes.v4 = m
 			networks = append(networks, webrtc.NetworkTypeUDP4)
@@ -266,12 +269,24 @@ func (t *Transport) Close() error {
 // batches where the system has them, the fast path's and the STUN
 // client's datagrams taken out first when there are those (either may be
 // nil).
-func socketReader(c *net.UDPConn, fast *fastTable, stun *stunConn) net.PacketConn {
-	cc := newCachedAddrConn(c)
+func socketReader(cc *cachedAddrConn, fast *fastTable, stun *stunConn) net.PacketConn {
 	if fast == nil && stun == nil {
 		return cc
 	}
 	return newDivertConn(cc, fast, stun)
+}
+
+// OversizedDatagrams counts the datagrams the ICE UDP sockets dropped for
+// being over 4 KiB (no publisher's ICE, DTLS or media is; recvmmsg
+// batches only).
+func (t *Transport) OversizedDatagrams() uint64 {
+	var n uint64
+	for _, cc := range t.readers {
+		if cc.batch != nil {
+			n += cc.batch.truncated.Load()
+		}
+	}
+	return n
 }
 
 type familyMux struct {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -46,8 +47,8 @@ type batchReader struct {
 	n, next   int           // datagrams in the batch; the next to hand out
 	errno     syscall.Errno // the last recvmmsg's error
 	recv      func(fd uintptr) bool
-	reads     uint64 // recvmmsg calls that returned datagrams
-	truncated uint64 // datagrams over udpBatchBuf, dropped
+	reads     uint64        // recvmmsg calls that returned datagrams
+	truncated atomic.Uint64 // datagrams over udpBatchBuf, dropped (read by the metrics)
 }
 
 func newBatchReader(c *net.UDPConn) (*batchReader, error) {
@@ -107,7 +108,7 @@ func (b *batchReader) Next() ([]byte, netip.AddrPort, error) {
 			b.next++
 			m := &b.msgs[i]
 			if m.hdr.Flags&unix.MSG_TRUNC != 0 {
-				b.truncated++
+				b.truncated.Add(1)
 				continue
 			}
 			ap, ok := sockaddrAddrPort(&b.names[i], m.hdr.Namelen)

@@ -3,6 +3,7 @@ package webrtcin
 import (
 	"bytes"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -91,8 +92,8 @@ func TestBatchReaderEdges(t *testing.T) {
 	if n, _, err := b.ReadFrom(buf); err != nil || string(buf[:n]) != "after" {
 		t.Fatalf("after an oversized datagram: %q, %v; want \"after\"", buf[:n], err)
 	}
-	if b.truncated != 1 {
-		t.Errorf("truncated %d, want the one oversized datagram", b.truncated)
+	if n := b.truncated.Load(); n != 1 {
+		t.Errorf("truncated %d, want the one oversized datagram", n)
 	}
 	if n, _, err := b.ReadFrom(buf); err != nil || n != 100 || buf[99] != 7 {
 		t.Fatalf("a 1000-byte datagram into 100 bytes: %d, %v", n, err)
@@ -152,5 +153,34 @@ func TestSockaddrAddrPortShort(t *testing.T) {
 	sa.Family = 99
 	if _, ok := sockaddrAddrPort(&sa, unix.SizeofSockaddrInet6); ok {
 		t.Error("an unknown family was read")
+	}
+}
+
+// TestTransportCountsOversizedDatagrams: a datagram over 4 KiB sent to the
+// ICE port is dropped and counted where the metrics read it; a normal one
+// is not counted.
+func TestTransportCountsOversizedDatagrams(t *testing.T) {
+	tr, err := Listen(ListenConfig{IPs: []net.IP{net.IPv4(127, 0, 0, 1).To4()}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tr.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, size := range []int{100, udpBatchBuf + 1, 200, 9000} {
+		if _, err := c.Write(make([]byte, size)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.OversizedDatagrams() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // nothing more comes
+	if n := tr.OversizedDatagrams(); n != 2 {
+		t.Errorf("%d oversized datagrams counted, want 2", n)
 	}
 }

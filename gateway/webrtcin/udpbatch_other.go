@@ -6,11 +6,12 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync/atomic"
 )
 
 // batchReader: recvmmsg(2) is Linux's; elsewhere the socket is read a
 // datagram at a time (newBatchReader fails, and the caller reads itself).
-type batchReader struct{ truncated uint64 }
+type batchReader struct{ truncated atomic.Uint64 }
 
 func newBatchReader(*net.UDPConn) (*batchReader, error) {
 	return nil, errors.New("recvmmsg: not on this system")
