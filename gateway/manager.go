@@ -64,6 +64,8 @@ type Config struct {
 	// NoSRTPFastPath keeps every RTP packet on pion's receive path
 	// (webrtcin.ListenConfig.NoFastPath).
 	NoSRTPFastPath bool
+	// ICEReadCoalesce is webrtcin.ListenConfig.ReadCoalesce.
+	ICEReadCoalesce time.Duration
 	// CloseTimeout is how long stopping a broadcast or closing a stream
 	// waits for its ingests to be told goodbye before cutting them off.
 	CloseTimeout time.Duration
@@ -197,6 +199,7 @@ func NewManager(cfg Config) (*Manager, error) {
 
 		ICEDisconnectedTimeout: cfg.ICEDisconnectedTimeout,
 		NoFastPath:             cfg.NoSRTPFastPath,
+		ReadCoalesce:           cfg.ICEReadCoalesce,
 	})
 	if err != nil {
 		return nil, err

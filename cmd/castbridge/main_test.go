@@ -74,6 +74,34 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 // --gc-percent: 50 by default, a flag or CASTBRIDGE_GC_PERCENT sets it, and
 // GOGC in the environment is left to the runtime unless one of those is
 // given; the gateway applies it.
+// TestICEReadCoalesceOption: --ice-read-coalesce's default, flag and
+// variable, and its bounds.
+func TestICEReadCoalesceOption(t *testing.T) {
+	for _, c := range []struct {
+		args      []string
+		env       map[string]string
+		want      time.Duration
+		wantError string
+	}{
+		{want: defaultReadCoalesce},
+		{args: []string{"--ice-read-coalesce", "0"}, want: 0},
+		{env: map[string]string{"CASTBRIDGE_ICE_READ_COALESCE": "2ms"}, want: 2 * time.Millisecond},
+		{args: []string{"--ice-read-coalesce", "6ms"}, wantError: "--ice-read-coalesce: 6ms is outside 0 to 5ms"},
+		{args: []string{"--ice-read-coalesce", "-1ms"}, wantError: "is outside"},
+	} {
+		o, err := parseOptions(c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if c.wantError != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantError) {
+				t.Errorf("%v %v: error %v, want %q", c.args, c.env, err, c.wantError)
+			}
+			continue
+		}
+		if err != nil || o.iceReadCoalesce != c.want {
+			t.Errorf("%v %v: %v, %v; want %v", c.args, c.env, o.iceReadCoalesce, err, c.want)
+		}
+	}
+}
+
 func TestGCPercentOption(t *testing.T) {
 	cases := []struct {
 		args      []string

@@ -568,7 +568,7 @@ func TestSocketReaderBatchesWithSTUN(t *testing.T) {
 		{"fast path", &fastTable{}, nil, true},
 		{"neither", nil, nil, false},
 	} {
-		pc := socketReader(newCachedAddrConn(sock), tc.fast, tc.stun)
+		pc := socketReader(newCachedAddrConn(sock, 0), tc.fast, tc.stun)
 		var cc *cachedAddrConn
 		switch c := pc.(type) {
 		case divertConn:

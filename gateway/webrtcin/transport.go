@@ -54,7 +54,13 @@ type ListenConfig struct {
 	// the SRTP fast path (fastpath.go): for comparison, or should a peer's
 	// DTLS be one the fast path misreads (it then falls back by itself).
 	NoFastPath bool
-	Logger     *slog.Logger
+	// ReadCoalesce is how long the UDP sockets' reader waits, after a
+	// recvmmsg batch of more than one datagram but less than a full one,
+	// before it reads again: the datagrams that arrive meanwhile come in
+	// one call instead of a wake-up and a call each (0: read again at
+	// once). Linux only.
+	ReadCoalesce time.Duration
+	Logger       *slog.Logger
 }
 
 // iceFailedAfter and iceKeepalive are pion's defaults, given again when
@@ -139,7 +145,7 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 			stunClient = newSTUNConn(c)
 			stun = stunClient
 		}
-		cc := newCachedAddrConn(c)
+		cc := newCachedAddrConn(c, cfg.ReadCoalesce)
 		t.readers = append(t.readers, cc)
 		m := ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: plog, UDPConn: socketReader(cc, t.fast, stun)})
 		if c == t.udp4 {

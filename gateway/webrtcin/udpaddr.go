@@ -3,6 +3,7 @@ package webrtcin
 import (
 	"net"
 	"net/netip"
+	"time"
 )
 
 // maxCachedAddrs bounds addrCache: beyond it the cache starts over, so a
@@ -48,10 +49,11 @@ type cachedAddrConn struct {
 	batch *batchReader // recvmmsg(2) where the system has it, else nil
 }
 
-// newCachedAddrConn reads c in batches where it can.
-func newCachedAddrConn(c *net.UDPConn) *cachedAddrConn {
+// newCachedAddrConn reads c in batches where it can, waiting coalesce
+// between batches that were not full (ListenConfig.ReadCoalesce).
+func newCachedAddrConn(c *net.UDPConn, coalesce time.Duration) *cachedAddrConn {
 	cc := &cachedAddrConn{UDPConn: c}
-	if b, err := newBatchReader(c); err == nil {
+	if b, err := newBatchReader(c, coalesce); err == nil {
 		cc.batch = b
 	}
 	return cc

@@ -28,7 +28,7 @@ func loopbackPair(t *testing.T) (tx, rx *net.UDPConn) {
 // system call, and recvmmsg's batches (Linux).
 func addrConnKinds(t *testing.T, rx *net.UDPConn) map[string]*cachedAddrConn {
 	kinds := map[string]*cachedAddrConn{"single": {UDPConn: rx}}
-	if c := newCachedAddrConn(rx); c.batch != nil {
+	if c := newCachedAddrConn(rx, 0); c.batch != nil {
 		kinds["batched"] = c
 	} else if runtime.GOOS == "linux" {
 		t.Fatal("no recvmmsg reader on Linux")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,19 +45,25 @@ type batchReader struct {
 	names [udpBatch]unix.RawSockaddrInet6
 	buf   []byte // udpBatch buffers of udpBatchBuf
 
-	n, next   int           // datagrams in the batch; the next to hand out
-	errno     syscall.Errno // the last recvmmsg's error
-	recv      func(fd uintptr) bool
+	n, next  int           // datagrams in the batch; the next to hand out
+	errno    syscall.Errno // the last recvmmsg's error
+	recv     func(fd uintptr) bool
+	coalesce time.Duration // see ListenConfig.ReadCoalesce
+	// The arrival rate, measured over windows of rateWindow: busy while
+	// coalesce gathers coalesceMin datagrams or more (see Next).
+	winStart  time.Time
+	winCount  int
+	busy      bool
 	reads     uint64        // recvmmsg calls that returned datagrams
 	truncated atomic.Uint64 // datagrams over udpBatchBuf, dropped (read by the metrics)
 }
 
-func newBatchReader(c *net.UDPConn) (*batchReader, error) {
+func newBatchReader(c *net.UDPConn, coalesce time.Duration) (*batchReader, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	b := &batchReader{rc: rc, buf: make([]byte, udpBatch*udpBatchBuf)}
+	b := &batchReader{rc: rc, buf: make([]byte, udpBatch*udpBatchBuf), coalesce: coalesce}
 	for i := range b.msgs {
 		b.iovs[i].Base = &b.buf[i*udpBatchBuf]
 		b.iovs[i].SetLen(udpBatchBuf)
@@ -85,10 +92,39 @@ func (b *batchReader) recvmmsg(fd uintptr) bool {
 		case 0:
 			b.n, b.next = int(n), 0
 			b.reads++
+			if b.coalesce > 0 {
+				b.measure(int(n))
+			}
 		default:
 			b.errno = e
 		}
 		return true
+	}
+}
+
+const (
+	// rateWindow is how often the arrival rate is judged.
+	rateWindow = 100 * time.Millisecond
+	// coalesceMin: waiting pays only when it gathers this many datagrams
+	// (measured: at ~1 datagram per wait, 10 streams, the extra timer
+	// wake-ups cost a quarter more CPU; at ~6, 50 streams, and more,
+	// waiting saved up to a seventh).
+	coalesceMin = 4
+)
+
+// measure counts n datagrams into the rate window, and at its end decides
+// whether the reader is busy: coalesceMin or more datagrams arrive in a
+// coalesce.
+func (b *batchReader) measure(n int) {
+	b.winCount += n
+	now := time.Now()
+	if b.winStart.IsZero() {
+		b.winStart = now
+		return
+	}
+	if d := now.Sub(b.winStart); d >= rateWindow {
+		b.busy = int64(b.winCount)*int64(b.coalesce) >= coalesceMin*int64(d)
+		b.winStart, b.winCount = now, 0
 	}
 }
 
@@ -117,6 +153,12 @@ func (b *batchReader) Next() ([]byte, netip.AddrPort, error) {
 			}
 			off := i * udpBatchBuf
 			return b.buf[off : off+int(m.len) : off+int(m.len)], ap, nil
+		}
+		if b.busy && b.n < udpBatch {
+			// Datagrams come fast enough that waiting gathers several,
+			// and this batch was not full: let more gather before the
+			// next call (ListenConfig.ReadCoalesce).
+			time.Sleep(b.coalesce)
 		}
 		b.n, b.next, b.errno = 0, 0, 0
 		if err := b.rc.Read(b.recv); err != nil {

@@ -25,7 +25,7 @@ func datagram(sender, i int) []byte {
 // address.
 func TestBatchReader(t *testing.T) {
 	_, rx := loopbackPair(t)
-	b, err := newBatchReader(rx)
+	b, err := newBatchReader(rx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestBatchReader(t *testing.T) {
 // back as such, and closing the socket ends a blocked read.
 func TestBatchReaderEdges(t *testing.T) {
 	tx, rx := loopbackPair(t)
-	b, err := newBatchReader(rx)
+	b, err := newBatchReader(rx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestBatchReaderEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tx6.Close()
-		b6, err := newBatchReader(rx6)
+		b6, err := newBatchReader(rx6, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,5 +182,98 @@ func TestTransportCountsOversizedDatagrams(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // nothing more comes
 	if n := tr.OversizedDatagrams(); n != 2 {
 		t.Errorf("%d oversized datagrams counted, want 2", n)
+	}
+}
+
+// TestBatchReaderCoalesce: while datagrams come fast (busy), the reader
+// waits ReadCoalesce after a batch that was not full, so what arrives
+// meanwhile comes in one recvmmsg; otherwise it reads again at once.
+func TestBatchReaderCoalesce(t *testing.T) {
+	const coalesce = time.Second
+	tx, rx := loopbackPair(t)
+	b, err := newBatchReader(rx, coalesce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int) {
+		for i := range n {
+			if _, err := tx.Write(datagram(0, i)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	next := func() {
+		t.Helper()
+		if _, _, err := b.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not busy: after a batch of two the next datagram is read as it
+	// comes.
+	send(2)
+	time.Sleep(50 * time.Millisecond) // both are in the socket
+	next()
+	next()
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		send(1)
+	}()
+	start := time.Now()
+	next()
+	if d := time.Since(start); d >= coalesce {
+		t.Errorf("not busy, the next read took %v", d)
+	}
+	// Busy: a batch of two, then three while the reader waits: one call
+	// for the three, a second after the first call's end.
+	b.busy = true
+	send(2)
+	time.Sleep(50 * time.Millisecond)
+	next()
+	next()
+	if b.n != 2 {
+		t.Fatalf("a batch of %d, want the two sent", b.n)
+	}
+	reads := b.reads
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		send(3)
+	}()
+	start = time.Now()
+	next()
+	if d := time.Since(start); d < coalesce {
+		t.Errorf("busy, the next read came %v after a batch of two, want the %v wait", d, coalesce)
+	}
+	next()
+	next()
+	if b.reads != reads+1 || b.n != 3 {
+		t.Errorf("the three datagrams sent during the wait took %d calls (the last a batch of %d)", b.reads-reads, b.n)
+	}
+}
+
+// TestBatchReaderBusy: the reader counts as busy while a coalesce gathers
+// coalesceMin datagrams or more, judged once a rate window has passed.
+func TestBatchReaderBusy(t *testing.T) {
+	b := &batchReader{coalesce: 500 * time.Microsecond}
+	for _, tc := range []struct {
+		perWindow int // datagrams in one rateWindow
+		busy      bool
+	}{
+		{100, false}, // 1,000/s: 0.5 a coalesce
+		{7000, true}, // 70,000/s: 35
+		{700, false}, // 7,000/s: 3.5
+		{1000, true}, // 10,000/s: 5
+		{0, false},   // silence
+	} {
+		b.winStart, b.winCount = time.Now().Add(-rateWindow), 0
+		b.measure(tc.perWindow)
+		if b.busy != tc.busy {
+			t.Errorf("%d datagrams in %v: busy %v, want %v", tc.perWindow, rateWindow, b.busy, tc.busy)
+		}
+	}
+	// Within a window nothing is decided.
+	b.winStart, b.winCount, b.busy = time.Now(), 0, false
+	b.measure(100000)
+	if b.busy {
+		t.Error("busy decided before the window's end")
 	}
 }

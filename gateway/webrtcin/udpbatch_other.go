@@ -7,13 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 )
 
 // batchReader: recvmmsg(2) is Linux's; elsewhere the socket is read a
 // datagram at a time (newBatchReader fails, and the caller reads itself).
 type batchReader struct{ truncated atomic.Uint64 }
 
-func newBatchReader(*net.UDPConn) (*batchReader, error) {
+func newBatchReader(*net.UDPConn, time.Duration) (*batchReader, error) {
 	return nil, errors.New("recvmmsg: not on this system")
 }
 
