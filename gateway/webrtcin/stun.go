@@ -217,20 +217,27 @@ func (c *stunConn) take(b []byte, from netip.AddrPort) bool {
 	}
 	// An IPv4 socket may report a 4-in-6 address.
 	src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	id, mapped, err := parseBindingResponse(b)
-	if errors.Is(err, errNotBindingResponse) {
-		return false
-	}
+	// Only an answer to a query of ours, from the server asked, is
+	// parsed: the transaction id is bytes 8-20 of any STUN header.
+	var id [stun.TransactionIDSize]byte
+	copy(id[:], b[8:20])
 	c.mu.Lock()
 	w, ok := c.pending[id]
-	if ok && w.server == src {
-		delete(c.pending, id)
-	}
 	c.mu.Unlock()
 	if !ok || w.server != src {
 		return false
 	}
-	w.answer <- stunAnswer{mapped: mapped, err: err}
+	pid, mapped, err := parseBindingResponse(b)
+	if errors.Is(err, errNotBindingResponse) || pid != id {
+		return false
+	}
+	c.mu.Lock()
+	_, still := c.pending[id]
+	delete(c.pending, id)
+	c.mu.Unlock()
+	if still {
+		w.answer <- stunAnswer{mapped: mapped, err: err}
+	}
 	return true
 }
 
@@ -260,7 +267,10 @@ func parseBindingResponse(b []byte) (id [stun.TransactionIDSize]byte, mapped net
 	var ip net.IP
 	var port int
 	var xor stun.XORMappedAddress
-	if err := xor.GetFrom(m); err == nil {
+	// pion/stun v0.6.1 reads an XOR-MAPPED-ADDRESS's family before it
+	// checks the value's length: one under 2 bytes panicked the socket's
+	// reader (FuzzParseBindingResponse found it). An IPv4 value is 8 bytes.
+	if v, err := m.Get(stun.AttrXORMappedAddress); err == nil && len(v) >= 8 && xor.GetFrom(m) == nil {
 		ip, port = xor.IP, xor.Port
 	} else {
 		var plain stun.MappedAddress

@@ -589,3 +589,35 @@ func TestSocketReaderBatchesWithSTUN(t *testing.T) {
 		}
 	}
 }
+
+// TestSTUNTakeMalformedAnswer: an answer from the server asked, with the
+// query's id, whose XOR-MAPPED-ADDRESS is empty (pion/stun v0.6.1 panicked
+// on it) reaches the query as an error; the same bytes from elsewhere are
+// not even parsed, and pass through.
+func TestSTUNTakeMalformedAnswer(t *testing.T) {
+	_, sock := loopbackPair(t)
+	c := newSTUNConn(sock)
+	server := netip.MustParseAddrPort("192.0.2.1:3478")
+	// A binding success whose only attribute is XOR-MAPPED-ADDRESS of
+	// length 0 (the fuzzer's input, with the transaction id set).
+	b := []byte("\x01\x01\x00\x04\x21\x12\xa4\x42abcdefghijkl\x00\x20\x00\x00")
+	var id [stun.TransactionIDSize]byte
+	copy(id[:], "abcdefghijkl")
+	w := stunWait{server: server, answer: make(chan stunAnswer, 1)}
+	c.pending[id] = w
+	c.waiting.Add(1)
+	if c.take(b, netip.MustParseAddrPort("198.51.100.9:3478")) {
+		t.Error("an answer from another address was taken")
+	}
+	if !c.take(b, server) {
+		t.Fatal("the server's answer to the query was not taken")
+	}
+	select {
+	case a := <-w.answer:
+		if a.err == nil || !strings.Contains(a.err.Error(), "without a mapped address") {
+			t.Errorf("answer %+v, want the missing address as an error", a)
+		}
+	default:
+		t.Fatal("the query got no answer")
+	}
+}
