@@ -222,22 +222,18 @@ func (c *stunConn) take(b []byte, from netip.AddrPort) bool {
 	var id [stun.TransactionIDSize]byte
 	copy(id[:], b[8:20])
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	w, ok := c.pending[id]
-	c.mu.Unlock()
 	if !ok || w.server != src {
 		return false
 	}
-	pid, mapped, err := parseBindingResponse(b)
-	if errors.Is(err, errNotBindingResponse) || pid != id {
+	_, mapped, err := parseBindingResponse(b)
+	if errors.Is(err, errNotBindingResponse) {
 		return false
 	}
-	c.mu.Lock()
-	_, still := c.pending[id]
+	// Deleted with the one send: the buffered channel never fills.
 	delete(c.pending, id)
-	c.mu.Unlock()
-	if still {
-		w.answer <- stunAnswer{mapped: mapped, err: err}
-	}
+	w.answer <- stunAnswer{mapped: mapped, err: err}
 	return true
 }
 
