@@ -385,13 +385,5 @@ func TestHealthzUnderFlood(t *testing.T) {
 		t.Errorf("/healthz after the flood: %v", err)
 	}
 
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return")
-	}
+	stopRun(t, stop, done)
 }

@@ -74,6 +74,21 @@ func TestOptionsFromFlagsAndEnvironment(t *testing.T) {
 // --gc-percent: 50 by default, a flag or CASTBRIDGE_GC_PERCENT sets it, and
 // GOGC in the environment is left to the runtime unless one of those is
 // given; the gateway applies it.
+// stopRun cancels a run started by the test and fails it unless run
+// returns nil within 20 s.
+func stopRun(t *testing.T, stop context.CancelFunc, done <-chan error) {
+	t.Helper()
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return")
+	}
+}
+
 // TestICEReadCoalesceOption: --ice-read-coalesce's default, flag and
 // variable, and its bounds.
 func TestICEReadCoalesceOption(t *testing.T) {
@@ -473,15 +488,7 @@ func TestLocalIngestKey(t *testing.T) {
 	if err := dial("/live/demo?key=topsecret-7"); err != nil {
 		t.Fatalf("publish with the key: %v", err)
 	}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return")
-	}
+	stopRun(t, stop, done)
 	if _, err := os.Stat(filepath.Join(dir, "demo.flv")); err != nil {
 		t.Fatalf("the keyed publish was not recorded: %v", err)
 	}

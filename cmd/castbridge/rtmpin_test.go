@@ -127,15 +127,7 @@ func TestRTMPInBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // the stream ends, its target unpublishes
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return")
-	}
+	stopRun(t, stop, done)
 	if pr := flvtest.ProbeVideo(t, filepath.Join(rec, "relayed.flv")); pr.CodecName != "h264" || pr.Frames != len(st.Units) {
 		t.Errorf("the relayed recording: %+v, want %d H.264 frames", pr, len(st.Units))
 	}

@@ -94,16 +94,7 @@ func TestSilenceFollowsVideo(t *testing.T) {
 		t.Fatal(err)
 	}
 	outs.Install()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		p.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-ran
-	}()
+	defer runClock(p)()
 
 	start := time.Now()
 	clock.VideoMillis(0, 0, start) // the first video frame: stream time 0
@@ -167,16 +158,7 @@ func TestSilenceCoversEachVideoFrame(t *testing.T) {
 	}
 	outs.Install()
 	defer outs.Uninstall()
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		p.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-ran
-	}()
+	defer runClock(p)()
 	start := time.Now()
 	clock.VideoMillis(0, 0, start)
 	for i := range 15 {
@@ -205,6 +187,21 @@ func TestSilenceCoversEachVideoFrame(t *testing.T) {
 	}
 	if end, _ := sink.lastEnd(opus); end > 15*33+aacLeadMs {
 		t.Errorf("silence ends at %d ms, past the video's end %d and the AAC encoder's delay", end, 15*33)
+	}
+}
+
+// runClock starts p's clock goroutine (Run); the function it returns
+// stops and joins it.
+func runClock(p *Pipeline) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		p.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-ran
 	}
 }
 

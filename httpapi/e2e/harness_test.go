@@ -137,16 +137,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	return h
 }
 
-// startRTMPIn runs the gateway's built-in ingest as cmd/castbridge does:
-// publishes with a relay key become streams (Manager.RouteRTMP). It closes
-// before the manager shuts down (cleanups run last first).
-func startRTMPIn(t *testing.T, m *gateway.Manager, tlsCfg *tls.Config, log *slog.Logger) *ingest.Server {
-	t.Helper()
-	ing, err := ingest.Listen(ingest.Config{Addr: "127.0.0.1:0", Route: m.RouteRTMP, TLS: tlsCfg,
-		Logger: log.With("component", "rtmp-in")})
-	if err != nil {
-		t.Fatal(err)
-	}
+// serveIngest serves ing until the test ends, then closes it and waits
+// for Serve to return.
+func serveIngest(t *testing.T, ing *ingest.Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -158,6 +151,19 @@ func startRTMPIn(t *testing.T, m *gateway.Manager, tlsCfg *tls.Config, log *slog
 		_ = ing.Close()
 		<-done
 	})
+}
+
+// startRTMPIn runs the gateway's built-in ingest as cmd/castbridge does:
+// publishes with a relay key become streams (Manager.RouteRTMP). It closes
+// before the manager shuts down (cleanups run last first).
+func startRTMPIn(t *testing.T, m *gateway.Manager, tlsCfg *tls.Config, log *slog.Logger) *ingest.Server {
+	t.Helper()
+	ing, err := ingest.Listen(ingest.Config{Addr: "127.0.0.1:0", Route: m.RouteRTMP, TLS: tlsCfg,
+		Logger: log.With("component", "rtmp-in")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveIngest(t, ing)
 	return ing
 }
 
@@ -184,17 +190,7 @@ func startIngest(t *testing.T, addr string, log *slog.Logger) (*ingest.Server, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = ing.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		_ = ing.Close()
-		<-done
-	})
+	serveIngest(t, ing)
 	return ing, rec
 }
 
