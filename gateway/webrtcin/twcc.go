@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
+
+	"github.com/castbridge/castbridge/transmux/rtp/twccfb"
 )
 
 // twccInterval is how often transport-wide feedback is sent (pion's default).
@@ -17,10 +18,12 @@ const twccInterval = 100 * time.Millisecond
 
 // twccFactory builds twccFeedback, the gateway's transport-wide congestion
 // control feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01). It
-// does what pion's twcc.SenderInterceptor does, with pion's own Recorder,
-// but on the receive goroutines: each packet's arrival is recorded under a
-// mutex, and the packet that finds feedback due (every twccInterval)
-// builds and sends it. pion's interceptor handed every RTP packet to its
+// does what pion's twcc.SenderInterceptor does, but on the receive
+// goroutines and with a recorder of ours (twccfb: a ring slot a packet,
+// the feedback marshalled into a reused buffer; pion's Recorder and its
+// rtcp.TransportLayerCC were ~8 times the cost a packet, with two heap
+// objects): each packet's arrival is recorded under a mutex, and the
+// packet that finds feedback due (every twccInterval) builds and sends it. pion's interceptor handed every RTP packet to its
 // feedback goroutine over an unbuffered channel and woke on a ticker, two
 // wake-ups the load profile showed among the gateway's top costs; and a
 // stream that receives nothing has nothing to report.
@@ -44,10 +47,16 @@ type twccFeedback struct {
 	start time.Time
 
 	mu       sync.Mutex
-	recorder *twcc.Recorder // nil until BindRTCPWriter
+	recorder *twccfb.Recorder // nil until BindRTCPWriter
 	writer   interceptor.RTCPWriter
 	next     int64            // when feedback is next due, µs after start
 	extIDs   map[uint32]uint8 // the extension's id by SSRC, of streams that negotiated it
+
+	// sendMu is held while one packet builds and writes the feedback
+	// into buf: pion's writer has encrypted a copy when Write returns.
+	sendMu sync.Mutex
+	buf    rtcp.RawPacket
+	pkts   [1]rtcp.Packet
 }
 
 // BindRTCPWriter keeps the connection's RTCP writer for the feedback.
@@ -55,7 +64,7 @@ func (t *twccFeedback) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCP
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.recorder == nil {
-		t.recorder, t.writer = twcc.NewRecorder(rand.Uint32()), w
+		t.recorder, t.writer = twccfb.New(rand.Uint32()), w
 	}
 	return w
 }
@@ -104,7 +113,7 @@ func (t *twccFeedback) record(ssrc uint32, pkt []byte, at time.Time) {
 // BindRemoteStream noted), and sends the feedback when it is due.
 func (t *twccFeedback) recordWith(ssrc uint32, extID uint8, pkt []byte, at time.Time) {
 	arrival := at.Sub(t.start).Microseconds()
-	var feedback []rtcp.Packet
+	due := false
 	t.mu.Lock()
 	if extID == 0 {
 		extID = t.extIDs[ssrc]
@@ -113,12 +122,28 @@ func (t *twccFeedback) recordWith(ssrc uint32, extID uint8, pkt []byte, at time.
 		t.recorder.Record(ssrc, binary.BigEndian.Uint16(ext), arrival)
 		if arrival >= t.next {
 			t.next = arrival + twccInterval.Microseconds()
-			feedback = t.recorder.BuildFeedbackPacket()
+			due = true
 		}
 	}
+	t.mu.Unlock()
+	if due {
+		t.send()
+	}
+}
+
+// send writes the feedback on what arrived since the last.
+func (t *twccFeedback) send() {
+	t.sendMu.Lock()
+	defer t.sendMu.Unlock()
+	t.mu.Lock()
+	t.buf = t.recorder.AppendFeedback(t.buf[:0])
 	w := t.writer
 	t.mu.Unlock()
-	if len(feedback) > 0 {
-		_, _ = w.Write(feedback, nil) // a closing connection; the next packet tries again
+	if len(t.buf) == 0 {
+		return
 	}
+	// One RawPacket: the recorder's messages as one compound packet,
+	// which pion's writer passes on as they are.
+	t.pkts[0] = &t.buf
+	_, _ = w.Write(t.pkts[:], nil) // a closing connection; the next packet tries again
 }

@@ -36,22 +36,35 @@ var twccStreamInfo = &interceptor.StreamInfo{
 	RTPHeaderExtensions: []interceptor.RTPHeaderExtension{{URI: sdp.TransportCCURI, ID: 5}},
 }
 
-// rtcpSink collects the RTCP an interceptor writes.
+// rtcpSink collects the RTCP an interceptor writes, as a receiver parses
+// it off the wire (the writer reuses its buffers once Write returns).
 type rtcpSink struct {
 	mu   sync.Mutex
 	pkts []rtcp.Packet
+	bad  error
 }
 
 func (s *rtcpSink) Write(pkts []rtcp.Packet, _ interceptor.Attributes) (int, error) {
+	b, err := rtcp.Marshal(pkts)
+	if err == nil {
+		pkts, err = rtcp.Unmarshal(b)
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.bad = err
+		return 0, err
+	}
 	s.pkts = append(s.pkts, pkts...)
-	s.mu.Unlock()
-	return 0, nil
+	return len(b), nil
 }
 
 func (s *rtcpSink) received() (n int, ssrc uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.bad != nil {
+		return -1, 0
+	}
 	for _, p := range s.pkts {
 		if cc, ok := p.(*rtcp.TransportLayerCC); ok {
 			n += int(cc.PacketStatusCount)
