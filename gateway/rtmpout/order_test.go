@@ -300,3 +300,27 @@ func TestTargetOpusDurationReleasesVideo(t *testing.T) {
 		t.Errorf("timestamps step back by up to %d ms", back)
 	}
 }
+
+// TestQueuedBytesWithAudio: the queue's byte count comes back to zero once
+// a target with audio and video has written everything. Audio frames went
+// uncounted on the way in and counted on the way out, so the count drifted
+// below zero with every audio frame and the queue's byte bound (see
+// maxQueueBytes) stopped holding.
+func TestQueuedBytesWithAudio(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	r := startOrderRig(t, 0)
+	defer r.in.close()
+	for i := range 60 {
+		r.video(ps, uint32(i*33), frames[i%len(frames)].NALUs, i == 0)
+		r.audio(uint32(i * 33))
+	}
+	waitFor(t, "every frame at the ingest", func() bool {
+		a, v := mediaTags(r.in.messages())
+		return len(v) == 60 && len(a) >= 59
+	})
+	if n := r.tg.queuedBytes.Load(); n != 0 {
+		t.Errorf("%d bytes counted as queued with nothing queued", n)
+	}
+	r.stop(t)
+}

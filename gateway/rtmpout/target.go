@@ -411,6 +411,7 @@ func (t *Target) Enqueue(f *media.Frame) {
 		if f.Keyframe {
 			t.gap.Store(false)
 		}
+		t.dropIfClosed()
 	default:
 		t.queuedBytes.Add(-size)
 		f.Release()
@@ -440,6 +441,7 @@ func (t *Target) EnqueueData(f *media.Frame) bool {
 	select {
 	case t.queue <- f:
 		t.enqueuedMs.Store(f.TS)
+		t.dropIfClosed()
 	default:
 		t.queuedBytes.Add(-int64(len(f.Body)))
 		f.Release()
@@ -455,12 +457,31 @@ func (t *Target) EnqueueAudio(f *media.Frame) {
 	}
 	t.checkStall(f.RecvAt)
 	f.Retain()
+	// Counted like the others: the writer uncounts every frame it takes.
+	t.queuedBytes.Add(int64(len(f.Body)))
 	select {
 	case t.queue <- f:
 		t.enqueuedMs.Store(f.TS)
+		t.dropIfClosed()
 	default:
+		t.queuedBytes.Add(-int64(len(f.Body)))
 		f.Release()
 		t.framesDropped.Add(1)
+	}
+}
+
+// dropIfClosed empties the queue when the target stopped taking frames: a
+// frame whose enqueuer saw it accepting just before closeConnection
+// drained the queue would stay there, held, with no writer to release it.
+func (t *Target) dropIfClosed() {
+	for !t.accepting.Load() {
+		select {
+		case f := <-t.queue:
+			t.queuedBytes.Add(-int64(len(f.Body)))
+			f.Release()
+		default:
+			return
+		}
 	}
 }
 
@@ -695,15 +716,7 @@ func (t *Target) endSequence(w *writer) {
 // ingest FCUnpublish/deleteStream before closing.
 func (t *Target) closeConnection() {
 	t.accepting.Store(false)
-	for drained := false; !drained; {
-		select {
-		case f := <-t.queue:
-			t.queuedBytes.Add(-int64(len(f.Body)))
-			f.Release()
-		default:
-			drained = true
-		}
-	}
+	t.dropIfClosed()
 	p := t.publisher()
 	if err := p.Close(); err != nil {
 		t.log.Debug("close", "err", err)
