@@ -82,6 +82,38 @@ func TestFollowVideoNeverWaits(t *testing.T) {
 	}
 }
 
+// TestOpusSilenceOnVideoGoroutine: with only an Opus passthrough (canned
+// silence packets), FollowVideo fills the silence itself, before it
+// returns, so no wake-up of Run a video frame; an output that encodes
+// leaves the fill to Run (no Run here: nothing comes).
+func TestOpusSilenceOnVideoGoroutine(t *testing.T) {
+	for _, encodes := range []bool{false, true} {
+		p, clock := newTestPipeline(true)
+		sink := &recordingSink{}
+		outs := p.NewOutputs(sink)
+		opus := outs.Opus()
+		if encodes {
+			if _, err := outs.AAC(128000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		outs.Install()
+		start := time.Now()
+		clock.VideoMillis(0, 0, start)
+		for i := range 10 {
+			p.FollowVideo(start, int64(i*33), int64(i*33+33))
+			end, ok := sink.lastEnd(opus)
+			switch {
+			case !encodes && (!ok || end < uint32(i*33)):
+				t.Fatalf("Opus only, video frame %d at %d ms: the silence ends at %d ms (any: %v) when FollowVideo returns", i, i*33, end, ok)
+			case encodes && ok:
+				t.Fatalf("with AAC: silence up to %d ms filled on the video goroutine", end)
+			}
+		}
+		outs.Uninstall()
+	}
+}
+
 // TestSilenceFollowsVideo: with no audio track, a stream with video gets
 // silent AAC from its first video frame on, up to where the video ends and
 // the encoder's delay (aacLeadMs) past it, no further.
