@@ -23,10 +23,11 @@ const twccInterval = 100 * time.Millisecond
 // the feedback marshalled into a reused buffer; pion's Recorder and its
 // rtcp.TransportLayerCC were ~8 times the cost a packet, with two heap
 // objects): each packet's arrival is recorded under a mutex, and the
-// packet that finds feedback due (every twccInterval) builds and sends it. pion's interceptor handed every RTP packet to its
-// feedback goroutine over an unbuffered channel and woke on a ticker, two
-// wake-ups the load profile showed among the gateway's top costs; and a
-// stream that receives nothing has nothing to report.
+// packet that finds feedback due (every twccInterval) builds and sends
+// it. pion's interceptor handed every RTP packet to its feedback
+// goroutine over an unbuffered channel and woke on a ticker, two wake-ups
+// the load profile showed among the gateway's top costs; and a stream
+// that receives nothing has nothing to report.
 //
 // Packets the SRTP fast path decrypted never pass pion's interceptors:
 // their readers record them (record).

@@ -21,10 +21,18 @@ const (
 	// 2.5 Mbit/s video with Opus. Arrivals older than that are not
 	// reported again.
 	window = 1 << 12
-	// maxEntries bounds the packets one feedback message covers, so that
-	// one message stays below an MTU (2 bytes of deltas and a chunk per 7
-	// entries at worst: ~1.1 KB); the rest goes in the next message.
-	maxEntries = 450
+	// maxEntries bounds the packets one feedback message covers (its
+	// scratch arrays).
+	maxEntries = 1024
+	// MaxFeedbackBytes bounds what one AppendFeedback call appends, so
+	// that the compound packet, once SRTCP's trailer is added, fits an
+	// MTU; what does not fit waits for the next call.
+	MaxFeedbackBytes = 1200
+	// headerBytes is a message's fixed part; minMessageBytes what a
+	// message of one arrival needs at most (a large delta, one chunk,
+	// padding).
+	headerBytes     = 20
+	minMessageBytes = headerBytes + 2 + 2 + 3
 	// deltaUnit is a receive delta's unit in µs; refUnit the reference
 	// time's.
 	deltaUnit = 250
@@ -120,11 +128,14 @@ func (r *Recorder) clear(from, to int64) {
 	}
 }
 
-// AppendFeedback appends feedback on every arrival not reported yet to b,
-// as one or more RTCP packets (a compound packet), and returns it; b is
-// returned unchanged when there is nothing to report.
+// AppendFeedback appends feedback on the arrivals not reported yet to b,
+// as one or more RTCP packets (a compound packet) of at most
+// MaxFeedbackBytes in all, and returns it; b is returned unchanged when
+// there is nothing to report. What does not fit is reported by the next
+// call.
 func (r *Recorder) AppendFeedback(b []byte) []byte {
-	for r.next < r.end {
+	start := len(b)
+	for r.next < r.end && MaxFeedbackBytes-(len(b)-start) >= minMessageBytes {
 		first := r.next
 		for first < r.end && r.times[first&(window-1)] == notReceived {
 			first++
@@ -133,14 +144,15 @@ func (r *Recorder) AppendFeedback(b []byte) []byte {
 			r.next = r.end
 			break
 		}
-		b = r.appendOne(b, first)
+		b = r.appendOne(b, first, MaxFeedbackBytes-(len(b)-start))
 	}
 	return b
 }
 
-// appendOne appends one feedback message starting at base, whose packet
-// arrived, and moves next past what it covers.
-func (r *Recorder) appendOne(b []byte, base int64) []byte {
+// appendOne appends one feedback message of at most budget bytes
+// (≥ minMessageBytes) starting at base, whose packet arrived, and moves
+// next past what it covers.
+func (r *Recorder) appendOne(b []byte, base int64, budget int) []byte {
 	refTime := r.times[base&(window-1)] / refUnit // arrivals are ≥ 0
 	start := len(b)
 	b = append(b,
@@ -156,11 +168,17 @@ func (r *Recorder) appendOne(b []byte, base int64) []byte {
 
 	// The statuses first, to know the chunks; the deltas go after them.
 	prev := refTime * refUnit // the reconstructed time of the last arrival
-	n, lastReceived := 0, 0
+	n, lastReceived, deltaBytes := 0, 0, 0
 	var deltas [maxEntries]int16
+	// fits: n entries with these delta bytes stay within budget (every
+	// chunk but the last covers at least 7 entries; padding ≤ 3).
+	fits := func(n, deltaBytes int) bool { return headerBytes+2*(n/7+1)+deltaBytes+3 <= budget }
 	for s := base; s < r.end && n < maxEntries; s++ {
 		at := r.times[s&(window-1)]
 		if at == notReceived {
+			if !fits(n+1, deltaBytes) {
+				break
+			}
 			r.symbols[n] = symNotReceived
 			n++
 			continue
@@ -175,13 +193,16 @@ func (r *Recorder) appendOne(b []byte, base int64) []byte {
 		if units < math.MinInt16 || units > math.MaxInt16 {
 			break // the next message starts here, with its own reference
 		}
-		deltas[n] = int16(units)
-		prev += units * deltaUnit
-		if units >= 0 && units <= 0xff {
-			r.symbols[n] = symSmallDelta
-		} else {
-			r.symbols[n] = symLargeDelta
+		sym, size := uint8(symSmallDelta), 1
+		if units < 0 || units > 0xff {
+			sym, size = symLargeDelta, 2
 		}
+		if !fits(n+1, deltaBytes+size) {
+			break
+		}
+		deltas[n], r.symbols[n] = int16(units), sym
+		deltaBytes += size
+		prev += units * deltaUnit
 		n++
 		lastReceived = n
 	}

@@ -124,11 +124,16 @@ func TestFeedbackMatchesPion(t *testing.T) {
 				truth[a.seq] = a.at
 			}
 			if i%37 == 36 || i == len(in)-1 {
-				buf = ours.AppendFeedback(buf[:0])
-				if len(buf) > 1200 {
-					t.Fatalf("seed %d: %d bytes of feedback in one go", seed, len(buf))
+				for {
+					buf = ours.AppendFeedback(buf[:0])
+					if len(buf) > MaxFeedbackBytes {
+						t.Fatalf("seed %d: %d bytes of feedback in one go", seed, len(buf))
+					}
+					if len(buf) == 0 {
+						break
+					}
+					decode(t, buf, got)
 				}
-				decode(t, buf, got)
 				for _, p := range theirs.BuildFeedbackPacket() {
 					decodeCC(t, p.(*rtcp.TransportLayerCC), want)
 				}
@@ -180,36 +185,38 @@ func TestNothingToReport(t *testing.T) {
 	}
 }
 
-// TestLongRunSplits: a burst longer than one message's entries is split
-// across messages, every one parseable, none above an MTU.
+// TestLongRunSplits: a backlog longer than one packet's worth (a stalled
+// sender, a late feedback) goes out over several calls, each compound
+// packet parseable and within MaxFeedbackBytes, until all is reported.
 func TestLongRunSplits(t *testing.T) {
-	r := New(1)
-	for i := range 3000 {
-		if i%3 == 0 {
-			continue
+	for _, gap := range []int64{5000, 200} { // large deltas across losses; small ones
+		r := New(1)
+		for i := range 3000 {
+			if i%3 == 0 {
+				continue
+			}
+			r.Record(2, uint16(65000+i), int64(i)*gap)
 		}
-		r.Record(2, uint16(65000+i), int64(i)*5000) // 5 ms apart: large deltas across losses
-	}
-	b := r.AppendFeedback(nil)
-	got := map[uint16]int64{}
-	pkts, err := rtcp.Unmarshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pkts {
-		if n := p.MarshalSize(); n > 1200 {
-			t.Fatalf("a message of %d bytes", n)
+		got := map[uint16]int64{}
+		calls := 0
+		for b := r.AppendFeedback(nil); len(b) > 0; b = r.AppendFeedback(b[:0]) {
+			if calls++; calls > 100 {
+				t.Fatal("the backlog never drains")
+			}
+			if len(b) > MaxFeedbackBytes {
+				t.Fatalf("%d bytes in one call", len(b))
+			}
+			decode(t, b, got)
 		}
-		decodeCC(t, p.(*rtcp.TransportLayerCC), got)
-	}
-	received := 0
-	for _, at := range got {
-		if at >= 0 {
-			received++
+		received := 0
+		for _, at := range got {
+			if at >= 0 {
+				received++
+			}
 		}
-	}
-	if received != 2000 || len(pkts) < 2 {
-		t.Fatalf("%d arrivals reported in %d messages, want 2000 in several", received, len(pkts))
+		if received != 2000 || calls < 2 {
+			t.Fatalf("gap %d µs: %d arrivals reported in %d calls, want 2000 in several", gap, received, calls)
+		}
 	}
 }
 
