@@ -6,8 +6,9 @@
 // <pageURL> is whip.html as httpapi/e2e/whip_browser_test.go serves it, with ?whip=...&token=...
 // Environment: BROWSER_OUT (where result.json goes), CHROMIUM (default /usr/bin/chromium),
 // WHIP_PHASE_MS (how long each phase, before and after the restart, stays live; default 6000).
-// result.json has the page's requests and the phases' wall-clock times for the Go test to hold
-// against what the ingest received. Exit status 0 when every check here passed.
+// result.json has the page's requests, the phases' wall-clock times and the browser's highest
+// bandwidth estimate in the first phase, for the Go test to hold against what the ingest received
+// and against castbridge's feedback. Exit status 0 when every check here passed.
 import { Run, launchChromium, sleep, until } from './run.mjs';
 
 const [pageURL] = process.argv.slice(2);
@@ -36,7 +37,12 @@ try {
   result.ufragBefore = before.ufrag;
   result.codec = await until('an outbound video codec', () => page.evaluate(() => window.__codec()));
   check('the browser sends H.264', /^video\/H264$/i.test(result.codec), result.codec);
-  await sleep(phase);
+  // The highest bandwidth estimate of the phase, sampled twice a second.
+  result.estimateBps = 0;
+  for (const end = Date.now() + phase; Date.now() < end; ) {
+    await sleep(Math.min(500, Math.max(end - Date.now(), 0)));
+    result.estimateBps = Math.max(result.estimateBps, await page.evaluate(() => window.__estimate()));
+  }
 
   result.restartAt = Date.now();
   await page.evaluate(() => window.__restart());
