@@ -37,7 +37,8 @@ import (
 
 const (
 	// fillIdleCheck is how often the filler looks for a stalled picture
-	// when it is not running (a mute wakes it at once).
+	// when it is not running and the picture may be stalled already (a
+	// mute wakes it at once; see idleNextLocked).
 	fillIdleCheck = 100 * time.Millisecond
 	// fillLagMs keeps the filler's timestamps behind the stream's wall
 	// clock by about the publisher's frames' usual delay beyond the least
@@ -212,7 +213,7 @@ func (v *Pipeline) fillTick(now time.Time) time.Time {
 		v.cfg.AudioFlowing != nil && v.cfg.AudioFlowing(now)
 	if !fl.active {
 		if sink == nil || !(muted || stalled) || !v.startFillLocked(now, muted) {
-			return now.Add(fillIdleCheck)
+			return v.idleNextLocked(now)
 		}
 	} else if sink == nil || (!muted && !stalled && now.Sub(fl.lastPub) > max(v.cfg.VideoGap, fillGoneAfter)) {
 		// No broadcast, or the publisher is gone altogether (no audio,
@@ -228,6 +229,22 @@ func (v *Pipeline) fillTick(now time.Time) time.Time {
 	}
 	v.sendFillLocked(sink, now)
 	return fl.due()
+}
+
+// idleNextLocked is when an idle filler looks again: while the picture
+// flows, when it would have been gone VideoGap (so a stream wakes the
+// filler about once a VideoGap, not ten times as often); once it has, or
+// before the first frame went out, every fillIdleCheck (the audio may
+// start flowing, a broadcast start). The caller holds fl.mu.
+func (v *Pipeline) idleNextLocked(now time.Time) time.Time {
+	fl := &v.fill
+	if v.cfg.VideoGap > 0 && fl.haveOut {
+		// Just past the gap: stalled wants more than VideoGap.
+		if at := fl.lastPub.Add(v.cfg.VideoGap + time.Millisecond); at.After(now) {
+			return at
+		}
+	}
+	return now.Add(fillIdleCheck)
 }
 
 // due is the wall time of the fill's next frame.

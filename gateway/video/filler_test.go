@@ -205,6 +205,44 @@ func TestFillerStall(t *testing.T) {
 	}
 }
 
+// TestFillerIdleWakes: while the picture flows the idle filler looks once
+// a VideoGap, at the moment the picture would have been gone that long,
+// not every fillIdleCheck; a stall is still caught then.
+func TestFillerIdleWakes(t *testing.T) {
+	r := newFillerRig(t)
+	wakes := 0
+	next := r.at(0)
+	// RunFiller's loop on the virtual clock: it runs fillTick when its
+	// timer is due.
+	runTo := func(to time.Time) {
+		for !next.After(to) {
+			wakes++
+			n := r.v.fillTick(next)
+			if !n.After(next) {
+				n = next.Add(time.Millisecond)
+			}
+			next = n
+		}
+	}
+	for k := range 90 { // 3 s at 30 fps
+		r.send(k, k == 0)
+		runTo(r.at(k + 1))
+	}
+	// The first wakes come before a frame went out (every fillIdleCheck).
+	if wakes > 6 {
+		t.Errorf("the idle filler woke %d times in 3 s of flowing video, want about one a second", wakes)
+	}
+	if on, _ := r.v.Filling(); on {
+		t.Fatal("filling while the picture flows")
+	}
+	last := r.at(89)
+	runTo(last.Add(time.Second + 10*time.Millisecond))
+	if on, why := r.v.Filling(); !on || why != FillStalled {
+		t.Fatalf("not filling (%v %s) 1.01 s into a stall", on, why)
+	}
+	t.Logf("%d wakes in 3 s of video", wakes)
+}
+
 // TestFillerNeedsAudio: a publisher that stopped sending anything is not
 // papered over: no audio, no filler.
 func TestFillerNeedsAudio(t *testing.T) {
