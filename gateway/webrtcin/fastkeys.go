@@ -33,10 +33,11 @@ func newFastSession(table *fastTable, counters *Counters) *fastSession {
 }
 
 // openTrack puts a received stream on the fast path (from its next packet
-// on pion's path); closeTrack takes it off.
-func (f *fastSession) openTrack(ssrc uint32, queue int, video bool) *fastTrack {
+// on pion's path); closeTrack takes it off. arrivals, if not nil, records
+// each packet the fast path decrypts.
+func (f *fastSession) openTrack(ssrc uint32, queue int, video bool, arrivals arrivalRecorder) *fastTrack {
 	ft := newFastTrack(ssrc, queue, f.counters)
-	ft.frameWake = video
+	ft.frameWake, ft.arrivals = video, arrivals
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if old := f.tracks[ssrc]; old != nil {

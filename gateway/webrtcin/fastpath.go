@@ -184,6 +184,15 @@ type fastPacket struct {
 	b    []byte
 	at   time.Time
 	fast bool // decrypted by the fast path (pion's interceptors did not see it)
+	// feedbackDue: recording this packet's arrival made TWCC feedback
+	// due; the track's reader sends it.
+	feedbackDue bool
+}
+
+// arrivalRecorder notes each packet the fast path decrypts, in socket
+// order (the session's TWCC feedback), and says when feedback is due.
+type arrivalRecorder interface {
+	arrived(ssrc uint32, pkt []byte, at time.Time) (feedbackDue bool)
 }
 
 // fastTrack is one received stream (SSRC) on the fast path: the socket
@@ -192,9 +201,10 @@ type fastPacket struct {
 type fastTrack struct {
 	ssrc      uint32
 	counters  *Counters
-	frameWake bool          // video: wake the reader per frame (see take)
-	wake      chan struct{} // the reader waits on it for packets
-	space     chan struct{} // push waits on it for room
+	frameWake bool            // video: wake the reader per frame (see take)
+	arrivals  arrivalRecorder // nil: no TWCC
+	wake      chan struct{}   // the reader waits on it for packets
+	space     chan struct{}   // push waits on it for room
 
 	mu sync.Mutex
 	// gcm (the AEAD profiles) or ctx (the others) decrypts; both nil
@@ -295,6 +305,9 @@ func (ft *fastTrack) take(b []byte, now time.Time) bool {
 	}
 	ft.counters.FastRTP.Add(1)
 	p := fastPacket{b: out, at: now, fast: true}
+	if ft.arrivals != nil {
+		p.feedbackDue = ft.arrivals.arrived(ft.ssrc, out, now)
+	}
 	switch {
 	case ft.holding:
 		ft.held = append(ft.held, p)

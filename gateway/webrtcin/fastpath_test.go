@@ -524,7 +524,7 @@ func TestFastSessionBinds(t *testing.T) {
 	var table fastTable
 	var counters Counters
 	f := newFastSession(&table, &counters)
-	ft := f.openTrack(21, 16, true)
+	ft := f.openTrack(21, 16, true, nil)
 	rtpFrom := func(ssrc uint32, port int) {
 		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: 1, SSRC: ssrc}, Payload: []byte{1}}
 		b, _ := p.Marshal()

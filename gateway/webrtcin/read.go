@@ -47,7 +47,11 @@ func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Ar
 	if track.Kind() == webrtc.RTPCodecTypeAudio {
 		queue, video = fastQueueAudio, false
 	}
-	ft := s.fast.openTrack(ssrc, queue, video)
+	var arrivals arrivalRecorder
+	if s.twcc != nil {
+		arrivals = s.twcc
+	}
+	ft := s.fast.openTrack(ssrc, queue, video, arrivals)
 	defer s.fast.closeTrack(ft)
 	var feeder sync.WaitGroup
 	defer feeder.Wait()
@@ -62,8 +66,8 @@ func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Ar
 		if !ok {
 			return
 		}
-		if p.fast && s.twcc != nil {
-			s.twcc.record(ssrc, p.b, p.at)
+		if p.feedbackDue {
+			s.twcc.send()
 		}
 		deliver(p.b, p.at)
 		ft.recycle(p.b)

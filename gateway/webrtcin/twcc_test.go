@@ -10,6 +10,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/srtp/v2"
 )
 
 // twccPacket is a marshalled RTP packet carrying transport-wide sequence
@@ -151,4 +152,99 @@ func BenchmarkTWCCRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestFastPathTWCCInSocketOrder: the fast path records each packet's
+// arrival as the socket reader decrypts it, so the feedback reports every
+// packet received even while one track's reader lags behind (here the
+// audio's is never drained). Recorded by the track readers, the video's
+// feedback reported the audio packets not yet read as lost, and libwebrtc
+// held its estimate down on that loss.
+func TestFastPathTWCCInSocketOrder(t *testing.T) {
+	it, err := twccFactory{}.NewInterceptor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	tw := it.(*twccFeedback)
+	sink := &rtcpSink{}
+	it.BindRTCPWriter(sink)
+	const videoSSRC, audioSSRC = 0x1234, 0x5678
+	for _, ssrc := range []uint32{videoSSRC, audioSSRC} {
+		it.BindRemoteStream(&interceptor.StreamInfo{SSRC: ssrc, RTPHeaderExtensions: twccStreamInfo.RTPHeaderExtensions}, feeder([][]byte{nil}))
+	}
+	video, vtx, _ := keyedTrack(t, srtp.ProtectionProfileAeadAes128Gcm, videoSSRC, 256)
+	audio, atx, _ := keyedTrack(t, srtp.ProtectionProfileAeadAes128Gcm, audioSSRC, 256)
+	video.arrivals, audio.arrivals = tw, tw
+	sent, dues := 0, 0
+	drainVideo := func() {
+		for video.n > 0 {
+			p, _ := video.next()
+			if p.feedbackDue {
+				dues++
+				tw.send()
+			}
+			video.recycle(p.b)
+		}
+	}
+	tseq, vseq, aseq := uint16(100), uint16(1), uint16(1)
+	round := func(k int) {
+		for i := range k {
+			// take's false for the packet that keeps pion's path warm
+			// (it is queued too) does not matter here.
+			if i%3 == 2 {
+				audio.take(sealedTWCC(t, atx, audioSSRC, aseq, tseq), time.Now())
+				aseq++
+			} else {
+				video.take(sealedTWCC(t, vtx, videoSSRC, vseq, tseq), time.Now())
+				vseq++
+			}
+			tseq++
+			sent++
+		}
+		drainVideo()
+	}
+	round(30)
+	time.Sleep(twccInterval + 10*time.Millisecond)
+	round(30)
+	time.Sleep(twccInterval + 10*time.Millisecond)
+	round(1)
+	if dues < 2 {
+		t.Fatalf("feedback was due %d times, want 3", dues)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	received, covered := 0, 0
+	for _, p := range sink.pkts {
+		if cc, ok := p.(*rtcp.TransportLayerCC); ok {
+			received += len(cc.RecvDeltas)
+			covered += int(cc.PacketStatusCount)
+		}
+	}
+	if received != sent || covered != sent {
+		t.Fatalf("feedback reports %d received of %d covered; %d were sent, every one received", received, covered, sent)
+	}
+}
+
+// sealedTWCC is sealed with transport-wide sequence number tseq in
+// extension id 5.
+func sealedTWCC(t *testing.T, tx *srtp.Context, ssrc uint32, seq, tseq uint16) []byte {
+	t.Helper()
+	ext, err := (&rtp.TransportCCExtension{TransportSequence: tseq}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: ssrc, Marker: true}, Payload: make([]byte, 200)}
+	if err := p.SetExtension(5, ext); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := tx.EncryptRTP(nil, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
