@@ -105,11 +105,12 @@ func (t *fastTable) len() int {
 // goes to pion.
 func (t *fastTable) take(b []byte, from net.Addr) bool {
 	ua, ok := from.(*net.UDPAddr)
-	return ok && t.takeFrom(b, ua.AddrPort())
+	return ok && t.takeFrom(b, ua.AddrPort(), time.Now())
 }
 
-// takeFrom is take with the source as the socket gave it. b is only read.
-func (t *fastTable) takeFrom(b []byte, from netip.AddrPort) bool {
+// takeFrom is take with the source as the socket gave it and the time b
+// arrived. b is only read.
+func (t *fastTable) takeFrom(b []byte, from netip.AddrPort, at time.Time) bool {
 	if len(b) < 12 || len(b) > maxPacket || b[0]&0xc0 != 0x80 || isRTCP(b) {
 		return false
 	}
@@ -121,7 +122,7 @@ func (t *fastTable) takeFrom(b []byte, from netip.AddrPort) bool {
 	if ft == nil {
 		return false
 	}
-	return ft.take(b, time.Now())
+	return ft.take(b, at)
 }
 
 // isRTCP: RTP and RTCP share the port (RFC 5761 §4): RTCP's packet types
@@ -149,8 +150,8 @@ func newDivertConn(cc *cachedAddrConn, fast *fastTable, stun *stunConn) divertCo
 
 // taken hands b to the fast path, then to the STUN client, and says
 // whether one of them took it. b is only read.
-func (c divertConn) taken(b []byte, from netip.AddrPort) bool {
-	return (c.fast != nil && c.fast.takeFrom(b, from)) || (c.stun != nil && c.stun.take(b, from))
+func (c divertConn) taken(b []byte, from netip.AddrPort, at time.Time) bool {
+	return (c.fast != nil && c.fast.takeFrom(b, from, at)) || (c.stun != nil && c.stun.take(b, from))
 }
 
 // ReadFrom is what pion's mux reads the socket with. With recvmmsg the
@@ -159,11 +160,11 @@ func (c divertConn) taken(b []byte, from netip.AddrPort) bool {
 func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	if cc := c.cachedAddrConn; cc.batch != nil {
 		for {
-			b, from, err := cc.batch.Next()
+			b, from, at, err := cc.batch.Next()
 			if err != nil {
 				return 0, nil, err
 			}
-			if !c.taken(b, from) {
+			if !c.taken(b, from, at) {
 				return copy(p, b), cc.cache.get(from), nil
 			}
 		}
@@ -173,7 +174,7 @@ func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if err != nil {
 			return n, addr, err
 		}
-		if ua, ok := addr.(*net.UDPAddr); !ok || !c.taken(p[:n], ua.AddrPort()) {
+		if ua, ok := addr.(*net.UDPAddr); !ok || !c.taken(p[:n], ua.AddrPort(), time.Now()) {
 			return n, addr, nil
 		}
 	}

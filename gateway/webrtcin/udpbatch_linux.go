@@ -20,6 +20,13 @@ import (
 // reader's time (14% of the gateway's CPU). recvmmsg(2) takes what has
 // arrived, up to udpBatch datagrams, in one call; ReadFrom then hands
 // them out one by one.
+//
+// Each datagram comes with the time the kernel received it
+// (SO_TIMESTAMPNS), which is what transport-wide feedback reports: the
+// time the reader got to it would add the reader's own delays (a busy
+// machine's scheduling, the coalescing wait, the batch's place in line)
+// to the network's, and the publisher's delay-based estimator takes a
+// growing delay for congestion and lowers its bit rate.
 const (
 	udpBatch = 32
 	// udpBatchBuf is each datagram's buffer: WebRTC keeps datagrams
@@ -27,6 +34,15 @@ const (
 	// larger one is not ICE, DTLS or media of a publisher; it is dropped
 	// (counted as truncated) where a 4 KiB read would have cut it.
 	udpBatchBuf = 4096
+	// cmsgBuf holds one SCM_TIMESTAMPNS control message (a struct
+	// timespec) with room to spare.
+	cmsgBuf = 64
+	// maxStampAge bounds how far back a kernel timestamp is believed; an
+	// older one (a clock step) is replaced by the batch's read time.
+	maxStampAge = time.Second
+	// cmsgMin is an SCM_TIMESTAMPNS message's length: a header and the
+	// native struct timespec.
+	cmsgMin = uint64(unix.SizeofCmsghdr + unsafe.Sizeof(unix.Timespec{}))
 )
 
 // mmsghdr is struct mmsghdr of recvmmsg(2): Go lays out the trailing
@@ -43,7 +59,12 @@ type batchReader struct {
 	msgs  [udpBatch]mmsghdr
 	iovs  [udpBatch]unix.Iovec
 	names [udpBatch]unix.RawSockaddrInet6
+	cmsgs [udpBatch][cmsgBuf]byte
 	buf   []byte // udpBatch buffers of udpBatchBuf
+	// stamps: the socket gives kernel receive times; readAt is when the
+	// batch was read (monotonic), the base they are placed on.
+	stamps bool
+	readAt time.Time
 
 	n, next  int           // datagrams in the batch; the next to hand out
 	errno    syscall.Errno // the last recvmmsg's error
@@ -70,6 +91,14 @@ func newBatchReader(c *net.UDPConn, coalesce time.Duration) (*batchReader, error
 		b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
 		b.msgs[i].hdr.Iov = &b.iovs[i]
 		b.msgs[i].hdr.SetIovlen(1)
+		b.msgs[i].hdr.Control = &b.cmsgs[i][0]
+	}
+	// Without timestamps (an old kernel) arrivals are the read time.
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err == nil && serr == nil {
+		b.stamps = true
 	}
 	b.recv = b.recvmmsg // bound once: a method value per read would allocate
 	return b, nil
@@ -81,6 +110,9 @@ func (b *batchReader) recvmmsg(fd uintptr) bool {
 	for i := range b.msgs {
 		b.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.msgs[i].hdr.Flags = 0
+		if b.stamps {
+			b.msgs[i].hdr.SetControllen(cmsgBuf)
+		}
 	}
 	for {
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.msgs[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
@@ -131,13 +163,13 @@ func (b *batchReader) measure(n int) {
 // ReadFrom copies the next datagram into p (cut to len(p), as a read(2)
 // would) and returns its source.
 func (b *batchReader) ReadFrom(p []byte) (int, netip.AddrPort, error) {
-	d, from, err := b.Next()
+	d, from, _, err := b.Next()
 	return copy(p, d), from, err
 }
 
 // Next returns the next datagram, in the batch's buffer: valid until the
-// next call.
-func (b *batchReader) Next() ([]byte, netip.AddrPort, error) {
+// next call, its source and when it arrived.
+func (b *batchReader) Next() ([]byte, netip.AddrPort, time.Time, error) {
 	for {
 		for b.next < b.n {
 			i := b.next
@@ -152,7 +184,7 @@ func (b *batchReader) Next() ([]byte, netip.AddrPort, error) {
 				continue
 			}
 			off := i * udpBatchBuf
-			return b.buf[off : off+int(m.len) : off+int(m.len)], ap, nil
+			return b.buf[off : off+int(m.len) : off+int(m.len)], ap, b.arrival(i), nil
 		}
 		if b.busy && b.n < udpBatch {
 			// Datagrams come fast enough that waiting gathers several,
@@ -162,12 +194,34 @@ func (b *batchReader) Next() ([]byte, netip.AddrPort, error) {
 		}
 		b.n, b.next, b.errno = 0, 0, 0
 		if err := b.rc.Read(b.recv); err != nil {
-			return nil, netip.AddrPort{}, err
+			return nil, netip.AddrPort{}, time.Time{}, err
 		}
 		if b.errno != 0 {
-			return nil, netip.AddrPort{}, os.NewSyscallError("recvmmsg", b.errno)
+			return nil, netip.AddrPort{}, time.Time{}, os.NewSyscallError("recvmmsg", b.errno)
 		}
+		b.readAt = time.Now()
 	}
+}
+
+// arrival is when datagram i of the batch arrived: its kernel timestamp
+// (wall clock) moved onto readAt's monotonic clock, so that it orders
+// with the gateway's other times and ignores wall clock steps; readAt
+// without one.
+func (b *batchReader) arrival(i int) time.Time {
+	m := &b.msgs[i].hdr
+	if !b.stamps || uint64(m.Controllen) < cmsgMin || m.Flags&unix.MSG_CTRUNC != 0 {
+		return b.readAt
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b.cmsgs[i][0]))
+	if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_TIMESTAMPNS || uint64(h.Len) < cmsgMin {
+		return b.readAt
+	}
+	ts := (*unix.Timespec)(unsafe.Pointer(&b.cmsgs[i][unix.SizeofCmsghdr]))
+	age := b.readAt.UnixNano() - ts.Nano()
+	if age < 0 || age > int64(maxStampAge) {
+		return b.readAt
+	}
+	return b.readAt.Add(-time.Duration(age))
 }
 
 // sockaddrAddrPort reads the source address the kernel wrote.

@@ -204,7 +204,7 @@ func TestBatchReaderCoalesce(t *testing.T) {
 	}
 	next := func() {
 		t.Helper()
-		if _, _, err := b.Next(); err != nil {
+		if _, _, _, err := b.Next(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -275,5 +275,47 @@ func TestBatchReaderBusy(t *testing.T) {
 	b.measure(100000)
 	if b.busy {
 		t.Error("busy decided before the window's end")
+	}
+}
+
+// TestBatchReaderArrivals: each datagram's arrival is when the kernel
+// received it, not when the reader got to it: three datagrams sent 30 ms
+// apart and read 100 ms after the last keep their spacing, and the
+// arrivals sit on the monotonic clock.
+func TestBatchReaderArrivals(t *testing.T) {
+	tx, rx := loopbackPair(t)
+	b, err := newBatchReader(rx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.stamps {
+		t.Fatal("SO_TIMESTAMPNS was refused")
+	}
+	var sent []time.Time
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(30 * time.Millisecond)
+		}
+		sent = append(sent, time.Now())
+		if _, err := tx.Write(datagram(0, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i := range 3 {
+		_, _, at, err := b.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.reads != 1 {
+			t.Fatalf("%d reads, want the three in one batch", b.reads)
+		}
+		// The kernel stamps the datagram within the sender's write.
+		if d := at.Sub(sent[i]); d < -time.Millisecond || d > 10*time.Millisecond {
+			t.Errorf("datagram %d: arrival %v after its send, read %v after it", i, d, b.readAt.Sub(sent[i]))
+		}
+		if time.Since(at) < 100*time.Millisecond || at.String() == at.Round(0).String() {
+			t.Errorf("datagram %d: arrival %v ago (monotonic: %v), want its kernel time", i, time.Since(at), at.String() != at.Round(0).String())
+		}
 	}
 }

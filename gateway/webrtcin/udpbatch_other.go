@@ -22,6 +22,6 @@ func (*batchReader) ReadFrom([]byte) (int, netip.AddrPort, error) {
 	return 0, netip.AddrPort{}, errors.New("recvmmsg: not on this system")
 }
 
-func (*batchReader) Next() ([]byte, netip.AddrPort, error) {
-	return nil, netip.AddrPort{}, errors.New("recvmmsg: not on this system")
+func (*batchReader) Next() ([]byte, netip.AddrPort, time.Time, error) {
+	return nil, netip.AddrPort{}, time.Time{}, errors.New("recvmmsg: not on this system")
 }
