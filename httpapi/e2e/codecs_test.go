@@ -80,7 +80,7 @@ func TestERTMPCodecs(t *testing.T) {
 			if st, raw := h.call("DELETE", "/v1/streams/"+sv.ID+"/broadcast", nil, nil); st != http.StatusOK {
 				t.Fatalf("stop broadcast: %d %s", st, raw)
 			}
-			sent := h.framesSent(sv.ID) // after the stop, which writes what was held for ordering
+			sent := h.framesSent(sv.ID)        // after the stop, which writes what was held for ordering
 			time.Sleep(700 * time.Millisecond) // MediaMTX closes the segment
 			if view.Video == nil || view.Video.Codec != c.mtxName || view.Video.Width != 320 || view.Video.Height != 180 {
 				t.Errorf("stream view video %+v", view.Video)
