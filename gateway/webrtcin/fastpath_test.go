@@ -97,7 +97,12 @@ func keyedTrack(t testing.TB, profile srtp.ProtectionProfile, ssrc uint32, queue
 
 func sealed(t testing.TB, tx *srtp.Context, ssrc uint32, seq uint16, payload []byte) []byte {
 	t.Helper()
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: ssrc}, Payload: payload}
+	return sealPacket(t, tx, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: ssrc}, Payload: payload})
+}
+
+// sealPacket marshals p and encrypts it with tx.
+func sealPacket(t testing.TB, tx *srtp.Context, p *rtp.Packet) []byte {
+	t.Helper()
 	plain, err := p.Marshal()
 	if err != nil {
 		t.Fatal(err)

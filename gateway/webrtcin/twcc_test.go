@@ -238,13 +238,5 @@ func sealedTWCC(t *testing.T, tx *srtp.Context, ssrc uint32, seq, tseq uint16) [
 	if err := p.SetExtension(5, ext); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := p.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := tx.EncryptRTP(nil, plain, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return sealPacket(t, tx, &p)
 }
