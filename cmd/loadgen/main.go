@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,6 +79,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lg.Close()
+	if out.cpuProfile != "" {
+		// loadgen shares the machine with the server it measures: where
+		// its own CPU goes bounds what a saturation search can find.
+		f, err := os.Create(out.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	var results []Result
 	for i, n := range counts {
@@ -128,6 +142,7 @@ type outputs struct {
 	compare, compareBase string
 	floorNs              float64
 	saturated            string
+	cpuProfile           string // loadgen's own CPU profile, of every run
 }
 
 func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error) {
@@ -155,6 +170,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, []int, outputs, error)
 	fs.StringVar(&out.compare, "compare", "", "run nothing: read the side-by-side results in this directory (files <pair|sat>_<job>_<streams>_<rep>_<server>.json, as scripts/bench.sh --vs writes them), print per-pair ratios and the saturation search, and write --plot from them")
 	fs.StringVar(&out.compareBase, "compare-base", "castbridge", "with --compare: the server whose figures are divided by the others'")
 	fs.Float64Var(&out.floorNs, "floor-ns", 0, "with --compare: the UDP receive + SRTP decrypt floor in ns per packet, to print each server's CPU per packet as a multiple of it")
+	fs.StringVar(&out.cpuProfile, "cpu-profile", "", "write loadgen's own CPU profile (pprof) over its runs to this file")
 	fs.StringVar(&out.saturated, "saturated", "", "run nothing: read one result written by --json and exit 0 if the run was saturated (a stream not live, a frame lost, or p99 > 50 ms), 1 if not")
 	fs.Float64Var(&cfg.Pacing, "pacing", 2.5, "publishers pace video at this multiple of the material's bit rate like a browser's WebRTC pacer (bursts of up to 40 ms at that rate); 0 sends each frame's packets back to back")
 	fs.StringVar(&cfg.VideoFile, "video", "", "Annex B H.264 file (default testdata/video-2500k.h264)")
