@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 )
 
@@ -161,7 +160,7 @@ func FrameDigest(codec string, units [][]byte) uint64 {
 	if codec == "" || codec == "h264" {
 		return SliceDigest(units)
 	}
-	h := fnv.New64a()
+	h := newDigest()
 	var l [4]byte
 	for _, u := range units {
 		if len(u) == 0 {
