@@ -182,9 +182,8 @@ func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // fastPacket is one packet queued for a track's reader.
 type fastPacket struct {
-	b    []byte
-	at   time.Time
-	fast bool // decrypted by the fast path (pion's interceptors did not see it)
+	b  []byte
+	at time.Time
 	// feedbackDue: recording this packet's arrival made TWCC feedback
 	// due; the track's reader sends it.
 	feedbackDue bool
@@ -305,7 +304,7 @@ func (ft *fastTrack) take(b []byte, now time.Time) bool {
 		return true
 	}
 	ft.counters.FastRTP.Add(1)
-	p := fastPacket{b: out, at: now, fast: true}
+	p := fastPacket{b: out, at: now}
 	if ft.arrivals != nil {
 		p.feedbackDue = ft.arrivals.arrived(ft.ssrc, out, now)
 	}
