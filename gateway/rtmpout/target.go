@@ -1,6 +1,7 @@
 // Package rtmpout is a broadcast's RTMP outputs: one Target per ingest,
 // with its own bounded queue and writer goroutine (so a slow ingest never
-// holds up the others), reconnects with backoff, the onMetaData it writes,
+// holds up the others; while the ingest keeps up, the enqueuer writes
+// each frame itself, without waiting on the socket), reconnects with backoff, the onMetaData it writes,
 // its latency and counters, and the target configuration the API takes
 // (nanoStream's transcodingTargets). A target knows its stream only
 // through the small Host interface.
@@ -149,6 +150,18 @@ type Target struct {
 	holdRings [2]frameRing
 	held      atomic.Int32
 
+	// wmu serializes the writer's work (on its goroutine, or an offer's);
+	// inline is the connection's writer while offers may write on it;
+	// queued counts frames sent to queue and not yet taken (a frame
+	// must not overtake them); kick tells the writer goroutine that an
+	// offer left work: bytes the socket kept back, or a failed write.
+	wmu    sync.Mutex
+	inline atomic.Pointer[writer]
+	queued atomic.Int32
+	kick   chan struct{}
+	// inlineTakes counts frames an offer wrote itself.
+	inlineTakes atomic.Uint64
+
 	// busySince is when the writer began the work it is doing now (Unix
 	// ns), 0 while it waits for work: a stuck write shows as a busySince
 	// long ago. stalled is set (once) by whoever notices first (an
@@ -185,6 +198,7 @@ func New(ctx context.Context, id string, spec Spec, ep rtmppush.Endpoint, audio 
 		log:    cfg.Logger.With("target", id, "output", ep.Redacted()),
 		queue:  make(chan *media.Frame, n),
 		done:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
 		state:  Connecting,
 	}
 }
@@ -405,14 +419,13 @@ func (t *Target) Enqueue(f *media.Frame) {
 	}
 	f.Retain()
 	t.queuedBytes.Add(size)
-	select {
-	case t.queue <- f:
+	if t.offer(f) {
 		t.enqueuedMs.Store(f.TS)
 		if f.Keyframe {
 			t.gap.Store(false)
 		}
 		t.dropIfClosed()
-	default:
+	} else {
 		t.queuedBytes.Add(-size)
 		f.Release()
 		t.dropForGap(f)
@@ -438,11 +451,10 @@ func (t *Target) EnqueueData(f *media.Frame) bool {
 	}
 	f.Retain()
 	t.queuedBytes.Add(int64(len(f.Body)))
-	select {
-	case t.queue <- f:
+	if t.offer(f) {
 		t.enqueuedMs.Store(f.TS)
 		t.dropIfClosed()
-	default:
+	} else {
 		t.queuedBytes.Add(-int64(len(f.Body)))
 		f.Release()
 	}
@@ -459,11 +471,10 @@ func (t *Target) EnqueueAudio(f *media.Frame) {
 	f.Retain()
 	// Counted like the others: the writer uncounts every frame it takes.
 	t.queuedBytes.Add(int64(len(f.Body)))
-	select {
-	case t.queue <- f:
+	if t.offer(f) {
 		t.enqueuedMs.Store(f.TS)
 		t.dropIfClosed()
-	default:
+	} else {
 		t.queuedBytes.Add(-int64(len(f.Body)))
 		f.Release()
 		t.framesDropped.Add(1)
@@ -478,6 +489,7 @@ func (t *Target) dropIfClosed() {
 		select {
 		case f := <-t.queue:
 			t.queuedBytes.Add(-int64(len(f.Body)))
+			t.queued.Add(-1)
 			f.Release()
 		default:
 			return
@@ -540,7 +552,7 @@ func (t *Target) recovered(since int64) {
 // Idle reports whether nothing waits in the queue (or nothing can).
 // Frames the writer holds for interleaving count as waiting.
 func (t *Target) Idle() bool {
-	return !t.accepting.Load() || (len(t.queue) == 0 && t.held.Load() == 0)
+	return !t.accepting.Load() || (t.queued.Load() == 0 && t.held.Load() == 0)
 }
 
 // writer is the state of the writer goroutine for one connection.
@@ -555,6 +567,12 @@ type writer struct {
 	// (retained): the connection starts with it when it covers the
 	// keyframe's time (see startTS).
 	preroll *media.Frame
+
+	flush     *time.Timer // the audio flush (audioFlushDelay)
+	holdTimer *time.Timer // the earliest held frame's holdMax
+	armed     bool        // flush is set
+	holdDue   time.Time   // when holdTimer fires; zero: stopped
+	err       error       // an offer's write failed
 }
 
 // prerollMaxMs is how far before the first keyframe an audio frame may
@@ -612,89 +630,171 @@ func (t *Target) run() {
 }
 
 // pump writes queued frames on one connection. It returns nil when the
-// target was stopped, or why the connection is no longer usable.
+// target was stopped, or why the connection is no longer usable. Its work
+// runs under wmu, which offer takes to write a frame itself.
 func (t *Target) pump(w *writer) error {
 	w.pub.SetBatching(true)
-	flush := time.NewTimer(audioFlushDelay)
-	flush.Stop()
-	defer flush.Stop()
-	armed := false
-	holdTimer := time.NewTimer(holdMax)
-	holdTimer.Stop()
-	defer holdTimer.Stop()
+	w.flush = time.NewTimer(audioFlushDelay)
+	w.flush.Stop()
+	defer w.flush.Stop()
+	w.holdTimer = time.NewTimer(holdMax)
+	w.holdTimer.Stop()
+	defer w.holdTimer.Stop()
 	defer t.dropHeld()
 	defer w.release()
-	var holdDue time.Time // when the earliest held frame's hold ends; zero: none held
+	if w.pub.CanWriteNonBlocking() {
+		t.inline.Store(w)
+		defer func() {
+			t.inline.Store(nil)
+			t.wmu.Lock() // waits for an offer writing on w
+			t.wmu.Unlock()
+		}()
+	}
 	writeFailed := func(err error) error {
 		return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s: write failed: %v", t.ep.Redacted(), err)
 	}
 	for {
+		var err error
 		select {
 		case f := <-t.queue:
-			t.queuedBytes.Add(-int64(len(f.Body)))
-			now := time.Now()
-			if !f.RecvAt.IsZero() {
-				observe(t.cfg.Observe.QueueTime, now.Sub(f.RecvAt))
+			t.wmu.Lock()
+			err = t.take(w, f)
+			t.queued.Add(-1)
+			t.wmu.Unlock()
+		case <-t.kick:
+			t.wmu.Lock()
+			if err = w.err; err == nil {
+				t.busy(time.Now())
+				err = w.pub.Drain()
+				t.idle()
 			}
-			t.busy(now)
-			err := t.hold(w, f, now)
-			var due time.Time
-			if err == nil {
-				due, err = t.release(w, now, false)
-			}
-			if err != nil {
-				return writeFailed(err)
-			}
-			if !due.Equal(holdDue) {
-				holdDue = due
-				if due.IsZero() {
-					holdTimer.Stop()
-				} else {
-					holdTimer.Reset(max(due.Sub(now), 0))
-				}
-			}
-			// Video and data flush as they are written; audio waits.
-			if pending := w.pub.Buffered() > 0; pending != armed {
-				if pending {
-					flush.Reset(audioFlushDelay)
-				} else {
-					flush.Stop()
-				}
-				armed = pending
-			}
-			t.idle()
-		case <-holdTimer.C:
-			now := time.Now()
-			t.busy(now)
-			due, err := t.release(w, now, false)
-			if err != nil {
-				return writeFailed(err)
-			}
-			if holdDue = due; !due.IsZero() {
-				holdTimer.Reset(max(due.Sub(now), 0))
-			}
-			if pending := w.pub.Buffered() > 0; pending && !armed {
-				flush.Reset(audioFlushDelay)
-				armed = true
-			}
-			t.idle()
-		case <-flush.C:
-			armed = false
+			t.wmu.Unlock()
+		case <-w.holdTimer.C:
+			t.wmu.Lock()
+			err = t.releaseDue(w)
+			t.wmu.Unlock()
+		case <-w.flush.C:
+			t.wmu.Lock()
+			w.armed = false
 			t.busy(time.Now())
-			if err := w.pub.Flush(); err != nil {
-				return writeFailed(err)
-			}
+			err = w.pub.Flush()
 			t.idle()
+			t.wmu.Unlock()
 		case <-w.pub.Done():
 			err := w.pub.Err()
 			return apierr.Wrap(apierr.CodeIngestUnreachable, err, "ingest %s closed the connection: %v", t.ep.Redacted(), err)
 		case <-t.ctx.Done():
+			t.inline.Store(nil)
+			t.wmu.Lock()
 			// What is held goes out, in order, with the goodbye.
 			if _, err := t.release(w, time.Now(), true); err == nil {
 				_ = w.pub.Flush()
 			}
+			t.wmu.Unlock()
 			return nil
 		}
+		if err != nil {
+			return writeFailed(err)
+		}
+	}
+}
+
+// take is the writer's work for one frame off the queue: hold it, write
+// what may go out, and set the timers for the rest. t.wmu held.
+func (t *Target) take(w *writer, f *media.Frame) error {
+	if w.err != nil {
+		f.Release()
+		return w.err
+	}
+	t.queuedBytes.Add(-int64(len(f.Body)))
+	now := time.Now()
+	if !f.RecvAt.IsZero() {
+		observe(t.cfg.Observe.QueueTime, now.Sub(f.RecvAt))
+	}
+	t.busy(now)
+	defer t.idle()
+	if err := t.hold(w, f, now); err != nil {
+		return err
+	}
+	due, err := t.release(w, now, false)
+	if err != nil {
+		return err
+	}
+	if !due.Equal(w.holdDue) {
+		w.holdDue = due
+		if due.IsZero() {
+			w.holdTimer.Stop()
+		} else {
+			w.holdTimer.Reset(max(due.Sub(now), 0))
+		}
+	}
+	w.armFlush()
+	return nil
+}
+
+// releaseDue writes what waited its holdMax. t.wmu held.
+func (t *Target) releaseDue(w *writer) error {
+	now := time.Now()
+	t.busy(now)
+	defer t.idle()
+	due, err := t.release(w, now, false)
+	if err != nil {
+		return err
+	}
+	if w.holdDue = due; !due.IsZero() {
+		w.holdTimer.Reset(max(due.Sub(now), 0))
+	}
+	w.armFlush()
+	return nil
+}
+
+// armFlush sets the audio flush timer while something is left in the send
+// buffer: video and data flush as they are written, audio waits.
+func (w *writer) armFlush() {
+	if pending := w.pub.Buffered() > 0; pending != w.armed {
+		if pending {
+			w.flush.Reset(audioFlushDelay)
+		} else {
+			w.flush.Stop()
+		}
+		w.armed = pending
+	}
+}
+
+// offer hands f, counted in queuedBytes, to the writer and says whether
+// it was taken. When nothing waits before it (queued, or kept back by
+// the socket) and nobody is writing, it is written at once on the
+// caller's goroutine, without waiting on the ingest (non-blocking
+// writes): a goroutine wake-up a frame less than queueing it. Else it is
+// queued for the writer goroutine.
+func (t *Target) offer(f *media.Frame) bool {
+	if w := t.inline.Load(); w != nil && t.queued.Load() == 0 && t.wmu.TryLock() {
+		if t.queued.Load() == 0 && t.inline.Load() == w && w.err == nil && w.pub.Spilled() == 0 {
+			w.pub.SetNonBlocking(true)
+			err := t.take(w, f)
+			w.pub.SetNonBlocking(false)
+			t.inlineTakes.Add(1)
+			if err != nil || w.pub.Spilled() > 0 {
+				// The writer goroutine takes over: it ends the
+				// connection, or writes what the socket kept back.
+				w.err = err
+				select {
+				case t.kick <- struct{}{}:
+				default:
+				}
+			}
+			t.wmu.Unlock()
+			return true
+		}
+		t.wmu.Unlock()
+	}
+	t.queued.Add(1)
+	select {
+	case t.queue <- f:
+		return true
+	default:
+		t.queued.Add(-1)
+		return false
 	}
 }
 

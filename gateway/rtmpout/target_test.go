@@ -831,3 +831,85 @@ func TestTargetStalled(t *testing.T) {
 	}
 	r.stop(t)
 }
+
+// TestTargetWritesInline: while the ingest keeps up, the enqueuer writes
+// each frame itself (no wake-up of the writer goroutine), and every frame
+// reaches the ingest in order.
+func TestTargetWritesInline(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	_, log := newTestLog(t)
+	in := startIngest(t, nil)
+	defer in.close()
+	r := startTargets(t, log, "rtmp://"+in.addr+"/live/cam")
+	tg := r.targets[0]
+	const n = 60
+	for i := range n {
+		r.feed(ps, uint32(i*33), frames[i].NALUs, frames[i].IDR)
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFor(t, "every frame", func() bool { return len(videoFrames(in.messages())) == n })
+	if got := tg.inlineTakes.Load(); got < n*9/10 {
+		t.Errorf("%d of %d frames written by their enqueuer, want nearly all", got, n)
+	}
+	for i, m := range videoFrames(in.messages()) {
+		if m.Timestamp != uint32(i*33) {
+			t.Fatalf("frame %d at %d ms, want %d", i, m.Timestamp, i*33)
+		}
+	}
+	r.stop(t)
+}
+
+// TestTargetEnqueueNeverWaits: an ingest that stops reading never holds up
+// the enqueuer, though it writes frames itself: what the socket cannot
+// take is kept back and written by the writer goroutine, and once the
+// ingest reads again the frames arrive in order.
+func TestTargetEnqueueNeverWaits(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	frames, ps := load720(t)
+	_, log := newTestLog(t)
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	openGate := func() { gateOnce.Do(func() { close(gate) }) }
+	var stall atomic.Bool
+	in := startIngest(t, func(m ingest.Message) {
+		if m.Type == flv.TagVideo && stall.Load() {
+			<-gate
+		}
+	})
+	defer in.close()
+	defer openGate()
+	r := startTargets(t, log, "rtmp://"+in.addr+"/live/cam")
+	tg := r.targets[0]
+	r.feed(ps, 0, frames[0].NALUs, true)
+	waitFor(t, "live", func() bool { return tg.State() == Live })
+	stall.Store(true)
+	var slowest time.Duration
+	for i := 1; i < 400; i++ {
+		f := frames[i%len(frames)]
+		start := time.Now()
+		r.feed(ps, uint32(i*33), f.NALUs, f.IDR)
+		slowest = max(slowest, time.Since(start))
+	}
+	if slowest > 200*time.Millisecond {
+		t.Errorf("an enqueue took %v with the ingest not reading", slowest)
+	}
+	if tg.inlineTakes.Load() < 2 {
+		t.Errorf("%d frames written by their enqueuer: the test did not write inline against a full socket", tg.inlineTakes.Load())
+	}
+	stall.Store(false)
+	openGate()
+	r.feed(ps, 400*33, frames[0].NALUs, true)
+	waitFor(t, "the last frame", func() bool {
+		v := videoFrames(in.messages())
+		return len(v) > 0 && v[len(v)-1].Timestamp == 400*33
+	})
+	v := videoFrames(in.messages())
+	for i := 1; i < len(v); i++ {
+		if v[i].Timestamp <= v[i-1].Timestamp {
+			t.Fatalf("frame %d at %d ms after %d ms", i, v[i].Timestamp, v[i-1].Timestamp)
+		}
+	}
+	t.Logf("slowest enqueue %v; %d frames delivered, %d dropped", slowest, len(v), tg.framesDropped.Load())
+	r.stop(t)
+}

@@ -43,7 +43,7 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 	dialTO := durationOr(cfg.DialTimeout, defaultDialTimeout)
 	publishTO := durationOr(cfg.PublishTimeout, defaultPublishTimeout)
 
-	conn, err := dial(ctx, ep, cfg.TLSConfig, dialTO, cmp.Or(cfg.SendBuffer, defaultSendBuffer), cfg.DialContext)
+	conn, sc, err := dial(ctx, ep, cfg.TLSConfig, dialTO, cmp.Or(cfg.SendBuffer, defaultSendBuffer), cfg.DialContext)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("rtmp publish %s: dial: %w", red, ctx.Err())
@@ -56,6 +56,7 @@ func Dial(ctx context.Context, cfg Config) (*Publisher, error) {
 		ep:         ep,
 		log:        log,
 		conn:       conn,
+		sc:         sc,
 		wto:        durationOr(cfg.WriteTimeout, defaultWriteTimeout),
 		cr:         chunk.NewReader(),
 		ackWindow:  2500000,
@@ -94,7 +95,7 @@ func durationOr(d, def time.Duration) time.Duration {
 }
 
 func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Duration, sendBuffer int,
-	dialFn func(context.Context, *net.Dialer, string, string) (net.Conn, error)) (net.Conn, error) {
+	dialFn func(context.Context, *net.Dialer, string, string) (net.Conn, error)) (net.Conn, *spillConn, error) {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -108,7 +109,12 @@ func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Dur
 		}
 	}
 	if ep.scheme != "rtmps" {
-		return dialFn(ctx, d, "tcp", ep.addr)
+		raw, err := dialFn(ctx, d, "tcp", ep.addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		sc := newSpillConn(raw)
+		return sc, sc, nil
 	}
 	c := tlsCfg.Clone()
 	if c == nil {
@@ -124,14 +130,15 @@ func dial(ctx context.Context, ep Endpoint, tlsCfg *tls.Config, timeout time.Dur
 	defer cancel()
 	raw, err := dialFn(ctx, d, "tcp", ep.addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	tc := tls.Client(raw, c)
+	sc := newSpillConn(raw)
+	tc := tls.Client(sc, c)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return tc, nil
+	return tc, sc, nil
 }
 
 func connectObject(cfg Config) (map[string]any, error) {

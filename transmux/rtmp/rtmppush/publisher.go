@@ -161,6 +161,7 @@ type Publisher struct {
 	ep     Endpoint
 	log    *slog.Logger
 	conn   net.Conn
+	sc     *spillConn // under conn (and its TLS): non-blocking writes
 	wto    time.Duration
 	stream uint32 // message stream id from createStream
 

@@ -46,6 +46,41 @@ func (p *Publisher) Buffered() int {
 	return p.bw.Buffered()
 }
 
+// CanWriteNonBlocking says whether SetNonBlocking has any effect: the
+// connection is a socket of this platform's kind.
+func (p *Publisher) CanWriteNonBlocking() bool { return p.sc.rc != nil }
+
+// SetNonBlocking turns non-blocking writing on or off. While it is on,
+// no write waits for the ingest: what the socket's send buffer cannot
+// take at once is kept, in order, and written by the next blocking write
+// or by Drain (Spilled counts it). So a media goroutine may write while
+// the ingest keeps up, and hand over to a writer of its own once the
+// ingest falls behind.
+func (p *Publisher) SetNonBlocking(on bool) {
+	p.sc.nonBlocking.Store(on)
+}
+
+// Spilled is the number of bytes a non-blocking write kept back.
+func (p *Publisher) Spilled() int { return p.sc.spilled() }
+
+// Drain writes what non-blocking writes kept back, waiting for the ingest
+// up to the write timeout.
+func (p *Publisher) Drain() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if p.sc.spilled() == 0 {
+		return nil
+	}
+	if err := p.usableLocked(); err != nil {
+		return err
+	}
+	p.refreshDeadlineLocked()
+	if err := p.sc.drain(); err != nil {
+		return p.brokenLocked(err)
+	}
+	return nil
+}
+
 // Flush sends what batching left in the send buffer.
 func (p *Publisher) Flush() error {
 	p.writeMu.Lock()
