@@ -167,6 +167,10 @@ type rtmpSource struct {
 	keyframes   atomic.Uint64
 	dropped     atomic.Uint64 // video tags dropped: undecodable, before a sequence header or keyframe
 	rate        meter.Rate    // VideoBitrate's, for onMetaData
+	// meta is the publisher's onMetaData values. Targets read it as they
+	// write, on the goroutine that delivers to them with mu held: it
+	// cannot be under mu.
+	meta atomic.Pointer[map[string]any]
 
 	mu       sync.Mutex
 	pub      *rtmpPublish // the publish feeding the stream; nil while waiting for one
@@ -195,7 +199,6 @@ type rtmpSource struct {
 	gopWarned  bool
 	lastVideo  uint32
 	avgDelta   float64 // EWMA of the video's DTS spacing, ms
-	meta       map[string]any
 }
 
 // rtmpPublish is one publish feeding an rtmpSource: the ingest's Sink.
@@ -512,7 +515,11 @@ func (r *rtmpSource) onData(ts uint32, m ingest.Message) {
 	switch m.Handler {
 	case "onMetaData":
 		vals, _ := m.Values.(map[string]any)
-		r.meta = publisherMeta(vals)
+		if pm := publisherMeta(vals); pm != nil {
+			r.meta.Store(&pm)
+		} else {
+			r.meta.Store(nil)
+		}
 		if _, v := vals["videocodecid"]; !v && vals != nil && !r.haveVideo {
 			if _, a := vals["audiocodecid"]; a {
 				r.audioOnly.Store(true)
@@ -561,13 +568,11 @@ func publisherMeta(vals map[string]any) map[string]any {
 
 // metadata is the publisher's onMetaData with the client's (user) over it.
 func (r *rtmpSource) metadata(user map[string]any) map[string]any {
-	r.mu.Lock()
-	pm := r.meta
-	r.mu.Unlock()
-	if pm == nil {
+	p := r.meta.Load()
+	if p == nil {
 		return user
 	}
-	md := maps.Clone(pm)
+	md := maps.Clone(*p)
 	maps.Copy(md, user)
 	return md
 }

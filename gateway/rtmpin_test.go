@@ -2,16 +2,20 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/castbridge/castbridge/gateway/media"
+	"github.com/castbridge/castbridge/gateway/outpolicy"
+	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/transmux/format/flv"
 	"github.com/castbridge/castbridge/transmux/rtmp/ingest"
 )
@@ -180,7 +184,8 @@ func TestPublisherMeta(t *testing.T) {
 	for i := range 100 {
 		vals["k"+strings.Repeat("y", i%5)+string(rune('a'+i%26))+string(rune('a'+i/26))] = float64(i)
 	}
-	s.rtmp.meta = publisherMeta(vals)
+	pm := publisherMeta(vals)
+	s.rtmp.meta.Store(&pm)
 	md := s.rtmp.metadata(map[string]any{"encoder": "mine"})
 	if len(md) > maxPublisherMetaKeys+1 {
 		t.Errorf("%d keys kept", len(md))
@@ -305,5 +310,103 @@ func TestSilentAACDecodesToSilence(t *testing.T) {
 		if b != 0 {
 			t.Fatalf("sample byte %d is %d, want silence", i, b)
 		}
+	}
+}
+
+// TestRTMPSourceBroadcastMetadata: an RTMP stream's broadcast writes the
+// publisher's onMetaData, merged into each target's, while the source
+// delivers with its lock held. A target's offer writes on the delivering
+// goroutine, so reading the publisher's values must not take that lock:
+// when it did, the first keyframe's onMetaData deadlocked the publish.
+func TestRTMPSourceBroadcastMetadata(t *testing.T) {
+	m, s := newTestRTMPStream(t, time.Minute)
+	m.cfg.setDefaults()
+	policy, err := outpolicy.New(outpolicy.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cfg.policy, m.cfg.hist = policy, newHistograms()
+
+	var mu sync.Mutex
+	var data []map[string]any
+	srv, err := ingest.Listen(ingest.Config{Addr: "127.0.0.1:0", OnMessage: func(_ string, msg ingest.Message) {
+		if msg.Type == flv.TagScript && msg.Handler == "onMetaData" {
+			if vals, ok := msg.Values.(map[string]any); ok {
+				mu.Lock()
+				data = append(data, vals)
+				mu.Unlock()
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-served }()
+
+	p := s.rtmp.firstPublish()
+	seq, err := flv.AppendAVCSequenceHeader(nil, testSPS, testPPS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := flv.AppendDataMessage(nil, "onMetaData", map[string]any{"encoder": "obs-output module", "title": "studio"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaMsg := ingest.Message{Type: flv.TagScript, Handler: "onMetaData", Body: meta,
+		Values: map[string]any{"encoder": "obs-output module", "title": "studio"}}
+	send(t, p, flv.TagAudio, 0, []byte{0xaf, 0, 0x12, 0x10}) // AAC-LC 44.1 kHz stereo
+	send(t, p, flv.TagVideo, 0, seq)
+	send(t, p, flv.TagVideo, 0, avcFrame(true, 0, 1))
+
+	b, err := s.StartBroadcast(context.Background(), []rtmpout.Spec{{Output: "rtmp://" + srv.Addr().String() + "/live/meta"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.stop(context.Background())
+
+	// The publish runs on its own goroutine: a deadlock fails the test
+	// rather than hanging it.
+	published := make(chan error, 1)
+	go func() {
+		err := p.Message(metaMsg)
+		for i := 1; i <= 30 && err == nil; i++ {
+			ms := uint32(i * 33)
+			time.Sleep(33 * time.Millisecond) // in real time, as a publisher sends: its frames find the target's writer idle
+			if err = p.Message(ingest.Message{Type: flv.TagVideo, Timestamp: ms, Body: avcFrame(i%15 == 0, 0, byte(i))}); err == nil {
+				err = p.Message(ingest.Message{Type: flv.TagAudio, Timestamp: ms, Body: []byte{0xaf, 1, 0x21, 0x10}})
+			}
+		}
+		published <- err
+	}()
+	select {
+	case err := <-published:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the publisher's messages did not get through in 10 s: the source's lock deadlocked with a target's write")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(data)
+		var last map[string]any
+		if n > 0 {
+			last = data[n-1]
+		}
+		mu.Unlock()
+		if last != nil && last["title"] == "studio" {
+			if last["encoder"] != "obs-output module" || last["width"] != float64(1280) {
+				t.Errorf("onMetaData %v: want the publisher's encoder and title over the target's values (width 1280)", last)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ingest got %d onMetaData, the last %v: none with the publisher's title", n, last)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

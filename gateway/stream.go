@@ -107,7 +107,9 @@ type Stream struct {
 	broadcast  *Broadcast
 	closing    bool
 	closeCause string
-	userMeta   map[string]any // the client's last onMetaData values
+	// userMeta is the client's last onMetaData values: read by targets
+	// as they write, on the goroutines that deliver frames (no lock).
+	userMeta atomic.Pointer[map[string]any]
 }
 
 // newStreamBase is what every stream has whatever its source: its
@@ -439,9 +441,10 @@ func (s *Stream) ObservedVideoBitrate() float64 { return s.src.VideoBitrate(time
 // UserMetadata is the client's last onMetaData values; for an RTMP stream,
 // laid over the publisher's own onMetaData (the client's win).
 func (s *Stream) UserMetadata() map[string]any {
-	s.mu.Lock()
-	user := s.userMeta
-	s.mu.Unlock()
+	var user map[string]any
+	if p := s.userMeta.Load(); p != nil {
+		user = *p
+	}
 	if s.rtmp == nil {
 		return user
 	}
@@ -466,9 +469,8 @@ func (s *Stream) SendMetadata(handler string, values any) error {
 	}
 	var body []byte
 	if handler == HandlerOnMetaData {
-		s.mu.Lock()
-		s.userMeta = values.(map[string]any)
-		s.mu.Unlock()
+		user := values.(map[string]any)
+		s.userMeta.Store(&user)
 	} else if body, err = flv.AppendDataMessage(nil, handler, values); err != nil {
 		return apierr.Wrap(apierr.CodeMetadataInvalid, err, "%v", err)
 	}

@@ -50,7 +50,10 @@ const (
 // reading.
 const stallAfter = 500 * time.Millisecond
 
-// Host is what a target needs of the stream it serves.
+// Host is what a target needs of the stream it serves. Its methods are
+// also called on the goroutine that hands the target a frame (an offer
+// writes the frame itself), with whatever locks that deliverer holds: they
+// must not take a lock held while frames are delivered.
 type Host interface {
 	// RequestKeyframe asks the publisher for a keyframe (rate-limited).
 	RequestKeyframe(reason string)
@@ -71,7 +74,7 @@ type Host interface {
 }
 
 // AudioSource is the audio output a target takes frames from; it says what
-// the audio is in onMetaData.
+// the audio is in onMetaData (called as Host's methods are).
 type AudioSource interface {
 	AudioMetadata(md map[string]any)
 }
