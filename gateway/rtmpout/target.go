@@ -648,8 +648,10 @@ func (t *Target) pump(w *writer) error {
 	if w.pub.CanWriteNonBlocking() {
 		t.inline.Store(w)
 		defer func() {
+			// Under wmu: an offer writing on w is done, and none starts
+			// (an offer checks inline again once it holds wmu).
+			t.wmu.Lock()
 			t.inline.Store(nil)
-			t.wmu.Lock() // waits for an offer writing on w
 			t.wmu.Unlock()
 		}()
 	}
