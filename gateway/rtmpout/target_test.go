@@ -723,6 +723,20 @@ func TestTargetStopCutsStalledIngest(t *testing.T) {
 	}
 }
 
+// startGatedIngest is a test ingest that stops reading at its next video
+// message once stall is set (its socket fills up), until openGate.
+func startGatedIngest(t *testing.T) (in *testIngest, stall *atomic.Bool, openGate func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	stall = new(atomic.Bool)
+	in = startIngest(t, func(m ingest.Message) {
+		if m.Type == flv.TagVideo && stall.Load() {
+			<-gate
+		}
+	})
+	return in, stall, func() { once.Do(func() { close(gate) }) }
+}
+
 // TestTargetStalled: an ingest that stops reading leaves the writer stuck
 // in a write. The target reports stalled (State, Info, Stats) within a
 // second of its queue ceasing to drain, with one TargetStalled event, and
@@ -731,15 +745,7 @@ func TestTargetStalled(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	frames, ps := load720(t)
 	_, log := newTestLog(t)
-	gate := make(chan struct{})
-	var gateOnce sync.Once
-	openGate := func() { gateOnce.Do(func() { close(gate) }) }
-	var stall atomic.Bool
-	in := startIngest(t, func(m ingest.Message) {
-		if m.Type == flv.TagVideo && stall.Load() {
-			<-gate // the ingest stops reading: its socket fills up
-		}
-	})
+	in, stall, openGate := startGatedIngest(t)
 	defer in.close()
 	defer openGate()
 
@@ -868,15 +874,7 @@ func TestTargetEnqueueNeverWaits(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	frames, ps := load720(t)
 	_, log := newTestLog(t)
-	gate := make(chan struct{})
-	var gateOnce sync.Once
-	openGate := func() { gateOnce.Do(func() { close(gate) }) }
-	var stall atomic.Bool
-	in := startIngest(t, func(m ingest.Message) {
-		if m.Type == flv.TagVideo && stall.Load() {
-			<-gate
-		}
-	})
+	in, stall, openGate := startGatedIngest(t)
 	defer in.close()
 	defer openGate()
 	r := startTargets(t, log, "rtmp://"+in.addr+"/live/cam")

@@ -349,53 +349,11 @@ func TestCloseDuringWrites(t *testing.T) {
 func TestRTMPS(t *testing.T) {
 	o, addr := startIngest(t, nil)
 	cert, pool := selfSigned(t)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer ln.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		up, err := net.Dial("tcp", addr)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		go func() { _, _ = io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
-		_, _ = io.Copy(c, up)
-	}()
-
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	port := tlsTerminator(t, addr, cert)
 	ep := endpoint(t, "rtmps://127.0.0.1:"+port+"/live/tls-key")
 	if _, err := rtmppush.Dial(context.Background(), rtmppush.Config{Endpoint: ep, DialTimeout: 2 * time.Second}); !errors.Is(err, rtmppush.ErrUnreachable) {
 		t.Fatalf("untrusted certificate: err = %v, want ErrUnreachable", err)
 	}
-	// The failed attempt consumed the terminator's single accept; start another.
-	wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		up, err := net.Dial("tcp", addr)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		go func() { _, _ = io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
-		_, _ = io.Copy(c, up)
-	}()
 	p, err := rtmppush.Dial(context.Background(), rtmppush.Config{Endpoint: ep, TLSConfig: &tls.Config{RootCAs: pool}})
 	if err != nil {
 		t.Fatal(err)
