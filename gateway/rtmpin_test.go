@@ -319,13 +319,24 @@ func TestSilentAACDecodesToSilence(t *testing.T) {
 // goroutine, so reading the publisher's values must not take that lock:
 // when it did, the first keyframe's onMetaData deadlocked the publish.
 func TestRTMPSourceBroadcastMetadata(t *testing.T) {
-	m, s := newTestRTMPStream(t, time.Minute)
-	m.cfg.setDefaults()
+	// Not newTestRTMPStream: its cleanup closes the stream, which would
+	// wait on the deadlock this test looks for instead of failing.
+	cfg := Config{RTMPResume: time.Minute, Logger: slog.New(slog.DiscardHandler)}
+	cfg.setDefaults()
 	policy, err := outpolicy.New(outpolicy.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.cfg.policy, m.cfg.hist = policy, newHistograms()
+	cfg.policy, cfg.hist = policy, newHistograms()
+	m := &Manager{cfg: cfg, log: cfg.Logger, frames: media.NewFramePool(), streams: map[string]*Stream{}, rtmpIn: map[int]*Stream{}}
+	s := newRTMPStream(m, "st_test", "rtmp", 0)
+	m.streams[s.id], m.rtmpIn[0] = s, s
+	hung := false
+	defer func() {
+		if !hung {
+			s.Close()
+		}
+	}()
 
 	var mu sync.Mutex
 	var data []map[string]any
@@ -365,7 +376,11 @@ func TestRTMPSourceBroadcastMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.stop(context.Background())
+	defer func() {
+		if !hung {
+			b.stop(context.Background())
+		}
+	}()
 
 	// The publish runs on its own goroutine: a deadlock fails the test
 	// rather than hanging it.
@@ -387,6 +402,7 @@ func TestRTMPSourceBroadcastMetadata(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
+		hung = true // the stream cannot be closed: its goroutines stay behind
 		t.Fatal("the publisher's messages did not get through in 10 s: the source's lock deadlocked with a target's write")
 	}
 	deadline := time.Now().Add(5 * time.Second)
