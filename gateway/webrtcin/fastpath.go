@@ -105,12 +105,13 @@ func (t *fastTable) len() int {
 // goes to pion.
 func (t *fastTable) take(b []byte, from net.Addr) bool {
 	ua, ok := from.(*net.UDPAddr)
-	return ok && t.takeFrom(b, ua.AddrPort(), time.Now())
+	return ok && t.takeFrom(b, ua.AddrPort(), time.Now(), nil)
 }
 
 // takeFrom is take with the source as the socket gave it and the time b
-// arrived. b is only read.
-func (t *fastTable) takeFrom(b []byte, from netip.AddrPort, at time.Time) bool {
+// arrived. b is only read. The reader to wake is added to wakes, or woken
+// at once when wakes is nil.
+func (t *fastTable) takeFrom(b []byte, from netip.AddrPort, at time.Time, wakes *wakeList) bool {
 	if len(b) < 12 || len(b) > maxPacket || b[0]&0xc0 != 0x80 || isRTCP(b) {
 		return false
 	}
@@ -122,7 +123,7 @@ func (t *fastTable) takeFrom(b []byte, from netip.AddrPort, at time.Time) bool {
 	if ft == nil {
 		return false
 	}
-	return ft.take(b, at)
+	return ft.take(b, at, wakes)
 }
 
 // isRTCP: RTP and RTCP share the port (RFC 5761 §4): RTCP's packet types
@@ -140,18 +141,27 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 // path's datagrams taken out.
 type divertConn struct {
 	*cachedAddrConn
-	fast *fastTable // nil without the fast path
-	stun *stunConn  // nil without STUN queries on this socket
+	fast  *fastTable // nil without the fast path
+	stun  *stunConn  // nil without STUN queries on this socket
+	wakes *wakeList  // with recvmmsg: the batch's readers to wake
 }
 
+// newDivertConn diverts cc's datagrams. With recvmmsg, the readers of the
+// tracks a batch fed are woken when the batch is done: cc's batch reader
+// flushes them before it waits for the socket again.
 func newDivertConn(cc *cachedAddrConn, fast *fastTable, stun *stunConn) divertConn {
-	return divertConn{cachedAddrConn: cc, fast: fast, stun: stun}
+	c := divertConn{cachedAddrConn: cc, fast: fast, stun: stun}
+	if cc.batch != nil && fast != nil {
+		c.wakes = &wakeList{}
+		cc.batch.idle = c.wakes.flush
+	}
+	return c
 }
 
 // taken hands b to the fast path, then to the STUN client, and says
 // whether one of them took it. b is only read.
 func (c divertConn) taken(b []byte, from netip.AddrPort, at time.Time) bool {
-	return (c.fast != nil && c.fast.takeFrom(b, from, at)) || (c.stun != nil && c.stun.take(b, from))
+	return (c.fast != nil && c.fast.takeFrom(b, from, at, c.wakes)) || (c.stun != nil && c.stun.take(b, from))
 }
 
 // ReadFrom is what pion's mux reads the socket with. With recvmmsg the
@@ -162,9 +172,13 @@ func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		for {
 			b, from, at, err := cc.batch.Next()
 			if err != nil {
+				c.wakes.flush()
 				return 0, nil, err
 			}
 			if !c.taken(b, from, at) {
+				// pion's handling of it may take a while: wake the
+				// readers first.
+				c.wakes.flush()
 				return copy(p, b), cc.cache.get(from), nil
 			}
 		}
@@ -178,6 +192,36 @@ func (c divertConn) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, nil
 		}
 	}
+}
+
+// wakeList is the track readers one socket reader has queued packets for
+// since it last waited. Waking them all at the end of a batch, just
+// before the socket reader sleeps, lets the Go scheduler run them on the
+// reader's own P (a readied goroutine waits in its runnext slot) instead
+// of handing each one to another thread woken for it mid-batch (the
+// futex wake, spin and steal that were most of the load profile's
+// scheduler share). They wait at most the rest of the batch. Used by the
+// socket reader's goroutine only; nil wakes at once.
+type wakeList struct{ tracks []*fastTrack }
+
+func (w *wakeList) add(ft *fastTrack) {
+	for _, t := range w.tracks {
+		if t == ft {
+			return
+		}
+	}
+	w.tracks = append(w.tracks, ft)
+}
+
+func (w *wakeList) flush() {
+	if w == nil {
+		return
+	}
+	for i, ft := range w.tracks {
+		ft.signal()
+		w.tracks[i] = nil
+	}
+	w.tracks = w.tracks[:0]
 }
 
 // fastPacket is one packet queued for a track's reader.
@@ -274,7 +318,7 @@ func (ft *fastTrack) signal() {
 // b is to go to pion instead: the queue is full, the fast path has no
 // keys or is off, b does not authenticate, or it is the packet that keeps
 // pion's path warm (then it is queued too).
-func (ft *fastTrack) take(b []byte, now time.Time) bool {
+func (ft *fastTrack) take(b []byte, now time.Time, wakes *wakeList) bool {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
 	if ft.holding && !now.Before(ft.holdUntil) {
@@ -326,7 +370,11 @@ func (ft *fastTrack) take(b []byte, now time.Time) bool {
 	// time; a lost marker costs at most the next frame's, or the next
 	// packet through pion's path.
 	if !ft.frameWake || out[1]&0x80 != 0 || ft.n >= fastWakeBatch || warm {
-		ft.signal()
+		if wakes != nil {
+			wakes.add(ft)
+		} else {
+			ft.signal()
+		}
 	}
 	if !warm {
 		return true

@@ -128,10 +128,10 @@ func TestFastTrackDecrypts(t *testing.T) {
 		var toPion []uint16
 		for seq := uint16(100); seq < 106; seq++ {
 			pkt := sealed(t, tx, 42, seq, []byte{byte(seq), 1, 2, 3})
-			if !ft.take(pkt, now) {
+			if !ft.take(pkt, now, nil) {
 				toPion = append(toPion, seq)
 			}
-			if seq == 102 && !ft.take(pkt, now) { // a duplicate: consumed, not queued
+			if seq == 102 && !ft.take(pkt, now, nil) { // a duplicate: consumed, not queued
 				t.Error("a duplicate went to pion")
 			}
 		}
@@ -186,7 +186,7 @@ func TestFastTrackHold(t *testing.T) {
 	}
 	ft.push(plain(9), now)
 	for seq := uint16(11); seq <= 12; seq++ {
-		ft.take(sealed(t, tx, 4, seq, []byte{byte(seq)}), now)
+		ft.take(sealed(t, tx, 4, seq, []byte{byte(seq)}), now, nil)
 	}
 	if ft.n != 1 || len(ft.held) != 2 {
 		t.Fatalf("%d queued, %d held; want pion's 9 queued, 11 and 12 held", ft.n, len(ft.held))
@@ -194,7 +194,7 @@ func TestFastTrackHold(t *testing.T) {
 	ft.push(plain(10), now)
 	order(9, 10, 11, 12)
 	// 13 lost on the network: 14 is not held.
-	ft.take(sealed(t, tx, 4, 14, []byte{14}), now)
+	ft.take(sealed(t, tx, 4, 14, []byte{14}), now, nil)
 	if len(ft.held) != 0 || ft.n != 1 {
 		t.Fatalf("after a loss: %d held, %d queued", len(ft.held), ft.n)
 	}
@@ -203,7 +203,7 @@ func TestFastTrackHold(t *testing.T) {
 	// delivers holds the next fast one only fastHoldMax.
 	ft.owed = true
 	start := time.Now()
-	ft.take(sealed(t, tx, 4, 16, []byte{16}), start)
+	ft.take(sealed(t, tx, 4, 16, []byte{16}), start, nil)
 	order(16)
 	if waited := time.Since(start); waited < fastHoldMax-5*time.Millisecond || waited > 20*fastHoldMax {
 		t.Errorf("held %v, want about %v", waited, fastHoldMax)
@@ -240,17 +240,17 @@ func TestFastTrackFrameWake(t *testing.T) {
 	ft.replay.fresh(0) // pion's path delivered 0: nothing is held
 	ft.nextWarm = now.Add(time.Hour)
 	for seq := uint16(1); seq < 4; seq++ {
-		ft.take(seal(seq, false), now)
+		ft.take(seal(seq, false), now, nil)
 	}
 	if woken(ft) {
 		t.Error("the reader was woken before the frame's last packet")
 	}
-	ft.take(seal(4, true), now)
+	ft.take(seal(4, true), now, nil)
 	if !woken(ft) || ft.n != 4 {
 		t.Errorf("after the marker: woken false or %d queued", ft.n)
 	}
 	for seq := uint16(5); seq < 5+fastWakeBatch; seq++ {
-		ft.take(seal(seq, false), now)
+		ft.take(seal(seq, false), now, nil)
 	}
 	if !woken(ft) {
 		t.Errorf("%d packets queued and the reader not woken", ft.n)
@@ -259,7 +259,7 @@ func TestFastTrackFrameWake(t *testing.T) {
 	keyed(audio)
 	audio.replay.fresh(99)
 	audio.nextWarm = now.Add(time.Hour)
-	audio.take(seal(100, false), now)
+	audio.take(seal(100, false), now, nil)
 	if !woken(audio) {
 		t.Error("an audio packet did not wake its reader")
 	}
@@ -279,14 +279,14 @@ func TestFastTrackAuthFailures(t *testing.T) {
 	keyed(ft)
 	now := time.Now()
 	for seq := range uint16(maxFastAuthFailures) {
-		if ft.take(sealed(t, other, 7, seq, []byte{1}), now) {
+		if ft.take(sealed(t, other, 7, seq, []byte{1}), now, nil) {
 			t.Fatal("a packet under other keys was taken")
 		}
 	}
 	if !ft.off || counters.FastAuthFailures.Load() != maxFastAuthFailures {
 		t.Fatalf("off %v after %d failures", ft.off, counters.FastAuthFailures.Load())
 	}
-	if ft.take(sealed(t, tx, 7, 500, []byte{1}), now) {
+	if ft.take(sealed(t, tx, 7, 500, []byte{1}), now, nil) {
 		t.Error("a track off the fast path took a good packet")
 	}
 }
@@ -304,12 +304,12 @@ func TestFastTrackRollover(t *testing.T) {
 		keyed(ft)
 		now := time.Now()
 		for seq := uint16(5); seq < 10; seq++ {
-			ft.take(sealed(t, tx, 9, seq, []byte{byte(seq)}), now)
+			ft.take(sealed(t, tx, 9, seq, []byte{byte(seq)}), now, nil)
 			now = now.Add(time.Second) // every packet is a warm one: queued too
 		}
 		// Back over the wrap: a late packet of the first cycle.
 		late := sealed(t, tx, 9, 65535, []byte{0xff})
-		ft.take(late, now)
+		ft.take(late, now, nil)
 		if ft.n != 6 || counters.FastAuthFailures.Load() != 0 || counters.FastRTP.Load() != 6 {
 			t.Errorf("%s: %d queued, %d decrypted, %d failures; want 6, 6, 0", profile, ft.n, counters.FastRTP.Load(), counters.FastAuthFailures.Load())
 		}
@@ -323,10 +323,10 @@ func TestFastTrackFullAndClose(t *testing.T) {
 	ft, tx, _ := keyedTrack(t, srtp.ProtectionProfileAeadAes128Gcm, 3, 2)
 	now := time.Now()
 	ft.nextWarm = now.Add(time.Hour)
-	if !ft.take(sealed(t, tx, 3, 1, []byte{1}), now) || !ft.take(sealed(t, tx, 3, 2, []byte{2}), now) {
+	if !ft.take(sealed(t, tx, 3, 1, []byte{1}), now, nil) || !ft.take(sealed(t, tx, 3, 2, []byte{2}), now, nil) {
 		t.Fatal("the first two packets were not taken")
 	}
-	if ft.take(sealed(t, tx, 3, 3, []byte{3}), now) {
+	if ft.take(sealed(t, tx, 3, 3, []byte{3}), now, nil) {
 		t.Fatal("a packet was taken into a full queue")
 	}
 	pushed := make(chan bool)
@@ -427,8 +427,11 @@ func TestFastPathAllocs(t *testing.T) {
 		pkts[i] = sealed(t, tx, 5, uint16(i), make([]byte, 1100))
 	}
 	i := 0
+	var wakes wakeList // the socket reader's way: woken at the batch's end
+	ap := from.AddrPort()
 	step := func() {
-		table.take(pkts[i], from)
+		table.takeFrom(pkts[i], ap, time.Now(), &wakes)
+		wakes.flush()
 		i++
 		p, ok := ft.next()
 		if !ok {
@@ -564,5 +567,85 @@ func TestFastSessionBinds(t *testing.T) {
 	f.closeTrack(ft)
 	if table.len() != 0 || f.open.Load() != 0 {
 		t.Errorf("after close: %d keys, %d open", table.len(), f.open.Load())
+	}
+}
+
+// TestBatchWakesReaders: a socket reader's batch wakes each track it fed
+// once, when the batch is done (before the reader waits for the socket
+// again), not at each frame it completes; a batch of nothing but
+// fast-path packets still wakes them.
+func TestBatchWakesReaders(t *testing.T) {
+	tx, rx := loopbackPair(t)
+	cc := newCachedAddrConn(rx, 0)
+	if cc.batch == nil {
+		t.Skip("no recvmmsg on this system")
+	}
+	sender, keyed := srtpPair(t, srtp.ProtectionProfileAeadAes128Gcm)
+	frame := func(seq uint16) []byte {
+		return sealPacket(t, sender, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 102, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 77, Marker: true}, Payload: []byte{byte(seq)}})
+	}
+	var counters Counters
+	ft := newFastTrack(77, 64, &counters)
+	ft.frameWake = true
+	keyed(ft)
+	ft.replay.fresh(0) // pion's path delivered 0: nothing is held
+	ft.nextWarm = time.Now().Add(time.Hour)
+	from := unmapped(tx.LocalAddr().(*net.UDPAddr).AddrPort())
+	var table fastTable
+	table.add(fastKey{from, 77}, ft)
+	woken := func() bool {
+		select {
+		case <-ft.wake:
+			return true
+		default:
+			return false
+		}
+	}
+
+	// Three frames in one batch: one wake, at the flush.
+	var wakes wakeList
+	for seq := uint16(1); seq <= 3; seq++ {
+		if !table.takeFrom(frame(seq), from, time.Now(), &wakes) {
+			t.Fatalf("frame %d not taken", seq)
+		}
+	}
+	if w := woken(); w || len(wakes.tracks) != 1 {
+		t.Fatalf("before the flush: woken %v, %d tracks to wake, want false and 1", w, len(wakes.tracks))
+	}
+	wakes.flush()
+	if !woken() || len(wakes.tracks) != 0 {
+		t.Fatalf("after the flush: not woken, or %d tracks left", len(wakes.tracks))
+	}
+
+	// Through the socket: the batch reader flushes before it waits.
+	c := newDivertConn(cc, &table, nil)
+	for seq := uint16(4); seq <= 6; seq++ {
+		if _, err := tx.Write(frame(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1500)
+		_, _, err := c.ReadFrom(buf) // returns with the STUN-like datagram below
+		read <- err
+	}()
+	select {
+	case <-ft.wake:
+	case <-time.After(5 * time.Second):
+		t.Error("a batch of fast-path packets did not wake the track's reader")
+	}
+	ft.mu.Lock()
+	queued := ft.n
+	ft.mu.Unlock()
+	if queued != 6 {
+		t.Errorf("%d packets queued, want 6", queued)
+	}
+	stunish := []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	if _, err := tx.Write(stunish); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
 	}
 }

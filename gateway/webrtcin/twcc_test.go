@@ -193,10 +193,10 @@ func TestFastPathTWCCInSocketOrder(t *testing.T) {
 			// take's false for the packet that keeps pion's path warm
 			// (it is queued too) does not matter here.
 			if i%3 == 2 {
-				audio.take(sealedTWCC(t, atx, audioSSRC, aseq, tseq), time.Now())
+				audio.take(sealedTWCC(t, atx, audioSSRC, aseq, tseq), time.Now(), nil)
 				aseq++
 			} else {
-				video.take(sealedTWCC(t, vtx, videoSSRC, vseq, tseq), time.Now())
+				video.take(sealedTWCC(t, vtx, videoSSRC, vseq, tseq), time.Now(), nil)
 				vseq++
 			}
 			tseq++

@@ -70,6 +70,7 @@ type batchReader struct {
 	errno    syscall.Errno // the last recvmmsg's error
 	recv     func(fd uintptr) bool
 	coalesce time.Duration // see ListenConfig.ReadCoalesce
+	idle     func()        // nil, or called before each wait for more datagrams
 	// The arrival rate, measured over windows of rateWindow: busy while
 	// coalesce gathers coalesceMin datagrams or more (see Next).
 	winStart  time.Time
@@ -185,6 +186,9 @@ func (b *batchReader) Next() ([]byte, netip.AddrPort, time.Time, error) {
 			}
 			off := i * udpBatchBuf
 			return b.buf[off : off+int(m.len) : off+int(m.len)], ap, b.arrival(i), nil
+		}
+		if b.idle != nil {
+			b.idle()
 		}
 		if b.busy && b.n < udpBatch {
 			// Datagrams come fast enough that waiting gathers several,

@@ -12,7 +12,10 @@ import (
 
 // batchReader: recvmmsg(2) is Linux's; elsewhere the socket is read a
 // datagram at a time (newBatchReader fails, and the caller reads itself).
-type batchReader struct{ truncated atomic.Uint64 }
+type batchReader struct {
+	truncated atomic.Uint64
+	idle      func()
+}
 
 func newBatchReader(*net.UDPConn, time.Duration) (*batchReader, error) {
 	return nil, errors.New("recvmmsg: not on this system")
