@@ -146,9 +146,10 @@ type divertConn struct {
 	wakes *wakeList  // with recvmmsg: the batch's readers to wake
 }
 
-// newDivertConn diverts cc's datagrams. With recvmmsg, the readers of the
-// tracks a batch fed are woken when the batch is done: cc's batch reader
-// flushes them before it waits for the socket again.
+// newDivertConn diverts cc's datagrams; a socket has one divertConn. With
+// recvmmsg, the readers of the tracks a batch fed are woken when the batch
+// is done: cc's batch reader flushes them before it waits for the socket
+// again.
 func newDivertConn(cc *cachedAddrConn, fast *fastTable, stun *stunConn) divertConn {
 	c := divertConn{cachedAddrConn: cc, fast: fast, stun: stun}
 	if cc.batch != nil && fast != nil {
@@ -317,7 +318,8 @@ func (ft *fastTrack) signal() {
 // take decrypts b, from the socket, into the queue. It returns false when
 // b is to go to pion instead: the queue is full, the fast path has no
 // keys or is off, b does not authenticate, or it is the packet that keeps
-// pion's path warm (then it is queued too).
+// pion's path warm (then it is queued too). The reader, when it is to be
+// woken, is added to wakes (woken at once when wakes is nil).
 func (ft *fastTrack) take(b []byte, now time.Time, wakes *wakeList) bool {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()

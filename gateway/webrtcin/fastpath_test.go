@@ -210,6 +210,19 @@ func TestFastTrackHold(t *testing.T) {
 	}
 }
 
+// woken takes ft's pending wake-up, if there is one.
+func woken(ft *fastTrack) bool {
+	select {
+	case <-ft.wake:
+		return true
+	default:
+		return false
+	}
+}
+
+// stunish is a datagram the fast path leaves to pion: a STUN header.
+var stunish = []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+
 // TestFastTrackFrameWake: a video track's reader is woken at a frame's
 // last packet (the marker) or a full batch, not for every packet; an
 // audio track's for every packet.
@@ -223,14 +236,6 @@ func TestFastTrackFrameWake(t *testing.T) {
 			t.Fatal(err)
 		}
 		return out
-	}
-	woken := func(ft *fastTrack) bool {
-		select {
-		case <-ft.wake:
-			return true
-		default:
-			return false
-		}
 	}
 	var counters Counters
 	ft := newFastTrack(6, 64, &counters)
@@ -385,7 +390,6 @@ func testDivertConn(t *testing.T, tx *net.UDPConn, c divertConn) {
 	table.add(fastKey{unmapped(tx.LocalAddr().(*net.UDPAddr).AddrPort()), 77}, ft)
 	c.fast = &table
 
-	stunish := []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 	rtcpish := []byte{0x81, 200, 0, 6, 0, 0, 0, 77, 0, 0, 0, 0}
 	for _, d := range [][]byte{sealed(t, sender, 77, 1, []byte{1}), stunish, sealed(t, sender, 77, 2, []byte{2}), rtcpish, sealed(t, sender, 78, 1, []byte{3})} {
 		if _, err := tx.Write(d); err != nil {
@@ -593,14 +597,6 @@ func TestBatchWakesReaders(t *testing.T) {
 	from := unmapped(tx.LocalAddr().(*net.UDPAddr).AddrPort())
 	var table fastTable
 	table.add(fastKey{from, 77}, ft)
-	woken := func() bool {
-		select {
-		case <-ft.wake:
-			return true
-		default:
-			return false
-		}
-	}
 
 	// Three frames in one batch: one wake, at the flush.
 	var wakes wakeList
@@ -609,11 +605,11 @@ func TestBatchWakesReaders(t *testing.T) {
 			t.Fatalf("frame %d not taken", seq)
 		}
 	}
-	if w := woken(); w || len(wakes.tracks) != 1 {
+	if w := woken(ft); w || len(wakes.tracks) != 1 {
 		t.Fatalf("before the flush: woken %v, %d tracks to wake, want false and 1", w, len(wakes.tracks))
 	}
 	wakes.flush()
-	if !woken() || len(wakes.tracks) != 0 {
+	if !woken(ft) || len(wakes.tracks) != 0 {
 		t.Fatalf("after the flush: not woken, or %d tracks left", len(wakes.tracks))
 	}
 
@@ -641,7 +637,6 @@ func TestBatchWakesReaders(t *testing.T) {
 	if queued != 6 {
 		t.Errorf("%d packets queued, want 6", queued)
 	}
-	stunish := []byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 	if _, err := tx.Write(stunish); err != nil {
 		t.Fatal(err)
 	}

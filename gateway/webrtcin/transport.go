@@ -267,10 +267,6 @@ func (t *Transport) Close() error {
 	return err
 }
 
-// familyMux serves every session on the IPv4 and the IPv6 UDP socket of
-// one port, and advertises addrs as its host candidates. pion's
-// MultiUDPMuxDefault routes by listen address, which a mux on the IPv6
-// wildcard lists for both families; this one routes by family.
 // socketReader is how pion's UDP mux reads an ICE socket: in recvmmsg
 // batches where the system has them, the fast path's and the STUN
 // client's datagrams taken out first when there are those (either may be
@@ -295,6 +291,10 @@ func (t *Transport) OversizedDatagrams() uint64 {
 	return n
 }
 
+// familyMux serves every session on the IPv4 and the IPv6 UDP socket of
+// one port, and advertises addrs as its host candidates. pion's
+// MultiUDPMuxDefault routes by listen address, which a mux on the IPv6
+// wildcard lists for both families; this one routes by family.
 type familyMux struct {
 	v4, v6 ice.UDPMux // v6 may be nil
 	addrs  []net.Addr
