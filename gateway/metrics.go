@@ -23,6 +23,7 @@ type totals struct {
 	fillerFrames  atomic.Uint64
 	fastRTP       atomic.Uint64
 	fastFailures  atomic.Uint64
+	fastInline    atomic.Uint64
 	streams       atomic.Uint64 // streams ever created
 	// refusals at each limit, by apierr.Limit*
 	refusedStreams, refusedTargets, refusedSSE atomic.Uint64
@@ -49,6 +50,7 @@ func (t *totals) addStream(s *Stream) {
 	t.nacks.Add(fb.NACKs())
 	t.fastRTP.Add(fb.FastRTP.Load())
 	t.fastFailures.Add(fb.FastAuthFailures.Load())
+	t.fastInline.Add(fb.FastInline.Load())
 	if s.video != nil {
 		t.packetsLost.Add(s.video.Counters().Lost)
 		t.fillerFrames.Add(s.video.FillerFrames())
@@ -127,8 +129,9 @@ type Metrics struct {
 	FillerFrames uint64
 	// FastPathPackets counts the RTP packets the SRTP fast path decrypted;
 	// FastPathAuthFailures those it could not authenticate and left to
-	// pion (webrtcin/fastpath.go).
-	FastPathPackets, FastPathAuthFailures uint64
+	// pion; FastPathInline those the socket reader handed to their
+	// track's pipeline itself (webrtcin/fastpath.go).
+	FastPathPackets, FastPathAuthFailures, FastPathInline uint64
 	// OversizedDatagrams counts the ICE UDP datagrams dropped for being
 	// larger than any WebRTC packet (webrtcin.Transport).
 	OversizedDatagrams uint64
@@ -168,6 +171,7 @@ func (m *Manager) Metrics() Metrics {
 		FillerFrames:         m.totals.fillerFrames.Load(),
 		FastPathPackets:      m.totals.fastRTP.Load(),
 		FastPathAuthFailures: m.totals.fastFailures.Load(),
+		FastPathInline:       m.totals.fastInline.Load(),
 		OversizedDatagrams:   m.transport.OversizedDatagrams(),
 		LimitRefusals: map[string]uint64{
 			apierr.LimitStreams:        m.totals.refusedStreams.Load(),
@@ -194,6 +198,7 @@ func (m *Manager) Metrics() Metrics {
 			mt.NACKs += fb.NACKs()
 			mt.FastPathPackets += fb.FastRTP.Load()
 			mt.FastPathAuthFailures += fb.FastAuthFailures.Load()
+			mt.FastPathInline += fb.FastInline.Load()
 		}
 		if s.video != nil {
 			mt.PacketsLost += s.video.Counters().Lost

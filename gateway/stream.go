@@ -253,6 +253,9 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	stats := webrtcin.NewRTPStats(codec.ClockRate)
 	arrived := s.onMedia
 	var handle func([]byte, time.Time)
+	// The video pipeline never blocks (its sink, the broadcast, must not):
+	// the socket reader may run it (see webrtcin.Session.ReadRTP).
+	inline := webrtcin.InlineAlways
 	var onSR func(*rtcp.SenderReport)
 	switch {
 	case track.Kind() == webrtc.RTPCodecTypeVideo && s.video != nil && strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264) && track.RID() != "":
@@ -316,6 +319,9 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		}
 		stats = s.audio.RTP()
 		handle = s.audio.HandlePacket
+		// Decoding for an AAC output is the one costly step, kept off
+		// the socket reader.
+		inline = func() bool { return !s.audio.Decodes() }
 		onSR = func(sr *rtcp.SenderReport) { s.clock.OnSenderReport(false, movedSR(sr, s.audio.RTPOffset())) }
 	}
 	if rid := track.RID(); rid != "" {
@@ -325,7 +331,7 @@ func (s *Stream) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	} else {
 		s.wg.Go(func() { webrtcin.ReadRTCP(recv, "", ssrc, stats, onSR) })
 	}
-	s.wg.Go(func() { s.session.ReadRTP(track, stats, arrived, handle) })
+	s.wg.Go(func() { s.session.ReadRTP(track, stats, arrived, handle, inline) })
 }
 
 // onMedia notes that a packet arrived; the first one makes the publisher

@@ -64,6 +64,8 @@ var (
 		"Inbound RTP packets the SRTP fast path decrypted off the ICE socket (the others took pion's receive path).", nil, nil)
 	descFastPathFailures = prometheus.NewDesc("castbridge_rtp_fast_path_auth_failures_total",
 		"Inbound RTP packets the SRTP fast path could not authenticate and left to pion (a track with many in a row leaves the fast path).", nil, nil)
+	descFastPathInline = prometheus.NewDesc("castbridge_rtp_fast_path_inline_packets_total",
+		"Inbound RTP packets of the fast path that the ICE socket's reader handed to their track's pipeline itself, without waking the track's goroutine (video, and Opus no AAC output decodes).", nil, nil)
 	descOversized = prometheus.NewDesc("castbridge_ice_udp_oversized_datagrams_total",
 		"Datagrams on the ICE UDP port dropped for being over 4 KiB (larger than any ICE, DTLS or RTP packet of a publisher).", nil, nil)
 	descFillerFrames = prometheus.NewDesc("castbridge_video_filler_frames_total",
@@ -95,7 +97,7 @@ type snapshotCollector struct{ m *gateway.Manager }
 func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStreams, descTargets, descStreamsCreated, descBytesSent,
 		descFramesSent, descFramesDropped, descReconnects, descPLIs, descNACKs, descPacketsLost,
-		descFillerFrames, descFastPath, descFastPathFailures, descOversized, descRefusals, descDraining, descWebhookDelivered, descWebhookFailed, descWebhookDropped,
+		descFillerFrames, descFastPath, descFastPathFailures, descFastPathInline, descOversized, descRefusals, descDraining, descWebhookDelivered, descWebhookFailed, descWebhookDropped,
 		descSTUNUp, descSTUNFailures, descPublicAddr} {
 		ch <- d
 	}
@@ -126,6 +128,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descFillerFrames, mt.FillerFrames)
 	counter(descFastPath, mt.FastPathPackets)
 	counter(descFastPathFailures, mt.FastPathAuthFailures)
+	counter(descFastPathInline, mt.FastPathInline)
 	counter(descOversized, mt.OversizedDatagrams)
 	for limit, n := range mt.LimitRefusals {
 		counter(descRefusals, n, limit)

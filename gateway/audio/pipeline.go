@@ -384,6 +384,13 @@ func (p *Pipeline) FollowVideo(now time.Time, startMs, endMs int64) {
 	}
 }
 
+// Decodes says whether HandlePacket decodes the packets to PCM, its
+// costly step: an AAC output takes the audio.
+func (p *Pipeline) Decodes() bool {
+	outs := p.outs.Load()
+	return outs != nil && len(outs.aac) > 0
+}
+
 // Run is the pipeline's clock goroutine: it fills silence while the
 // publisher sends no audio (none at all, or a track that paused), so the
 // outputs' audio keeps running, until ctx ends. With video it wakes on

@@ -38,6 +38,9 @@ func newFastSession(table *fastTable, counters *Counters) *fastSession {
 func (f *fastSession) openTrack(ssrc uint32, queue int, video bool, arrivals arrivalRecorder) *fastTrack {
 	ft := newFastTrack(ssrc, queue, f.counters)
 	ft.frameWake, ft.arrivals = video, arrivals
+	if f.table.warmEvery > 0 {
+		ft.warmEvery = f.table.warmEvery
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if old := f.tracks[ssrc]; old != nil {

@@ -33,8 +33,14 @@ const (
 	// so pion's ICE still sees the pair carry media (its disconnect timer
 	// counts received packets) and its SRTP context keeps the rollover
 	// counter, should a packet have to take pion's path again. The copy
-	// pion delivers is a duplicate and is dropped.
-	fastWarmEvery = 200 * time.Millisecond
+	// pion delivers is a duplicate and is dropped. Once a second is far
+	// inside both needs (ICE's own checks, after 2 s with nothing heard,
+	// feed the timer too; the rollover counter needs a packet in 32768,
+	// minutes of video): each such packet
+	// costs four goroutine hops through pion, and at 200 ms they were most
+	// of the 100-stream load's goroutine wake-ups once the video ran on
+	// the socket reader.
+	fastWarmEvery = time.Second
 	// maxFastAuthFailures consecutive packets the fast path cannot
 	// authenticate take the track off it for good: pion's path decides.
 	maxFastAuthFailures = 32
@@ -61,6 +67,18 @@ type fastKey struct {
 type fastTable struct {
 	mu sync.Mutex // serialises writers
 	m  atomic.Pointer[map[fastKey]*fastTrack]
+	// warmEvery is its tracks' fastWarmEvery (0: fastWarmEvery).
+	warmEvery time.Duration
+}
+
+// warmInterval is how often a track's packet also goes pion's way:
+// fastWarmEvery, or more often where ICE gives up on a publisher sooner
+// (disconnected: ListenConfig.ICEDisconnectedTimeout, 0 for pion's 5 s).
+func warmInterval(disconnected time.Duration) time.Duration {
+	if disconnected > 0 && disconnected/4 < fastWarmEvery {
+		return max(disconnected/4, 10*time.Millisecond)
+	}
+	return fastWarmEvery
 }
 
 func (t *fastTable) add(k fastKey, ft *fastTrack) {
@@ -214,12 +232,14 @@ func (w *wakeList) add(ft *fastTrack) {
 	w.tracks = append(w.tracks, ft)
 }
 
+// flush hands each track's packets to its consumer (kick): on this
+// goroutine where the consumer may run here, else by waking its reader.
 func (w *wakeList) flush() {
 	if w == nil {
 		return
 	}
 	for i, ft := range w.tracks {
-		ft.signal()
+		ft.kick()
 		w.tracks[i] = nil
 	}
 	w.tracks = w.tracks[:0]
@@ -240,9 +260,18 @@ type arrivalRecorder interface {
 	arrived(ssrc uint32, pkt []byte, at time.Time) (feedbackDue bool)
 }
 
+// trackConsumer is what a track's packets are handed to: consume, on the
+// track's reader or (while inline says so) on the socket reader's own
+// goroutine at the end of a batch (kick).
+type trackConsumer struct {
+	consume func(fastPacket)
+	inline  func() bool
+}
+
 // fastTrack is one received stream (SSRC) on the fast path: the socket
 // readers decrypt into its queue (take), pion's path feeds it too
-// (push), and the track's reader drains it (next, recycle).
+// (push), and its packets go to the consumer (drain): on the track's
+// reader (wait), or on the socket reader that queued them (kick).
 type fastTrack struct {
 	ssrc      uint32
 	counters  *Counters
@@ -251,23 +280,30 @@ type fastTrack struct {
 	wake      chan struct{}   // the reader waits on it for packets
 	space     chan struct{}   // push waits on it for room
 
+	// drainMu is held by whoever hands the queued packets to the
+	// consumer, the track's reader or a socket reader: the packets go in
+	// order, and the consumer's state is one goroutine's at a time.
+	drainMu  sync.Mutex
+	consumer atomic.Pointer[trackConsumer] // nil: the reader's alone
+
 	mu sync.Mutex
 	// gcm (the AEAD profiles) or ctx (the others) decrypts; both nil
 	// until the keys are known.
-	gcm      *gcmOpener
-	rocAdj   uint32        // gcm: the rollover counter less the replay window's
-	ctx      *srtp.Context // pion's, for the HMAC-SHA1 profiles
-	hdr      rtp.Header    // DecryptRTP's scratch header
-	fresh    bool          // no packet decrypted yet
-	fails    int           // consecutive packets that did not authenticate
-	off      bool          // off the fast path: closed, or too many failures
-	closed   bool
-	replay   replayWindow
-	nextWarm time.Time
-	addrs    []netip.AddrPort // where it is taken from, oldest first
-	ring     []fastPacket
-	head, n  int
-	free     [][]byte // buffers of maxPacket, last in first out
+	gcm       *gcmOpener
+	rocAdj    uint32        // gcm: the rollover counter less the replay window's
+	ctx       *srtp.Context // pion's, for the HMAC-SHA1 profiles
+	hdr       rtp.Header    // DecryptRTP's scratch header
+	fresh     bool          // no packet decrypted yet
+	fails     int           // consecutive packets that did not authenticate
+	off       bool          // off the fast path: closed, or too many failures
+	closed    bool
+	replay    replayWindow
+	nextWarm  time.Time
+	warmEvery time.Duration    // see fastWarmEvery
+	addrs     []netip.AddrPort // where it is taken from, oldest first
+	ring      []fastPacket
+	head, n   int
+	free      [][]byte // buffers of maxPacket, last in first out
 
 	// The two paths run side by side: when the fast path takes a stream
 	// (or takes it back after leaving packets to pion), the packets just
@@ -287,7 +323,7 @@ func newFastTrack(ssrc uint32, queue int, counters *Counters) *fastTrack {
 	return &fastTrack{
 		ssrc: ssrc, counters: counters, fresh: true,
 		wake: make(chan struct{}, 1), space: make(chan struct{}, 1),
-		ring: make([]fastPacket, queue),
+		ring: make([]fastPacket, queue), warmEvery: fastWarmEvery,
 	}
 }
 
@@ -381,7 +417,7 @@ func (ft *fastTrack) take(b []byte, now time.Time, wakes *wakeList) bool {
 	if !warm {
 		return true
 	}
-	ft.nextWarm = now.Add(fastWarmEvery)
+	ft.nextWarm = now.Add(ft.warmEvery)
 	return false
 }
 
@@ -458,51 +494,121 @@ func (ft *fastTrack) release() {
 	ft.signal()
 }
 
-// next waits for the next packet; false once the track is closed and
-// drained. Give the packet's buffer back with recycle.
-func (ft *fastTrack) next() (fastPacket, bool) {
-	var timer *time.Timer // made only while packets are held
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+// wait blocks until a packet is queued (true), or the track is closed
+// and drained (false). While packets are held back it wakes for their
+// release, on *timer (made the first time).
+func (ft *fastTrack) wait(timer **time.Timer) bool {
 	for {
 		ft.mu.Lock()
 		if ft.holding && (ft.closed || !time.Now().Before(ft.holdUntil)) {
 			ft.release()
 		}
-		if ft.n > 0 {
-			p := ft.ring[ft.head]
-			ft.ring[ft.head] = fastPacket{}
-			ft.head = (ft.head + 1) % len(ft.ring)
-			ft.n--
-			ft.mu.Unlock()
-			select {
-			case ft.space <- struct{}{}:
-			default:
-			}
-			return p, true
-		}
-		closed, holding, until := ft.closed, ft.holding, ft.holdUntil
+		n, closed, holding, until := ft.n, ft.closed, ft.holding, ft.holdUntil
 		ft.mu.Unlock()
+		if n > 0 {
+			return true
+		}
 		if closed {
-			return fastPacket{}, false
+			return false
 		}
 		if !holding {
 			<-ft.wake
 			continue
 		}
-		if timer == nil {
-			timer = time.NewTimer(time.Until(until))
+		if *timer == nil {
+			*timer = time.NewTimer(time.Until(until))
 		} else {
-			timer.Reset(time.Until(until))
+			(*timer).Reset(time.Until(until))
 		}
 		select {
 		case <-ft.wake:
-		case <-timer.C:
+		case <-(*timer).C:
 		}
 	}
+}
+
+// stopTimer stops wait's timer, if one was made.
+func stopTimer(t **time.Timer) {
+	if *t != nil {
+		(*t).Stop()
+	}
+}
+
+// pop takes the next queued packet, if any, once held packets whose time
+// is up are released.
+func (ft *fastTrack) pop() (fastPacket, bool) {
+	ft.mu.Lock()
+	if ft.holding && (ft.closed || !time.Now().Before(ft.holdUntil)) {
+		ft.release()
+	}
+	if ft.n == 0 {
+		ft.mu.Unlock()
+		return fastPacket{}, false
+	}
+	p := ft.ring[ft.head]
+	ft.ring[ft.head] = fastPacket{}
+	ft.head = (ft.head + 1) % len(ft.ring)
+	ft.n--
+	ft.mu.Unlock()
+	select {
+	case ft.space <- struct{}{}:
+	default:
+	}
+	return p, true
+}
+
+// drain hands every queued packet to consume, and says how many, and
+// whether packets are still held back (their release is the reader's to
+// wait for). The caller holds drainMu.
+func (ft *fastTrack) drain(consume func(fastPacket)) (n int, holding bool) {
+	for {
+		p, ok := ft.pop()
+		if !ok {
+			break
+		}
+		consume(p)
+		n++
+	}
+	ft.mu.Lock()
+	holding = ft.holding
+	ft.mu.Unlock()
+	return n, holding
+}
+
+// setConsumer makes c the track's consumer, for kick.
+func (ft *fastTrack) setConsumer(c *trackConsumer) { ft.consumer.Store(c) }
+
+// clearConsumer ends kick's use of the consumer: when it returns no
+// socket reader is running it, nor will.
+func (ft *fastTrack) clearConsumer() {
+	ft.drainMu.Lock() // waits for a drain under way
+	ft.consumer.Store(nil)
+	ft.drainMu.Unlock()
+}
+
+// kick is the socket reader's hand-off of what it queued for the track.
+// The consumer runs right here when it may (inline) and nobody else is
+// draining the track: the frame goes from socket to ingest on one
+// goroutine. Waking the reader instead readies a goroutine, and the Go
+// scheduler, which wakes an idle P for every readied goroutine, starts a
+// thread that spins, steals the reader and sleeps again: at 100 video
+// streams those wake-ups and sleeps were a third of the gateway's CPU
+// (measured as the difference GOMAXPROCS=1 made). Else, and while packets
+// are held back, the reader is woken.
+func (ft *fastTrack) kick() {
+	if c := ft.consumer.Load(); c != nil && c.inline() && ft.drainMu.TryLock() {
+		holding := true
+		if ft.consumer.Load() == c {
+			var n int
+			n, holding = ft.drain(c.consume)
+			ft.counters.FastInline.Add(uint64(n))
+		}
+		ft.drainMu.Unlock()
+		if !holding {
+			return
+		}
+	}
+	ft.signal()
 }
 
 func (ft *fastTrack) recycle(b []byte) {

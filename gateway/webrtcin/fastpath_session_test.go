@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -18,8 +19,9 @@ import (
 )
 
 // TestSessionFastPath: a pion publisher's video reaches the track's
-// reader whole and in order over the SRTP fast path (nearly every packet
-// decrypted by castbridge, none failing), across a sequence-number wrap,
+// handler whole and in order over the SRTP fast path (nearly every packet
+// decrypted by castbridge, none failing; on Linux nearly every one handled
+// on the socket reader, or none with inline nil), across a sequence-number wrap,
 // with each SRTP profile (the gateway is the DTLS client: offers are
 // actpass, RFC 8842 §5.2, and pion answers active; dtlssrtp's own tests
 // take both roles);
@@ -30,15 +32,17 @@ func TestSessionFastPath(t *testing.T) {
 		name    string
 		profile srtp.ProtectionProfile
 		noFast  bool
+		inline  func() bool
 	}{
-		{"gcm128", srtp.ProtectionProfileAeadAes128Gcm, false},
-		{"gcm256", srtp.ProtectionProfileAeadAes256Gcm, false},
-		{"hmac-sha1-80", srtp.ProtectionProfileAes128CmHmacSha1_80, false},
-		{"no fast path", srtp.ProtectionProfileAeadAes128Gcm, true},
+		{"gcm128", srtp.ProtectionProfileAeadAes128Gcm, false, InlineAlways},
+		{"gcm256", srtp.ProtectionProfileAeadAes256Gcm, false, InlineAlways},
+		{"hmac-sha1-80", srtp.ProtectionProfileAes128CmHmacSha1_80, false, InlineAlways},
+		{"reader goroutine", srtp.ProtectionProfileAeadAes128Gcm, false, nil},
+		{"no fast path", srtp.ProtectionProfileAeadAes128Gcm, true, InlineAlways},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			const packets = 600
-			got, counters, feedback := runFastPathSession(t, c.profile, c.noFast, packets)
+			got, counters, feedback := runFastPathSession(t, c.profile, c.noFast, c.inline, packets)
 			if len(got) != packets {
 				t.Fatalf("%d packets read, %d sent", len(got), packets)
 			}
@@ -55,6 +59,12 @@ func TestSessionFastPath(t *testing.T) {
 			} else if fast < packets*9/10 || fails != 0 {
 				t.Errorf("fast path decrypted %d of %d packets, %d failed to authenticate; want over 90%% and none", fast, packets, fails)
 			}
+			switch inline := counters.FastInline.Load(); {
+			case (c.noFast || c.inline == nil) && inline != 0:
+				t.Errorf("%d packets handled on the socket reader, want none", inline)
+			case !c.noFast && c.inline != nil && runtime.GOOS == "linux" && inline < packets*9/10:
+				t.Errorf("%d of %d packets handled on the socket reader, want over 90%%", inline, packets)
+			}
 			if feedback < packets*8/10 {
 				t.Errorf("TWCC feedback reported %d packets of %d", feedback, packets)
 			}
@@ -66,7 +76,7 @@ func TestSessionFastPath(t *testing.T) {
 // numbers wrapping) to a session and returns the index each packet read
 // carried, the session's counters and how many packets the TWCC
 // feedback the publisher got reported.
-func runFastPathSession(t *testing.T, profile srtp.ProtectionProfile, noFast bool, packets int) ([]uint32, *Counters, int) {
+func runFastPathSession(t *testing.T, profile srtp.ProtectionProfile, noFast bool, inline func() bool, packets int) ([]uint32, *Counters, int) {
 	t.Helper()
 	tp := listenLoopback(t, ListenConfig{NoFastPath: noFast})
 	sess, err := tp.NewSession(slog.New(slog.DiscardHandler))
@@ -87,7 +97,7 @@ func runFastPathSession(t *testing.T, profile srtp.ProtectionProfile, noFast boo
 				mu.Lock()
 				got = append(got, binary.BigEndian.Uint32(p.Payload))
 				mu.Unlock()
-			})
+			}, inline)
 		})
 	})
 

@@ -2,9 +2,11 @@ package webrtcin
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,6 +210,20 @@ func TestFastTrackHold(t *testing.T) {
 	if waited := time.Since(start); waited < fastHoldMax-5*time.Millisecond || waited > 20*fastHoldMax {
 		t.Errorf("held %v, want about %v", waited, fastHoldMax)
 	}
+}
+
+// next is ReadRTP's reading a packet at a time: it waits for the next
+// packet; false once the track is closed and drained. Give the packet's
+// buffer back with recycle.
+func (ft *fastTrack) next() (fastPacket, bool) {
+	var timer *time.Timer
+	defer stopTimer(&timer)
+	for ft.wait(&timer) {
+		if p, ok := ft.pop(); ok {
+			return p, true
+		}
+	}
+	return fastPacket{}, false
 }
 
 // woken takes ft's pending wake-up, if there is one.
@@ -447,6 +463,23 @@ func TestFastPathAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(500, step); a != 0 {
 		t.Errorf("%v allocations per packet, want 0", a)
 	}
+
+	// Handed over on the socket reader's goroutine.
+	ft.setConsumer(&trackConsumer{consume: func(p fastPacket) { ft.recycle(p.b) }, inline: InlineAlways})
+	inline := func() {
+		table.takeFrom(pkts[i%len(pkts)], ap, time.Now(), &wakes)
+		wakes.flush()
+		i++
+	}
+	i = 0
+	ft.replay = replayWindow{}
+	inline()
+	if a := testing.AllocsPerRun(500, inline); a != 0 {
+		t.Errorf("inline: %v allocations per packet, want 0", a)
+	}
+	if n := ft.counters.FastInline.Load(); n < 500 {
+		t.Errorf("%d packets handled inline, want every one", n)
+	}
 }
 
 // BenchmarkFastPath: the fast path's work per packet: look-up, SRTP
@@ -642,5 +675,192 @@ func TestBatchWakesReaders(t *testing.T) {
 	}
 	if err := <-read; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFastTrackKick: at the end of a batch the socket reader hands what it
+// queued to the track's consumer itself, in order, without waking the
+// reader, while the consumer may run there; it wakes the reader instead
+// when the consumer says no, while the reader drains, once the consumer is
+// cleared, and while packets are held back (their release is the reader's
+// timer).
+func TestFastTrackKick(t *testing.T) {
+	tx, keyed := srtpPair(t, srtp.ProtectionProfileAeadAes128Gcm)
+	var counters Counters
+	ft := newFastTrack(9, 64, &counters)
+	keyed(ft)
+	ft.replay.fresh(0) // pion's path delivered 0: nothing is held
+	ft.nextWarm = time.Now().Add(time.Hour)
+	var got []uint16
+	inline := true
+	ft.setConsumer(&trackConsumer{
+		consume: func(p fastPacket) {
+			got = append(got, binary.BigEndian.Uint16(p.b[2:4]))
+			ft.recycle(p.b)
+		},
+		inline: func() bool { return inline },
+	})
+	var wakes wakeList
+	batch := func(seqs ...uint16) {
+		t.Helper()
+		for _, seq := range seqs {
+			if !ft.take(sealed(t, tx, 9, seq, []byte{byte(seq)}), time.Now(), &wakes) {
+				t.Fatalf("packet %d not taken", seq)
+			}
+		}
+		wakes.flush()
+	}
+	readerGets := func(seq uint16) {
+		t.Helper()
+		if !woken(ft) {
+			t.Fatalf("packet %d: the reader was not woken", seq)
+		}
+		p, ok := ft.next()
+		if !ok || binary.BigEndian.Uint16(p.b[2:4]) != seq {
+			t.Fatalf("the reader got %v (ok %v), want packet %d", p.b, ok, seq)
+		}
+		ft.recycle(p.b)
+	}
+
+	batch(1, 2, 3)
+	if fmt.Sprint(got) != "[1 2 3]" || woken(ft) || counters.FastInline.Load() != 3 {
+		t.Fatalf("inline: consumed %v, woken %v, %d counted; want [1 2 3], false, 3", got, woken(ft), counters.FastInline.Load())
+	}
+
+	inline = false // an AAC output decodes the audio now
+	batch(4)
+	readerGets(4)
+
+	inline = true
+	ft.drainMu.Lock() // the reader is draining
+	batch(5)
+	ft.drainMu.Unlock()
+	readerGets(5)
+
+	ft.owed = true // packets were left to pion: 7 waits for 6
+	batch(7)
+	if !woken(ft) {
+		t.Fatal("a held packet did not wake the reader, whose timer releases it")
+	}
+	ft.mu.Lock()
+	ft.release()
+	ft.mu.Unlock()
+	readerGets(7)
+
+	ft.clearConsumer()
+	batch(8)
+	readerGets(8)
+	if fmt.Sprint(got) != "[1 2 3]" || counters.FastInline.Load() != 3 {
+		t.Errorf("consumed inline %v, %d counted; want [1 2 3], 3", got, counters.FastInline.Load())
+	}
+}
+
+// TestFastTrackKickConcurrent: the socket reader's inline hand-offs and
+// the track's reader (woken as pion's path would wake it) run at once:
+// every packet is consumed once, in order, never by two goroutines at a
+// time (-race), and after clearConsumer the socket reader consumes nothing.
+func TestFastTrackKickConcurrent(t *testing.T) {
+	tx, keyed := srtpPair(t, srtp.ProtectionProfileAeadAes128Gcm)
+	var counters Counters
+	ft := newFastTrack(9, 64, &counters)
+	keyed(ft)
+	ft.replay.fresh(0)
+	ft.nextWarm = time.Now().Add(time.Hour)
+	const packets = 3000
+	var got []uint16
+	var busy atomic.Bool
+	consume := func(p fastPacket) {
+		if !busy.CompareAndSwap(false, true) {
+			t.Error("two goroutines consume at once")
+		}
+		got = append(got, binary.BigEndian.Uint16(p.b[2:4]))
+		busy.Store(false)
+		ft.recycle(p.b)
+	}
+	ft.setConsumer(&trackConsumer{consume: consume, inline: func() bool { return true }})
+	readerDone := make(chan struct{})
+	go func() { // ReadRTP's loop
+		defer close(readerDone)
+		var timer *time.Timer
+		defer stopTimer(&timer)
+		for ft.wait(&timer) {
+			ft.drainMu.Lock()
+			_, _ = ft.drain(consume)
+			ft.drainMu.Unlock()
+		}
+	}()
+	stop := make(chan struct{})
+	wakerDone := make(chan struct{})
+	go func() { // pion's path, waking the reader now and then
+		defer close(wakerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Microsecond):
+				ft.signal()
+			}
+		}
+	}()
+	sealedPkts := make([][]byte, packets)
+	for i := range sealedPkts {
+		sealedPkts[i] = sealed(t, tx, 9, uint16(1+i), []byte{1})
+	}
+	var wakes wakeList
+	taken := 0
+	for i, b := range sealedPkts {
+		for !ft.take(b, time.Now(), &wakes) {
+			wakes.flush() // full: let it drain, then take the packet again
+			time.Sleep(100 * time.Microsecond)
+		}
+		taken++
+		if i%7 == 6 {
+			wakes.flush()
+		}
+	}
+	wakes.flush()
+	close(stop)
+	<-wakerDone
+	ft.clearConsumer()
+	inline := counters.FastInline.Load()
+	ft.close()
+	<-readerDone
+	if counters.FastInline.Load() != inline {
+		t.Error("the socket reader consumed after clearConsumer")
+	}
+	if len(got) != packets {
+		t.Fatalf("%d packets consumed, %d taken", len(got), taken)
+	}
+	for i, seq := range got {
+		if seq != uint16(1+i) {
+			t.Fatalf("packet %d consumed %dth", seq, i)
+		}
+	}
+	t.Logf("%d of %d consumed on the socket reader", inline, packets)
+	if inline == 0 {
+		t.Error("nothing consumed on the socket reader")
+	}
+}
+
+// TestWarmInterval: a track's packet goes pion's way once a second, and
+// four times within a shorter ICE disconnected timeout (so a publisher
+// whose media flows never looks disconnected to pion's ICE).
+func TestWarmInterval(t *testing.T) {
+	for _, c := range []struct{ disconnected, want time.Duration }{
+		{0, time.Second},
+		{5 * time.Second, time.Second},
+		{4 * time.Second, time.Second},
+		{2 * time.Second, 500 * time.Millisecond},
+		{500 * time.Millisecond, 125 * time.Millisecond},
+		{time.Millisecond, 10 * time.Millisecond},
+	} {
+		if got := warmInterval(c.disconnected); got != c.want {
+			t.Errorf("warmInterval(%v) = %v, want %v", c.disconnected, got, c.want)
+		}
+	}
+	var counters Counters
+	f := newFastSession(&fastTable{warmEvery: 125 * time.Millisecond}, &counters)
+	if ft := f.openTrack(3, 16, true, nil); ft.warmEvery != 125*time.Millisecond {
+		t.Errorf("a track of the session warms every %v, want the table's 125ms", ft.warmEvery)
 	}
 }

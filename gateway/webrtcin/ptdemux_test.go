@@ -161,7 +161,7 @@ func TestSessionBindsUndeclaredStreams(t *testing.T) {
 					default:
 					}
 				}
-			})
+			}, nil)
 		})
 	})
 

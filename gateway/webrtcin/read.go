@@ -25,8 +25,12 @@ type Arrivals func(now time.Time, size int)
 // With the SRTP fast path the packets come from the track's fast-path
 // queue, which the socket reader fills and a goroutine of ReadRTP's
 // reading pion's track feeds too (the packets before the fast path took
-// the stream, and any it leaves to pion).
-func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Arrivals, handle func(pkt []byte, now time.Time)) {
+// the stream, and any it leaves to pion). While inline (nil: never) says
+// so, the socket reader that decrypted a batch hands its packets over
+// itself, on its own goroutine, instead of waking the track's reader:
+// arrived and handle must then not block, as they delay every session's
+// packets on the socket while they run. The calls are never concurrent.
+func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Arrivals, handle func(pkt []byte, now time.Time), inline func() bool) {
 	ssrc := uint32(track.SSRC())
 	first, peeked := s.takePeeked(track)
 	deliver := func(pkt []byte, now time.Time) {
@@ -61,18 +65,28 @@ func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Ar
 		// this goroutine closes it: pion's Read ends with the session.
 		readPion(track, first, peeked, func(pkt []byte, now time.Time) { ft.push(pkt, now) })
 	})
-	for {
-		p, ok := ft.next()
-		if !ok {
-			return
-		}
+	consume := func(p fastPacket) {
 		if p.feedbackDue {
 			s.twcc.send()
 		}
 		deliver(p.b, p.at)
 		ft.recycle(p.b)
 	}
+	if inline != nil {
+		ft.setConsumer(&trackConsumer{consume: consume, inline: inline})
+		defer ft.clearConsumer()
+	}
+	var timer *time.Timer
+	defer stopTimer(&timer)
+	for ft.wait(&timer) {
+		ft.drainMu.Lock()
+		_, _ = ft.drain(consume)
+		ft.drainMu.Unlock()
+	}
 }
+
+// InlineAlways is ReadRTP's inline for a handler that never blocks.
+func InlineAlways() bool { return true }
 
 // readPion reads track through pion until it ends, first the packet
 // bindStream peeked, if any.

@@ -15,8 +15,9 @@ type Counters struct {
 
 	// FastRTP counts the RTP packets the SRTP fast path decrypted
 	// (fastpath.go); FastAuthFailures the ones it could not authenticate
-	// and left to pion.
-	FastRTP, FastAuthFailures atomic.Uint64
+	// and left to pion; FastInline the ones the socket reader handed to
+	// the track's handler itself (fastTrack.kick).
+	FastRTP, FastAuthFailures, FastInline atomic.Uint64
 }
 
 // NACKs is the number of NACK packets sent.

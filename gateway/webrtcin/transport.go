@@ -102,7 +102,7 @@ func Listen(cfg ListenConfig) (*Transport, error) {
 
 	t := &Transport{}
 	if !cfg.NoFastPath {
-		t.fast = &fastTable{}
+		t.fast = &fastTable{warmEvery: warmInterval(cfg.ICEDisconnectedTimeout)}
 	}
 	// The IPv4 socket is always opened: it fixes the port number when
 	// UDPPort is 0, and IPv6 takes the same number.

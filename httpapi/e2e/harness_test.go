@@ -472,12 +472,16 @@ func (h *harness) offerWithBroadcast(ctx context.Context, target map[string]any)
 // checkFastPath: the SRTP fast path decrypted at least min packets of the
 // gateway's publishers (which proves it read their DTLS and SRTP: other
 // stacks' handshakes, profiles and packets) and none failed to
-// authenticate.
-func (h *harness) checkFastPath(min uint64) {
+// authenticate; the socket reader handed at least minInline of them to
+// their pipelines itself.
+func (h *harness) checkFastPath(min, minInline uint64) {
 	h.t.Helper()
 	mt := h.m.Metrics()
-	h.t.Logf("SRTP fast path: %d packets decrypted, %d failed to authenticate", mt.FastPathPackets, mt.FastPathAuthFailures)
+	h.t.Logf("SRTP fast path: %d packets decrypted (%d handled on the socket reader), %d failed to authenticate", mt.FastPathPackets, mt.FastPathInline, mt.FastPathAuthFailures)
 	if mt.FastPathPackets < min || mt.FastPathAuthFailures != 0 {
 		h.t.Errorf("SRTP fast path: %d packets decrypted (want at least %d), %d failed to authenticate", mt.FastPathPackets, min, mt.FastPathAuthFailures)
+	}
+	if mt.FastPathInline < minInline {
+		h.t.Errorf("SRTP fast path: %d packets handled on the socket reader, want at least %d", mt.FastPathInline, minInline)
 	}
 }

@@ -116,7 +116,7 @@ func TestBrowserWHIPClient(t *testing.T) {
 
 	// Chromium's DTLS and SRTP, read by the fast path (across the ICE
 	// restart too).
-	h.checkFastPath(300)
+	h.checkFastPath(300, 200)
 
 	// What the ingest received.
 	_, msgs := h.rec.get("whipjs")
