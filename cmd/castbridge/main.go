@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 	"github.com/castbridge/castbridge/gateway"
 	"github.com/castbridge/castbridge/gateway/cluster"
 	"github.com/castbridge/castbridge/gateway/events"
+	"github.com/castbridge/castbridge/gateway/procs"
 	"github.com/castbridge/castbridge/gateway/rtmpout"
 	"github.com/castbridge/castbridge/gateway/webhook"
 	"github.com/castbridge/castbridge/httpapi"
@@ -71,37 +73,41 @@ type options struct {
 	reconnect        rtmpout.ReconnectPolicy
 	pprofAddr        string
 	gcPercent        int
-	gcFromGOGC       bool // GOGC is set and --gc-percent is not: the runtime's own
-	rtmpsCA          string
-	rtmpResume       time.Duration
-	rtmpsCert        string
-	rtmpsKey         string
-	rtmpsIngest      string
-	maxHTTPConns     int
-	denyPrivate      bool
-	srtpFastPath     bool
-	iceReadCoalesce  time.Duration
-	allowOutputs     string
-	maxStreams       int
-	maxTargets       int
-	maxSSE           int
-	tokenKey         string
-	tokenSecret      string
-	tokenAudience    string
-	tokenIssuer      string
-	authWebhook      string
-	authWebhookTO    time.Duration
-	corsOrigins      string
-	webhooks         listFlag
-	webhookSecret    string
-	webhookEvents    string
-	videoCodecs      string
-	redisURL         string
-	nodeID           string
-	advertiseURL     string
-	clusterSecret    string
-	clusterTTL       time.Duration
-	drainTimeout     time.Duration
+	// procs is --gomaxprocs: -1 auto (procs.Run), 0 the runtime's default,
+	// else that many; procsFromEnv: GOMAXPROCS in the environment decides.
+	procs           int
+	procsFromEnv    bool
+	gcFromGOGC      bool // GOGC is set and --gc-percent is not: the runtime's own
+	rtmpsCA         string
+	rtmpResume      time.Duration
+	rtmpsCert       string
+	rtmpsKey        string
+	rtmpsIngest     string
+	maxHTTPConns    int
+	denyPrivate     bool
+	srtpFastPath    bool
+	iceReadCoalesce time.Duration
+	allowOutputs    string
+	maxStreams      int
+	maxTargets      int
+	maxSSE          int
+	tokenKey        string
+	tokenSecret     string
+	tokenAudience   string
+	tokenIssuer     string
+	authWebhook     string
+	authWebhookTO   time.Duration
+	corsOrigins     string
+	webhooks        listFlag
+	webhookSecret   string
+	webhookEvents   string
+	videoCodecs     string
+	redisURL        string
+	nodeID          string
+	advertiseURL    string
+	clusterSecret   string
+	clusterTTL      time.Duration
+	drainTimeout    time.Duration
 }
 
 // listFlag is a repeatable flag whose each value may also be a comma list.
@@ -127,6 +133,7 @@ func (l *listFlag) Set(v string) error {
 // CASTBRIDGE_<NAME> environment variable when that is set.
 func parseOptions(args []string, getenv func(string) string, out io.Writer) (options, error) {
 	var o options
+	o.procs = -1 // --gomaxprocs auto
 	fs := flag.NewFlagSet("castbridge", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "HTTP API listen address")
@@ -180,6 +187,18 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 0, "on SIGTERM, first drain: take no new publishers (/readyz 503, the cluster places them elsewhere) and let live streams go on for up to this long, then stop their broadcasts cleanly (0: stop at once)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's net/http/pprof profiles (/debug/pprof/, without the command line) on this separate loopback address, e.g. 127.0.0.1:6060; off when empty")
 	fs.DurationVar(&o.iceReadCoalesce, "ice-read-coalesce", defaultReadCoalesce, "how long the ICE UDP port's reader lets datagrams gather after a partial batch before it reads again (Linux): fewer system calls and wake-ups under load for at most this much added delay; 0 reads again at once; up to 5ms")
+	fs.Func("gomaxprocs", "Go's scheduler size, as GOMAXPROCS: auto gives it one P while the gateway uses under 0.4 of a core and the runtime's default (every CPU it may use) past 0.6, which cost a fifth less CPU per stream at 100 video streams on 2 CPUs; 0 the runtime's default always; N that many (GOMAXPROCS in the environment wins when this flag is not given) (default auto)", func(v string) error {
+		if v == "auto" {
+			o.procs = -1
+			return nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not auto or a count of procs", v)
+		}
+		o.procs = n
+		return nil
+	})
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go's garbage collection target, as GOGC: the heap may grow this many percent past what is live before a collection; the gateway allocates little per packet, so 50 (not Go's 100) costs no measurable CPU and keeps a fifth less memory per stream (GOGC in the environment wins when this flag is not given); 10 to 1000")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: castbridge [flags]\n\nEvery flag can also be set as CASTBRIDGE_<FLAG> (e.g. CASTBRIDGE_HTTP_ADDR).")
@@ -212,6 +231,7 @@ func parseOptions(args []string, getenv func(string) string, out io.Writer) (opt
 		return o, fmt.Errorf("--ice-read-coalesce: %v is outside 0 to %v", o.iceReadCoalesce, maxReadCoalesce)
 	}
 	o.gcFromGOGC = !given["gc-percent"] && getenv("CASTBRIDGE_GC_PERCENT") == "" && getenv("GOGC") != ""
+	o.procsFromEnv = !given["gomaxprocs"] && getenv("CASTBRIDGE_GOMAXPROCS") == "" && getenv("GOMAXPROCS") != ""
 	return o, nil
 }
 
@@ -224,6 +244,29 @@ const (
 	defaultReadCoalesce = 500 * time.Microsecond
 	maxReadCoalesce     = 5 * time.Millisecond
 )
+
+// sizeScheduler applies --gomaxprocs until the returned function is
+// called: it then stops the sizer, if one runs, and gives the runtime its
+// default back.
+func sizeScheduler(ctx context.Context, o options, log *slog.Logger) (stop func()) {
+	switch {
+	case o.procsFromEnv || o.procs == 0:
+		return func() {}
+	case o.procs > 0:
+		runtime.GOMAXPROCS(o.procs)
+		return runtime.SetDefaultGOMAXPROCS
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		procs.Run(ctx, procs.Config{Logger: log})
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
 
 // defaultGCPercent is --gc-percent's default. At 100 video streams
 // (scripts/bench.sh, docs/perf.md) Go's default of 100 kept 1.06 MB of RSS
@@ -318,6 +361,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if !o.gcFromGOGC {
 		debug.SetGCPercent(o.gcPercent)
 	}
+	defer sizeScheduler(ctx, o, log)()
 	ips, err := parseIPs(o.iceIPs)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -894,5 +895,54 @@ func TestAccessConfig(t *testing.T) {
 	cfg, err = accessConfig(options{authWebhook: "http://backend:9000/auth", authWebhookTO: time.Second, corsOrigins: "*, https://a.example"})
 	if err != nil || cfg.AuthWebhook == nil || len(cfg.CORSOrigins) != 2 || cfg.Tokens != nil {
 		t.Errorf("webhook and origins: %+v %v", cfg, err)
+	}
+}
+
+// TestGOMAXPROCSOption: --gomaxprocs is auto by default, 0 or a count
+// otherwise, from the flag or CASTBRIDGE_GOMAXPROCS; GOMAXPROCS in the
+// environment decides when neither is given; anything else is refused.
+func TestGOMAXPROCSOption(t *testing.T) {
+	cases := []struct {
+		args      []string
+		env       map[string]string
+		want      int
+		fromEnv   bool
+		wantError string
+	}{
+		{want: -1},
+		{args: []string{"--gomaxprocs", "auto"}, want: -1},
+		{args: []string{"--gomaxprocs", "0"}, want: 0},
+		{args: []string{"--gomaxprocs", "3"}, want: 3},
+		{env: map[string]string{"CASTBRIDGE_GOMAXPROCS": "2"}, want: 2},
+		{env: map[string]string{"GOMAXPROCS": "4"}, want: -1, fromEnv: true},
+		{args: []string{"--gomaxprocs", "1"}, env: map[string]string{"GOMAXPROCS": "4"}, want: 1},
+		{args: []string{"--gomaxprocs", "-2"}, wantError: "is not auto or a count"},
+		{args: []string{"--gomaxprocs", "many"}, wantError: "is not auto or a count"},
+	}
+	for _, c := range cases {
+		o, err := parseOptions(c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if c.wantError != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantError) {
+				t.Errorf("%v %v: error %v, want %q", c.args, c.env, err, c.wantError)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v %v: %v", c.args, c.env, err)
+		}
+		if o.procs != c.want || o.procsFromEnv != c.fromEnv {
+			t.Errorf("%v %v: procs %d (from GOMAXPROCS: %v), want %d (%v)", c.args, c.env, o.procs, o.procsFromEnv, c.want, c.fromEnv)
+		}
+	}
+
+	// A count holds while the gateway runs and is undone after.
+	def := runtime.GOMAXPROCS(0)
+	stop := sizeScheduler(t.Context(), options{procs: 1}, slog.New(slog.DiscardHandler))
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("--gomaxprocs 1: GOMAXPROCS %d", n)
+	}
+	stop()
+	if n := runtime.GOMAXPROCS(0); n != def {
+		t.Errorf("after the gateway: GOMAXPROCS %d, want the default %d", n, def)
 	}
 }
