@@ -575,6 +575,18 @@ func (ft *fastTrack) drain(consume func(fastPacket)) (n int, holding bool) {
 	return n, holding
 }
 
+// serve is the track's reader: it hands the queued packets to consume as
+// they come, until the track is closed and drained.
+func (ft *fastTrack) serve(consume func(fastPacket)) {
+	var timer *time.Timer
+	defer stopTimer(&timer)
+	for ft.wait(&timer) {
+		ft.drainMu.Lock()
+		_, _ = ft.drain(consume)
+		ft.drainMu.Unlock()
+	}
+}
+
 // setConsumer makes c the track's consumer, for kick.
 func (ft *fastTrack) setConsumer(c *trackConsumer) { ft.consumer.Store(c) }
 

@@ -779,15 +779,9 @@ func TestFastTrackKickConcurrent(t *testing.T) {
 	}
 	ft.setConsumer(&trackConsumer{consume: consume, inline: func() bool { return true }})
 	readerDone := make(chan struct{})
-	go func() { // ReadRTP's loop
+	go func() {
 		defer close(readerDone)
-		var timer *time.Timer
-		defer stopTimer(&timer)
-		for ft.wait(&timer) {
-			ft.drainMu.Lock()
-			_, _ = ft.drain(consume)
-			ft.drainMu.Unlock()
-		}
+		ft.serve(consume)
 	}()
 	stop := make(chan struct{})
 	wakerDone := make(chan struct{})

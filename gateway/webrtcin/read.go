@@ -76,13 +76,7 @@ func (s *Session) ReadRTP(track *webrtc.TrackRemote, stats *RTPStats, arrived Ar
 		ft.setConsumer(&trackConsumer{consume: consume, inline: inline})
 		defer ft.clearConsumer()
 	}
-	var timer *time.Timer
-	defer stopTimer(&timer)
-	for ft.wait(&timer) {
-		ft.drainMu.Lock()
-		_, _ = ft.drain(consume)
-		ft.drainMu.Unlock()
-	}
+	ft.serve(consume)
 }
 
 // InlineAlways is ReadRTP's inline for a handler that never blocks.
