@@ -39,6 +39,7 @@ var allowedImports = map[string][]string{
 	"gateway/apierr":            nil,
 	"gateway/events":            nil,
 	"gateway/meter":             nil,
+	"gateway/procs":             nil,
 	"gateway/outpolicy":         nil,
 	"gateway/cluster":           nil,
 	"gateway/webhook":           {"gateway/events"},
@@ -62,7 +63,7 @@ var allowedImports = map[string][]string{
 	"httpapi":               {"gateway", "gateway/apierr", "gateway/rtmpout", "gateway/cluster", "httpapi/auth"},
 	"httpapi/auth":          nil,
 	"httpapi/e2e":           nil,
-	"cmd/castbridge":        {"gateway", "gateway/cluster", "gateway/events", "gateway/rtmpout", "gateway/webhook", "httpapi", "httpapi/auth", "transmux/rtmp/ingest"},
+	"cmd/castbridge":        {"gateway", "gateway/cluster", "gateway/events", "gateway/procs", "gateway/rtmpout", "gateway/webhook", "httpapi", "httpapi/auth", "transmux/rtmp/ingest"},
 	"cmd/loadgen":           {"gateway/gatewaytest", "transmux/format/mediafile", "transmux/rtmp/ingest"},
 	"cmd/loadgen/srtpfloor": nil,
 }
