@@ -219,7 +219,7 @@ func (ft *fastTrack) next() (fastPacket, bool) {
 	var timer *time.Timer
 	defer stopTimer(&timer)
 	for ft.wait(&timer) {
-		if p, ok := ft.pop(); ok {
+		if p, ok, _ := ft.pop(); ok {
 			return p, true
 		}
 	}
